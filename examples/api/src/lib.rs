@@ -1,0 +1,96 @@
+//! The example system's API crate: the service traits and their data types, nothing
+//! else. Every node depends on it; none of them needs to know where a service runs.
+
+use intercall::CallError;
+use serde::{Deserialize, Serialize};
+
+/// A product in the catalog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Product {
+    /// Assigned by [`Catalog::save`] when empty.
+    pub id: String,
+    pub name: String,
+    /// Price in cents.
+    pub price_cents: u64,
+    pub tags: Vec<String>,
+}
+
+/// What can go wrong in the catalog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+pub enum CatalogError {
+    #[error("no product with id `{id}`")]
+    NotFound { id: String },
+    #[error("invalid product: {0}")]
+    Invalid(String),
+    /// The catalog could not be reached (timeout, refused connection, bad reply).
+    #[error("catalog unavailable: {0}")]
+    Unavailable(CallError),
+}
+
+impl From<CallError> for CatalogError {
+    fn from(error: CallError) -> Self {
+        CatalogError::Unavailable(error)
+    }
+}
+
+/// The product catalog.
+#[intercall::service]
+pub trait Catalog {
+    /// Saves a product and returns it with its id.
+    async fn save(&self, product: Product) -> Result<Product, CatalogError>;
+    /// Finds a product by id.
+    async fn get(&self, id: String) -> Result<Product, CatalogError>;
+    /// Removes a product; removing a missing product is `NotFound`.
+    async fn delete(&self, id: String) -> Result<(), CatalogError>;
+}
+
+/// One line of an order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderLine {
+    pub product_id: String,
+    pub quantity: u32,
+}
+
+/// A priced order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quote {
+    pub lines: Vec<PricedLine>,
+    pub total_cents: u64,
+    /// The coupon that was applied, if any.
+    pub coupon: Option<String>,
+}
+
+/// An order line with its product and price.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PricedLine {
+    pub product: Product,
+    pub quantity: u32,
+    pub subtotal_cents: u64,
+}
+
+/// What can go wrong at checkout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+pub enum CheckoutError {
+    #[error("the order is empty")]
+    EmptyOrder,
+    #[error("unknown coupon `{0}`")]
+    UnknownCoupon(String),
+    /// The catalog answered with its own typed error.
+    #[error("catalog: {0}")]
+    Catalog(CatalogError),
+    #[error("checkout unavailable: {0}")]
+    Unavailable(CallError),
+}
+
+impl From<CallError> for CheckoutError {
+    fn from(error: CallError) -> Self {
+        CheckoutError::Unavailable(error)
+    }
+}
+
+/// Prices orders; looks products up in the [`Catalog`].
+#[intercall::service]
+pub trait Checkout {
+    /// Prices an order, applying `coupon` when given.
+    async fn quote(&self, lines: Vec<OrderLine>, coupon: Option<String>) -> Result<Quote, CheckoutError>;
+}

@@ -1,0 +1,220 @@
+//! The macro's own model of a service trait, parsed from syn's tree. Every node keeps a
+//! reference to the syn node it came from, so a later error can point at it. Checks
+//! that concern a single item happen here; rules across methods live in `valid.rs`.
+
+use proc_macro2::Ident;
+use syn::ext::IdentExt;
+use syn::{
+    Attribute, FnArg, GenericArgument, ItemTrait, Pat, PathArguments, ReturnType, Signature, TraitItem, TraitItemFn,
+    Type, TypeParamBound, Visibility,
+};
+
+use crate::attr::Args;
+use crate::errors::Errors;
+
+pub(crate) struct Service<'a> {
+    pub(crate) vis: &'a Visibility,
+    pub(crate) ident: &'a Ident,
+    /// The name in URLs: the trait's name unless `#[service(name = "...")]` says otherwise.
+    pub(crate) name: String,
+    /// The path generated code reaches `intercall` through.
+    pub(crate) krate: syn::Path,
+    pub(crate) docs: Vec<&'a Attribute>,
+    pub(crate) methods: Vec<Method<'a>>,
+}
+
+pub(crate) struct Method<'a> {
+    pub(crate) ident: &'a Ident,
+    /// The name in URLs (`r#type` is `type`).
+    pub(crate) name: String,
+    pub(crate) args: Vec<Arg<'a>>,
+    pub(crate) ok: &'a Type,
+    pub(crate) err: &'a Type,
+    /// Every attribute of the method, docs included; they carry over to generated items.
+    pub(crate) attrs: &'a [Attribute],
+    pub(crate) original: &'a TraitItemFn,
+}
+
+pub(crate) struct Arg<'a> {
+    pub(crate) ident: &'a Ident,
+    pub(crate) ty: &'a Type,
+}
+
+impl<'a> Service<'a> {
+    pub(crate) fn parse(item: &'a ItemTrait, args: Args, errors: &mut Errors) -> Self {
+        check_trait_header(item, errors);
+        let methods = item.items.iter().filter_map(|item| Method::parse(item, errors)).collect();
+        Service {
+            vis: &item.vis,
+            ident: &item.ident,
+            name: args.name.map_or_else(|| item.ident.unraw().to_string(), |name| name.value()),
+            krate: args.krate.unwrap_or_else(|| syn::parse_quote!(::intercall)),
+            docs: item.attrs.iter().filter(|attr| attr.path().is_ident("doc")).collect(),
+            methods,
+        }
+    }
+}
+
+fn check_trait_header(item: &ItemTrait, errors: &mut Errors) {
+    if let Some(unsafety) = &item.unsafety {
+        errors.at(unsafety, "a service trait cannot be `unsafe`; remove `unsafe`");
+    }
+    if let Some(auto) = &item.auto_token {
+        errors.at(auto, "a service trait cannot be an auto trait; remove `auto`");
+    }
+    if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
+        errors.at(
+            &item.generics,
+            "a service trait cannot be generic: the server and the proxy need concrete types; remove the generic parameters",
+        );
+    }
+    if let Some(colon) = &item.colon_token {
+        let bounds = &item.supertraits;
+        let only_send_sync = bounds.iter().all(|bound| match bound {
+            TypeParamBound::Trait(t) => t.path.is_ident("Send") || t.path.is_ident("Sync"),
+            _ => false,
+        });
+        if !only_send_sync {
+            errors.at(
+                quote::quote!(#colon #bounds),
+                "a service trait cannot have supertraits (the proxy could not implement them); remove them. `Send + Sync` is added for you",
+            );
+        }
+    }
+}
+
+impl<'a> Method<'a> {
+    fn parse(item: &'a TraitItem, errors: &mut Errors) -> Option<Self> {
+        let TraitItem::Fn(method) = item else {
+            errors.at(item, "a service trait holds only `async fn` methods; move this item out of the trait");
+            return None;
+        };
+        let sig = &method.sig;
+        let mut ok = true;
+        let mut reject = |tokens: &dyn quote::ToTokens, message: &str| {
+            errors.at(tokens, message);
+            ok = false;
+        };
+
+        if sig.asyncness.is_none() {
+            reject(&sig.fn_token, "expected `async fn`: service methods are async; write `async fn`");
+        }
+        if let Some(constness) = &sig.constness {
+            reject(constness, "a service method cannot be `const`; write `async fn`");
+        }
+        if let Some(unsafety) = &sig.unsafety {
+            reject(unsafety, "a service method cannot be `unsafe`; remove `unsafe`");
+        }
+        if let Some(abi) = &sig.abi {
+            reject(abi, "a service method cannot have an ABI; remove it");
+        }
+        if let Some(variadic) = &sig.variadic {
+            reject(variadic, "a service method cannot be variadic; pass a `Vec` instead");
+        }
+        if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+            reject(
+                &sig.generics,
+                "a service method cannot be generic: a remote call needs concrete types; replace the type parameters with concrete types",
+            );
+        }
+        if let Some(body) = &method.default {
+            reject(body, "a service method cannot have a default body: the proxy and the implementation each define it; remove the body and end the line with `;`");
+        }
+        check_receiver(sig, &mut reject);
+        let args: Vec<_> = sig.inputs.iter().skip(1).filter_map(|arg| Arg::parse(arg, &mut reject)).collect();
+        let result = result_types(sig);
+        if result.is_none() {
+            let at: &dyn quote::ToTokens = match &sig.output {
+                ReturnType::Type(_, ty) => ty,
+                ReturnType::Default => sig,
+            };
+            reject(
+                at,
+                "a service method returns `Result<T, E>` (where `E: From<intercall::CallError>`), written out: an alias such as `io::Result<T>` hides the error type",
+            );
+        }
+        let (ok_ty, err_ty) = result?;
+        ok.then_some(Method {
+            ident: &sig.ident,
+            name: sig.ident.unraw().to_string(),
+            args,
+            ok: ok_ty,
+            err: err_ty,
+            attrs: &method.attrs,
+            original: method,
+        })
+    }
+}
+
+fn check_receiver(sig: &Signature, reject: &mut impl FnMut(&dyn quote::ToTokens, &str)) {
+    const SHARED: &str = "calls run concurrently on one shared implementation; write `&self` and keep mutable state behind a `Mutex` or atomics";
+    match sig.inputs.first() {
+        Some(FnArg::Receiver(receiver)) => {
+            if receiver.colon_token.is_some() {
+                reject(receiver, &format!("a service method takes plain `&self`, not a typed receiver: {SHARED}"));
+            } else if receiver.reference.is_none() {
+                reject(receiver, &format!("a service method takes `&self`, not `self`: {SHARED}"));
+            } else if receiver.mutability.is_some() {
+                reject(receiver, &format!("a service method takes `&self`, not `&mut self`: {SHARED}"));
+            } else if let Some((_, Some(lifetime))) = &receiver.reference {
+                reject(lifetime, "a service method takes plain `&self`; remove the lifetime");
+            }
+        }
+        _ => {
+            let at = sig.paren_token.span.join();
+            reject(
+                &quote::quote_spanned!(at=> ()),
+                "a service method needs `&self` as its first argument: it runs on the implementation; write `(&self, ...)`",
+            );
+        }
+    }
+}
+
+impl<'a> Arg<'a> {
+    fn parse(arg: &'a FnArg, reject: &mut impl FnMut(&dyn quote::ToTokens, &str)) -> Option<Self> {
+        let FnArg::Typed(typed) = arg else {
+            reject(arg, "`self` can only be the first argument");
+            return None;
+        };
+        let ident = match &*typed.pat {
+            Pat::Ident(pat) if pat.by_ref.is_none() && pat.mutability.is_none() && pat.subpat.is_none() => &pat.ident,
+            pat => {
+                reject(pat, "an argument must be a plain name (it is the argument's JSON field); write `name: Type`");
+                return None;
+            }
+        };
+        match &*typed.ty {
+            Type::Reference(reference) => {
+                reject(
+                    reference,
+                    "arguments cross the wire by value; write an owned type (`String` for `&str`, `Vec<T>` for `&[T]`)",
+                );
+                None
+            }
+            Type::ImplTrait(impl_trait) => {
+                reject(impl_trait, "a service method cannot take `impl Trait`: a remote call needs a concrete type");
+                None
+            }
+            ty => Some(Arg { ident, ty }),
+        }
+    }
+}
+
+/// `T` and `E` of a return type written `Result<T, E>` (with any path to `Result`).
+fn result_types(sig: &Signature) -> Option<(&Type, &Type)> {
+    let ReturnType::Type(_, ty) = &sig.output else { return None };
+    let Type::Path(path) = &**ty else { return None };
+    let last = path.path.segments.last()?;
+    if last.ident != "Result" || path.qself.is_some() {
+        return None;
+    }
+    let PathArguments::AngleBracketed(generics) = &last.arguments else { return None };
+    let mut types = generics.args.iter().map(|arg| match arg {
+        GenericArgument::Type(ty) => Some(ty),
+        _ => None,
+    });
+    match (types.next(), types.next(), types.next()) {
+        (Some(Some(ok)), Some(Some(err)), None) => Some((ok, err)),
+        _ => None,
+    }
+}

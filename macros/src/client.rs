@@ -1,0 +1,74 @@
+//! `{Trait}Proxy`: the same trait, implemented by calling the remote server.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote};
+use syn::LitStr;
+
+use crate::ast::{Method, Service};
+use crate::trait_def::{output, typed_args};
+
+// Input:  trait Catalog { async fn get(&self, id: String) -> Result<P, E>; }
+// Output: #[derive(Clone, Debug)] pub struct CatalogProxy { .. }
+//         impl CatalogProxy { pub fn new(invoker: Invoker) -> Result<Self, intercall::Error> }
+//         impl Catalog for CatalogProxy {
+//             async fn get(&self, id: String) -> Result<P, E> { /* POST {"id": ..} to /Catalog/get */ }
+//         }
+pub(crate) fn proxy(service: &Service<'_>) -> TokenStream {
+    let Service { vis, ident, krate, name, docs, .. } = service;
+    let proxy = format_ident!("{}Proxy", ident);
+    let method_names = service.methods.iter().map(|m| &m.name);
+    let methods = service.methods.iter().enumerate().map(|(index, method)| proxy_method(service, index, method));
+    let doc = format!("Calls a remote [`{ident}`] (service `{name}`) over HTTP; it is a `{ident}` itself.");
+
+    quote! {
+        #[doc = #doc]
+        ///
+        #(#docs)*
+        #[derive(::core::clone::Clone, ::core::fmt::Debug)]
+        #vis struct #proxy {
+            endpoint: #krate::__private::Endpoint,
+        }
+
+        impl #proxy {
+            #[doc = concat!("Resolves service `", #name, "` in the invoker's configuration.")]
+            ///
+            /// Fails, naming the service and the configuration's source, when the
+            /// configuration has no entry for it. Every proxy built from one invoker shares
+            /// its connection pool.
+            #vis fn new(invoker: #krate::Invoker) -> ::core::result::Result<Self, #krate::Error> {
+                let endpoint = invoker.endpoint(#name, &[#(#method_names),*])?;
+                ::core::result::Result::Ok(Self { endpoint })
+            }
+        }
+
+        impl #ident for #proxy {
+            #(#methods)*
+        }
+    }
+}
+
+fn proxy_method(service: &Service<'_>, index: usize, method: &Method<'_>) -> TokenStream {
+    let krate = &service.krate;
+    let serde_crate = LitStr::new(&format!("{}::__private::serde", quote!(#krate)), Span::call_site());
+    let Method { ident, attrs, .. } = method;
+    let docs = attrs.iter().filter(|attr| attr.path().is_ident("doc"));
+    let args = typed_args(method);
+    let output = output(method);
+    let fields = method.args.iter().map(|arg| {
+        let (field, ty) = (arg.ident, arg.ty);
+        quote!(#field: &'__intercall #ty)
+    });
+    let names: Vec<_> = method.args.iter().map(|arg| arg.ident).collect();
+    // A struct without fields cannot declare an unused lifetime.
+    let lifetime = (!names.is_empty()).then(|| quote!(<'__intercall>));
+    quote! {
+        #(#docs)*
+        async fn #ident(&self, #(#args),*) -> #output {
+            #[derive(#krate::__private::serde::Serialize)]
+            #[serde(crate = #serde_crate)]
+            struct __IntercallArgs #lifetime { #(#fields),* }
+
+            self.endpoint.call(#index, &__IntercallArgs { #(#names: &#names),* }).await
+        }
+    }
+}

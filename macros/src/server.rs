@@ -1,0 +1,83 @@
+//! `{Trait}Server`: the real implementation behind an axum `Router`.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+use syn::LitStr;
+
+use crate::ast::Service;
+
+// Input:  trait Catalog { async fn get(&self, id: String) -> Result<P, E>; }
+// Output: pub struct CatalogServer<T> { .. }
+//         impl<T: Catalog + 'static> CatalogServer<T> { new, from_arc, max_body_bytes, into_router }
+//         into_router() routes `POST /Catalog/get` to a handler that decodes `{"id": ..}`
+//         and calls `T::get`.
+pub(crate) fn server(service: &Service<'_>) -> TokenStream {
+    let Service { vis, ident, krate, name, .. } = service;
+    let server = format_ident!("{}Server", ident);
+    let serde_crate = LitStr::new(&format!("{}::__private::serde", quote!(#krate)), proc_macro2::Span::call_site());
+    let method_names = service.methods.iter().map(|m| &m.name);
+
+    let routes = service.methods.iter().map(|method| {
+        let (method_ident, method_name) = (method.ident, &method.name);
+        let args_struct = format_ident!("__IntercallArgs_{}", method_name);
+        let fields = method.args.iter().map(|arg| {
+            let (field, ty) = (arg.ident, arg.ty);
+            quote!(#field: #ty)
+        });
+        let names = method.args.iter().map(|arg| arg.ident);
+        quote! {
+            .method(#method_name, {
+                #[derive(#krate::__private::serde::Deserialize)]
+                #[serde(crate = #serde_crate)]
+                #[allow(non_camel_case_types)]
+                struct #args_struct { #(#fields),* }
+
+                |implementation: ::std::sync::Arc<__IntercallImpl>, args: #args_struct| async move {
+                    <__IntercallImpl as #ident>::#method_ident(&*implementation, #(args.#names),*).await
+                }
+            })
+        }
+    });
+
+    let doc = format!(
+        "Serves a [`{ident}`] implementation over HTTP: `POST /{name}/{{method}}` with a JSON object of the named arguments."
+    );
+    let route_docs: String = service.methods.iter().map(|m| format!("- `POST /{name}/{}`\n", m.name)).collect();
+    let route_docs = format!("The routes:\n\n{route_docs}");
+    quote! {
+        #[doc = #doc]
+        ///
+        /// Merge several servers' routers with `Router::merge` and serve them with
+        /// `intercall::serve`.
+        #vis struct #server<__IntercallImpl> {
+            implementation: ::std::sync::Arc<__IntercallImpl>,
+            options: #krate::__private::ServerOptions,
+        }
+
+        impl<__IntercallImpl: #ident + 'static> #server<__IntercallImpl> {
+            /// Wraps the real implementation.
+            #vis fn new(implementation: __IntercallImpl) -> Self {
+                Self::from_arc(::std::sync::Arc::new(implementation))
+            }
+
+            /// Wraps an implementation the node also uses elsewhere.
+            #vis fn from_arc(implementation: ::std::sync::Arc<__IntercallImpl>) -> Self {
+                Self { implementation, options: ::core::default::Default::default() }
+            }
+
+            /// The largest request body accepted, in bytes (default 2 MiB); a larger one
+            /// gets `413 payload_too_large` and the implementation does not run.
+            #vis fn max_body_bytes(mut self, limit: usize) -> Self {
+                self.options.max_body_bytes = limit;
+                self
+            }
+
+            #[doc = #route_docs]
+            #vis fn into_router(self) -> #krate::Router {
+                #krate::__private::ServiceRouter::new(#name, &[#(#method_names),*], self.implementation, self.options)
+                    #(#routes)*
+                    .finish()
+            }
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! The two error types of intercall.
+//!
+//! [`Error`] is a setup failure (a bad `services.toml`, a proxy for a service that has no
+//! entry); it happens once, at start-up. [`CallError`] is a failure of one remote call
+//! that is not the service's own typed error: the transport, the framework, or the reply.
+//! Both are opaque structs with predicates, as `reqwest::Error` is, so new kinds can be
+//! added without breaking code that matches on them.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A setup failure: a `services.toml` that cannot be used, or a proxy built for a
+/// service the configuration does not name.
+///
+/// The message always names the source (a file path, `<inline TOML>` or `<builder>`),
+/// and for file problems the line, column and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ErrorKind {
+    Config,
+    Lookup,
+}
+
+impl Error {
+    pub(crate) fn config(message: impl Into<String>) -> Self {
+        Self { kind: ErrorKind::Config, message: message.into() }
+    }
+
+    pub(crate) fn lookup(message: impl Into<String>) -> Self {
+        Self { kind: ErrorKind::Lookup, message: message.into() }
+    }
+
+    pub(crate) fn unreadable_file(path: &Path, err: &std::io::Error) -> Self {
+        Self::config(format!("cannot read services config `{}`: {err}", path.display()))
+    }
+
+    /// The configuration could not be read or is invalid.
+    pub fn is_config(&self) -> bool {
+        self.kind == ErrorKind::Config
+    }
+
+    /// A proxy was built for a service the configuration has no entry for.
+    pub fn is_lookup(&self) -> bool {
+        self.kind == ErrorKind::Lookup
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Why a remote call failed, when the failure is not the method's own typed error.
+///
+/// Every service error type implements `From<CallError>`, so a proxy call hands this
+/// to the caller as a value of the method's error type, never as a panic. Inspect it
+/// with the predicates; the [`Display`](fmt::Display) text names the service, the
+/// method and what went wrong.
+///
+/// `CallError` is `Clone`, comparable and serde-serializable, so a service error type
+/// can carry it as a variant (`Unavailable(CallError)`) and send it on across hops.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallError {
+    kind: CallErrorKind,
+    service: String,
+    method: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
+    message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum CallErrorKind {
+    Timeout,
+    Connect,
+    Status,
+    Decode,
+    Encode,
+    Lookup,
+}
+
+impl CallError {
+    fn new(kind: CallErrorKind, service: &str, method: &str, message: String) -> Self {
+        Self { kind, service: service.to_owned(), method: method.to_owned(), status: None, message }
+    }
+
+    pub(crate) fn timeout(service: &str, method: &str, after: Duration) -> Self {
+        let message = format!("no reply within {} ms", after.as_millis());
+        Self::new(CallErrorKind::Timeout, service, method, message)
+    }
+
+    pub(crate) fn connect(service: &str, method: &str, message: String) -> Self {
+        Self::new(CallErrorKind::Connect, service, method, message)
+    }
+
+    pub(crate) fn status(service: &str, method: &str, status: u16, message: String) -> Self {
+        let mut err = Self::new(CallErrorKind::Status, service, method, message);
+        err.status = Some(status);
+        err
+    }
+
+    pub(crate) fn decode(service: &str, method: &str, status: u16, message: String) -> Self {
+        let mut err = Self::new(CallErrorKind::Decode, service, method, message);
+        err.status = Some(status);
+        err
+    }
+
+    pub(crate) fn encode(service: &str, method: &str, message: String) -> Self {
+        Self::new(CallErrorKind::Encode, service, method, message)
+    }
+
+    /// No reply arrived within the service's `timeout_ms`.
+    pub fn is_timeout(&self) -> bool {
+        self.kind == CallErrorKind::Timeout
+    }
+
+    /// The connection could not be made (refused, unreachable) or broke before a
+    /// complete reply arrived.
+    pub fn is_connect(&self) -> bool {
+        self.kind == CallErrorKind::Connect
+    }
+
+    /// The server answered with a framework error (bad request, unknown method, body
+    /// too large, panic, ...) or a non-intercall error status; see [`status`](Self::status).
+    pub fn is_status(&self) -> bool {
+        self.kind == CallErrorKind::Status
+    }
+
+    /// The reply arrived but could not be decoded as the method's `Ok` or error type.
+    pub fn is_decode(&self) -> bool {
+        self.kind == CallErrorKind::Decode
+    }
+
+    /// The arguments could not be serialized to JSON (for example a map whose keys are
+    /// not strings); nothing was sent.
+    pub fn is_encode(&self) -> bool {
+        self.kind == CallErrorKind::Encode
+    }
+
+    /// The service has no URL in the configuration. A generated proxy resolves its URL
+    /// when it is built, so this only arises from a converted setup [`Error`].
+    pub fn is_lookup(&self) -> bool {
+        self.kind == CallErrorKind::Lookup
+    }
+
+    /// The HTTP status of the reply, when one arrived.
+    pub fn status_code(&self) -> Option<u16> {
+        self.status
+    }
+
+    /// The name of the called service.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// The name of the called method.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// What went wrong, without the service and method prefix.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl From<Error> for CallError {
+    fn from(err: Error) -> Self {
+        // Either way the service could not be resolved to a URL.
+        Self::new(CallErrorKind::Lookup, "", "", err.message)
+    }
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.service.is_empty() {
+            write!(f, "call to {}.{} failed: ", self.service, self.method)?;
+        }
+        let what = match self.kind {
+            CallErrorKind::Timeout => "timeout",
+            CallErrorKind::Connect => "connection failed",
+            CallErrorKind::Status => "error status",
+            CallErrorKind::Decode => "undecodable reply",
+            CallErrorKind::Encode => "arguments not serializable",
+            CallErrorKind::Lookup => "no service URL",
+        };
+        match self.status {
+            Some(status) => write!(f, "{what} (HTTP {status}): {}", self.message),
+            None => write!(f, "{what}: {}", self.message),
+        }
+    }
+}
+
+impl fmt::Debug for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallError")
+            .field("kind", &self.kind)
+            .field("service", &self.service)
+            .field("method", &self.method)
+            .field("status", &self.status)
+            .field("message", &self.message)
+            .finish()
+    }
+}
+
+impl std::error::Error for CallError {}

@@ -1,0 +1,144 @@
+//! Turn a Rust trait into a remote service.
+//!
+//! `#[intercall::service]` on a trait generates two things beside it:
+//!
+//! - `{Trait}Server`: wraps the real implementation and turns into an axum [`Router`]
+//!   with one `POST /{service}/{method}` route per method;
+//! - `{Trait}Proxy`: implements the same trait by calling that server over HTTP, so the
+//!   code that calls the service is the same whether the implementation is local or
+//!   remote.
+//!
+//! ```
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+//! pub struct Product { pub id: String, pub name: String }
+//!
+//! #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+//! pub enum CatalogError {
+//!     NotFound { id: String },
+//!     Unavailable(intercall::CallError),
+//! }
+//!
+//! // A transport failure reaches the caller as a value of the method's error type.
+//! impl From<intercall::CallError> for CatalogError {
+//!     fn from(error: intercall::CallError) -> Self {
+//!         CatalogError::Unavailable(error)
+//!     }
+//! }
+//!
+//! #[intercall::service]
+//! pub trait Catalog {
+//!     /// Finds a product by id.
+//!     async fn get(&self, id: String) -> Result<Product, CatalogError>;
+//! }
+//!
+//! // The real implementation is a plain `impl` with plain `async fn`s.
+//! struct InMemory;
+//! impl Catalog for InMemory {
+//!     async fn get(&self, id: String) -> Result<Product, CatalogError> {
+//!         Err(CatalogError::NotFound { id })
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Serve it...
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let url = format!("http://{}/", listener.local_addr()?);
+//! tokio::spawn(intercall::serve(listener, CatalogServer::new(InMemory).into_router()));
+//!
+//! // ...and call it through the proxy, which is a `Catalog` too.
+//! let invoker = intercall::Invoker::builder().service("Catalog", url).build()?;
+//! let catalog = CatalogProxy::new(invoker)?;
+//! let reply = catalog.get("p-1".into()).await;
+//! assert_eq!(reply, Err(CatalogError::NotFound { id: "p-1".into() }));
+//! # Ok(()) }
+//! ```
+//!
+//! Where each service lives comes from `services.toml` (see [`Invoker`]); the wire
+//! protocol is specified in `docs/PROTOCOL.md`.
+
+#![warn(missing_docs)]
+
+// Lets the generated code's `::intercall::` paths resolve inside this crate's own tests.
+extern crate self as intercall;
+
+mod config;
+mod error;
+mod invoker;
+mod server;
+mod type_info;
+pub mod wire;
+
+use std::future::Future;
+
+pub use axum::Router;
+pub use config::DEFAULT_TIMEOUT;
+pub use error::{CallError, Error};
+pub use intercall_macros::service;
+pub use invoker::{Invoker, InvokerBuilder, SERVICES_ENV};
+pub use server::{DEFAULT_MAX_BODY_BYTES, unknown_service};
+
+/// Serves `router` on `listener` until the process ends, with intercall's
+/// `unknown_service` reply for paths no service claims.
+///
+/// `router` is usually one `XServer::into_router()` or several merged with
+/// [`Router::merge`].
+pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
+    axum::serve(listener, router.fallback(unknown_service)).await
+}
+
+/// Like [`serve`], and stops accepting when `shutdown` completes, letting calls in
+/// flight finish.
+pub async fn serve_with_shutdown<F>(listener: tokio::net::TcpListener, router: Router, shutdown: F) -> std::io::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    axum::serve(listener, router.fallback(unknown_service)).with_graceful_shutdown(shutdown).await
+}
+
+/// Checks that a service's error type can carry transport failures and cross the wire.
+///
+/// Every method's `E` in `Result<T, E>` must implement `From<CallError>`, `Serialize`
+/// and `Deserialize`; this trait has a blanket impl for exactly those types, so you never
+/// implement it yourself.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the error type of an intercall method",
+    label = "this error type needs `From<intercall::CallError>`, `Serialize` and `Deserialize`",
+    note = "add `impl From<intercall::CallError> for {Self}` (a transport failure becomes a value of it) and derive `serde::Serialize` and `serde::Deserialize`"
+)]
+pub trait ServiceError: From<CallError> + serde::Serialize + serde::de::DeserializeOwned + Send + 'static {}
+
+impl<E> ServiceError for E where E: From<CallError> + serde::Serialize + serde::de::DeserializeOwned + Send + 'static {}
+
+/// Checks that an argument or result type can cross the wire.
+///
+/// Blanket-implemented for every `Serialize + DeserializeOwned + Send + Sync + 'static`
+/// type; you never implement it yourself.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot cross the wire as an intercall argument or result",
+    label = "arguments and results need `Serialize`, `Deserialize`, `Send` and `Sync`",
+    note = "derive `serde::Serialize` and `serde::Deserialize` for it, and use owned data (no references)"
+)]
+pub trait WireType: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static {}
+
+impl<T> WireType for T where T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static {}
+
+/// The contract with `#[intercall::service]`'s generated code: exactly what it needs,
+/// under paths that do not depend on the user's own dependencies. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::invoker::Endpoint;
+    pub use crate::server::{ServerOptions, ServiceRouter};
+    pub use serde;
+
+    /// The boxed future of a method called through `dyn Trait`.
+    pub type BoxFuture<'a, T> = core::pin::Pin<Box<dyn core::future::Future<Output = T> + Send + 'a>>;
+
+    /// Type assertion the macro emits at the span of each method's error type.
+    pub const fn assert_service_error<E: crate::ServiceError>() {}
+
+    /// Type assertion the macro emits at the span of each argument and result type.
+    pub const fn assert_wire_type<T: crate::WireType>() {}
+}
