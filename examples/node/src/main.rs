@@ -1,1 +1,170 @@
-fn main() {}
+//! The example system's node binary.
+//!
+//! `example-node` (no argument) runs the whole system on loopback: it starts a
+//! `checkout` node and, when built with `--features remote-catalog`, a separate
+//! `catalog` node, as child processes of itself; then it acts as the front end and calls
+//! `Checkout` through `CheckoutProxy`, printing each call and its result.
+//!
+//! Built with default features, the checkout node links the real `Catalog`; with
+//! `remote-catalog`, it calls the catalog node through `CatalogProxy`. The code that
+//! calls `Catalog` (`ShopCheckout` in `example-services`) is the same in both builds.
+//! Where each service lives comes from `services.toml` (or `INTERCALL_SERVICES`).
+
+use std::process::Stdio;
+use std::sync::Arc;
+
+use example_api::{Catalog, CatalogServer, Checkout, CheckoutProxy, CheckoutServer, OrderLine, Product};
+use example_services::{InMemoryCatalog, ShopCheckout};
+use intercall::Invoker;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+type Failure = Box<dyn std::error::Error + Send + Sync>;
+
+/// The line a node prints once it accepts calls; the front end waits for it.
+const READY: &str = "ready";
+
+#[tokio::main]
+async fn main() -> Result<(), Failure> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let invoker = Invoker::from_env()?;
+    match std::env::args().nth(1).as_deref() {
+        None | Some("demo") => demo(invoker).await,
+        Some("catalog") => catalog_node(invoker).await,
+        Some("checkout") => checkout_node(invoker).await,
+        Some(other) => Err(format!("unknown role `{other}`; expected `demo`, `catalog` or `checkout`").into()),
+    }
+}
+
+/// The catalog node: the real `Catalog`, seeded with a few products.
+async fn catalog_node(invoker: Invoker) -> Result<(), Failure> {
+    let catalog = seeded_catalog().await;
+    serve(&invoker, "Catalog", CatalogServer::new(catalog).into_router()).await
+}
+
+/// The checkout node: `Checkout`, on top of the real or the remote `Catalog`.
+async fn checkout_node(invoker: Invoker) -> Result<(), Failure> {
+    #[cfg(not(feature = "remote-catalog"))]
+    let (catalog, router) = {
+        let catalog = Arc::new(seeded_catalog().await);
+        let router = CatalogServer::from_arc(Arc::clone(&catalog)).into_router();
+        (Logged { inner: catalog as Arc<dyn Catalog>, place: "local".into() }, router)
+    };
+    #[cfg(feature = "remote-catalog")]
+    let (catalog, router) = {
+        let proxy = example_api::CatalogProxy::new(invoker.clone())?;
+        let place = format!("remote {}", invoker.base_url("Catalog").unwrap_or("?"));
+        (Logged { inner: Arc::new(proxy) as Arc<dyn Catalog>, place }, intercall::Router::new())
+    };
+    let checkout = ShopCheckout::new(catalog);
+    serve(&invoker, "Checkout", router.merge(CheckoutServer::new(checkout).into_router())).await
+}
+
+/// Binds the host and port of `service`'s URL in the config, then serves `router`.
+async fn serve(invoker: &Invoker, service: &str, router: intercall::Router) -> Result<(), Failure> {
+    let url = invoker.base_url(service).ok_or_else(|| format!("services config has no URL for `{service}`"))?;
+    let address = url.trim_start_matches("http://").split('/').next().unwrap_or_default().to_owned();
+    let listener =
+        tokio::net::TcpListener::bind(&address).await.map_err(|e| format!("cannot listen on {address} for {service}: {e}"))?;
+    println!("{READY} {service} on {url}");
+    intercall::serve(listener, router).await?;
+    Ok(())
+}
+
+async fn seeded_catalog() -> InMemoryCatalog {
+    let catalog = InMemoryCatalog::default();
+    for (name, price_cents) in [("desk lamp", 2_500), ("oak desk", 19_900), ("notebook", 450)] {
+        let product = Product { id: String::new(), name: name.into(), price_cents, tags: vec![] };
+        catalog.save(product).await.expect("seed products are valid");
+    }
+    catalog
+}
+
+/// A `Catalog` that prints every call it forwards: the real one or the proxy.
+struct Logged {
+    inner: Arc<dyn Catalog>,
+    /// "local", or "remote" and the URL.
+    place: String,
+}
+
+impl Catalog for Logged {
+    async fn save(&self, product: Product) -> Result<Product, example_api::CatalogError> {
+        let result = self.inner.save(product).await;
+        println!("  Catalog.save ({}) -> {result:?}", self.place);
+        result
+    }
+
+    async fn get(&self, id: String) -> Result<Product, example_api::CatalogError> {
+        let result = self.inner.get(id.clone()).await;
+        println!("  Catalog.get({id:?}) ({}) -> {result:?}", self.place);
+        result
+    }
+
+    async fn delete(&self, id: String) -> Result<(), example_api::CatalogError> {
+        let result = self.inner.delete(id.clone()).await;
+        println!("  Catalog.delete({id:?}) ({}) -> {result:?}", self.place);
+        result
+    }
+}
+
+/// Starts the nodes, calls `Checkout` through its proxy, prints what happens.
+async fn demo(invoker: Invoker) -> Result<(), Failure> {
+    let remote_catalog = cfg!(feature = "remote-catalog");
+    println!(
+        "intercall example: Catalog is {}",
+        if remote_catalog { "a separate node, called through CatalogProxy" } else { "linked into the checkout node" }
+    );
+    let mut nodes = Vec::new();
+    if remote_catalog {
+        nodes.push(start_node("catalog").await?);
+    }
+    nodes.push(start_node("checkout").await?);
+
+    let checkout = CheckoutProxy::new(invoker)?;
+    let line = |product_id: &str, quantity| OrderLine { product_id: product_id.into(), quantity };
+    let calls = [
+        ("two lamps and a desk, coupon WELCOME10", vec![line("p-1", 2), line("p-2", 1)], Some("WELCOME10")),
+        ("a product that does not exist", vec![line("p-404", 1)], None),
+        ("an unknown coupon", vec![line("p-3", 1)], Some("FREE")),
+        ("an empty order", vec![], None),
+    ];
+    for (what, lines, coupon) in calls {
+        println!("\n-> Checkout.quote: {what}");
+        let result = checkout.quote(lines, coupon.map(String::from)).await;
+        match &result {
+            Ok(quote) => println!("<- Ok: total {} cents, {} lines", quote.total_cents, quote.lines.len()),
+            Err(error) => println!("<- Err (typed {}): {error:?}", std::any::type_name_of_val(error)),
+        }
+    }
+
+    for mut node in nodes {
+        node.kill().await?;
+    }
+    Ok(())
+}
+
+/// Runs this same binary as `role`, forwards its output with a prefix, and returns once
+/// it prints its ready line.
+async fn start_node(role: &'static str) -> Result<Child, Failure> {
+    let mut child = Command::new(std::env::current_exe()?).arg(role).stdout(Stdio::piped()).kill_on_drop(true).spawn()?;
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
+    loop {
+        match lines.next_line().await? {
+            Some(line) if line.starts_with(READY) => {
+                println!("[{role}] {line}");
+                break;
+            }
+            Some(line) => println!("[{role}] {line}"),
+            None => return Err(format!("the {role} node exited before it was ready (see its error above)").into()),
+        }
+    }
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            println!("[{role}] {line}");
+        }
+    });
+    Ok(child)
+}
