@@ -13,6 +13,7 @@
 //! key: unknown keys, a missing or malformed URL, a scheme other than http(s), a zero
 //! timeout, a service name that cannot be a URL path segment.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
@@ -75,7 +76,7 @@ struct RawFile {
     #[serde(default)]
     defaults: RawDefaults,
     #[serde(default)]
-    services: BTreeMap<Spanned<String>, RawService>,
+    services: BTreeMap<String, Spanned<RawService>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -101,7 +102,10 @@ impl Config {
         let at = |span: Option<Range<usize>>, message: &str| {
             Error::config(format!("invalid services config {}: {message}", locate(&source, text, span)))
         };
-        let raw: RawFile = toml::from_str(text).map_err(|e| at(e.span(), e.message().trim_end()))?;
+        let raw: RawFile = parse_toml(text).map_err(|(e, key)| match key {
+            Some(key) => at(e.span(), &format!("`{key}`: {}", e.message().trim_end())),
+            None => at(e.span(), e.message().trim_end()),
+        })?;
 
         let default_timeout = match raw.defaults.timeout_ms {
             Some(ms) => timeout(&ms).map_err(|m| at(Some(ms.span()), &format!("`defaults.timeout_ms` {m}")))?,
@@ -109,18 +113,31 @@ impl Config {
         };
         let mut services = BTreeMap::new();
         for (name, entry) in raw.services {
-            let key = format!("services.{}", name.get_ref());
-            check_service_name(name.get_ref()).map_err(|m| at(Some(name.span()), &format!("`{key}`: {m}")))?;
+            let key = format!("services.{name}");
+            check_service_name(&name).map_err(|m| at(Some(entry.span()), &format!("`{key}`: {m}")))?;
+            let entry = entry.into_inner();
             let url = &entry.url;
             let base = base_url(url.get_ref()).map_err(|m| at(Some(url.span()), &format!("`{key}.url` {m}")))?;
             let timeout = match &entry.timeout_ms {
                 Some(ms) => timeout(ms).map_err(|m| at(Some(ms.span()), &format!("`{key}.timeout_ms` {m}")))?,
                 None => default_timeout,
             };
-            services.insert(name.into_inner(), ServiceConfig { base, timeout });
+            services.insert(name, ServiceConfig { base, timeout });
         }
         Ok(Config { source, services })
     }
+}
+
+/// Parses the document, and on a type error also returns the dotted key it concerns
+/// (toml's own message names only the position).
+fn parse_toml(text: &str) -> Result<RawFile, (toml::de::Error, Option<String>)> {
+    let document = toml::Deserializer::parse(text).map_err(|e| (e, None))?;
+    serde_path_to_error::deserialize(document).map_err(|e| {
+        // `Spanned` shows up in the path as a private field; the user never wrote it.
+        let key = e.path().to_string().replace(".$__serde_spanned_private_value", "");
+        let key = (key != ".").then_some(key);
+        (e.into_inner(), key)
+    })
 }
 
 /// `path:line:column`, or just the source when the position is unknown.
@@ -128,7 +145,7 @@ fn locate(source: &Source, text: &str, span: Option<Range<usize>>) -> String {
     let Some(span) = span else { return format!("in `{source}`") };
     let before = &text[..span.start.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    let column = before[before.rfind('\n').map_or(0, |i| i + 1)..].chars().count() + 1;
     format!("in `{source}` at line {line}, column {column}")
 }
 
@@ -148,6 +165,9 @@ pub(crate) fn check_service_name(name: &str) -> Result<(), String> {
 
 /// Validates a base URL and returns it without a trailing slash.
 pub(crate) fn base_url(text: &str) -> Result<String, String> {
+    // Every message shows the URL without its credentials, whatever else is wrong.
+    let shown = redact(text);
+    let text = shown.as_ref();
     let url = Url::parse(text).map_err(|e| format!("`{text}` is not a valid URL ({e}); write e.g. \"http://127.0.0.1:8081/\""))?;
     match url.scheme() {
         "http" => {}
@@ -161,15 +181,19 @@ pub(crate) fn base_url(text: &str) -> Result<String, String> {
     if url.query().is_some() || url.fragment().is_some() {
         return Err(format!("`{text}` has a query or fragment; a base URL is scheme, host, port and an optional path prefix"));
     }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(format!("`{}` carries credentials; intercall does not send URL credentials", redact(&url)));
+    if let Cow::Owned(_) = shown {
+        return Err(format!("`{text}` carries credentials; intercall does not send URL credentials, remove them"));
     }
     Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
-fn redact(url: &Url) -> String {
-    let mut url = url.clone();
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
-    url.to_string()
+/// The URL text with any `user:password@` replaced by `***@`, found by text rather
+/// than by parsing, so that even a URL that does not parse is shown safely.
+fn redact(text: &str) -> Cow<'_, str> {
+    let authority_start = text.find("://").map_or(0, |i| i + 3);
+    let authority_len = text[authority_start..].find(['/', '?', '#']).unwrap_or(text.len() - authority_start);
+    match text[authority_start..authority_start + authority_len].rfind('@') {
+        Some(at) => Cow::Owned(format!("{}***{}", &text[..authority_start], &text[authority_start + at..])),
+        None => Cow::Borrowed(text),
+    }
 }

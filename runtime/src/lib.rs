@@ -142,3 +142,8 @@ pub mod __private {
     /// Type assertion the macro emits at the span of each argument and result type.
     pub const fn assert_wire_type<T: crate::WireType>() {}
 }
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

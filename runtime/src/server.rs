@@ -165,13 +165,13 @@ fn decode_args<A: DeserializeOwned>(body: &[u8]) -> Result<A, Response> {
             Some(serde_path_to_error::Segment::Map { key }) => Some(key.clone()),
             _ => missing_field(&e.inner().to_string()),
         };
-        match &argument {
-            Some(name) if e.path().iter().next().is_some() => {
-                bad(format!("argument `{name}` is invalid at `{}`: {}", e.path(), e.inner()), argument.as_deref())
-            }
-            Some(name) => bad(format!("missing argument `{name}`"), argument.as_deref()),
-            None => bad(format!("malformed JSON: {}", e.inner()), None),
-        }
+        let message = match (&argument, e.path().iter().count()) {
+            (Some(name), 0) => format!("missing argument `{name}`"),
+            (Some(name), 1) => format!("argument `{name}`: {}", e.inner()),
+            (Some(name), _) => format!("argument `{name}` is invalid at `{}`: {}", e.path(), e.inner()),
+            (None, _) => format!("malformed JSON: {}", e.inner()),
+        };
+        bad(message, argument.as_deref())
     })?;
     json.end().map_err(|e| bad(format!("malformed JSON: {e}"), None))?;
     Ok(args)

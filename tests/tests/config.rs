@@ -1,0 +1,345 @@
+//! `services.toml` and the builder: what a valid configuration yields, and that every
+//! mistake is a start-up `Error` naming the source, the line, the column and the key.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use example_api::{CatalogError, CatalogProxy};
+use intercall::{CallError, DEFAULT_TIMEOUT, Error, Invoker, SERVICES_ENV};
+
+/// A config file under the temp dir, named after the process and the test, removed on drop.
+struct TempConfig {
+    path: PathBuf,
+}
+
+impl TempConfig {
+    fn new(test: &str, text: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("intercall-config-{}-{test}.toml", std::process::id()));
+        std::fs::write(&path, text).expect("write a temp config");
+        Self { path }
+    }
+
+    /// The path as an error message prints it.
+    fn shown(&self) -> String {
+        self.path.display().to_string()
+    }
+}
+
+impl Drop for TempConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Fails unless `message` contains every one of `needles`, showing the whole message.
+#[track_caller]
+fn assert_mentions(message: &str, needles: &[&str]) {
+    let missing: Vec<_> = needles.iter().filter(|n| !message.contains(**n)).collect();
+    assert!(missing.is_empty(), "the message lacks {missing:?}:\n{message}");
+}
+
+/// Loads `text` from a temp file, expects a config error, and checks that its message
+/// names the file and every one of `needles`.
+#[track_caller]
+fn rejected(test: &str, text: &str, needles: &[&str]) -> String {
+    let file = TempConfig::new(test, text);
+    let err = match Invoker::from_file(&file.path) {
+        Ok(invoker) => panic!("{test}: accepted an invalid config: {invoker:?}"),
+        Err(err) => err,
+    };
+    let message = err.to_string();
+    assert!(err.is_config() && !err.is_lookup(), "{test}: not a config error: {err:?}");
+    assert_mentions(&message, &[&file.shown()]);
+    assert_mentions(&message, needles);
+    message
+}
+
+#[track_caller]
+fn builder_error(result: Result<Invoker, Error>) -> String {
+    match result {
+        Ok(invoker) => panic!("the builder accepted invalid settings: {invoker:?}"),
+        Err(err) => {
+            assert!(err.is_config(), "not a config error: {err:?}");
+            let message = err.to_string();
+            assert_mentions(&message, &["<builder>"]);
+            message
+        }
+    }
+}
+
+// ---- a valid file ------------------------------------------------------------------
+
+#[test]
+fn a_valid_file_gives_urls_and_timeouts() {
+    let file = TempConfig::new(
+        "valid",
+        r#"
+[defaults]
+timeout_ms = 1500
+
+[services.Catalog]
+url = "http://127.0.0.1:8081/"
+timeout_ms = 250
+
+[services.Checkout]
+url = "http://127.0.0.1:8082"
+
+[services.Search]
+url = "http://search.internal:9000/api/v1/"
+"#,
+    );
+    let invoker = Invoker::from_file(&file.path).unwrap_or_else(|e| panic!("a valid config was rejected: {e}"));
+
+    assert_eq!(invoker.timeout("Catalog"), Some(Duration::from_millis(250)), "the per-service override");
+    assert_eq!(invoker.timeout("Checkout"), Some(Duration::from_millis(1500)), "inherited from [defaults]");
+    assert_eq!(invoker.timeout("Search"), Some(Duration::from_millis(1500)), "inherited from [defaults]");
+
+    assert_eq!(invoker.base_url("Catalog"), Some("http://127.0.0.1:8081"), "trailing slash removed");
+    assert_eq!(invoker.base_url("Checkout"), Some("http://127.0.0.1:8082"), "no trailing slash given");
+    assert_eq!(invoker.base_url("Search"), Some("http://search.internal:9000/api/v1"), "path prefix kept");
+
+    assert_eq!(invoker.base_url("Billing"), None);
+    assert_eq!(invoker.timeout("Billing"), None);
+}
+
+#[test]
+fn without_defaults_a_service_gets_the_default_timeout() {
+    let invoker = Invoker::from_toml("[services.Catalog]\nurl = \"http://127.0.0.1:8081/\"\n").unwrap();
+    assert_eq!(invoker.timeout("Catalog"), Some(DEFAULT_TIMEOUT));
+    assert_eq!(invoker.base_url("Catalog"), Some("http://127.0.0.1:8081"));
+}
+
+// ---- every mistake in a file -----------------------------------------------------------
+
+#[test]
+fn unknown_top_level_key() {
+    let text = "[defaults]\ntimeout_ms = 1000\n\n[servics.Catalog]\nurl = \"http://127.0.0.1:8081/\"\n";
+    rejected("unknown-top-level", text, &["line 4", "column 2", "servics"]);
+}
+
+#[test]
+fn unknown_key_in_defaults() {
+    let text = "[defaults]\ntimeout_ms = 1000\n\nretries = 3\n";
+    rejected("unknown-in-defaults", text, &["line 4, column 1", "retries"]);
+}
+
+#[test]
+fn unknown_key_in_a_service() {
+    let text = "[services.Catalog]\nurl = \"http://127.0.0.1:8081/\"\n\ntimeut_ms = 500\n";
+    rejected("unknown-in-service", text, &["line 4, column 1", "timeut_ms"]);
+}
+
+#[test]
+fn missing_url() {
+    let text = "[defaults]\ntimeout_ms = 1000\n\n[services.Catalog]\ntimeout_ms = 500\n";
+    rejected("missing-url", text, &["line 4, column 1", "`url`"]);
+}
+
+#[test]
+fn malformed_url() {
+    let text = "[services.Catalog]\ntimeout_ms = 500\n\nurl = \"http//127.0.0.1:8081/\"\n";
+    rejected("malformed-url", text, &["line 4, column 7", "services.Catalog.url", "http//127.0.0.1:8081/", "not a valid URL"]);
+}
+
+#[test]
+fn non_http_scheme() {
+    let text = "[services.Catalog]\ntimeout_ms = 500\n\nurl = \"ftp://127.0.0.1:8081/\"\n";
+    rejected("ftp-scheme", text, &["line 4, column 7", "services.Catalog.url", "scheme `ftp`"]);
+}
+
+#[test]
+fn https_needs_the_tls_feature() {
+    // The `tls` feature is off in this workspace's test build.
+    let text = "[services.Catalog]\ntimeout_ms = 500\n\nurl = \"https://127.0.0.1:8081/\"\n";
+    rejected("https-without-tls", text, &["line 4, column 7", "services.Catalog.url", "https", "`tls` feature"]);
+}
+
+#[test]
+fn zero_timeout_in_defaults() {
+    let text = "[defaults]\n\n\ntimeout_ms = 0\n";
+    rejected("zero-default-timeout", text, &["line 4, column 14", "defaults.timeout_ms", "is 0"]);
+}
+
+#[test]
+fn zero_timeout_in_a_service() {
+    let text = "[services.Catalog]\nurl = \"http://127.0.0.1:8081/\"\n\ntimeout_ms = 0\n";
+    rejected("zero-service-timeout", text, &["line 4, column 14", "services.Catalog.timeout_ms", "is 0"]);
+}
+
+#[test]
+fn wrong_value_type() {
+    let text = "[services.Catalog]\nurl = \"http://127.0.0.1:8081/\"\n\ntimeout_ms = \"fast\"\n";
+    rejected("wrong-type", text, &["line 4, column 14", "timeout_ms", "\"fast\""]);
+}
+
+#[test]
+fn service_name_that_is_not_a_path_segment() {
+    let text = "[defaults]\ntimeout_ms = 1000\n\n[services.\"Cat/alog\"]\nurl = \"http://127.0.0.1:8081/\"\n";
+    rejected("slash-in-name", text, &["line 4, column 1:", "services.Cat/alog", "may only use"]);
+}
+
+#[test]
+fn url_with_a_query_string() {
+    let text = "[services.Catalog]\ntimeout_ms = 500\n\nurl = \"http://127.0.0.1:8081/?region=eu\"\n";
+    rejected("query-string", text, &["line 4, column 7", "services.Catalog.url", "query"]);
+}
+
+#[test]
+fn url_with_credentials_does_not_echo_the_password() {
+    let text = "[services.Catalog]\ntimeout_ms = 500\n\nurl = \"http://admin:hunter2@127.0.0.1:8081/\"\n";
+    let message = rejected("credentials", text, &["line 4, column 7", "services.Catalog.url", "credentials"]);
+    assert!(!message.contains("hunter2"), "the password leaks into the message:\n{message}");
+}
+
+/// A URL with credentials *and* another mistake must not leak the password either:
+/// every URL check runs before the credentials check and echoes the URL verbatim.
+#[test]
+fn url_with_credentials_and_another_mistake_does_not_echo_the_password() {
+    let cases = [
+        ("credentials-query", "http://admin:hunter2@127.0.0.1:8081/?region=eu"),
+        ("credentials-ftp", "ftp://admin:hunter2@127.0.0.1:8081/"),
+        ("credentials-https", "https://admin:hunter2@127.0.0.1:8081/"),
+        ("credentials-bad-port", "http://admin:hunter2@127.0.0.1:99999/"),
+    ];
+    let mut leaks = Vec::new();
+    for (test, url) in cases {
+        let text = format!("[services.Catalog]\ntimeout_ms = 500\n\nurl = \"{url}\"\n");
+        let message = rejected(test, &text, &["line 4, column 7", "services.Catalog.url"]);
+        if message.contains("hunter2") {
+            leaks.push(message);
+        }
+    }
+    assert!(leaks.is_empty(), "the password leaks into {} message(s):\n{}", leaks.len(), leaks.join("\n"));
+}
+
+#[test]
+fn toml_syntax_error() {
+    let text = "[defaults]\ntimeout_ms = 1000\n\n[services.Catalog\nurl = \"http://127.0.0.1:8081/\"\n";
+    rejected("syntax-error", text, &["line 4, column 18", "expected `]`"]);
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let path = std::env::temp_dir().join(format!("intercall-config-{}-does-not-exist.toml", std::process::id()));
+    let err = Invoker::from_file(&path).expect_err("a missing file");
+    assert!(err.is_config(), "{err:?}");
+    assert_mentions(&err.to_string(), &[&path.display().to_string()]);
+}
+
+// ---- inline TOML and the builder -----------------------------------------------------------
+
+#[test]
+fn inline_toml_errors_say_inline_toml() {
+    let err = Invoker::from_toml("[services.Catalog]\nurl = \"http://127.0.0.1:8081/\"\ntimeut_ms = 5\n").expect_err("a typo");
+    assert!(err.is_config(), "{err:?}");
+    assert_mentions(&err.to_string(), &["<inline TOML>", "line 3, column 1", "timeut_ms"]);
+
+    let err = Invoker::from_toml("[defaults]\ntimeout_ms = 0\n").expect_err("a zero timeout");
+    assert_mentions(&err.to_string(), &["<inline TOML>", "line 2", "defaults.timeout_ms"]);
+}
+
+#[test]
+fn builder_rejects_a_zero_default_timeout() {
+    let message = builder_error(Invoker::builder().timeout(Duration::ZERO).service("Catalog", "http://127.0.0.1:8081/").build());
+    assert_mentions(&message, &["default timeout", "is 0"]);
+}
+
+#[test]
+fn builder_rejects_a_zero_service_timeout() {
+    let message = builder_error(
+        Invoker::builder().service("Catalog", "http://127.0.0.1:8081/").service_timeout("Catalog", Duration::ZERO).build(),
+    );
+    assert_mentions(&message, &["Catalog", "is 0"]);
+}
+
+#[test]
+fn builder_rejects_a_bad_url() {
+    let message = builder_error(Invoker::builder().service("Catalog", "ftp://127.0.0.1:8081/").build());
+    assert_mentions(&message, &["Catalog", "ftp://127.0.0.1:8081/", "scheme `ftp`"]);
+
+    let message = builder_error(Invoker::builder().service("Catalog", "127.0.0.1:8081").build());
+    assert_mentions(&message, &["Catalog", "127.0.0.1:8081"]);
+}
+
+#[test]
+fn builder_rejects_a_timeout_for_an_unknown_service() {
+    let message = builder_error(
+        Invoker::builder()
+            .service("Catalog", "http://127.0.0.1:8081/")
+            .service_timeout("Catalgo", Duration::from_millis(100))
+            .build(),
+    );
+    assert_mentions(&message, &["Catalgo", "no URL"]);
+}
+
+#[test]
+fn builder_rejects_a_bad_service_name() {
+    let message = builder_error(Invoker::builder().service("Cat/alog", "http://127.0.0.1:8081/").build());
+    assert_mentions(&message, &["Cat/alog", "may only use"]);
+}
+
+#[test]
+fn builder_builds_what_it_is_told() {
+    let invoker = Invoker::builder()
+        .timeout(Duration::from_millis(900))
+        .service("Catalog", "http://127.0.0.1:8081/shop/")
+        .service("Checkout", "http://127.0.0.1:8082")
+        .service_timeout("Checkout", Duration::from_millis(30))
+        .build()
+        .unwrap();
+    assert_eq!(invoker.base_url("Catalog"), Some("http://127.0.0.1:8081/shop"));
+    assert_eq!(invoker.timeout("Catalog"), Some(Duration::from_millis(900)));
+    assert_eq!(invoker.timeout("Checkout"), Some(Duration::from_millis(30)));
+}
+
+// ---- the environment variable ------------------------------------------------------------
+
+#[test]
+fn from_env_reads_the_file_named_by_intercall_services() {
+    let file = TempConfig::new("from-env", "[services.Catalog]\nurl = \"http://10.0.0.7:8081/prefix/\"\ntimeout_ms = 42\n");
+    assert_eq!(SERVICES_ENV, "INTERCALL_SERVICES");
+    // SAFETY: this is the only test in this binary that reads or writes
+    // INTERCALL_SERVICES (or any environment variable), so no other thread races it.
+    unsafe { std::env::set_var(SERVICES_ENV, &file.path) };
+    let result = Invoker::from_env();
+    // SAFETY: as above.
+    unsafe { std::env::remove_var(SERVICES_ENV) };
+
+    let invoker = result.unwrap_or_else(|e| panic!("from_env did not read {}: {e}", file.shown()));
+    assert_eq!(invoker.base_url("Catalog"), Some("http://10.0.0.7:8081/prefix"));
+    assert_eq!(invoker.timeout("Catalog"), Some(Duration::from_millis(42)));
+}
+
+// ---- lookup ----------------------------------------------------------------------------------
+
+#[test]
+fn a_proxy_for_a_service_without_an_entry_is_a_lookup_error() {
+    let file = TempConfig::new("lookup", "[services.Checkout]\nurl = \"http://127.0.0.1:8082/\"\n");
+    let invoker = Invoker::from_file(&file.path).unwrap();
+    let err = match CatalogProxy::new(invoker) {
+        Ok(proxy) => panic!("a proxy without a URL: {proxy:?}"),
+        Err(err) => err,
+    };
+    assert!(err.is_lookup() && !err.is_config(), "{err:?}");
+    assert_mentions(&err.to_string(), &["`Catalog`", "[services.Catalog]", &file.shown()]);
+}
+
+#[test]
+fn a_setup_error_converts_into_a_lookup_call_error() {
+    let invoker = Invoker::builder().service("Checkout", "http://127.0.0.1:8082/").build().unwrap();
+    let err = CatalogProxy::new(invoker).expect_err("no Catalog entry");
+    let text = err.to_string();
+
+    let call = CallError::from(err);
+    assert!(call.is_lookup(), "{call:?}");
+    assert!(!(call.is_timeout() || call.is_connect() || call.is_status() || call.is_decode() || call.is_encode()), "{call:?}");
+    assert_eq!(call.status_code(), None);
+    assert_mentions(&call.to_string(), &["Catalog", "<builder>"]);
+    assert_mentions(call.message(), &[&text]);
+
+    // ...and so into a service's error type.
+    match CatalogError::from(call) {
+        CatalogError::Unavailable(inner) => assert!(inner.is_lookup(), "{inner:?}"),
+        other => panic!("not Unavailable: {other:?}"),
+    }
+}

@@ -1,0 +1,37 @@
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Item {
+    pub id: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ShopError {
+    Unavailable(intercall::CallError),
+}
+
+impl From<intercall::CallError> for ShopError {
+    fn from(error: intercall::CallError) -> Self {
+        ShopError::Unavailable(error)
+    }
+}
+
+/// Served and called as `catalog`, not `Shop`.
+#[intercall::service(name = "catalog")]
+pub trait Shop {
+    async fn get(&self, id: String) -> Result<Item, ShopError>;
+}
+
+struct Local;
+
+impl Shop for Local {
+    async fn get(&self, id: String) -> Result<Item, ShopError> {
+        Ok(Item { id })
+    }
+}
+
+fn main() {
+    let _router: intercall::Router = ShopServer::new(Local).into_router();
+    let invoker = intercall::Invoker::builder().service("catalog", "http://127.0.0.1:1/").build().unwrap();
+    let _proxy: ShopProxy = ShopProxy::new(invoker).unwrap();
+}

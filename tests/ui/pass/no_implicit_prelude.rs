@@ -1,0 +1,51 @@
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Item {
+    pub id: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ShopError {
+    Unavailable(intercall::CallError),
+}
+
+impl From<intercall::CallError> for ShopError {
+    fn from(error: intercall::CallError) -> Self {
+        ShopError::Unavailable(error)
+    }
+}
+
+mod m {
+    #![no_implicit_prelude]
+
+    use super::{Item, ShopError};
+
+    #[::intercall::service]
+    pub trait Shop {
+        async fn get(&self, id: ::std::string::String) -> ::std::result::Result<Item, ShopError>;
+        async fn list(&self) -> ::std::result::Result<::std::vec::Vec<Item>, ShopError>;
+    }
+}
+
+use m::{Shop, ShopProxy, ShopServer};
+
+struct Local;
+
+impl Shop for Local {
+    async fn get(&self, id: String) -> Result<Item, ShopError> {
+        Ok(Item { id })
+    }
+
+    async fn list(&self) -> Result<Vec<Item>, ShopError> {
+        Ok(Vec::new())
+    }
+}
+
+fn is_shop(_: &impl Shop) {}
+
+fn main() {
+    let _router: intercall::Router = ShopServer::new(Local).into_router();
+    let invoker = intercall::Invoker::builder().service("Shop", "http://127.0.0.1:1/").build().unwrap();
+    is_shop(&ShopProxy::new(invoker).unwrap());
+}
