@@ -118,7 +118,10 @@ impl<'a> Method<'a> {
             );
         }
         if let Some(body) = &method.default {
-            reject(body, "a service method cannot have a default body: the proxy and the implementation each define it; remove the body and end the line with `;`");
+            reject(
+                body,
+                "a service method cannot have a default body: the proxy and the implementation each define it; remove the body and end the line with `;`",
+            );
         }
         check_receiver(sig, &mut reject);
         let args: Vec<_> = sig.inputs.iter().skip(1).filter_map(|arg| Arg::parse(arg, &mut reject)).collect();

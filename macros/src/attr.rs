@@ -46,7 +46,9 @@ pub(crate) fn check_route_segment(name: &str) -> Result<(), String> {
         return Err("it is empty; write a name such as \"catalog\"".to_owned());
     }
     match name.chars().find(|c| !(c.is_ascii_alphanumeric() || "_.-".contains(*c))) {
-        Some(c) => Err(format!("`{c}` cannot appear in a URL path segment; use only letters, digits, `_`, `.` and `-`")),
+        Some(c) => {
+            Err(format!("`{c}` cannot appear in a URL path segment; use only letters, digits, `_`, `.` and `-`"))
+        }
         None => Ok(()),
     }
 }

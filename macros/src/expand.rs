@@ -51,9 +51,12 @@ fn assertions(service: &Service<'_>) -> TokenStream {
         let at = |ty: &syn::Type| syn::spanned::Spanned::span(ty);
         let err = method.err;
         let err = quote::quote_spanned!(at(err)=> #krate::__private::assert_service_error::<#err>(););
-        let values = method.args.iter().map(|arg| arg.ty).chain([method.ok]).map(|ty| {
-            quote::quote_spanned!(at(ty)=> #krate::__private::assert_wire_type::<#ty>();)
-        });
+        let values = method
+            .args
+            .iter()
+            .map(|arg| arg.ty)
+            .chain([method.ok])
+            .map(|ty| quote::quote_spanned!(at(ty)=> #krate::__private::assert_wire_type::<#ty>();));
         quote!(#err #(#values)*)
     });
     quote! {

@@ -21,7 +21,10 @@ pub(crate) fn check(service: &Service<'_>, errors: &mut Errors) {
             let generated = generated.replace("{proxy}", &proxy);
             errors.at(method.ident, format!("method name `{name}` conflicts with {generated}; rename the method"));
         } else if name.starts_with("__intercall") {
-            errors.at(method.ident, "names starting with `__intercall` are reserved for generated code; rename the method");
+            errors.at(
+                method.ident,
+                "names starting with `__intercall` are reserved for generated code; rename the method",
+            );
         }
     }
 }

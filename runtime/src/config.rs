@@ -168,18 +168,23 @@ pub(crate) fn base_url(text: &str) -> Result<String, String> {
     // Every message shows the URL without its credentials, whatever else is wrong.
     let shown = redact(text);
     let text = shown.as_ref();
-    let url = Url::parse(text).map_err(|e| format!("`{text}` is not a valid URL ({e}); write e.g. \"http://127.0.0.1:8081/\""))?;
+    let url = Url::parse(text)
+        .map_err(|e| format!("`{text}` is not a valid URL ({e}); write e.g. \"http://127.0.0.1:8081/\""))?;
     match url.scheme() {
         "http" => {}
         "https" if cfg!(feature = "tls") => {}
-        "https" => return Err(format!("`{text}` uses https, which needs intercall's `tls` feature; enable it or use http")),
+        "https" => {
+            return Err(format!("`{text}` uses https, which needs intercall's `tls` feature; enable it or use http"));
+        }
         other => return Err(format!("`{text}` has scheme `{other}`; write an http:// or https:// URL")),
     }
     if url.host().is_none() {
         return Err(format!("`{text}` has no host; write e.g. \"http://127.0.0.1:8081/\""));
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("`{text}` has a query or fragment; a base URL is scheme, host, port and an optional path prefix"));
+        return Err(format!(
+            "`{text}` has a query or fragment; a base URL is scheme, host, port and an optional path prefix"
+        ));
     }
     if let Cow::Owned(_) = shown {
         return Err(format!("`{text}` carries credentials; intercall does not send URL credentials, remove them"));

@@ -153,7 +153,11 @@ impl InvokerBuilder {
     pub fn build(self) -> Result<Invoker, Error> {
         let invalid = |message: String| Error::config(format!("invalid services config in `<builder>`: {message}"));
         let nonzero = |key: &str, timeout: Duration| {
-            if timeout.is_zero() { Err(invalid(format!("{key} is 0; write a timeout of at least 1 millisecond"))) } else { Ok(timeout) }
+            if timeout.is_zero() {
+                Err(invalid(format!("{key} is 0; write a timeout of at least 1 millisecond")))
+            } else {
+                Ok(timeout)
+            }
         };
         let default_timeout = nonzero("the default timeout", self.timeout.unwrap_or(config::DEFAULT_TIMEOUT))?;
         let mut services = std::collections::BTreeMap::new();
@@ -164,9 +168,11 @@ impl InvokerBuilder {
         }
         for (name, timeout) in self.timeouts {
             let timeout = nonzero(&format!("the timeout of service `{name}`"), timeout)?;
-            let entry = services
-                .get_mut(&name)
-                .ok_or_else(|| invalid(format!("a timeout is set for service `{name}`, which has no URL; call `.service(\"{name}\", url)`")))?;
+            let entry = services.get_mut(&name).ok_or_else(|| {
+                invalid(format!(
+                    "a timeout is set for service `{name}`, which has no URL; call `.service(\"{name}\", url)`"
+                ))
+            })?;
             entry.timeout = timeout;
         }
         Ok(Invoker::with_config(Config { source: Source::Builder, services }))
@@ -227,10 +233,13 @@ impl Endpoint {
             });
         }
         Err(match wire::parse_error_reply(&bytes) {
-            Some(ErrorReply::Service { type_name, value }) => serde_json::from_str::<E>(value.get()).unwrap_or_else(|e| {
-                let message = format!("the server's `{type_name}` error does not decode as this method's error type: {e}");
-                CallError::decode(this.service, method, status, message).into()
-            }),
+            Some(ErrorReply::Service { type_name, value }) => {
+                serde_json::from_str::<E>(value.get()).unwrap_or_else(|e| {
+                    let message =
+                        format!("the server's `{type_name}` error does not decode as this method's error type: {e}");
+                    CallError::decode(this.service, method, status, message).into()
+                })
+            }
             Some(ErrorReply::Framework { kind, message }) => {
                 CallError::status(this.service, method, status, format!("{kind}: {message}")).into()
             }

@@ -91,7 +91,11 @@ pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io
 
 /// Like [`serve`], and stops accepting when `shutdown` completes, letting calls in
 /// flight finish.
-pub async fn serve_with_shutdown<F>(listener: tokio::net::TcpListener, router: Router, shutdown: F) -> std::io::Result<()>
+pub async fn serve_with_shutdown<F>(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: F,
+) -> std::io::Result<()>
 where
     F: Future<Output = ()> + Send + 'static,
 {

@@ -58,7 +58,12 @@ struct MethodInfo {
 }
 
 impl<S: Send + Sync + 'static> ServiceRouter<S> {
-    pub fn new(service: &'static str, methods: &'static [&'static str], implementation: Arc<S>, options: ServerOptions) -> Self {
+    pub fn new(
+        service: &'static str,
+        methods: &'static [&'static str],
+        implementation: Arc<S>,
+        options: ServerOptions,
+    ) -> Self {
         Self { service, methods, implementation, options, router: Router::new() }
     }
 
@@ -75,7 +80,8 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
         let info = MethodInfo { service: self.service, method, max_body_bytes: self.options.max_body_bytes };
         let implementation = Arc::clone(&self.implementation);
         let handler = move |request: Request| handle(info, Arc::clone(&implementation), call.clone(), request);
-        let route = post(handler).fallback(move |request: Request| async move { method_not_allowed(info, request.method()) });
+        let route =
+            post(handler).fallback(move |request: Request| async move { method_not_allowed(info, request.method()) });
         self.router = self.router.route(&format!("/{}/{method}", self.service), route);
         self
     }
@@ -83,7 +89,8 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
     /// The finished router; any other path under `/{service}/` answers `unknown_method`.
     pub fn finish(self) -> Router {
         let (service, methods) = (self.service, self.methods);
-        let unknown = any(move |request: Request| async move { unknown_method(service, methods, request.uri().path()) });
+        let unknown =
+            any(move |request: Request| async move { unknown_method(service, methods, request.uri().path()) });
         self.router.route(&format!("/{service}"), unknown.clone()).route(&format!("/{service}/{{*method}}"), unknown)
     }
 }
@@ -99,7 +106,7 @@ where
     let (parts, body) = request.into_parts();
     let args = match read_args::<A>(info, &parts.headers, body).await {
         Ok(args) => args,
-        Err(reply) => return reply,
+        Err(rejection) => return rejection.into_reply(),
     };
     match AssertUnwindSafe(call(implementation, args)).catch_unwind().await {
         Ok(Ok(value)) => match serde_json::to_vec(&value) {
@@ -116,13 +123,30 @@ where
     }
 }
 
+/// Why a request was turned away before the implementation ran; becomes an error reply.
+struct Rejection {
+    kind: ErrorKind,
+    message: String,
+    argument: Option<String>,
+}
+
+impl Rejection {
+    fn new(kind: ErrorKind, message: String) -> Self {
+        Self { kind, message, argument: None }
+    }
+
+    fn into_reply(self) -> Response {
+        error_reply(self.kind, &self.message, self.argument.as_deref())
+    }
+}
+
 /// Content type, body limit and argument decoding: every check that happens before
 /// the implementation runs.
-async fn read_args<A: DeserializeOwned>(info: MethodInfo, headers: &HeaderMap, body: Body) -> Result<A, Response> {
+async fn read_args<A: DeserializeOwned>(info: MethodInfo, headers: &HeaderMap, body: Body) -> Result<A, Rejection> {
     check_content_type(headers)?;
     let too_large = || {
         let message = format!("the request body is larger than this server's limit of {} bytes", info.max_body_bytes);
-        error_reply(ErrorKind::PayloadTooLarge, &message, None)
+        Rejection::new(ErrorKind::PayloadTooLarge, message)
     };
     let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > info.max_body_bytes as u64) {
@@ -131,13 +155,13 @@ async fn read_args<A: DeserializeOwned>(info: MethodInfo, headers: &HeaderMap, b
     let bytes = match Limited::new(body, info.max_body_bytes).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
-        Err(e) => return Err(error_reply(ErrorKind::BadRequest, &format!("cannot read the request body: {e}"), None)),
+        Err(e) => return Err(Rejection::new(ErrorKind::BadRequest, format!("cannot read the request body: {e}"))),
     };
     decode_args(&bytes)
 }
 
-fn check_content_type(headers: &HeaderMap) -> Result<(), Response> {
-    let unsupported = |message: String| Err(error_reply(ErrorKind::UnsupportedMediaType, &message, None));
+fn check_content_type(headers: &HeaderMap) -> Result<(), Rejection> {
+    let unsupported = |message: String| Err(Rejection::new(ErrorKind::UnsupportedMediaType, message));
     let Some(value) = headers.get(CONTENT_TYPE) else {
         return unsupported(format!("missing `content-type` header; send `content-type: {}`", wire::JSON));
     };
@@ -147,13 +171,17 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), Response> {
     if is_json {
         Ok(())
     } else {
-        unsupported(format!("`content-type: {}` is not supported; send `content-type: {}`", String::from_utf8_lossy(value.as_bytes()), wire::JSON))
+        unsupported(format!(
+            "`content-type: {}` is not supported; send `content-type: {}`",
+            String::from_utf8_lossy(value.as_bytes()),
+            wire::JSON
+        ))
     }
 }
 
 /// Decodes the JSON object of named arguments; an empty body means no arguments.
-fn decode_args<A: DeserializeOwned>(body: &[u8]) -> Result<A, Response> {
-    let bad = |message: String, argument: Option<&str>| error_reply(ErrorKind::BadRequest, &message, argument);
+fn decode_args<A: DeserializeOwned>(body: &[u8]) -> Result<A, Rejection> {
+    let bad = |message: String, argument: Option<String>| Rejection { kind: ErrorKind::BadRequest, message, argument };
     let body: &[u8] = match body.iter().find(|b| !b.is_ascii_whitespace()) {
         None => b"{}",
         Some(b'{') => body,
@@ -171,7 +199,7 @@ fn decode_args<A: DeserializeOwned>(body: &[u8]) -> Result<A, Response> {
             (Some(name), _) => format!("argument `{name}` is invalid at `{}`: {}", e.path(), e.inner()),
             (None, _) => format!("malformed JSON: {}", e.inner()),
         };
-        bad(message, argument.as_deref())
+        bad(message, argument)
     })?;
     json.end().map_err(|e| bad(format!("malformed JSON: {e}"), None))?;
     Ok(args)
@@ -225,11 +253,8 @@ fn method_not_allowed(info: MethodInfo, method: &Method) -> Response {
 
 fn unknown_method(service: &str, methods: &[&str], path: &str) -> Response {
     let method = path.strip_prefix('/').and_then(|p| p.strip_prefix(service)).unwrap_or("").trim_start_matches('/');
-    let message = format!(
-        "service `{service}` has no method `{}`; its methods are: {}",
-        truncate(method),
-        methods.join(", ")
-    );
+    let message =
+        format!("service `{service}` has no method `{}`; its methods are: {}", truncate(method), methods.join(", "));
     error_reply(ErrorKind::UnknownMethod, &message, None)
 }
 

@@ -77,8 +77,9 @@ async fn checkout_node(invoker: Invoker) -> Result<(), Failure> {
 async fn serve(invoker: &Invoker, service: &str, router: intercall::Router) -> Result<(), Failure> {
     let url = invoker.base_url(service).ok_or_else(|| format!("services config has no URL for `{service}`"))?;
     let address = url.trim_start_matches("http://").split('/').next().unwrap_or_default().to_owned();
-    let listener =
-        tokio::net::TcpListener::bind(&address).await.map_err(|e| format!("cannot listen on {address} for {service}: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(&address)
+        .await
+        .map_err(|e| format!("cannot listen on {address} for {service}: {e}"))?;
     println!("{READY} {service} on {url}");
     intercall::serve(listener, router).await?;
     Ok(())
@@ -159,7 +160,8 @@ async fn demo(invoker: Invoker) -> Result<(), Failure> {
 /// Runs this same binary as `role`, forwards its output with a prefix, and returns once
 /// it prints its ready line.
 async fn start_node(role: &'static str) -> Result<Child, Failure> {
-    let mut child = Command::new(std::env::current_exe()?).arg(role).stdout(Stdio::piped()).kill_on_drop(true).spawn()?;
+    let mut child =
+        Command::new(std::env::current_exe()?).arg(role).stdout(Stdio::piped()).kill_on_drop(true).spawn()?;
     let mut lines = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
     loop {
         match lines.next_line().await? {
