@@ -91,7 +91,10 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
         let (service, methods) = (self.service, self.methods);
         let unknown =
             any(move |request: Request| async move { unknown_method(service, methods, request.uri().path()) });
-        self.router.route(&format!("/{service}"), unknown.clone()).route(&format!("/{service}/{{*method}}"), unknown)
+        self.router
+            .route(&format!("/{service}"), unknown.clone())
+            .route(&format!("/{service}/"), unknown.clone())
+            .route(&format!("/{service}/{{*method}}"), unknown)
     }
 }
 
@@ -253,8 +256,11 @@ fn method_not_allowed(info: MethodInfo, method: &Method) -> Response {
 
 fn unknown_method(service: &str, methods: &[&str], path: &str) -> Response {
     let method = path.strip_prefix('/').and_then(|p| p.strip_prefix(service)).unwrap_or("").trim_start_matches('/');
-    let message =
-        format!("service `{service}` has no method `{}`; its methods are: {}", truncate(method), methods.join(", "));
+    let methods = methods.join(", ");
+    let message = match method {
+        "" => format!("service `{service}` needs a method name: `POST /{service}/{{method}}`, one of: {methods}"),
+        method => format!("service `{service}` has no method `{}`; its methods are: {methods}", truncate(method)),
+    };
     error_reply(ErrorKind::UnknownMethod, &message, None)
 }
 

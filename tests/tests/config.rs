@@ -138,7 +138,11 @@ fn missing_url() {
 #[test]
 fn malformed_url() {
     let text = "[services.Catalog]\ntimeout_ms = 500\n\nurl = \"http//127.0.0.1:8081/\"\n";
-    rejected("malformed-url", text, &["line 4, column 7", "services.Catalog.url", "http//127.0.0.1:8081/", "not a valid URL"]);
+    rejected(
+        "malformed-url",
+        text,
+        &["line 4, column 7", "services.Catalog.url", "http//127.0.0.1:8081/", "not a valid URL"],
+    );
 }
 
 #[test]
@@ -230,7 +234,8 @@ fn a_missing_file_is_named() {
 
 #[test]
 fn inline_toml_errors_say_inline_toml() {
-    let err = Invoker::from_toml("[services.Catalog]\nurl = \"http://127.0.0.1:8081/\"\ntimeut_ms = 5\n").expect_err("a typo");
+    let err = Invoker::from_toml("[services.Catalog]\nurl = \"http://127.0.0.1:8081/\"\ntimeut_ms = 5\n")
+        .expect_err("a typo");
     assert!(err.is_config(), "{err:?}");
     assert_mentions(&err.to_string(), &["<inline TOML>", "line 3, column 1", "timeut_ms"]);
 
@@ -240,14 +245,18 @@ fn inline_toml_errors_say_inline_toml() {
 
 #[test]
 fn builder_rejects_a_zero_default_timeout() {
-    let message = builder_error(Invoker::builder().timeout(Duration::ZERO).service("Catalog", "http://127.0.0.1:8081/").build());
+    let message =
+        builder_error(Invoker::builder().timeout(Duration::ZERO).service("Catalog", "http://127.0.0.1:8081/").build());
     assert_mentions(&message, &["default timeout", "is 0"]);
 }
 
 #[test]
 fn builder_rejects_a_zero_service_timeout() {
     let message = builder_error(
-        Invoker::builder().service("Catalog", "http://127.0.0.1:8081/").service_timeout("Catalog", Duration::ZERO).build(),
+        Invoker::builder()
+            .service("Catalog", "http://127.0.0.1:8081/")
+            .service_timeout("Catalog", Duration::ZERO)
+            .build(),
     );
     assert_mentions(&message, &["Catalog", "is 0"]);
 }
@@ -296,7 +305,8 @@ fn builder_builds_what_it_is_told() {
 
 #[test]
 fn from_env_reads_the_file_named_by_intercall_services() {
-    let file = TempConfig::new("from-env", "[services.Catalog]\nurl = \"http://10.0.0.7:8081/prefix/\"\ntimeout_ms = 42\n");
+    let file =
+        TempConfig::new("from-env", "[services.Catalog]\nurl = \"http://10.0.0.7:8081/prefix/\"\ntimeout_ms = 42\n");
     assert_eq!(SERVICES_ENV, "INTERCALL_SERVICES");
     // SAFETY: this is the only test in this binary that reads or writes
     // INTERCALL_SERVICES (or any environment variable), so no other thread races it.
@@ -332,7 +342,10 @@ fn a_setup_error_converts_into_a_lookup_call_error() {
 
     let call = CallError::from(err);
     assert!(call.is_lookup(), "{call:?}");
-    assert!(!(call.is_timeout() || call.is_connect() || call.is_status() || call.is_decode() || call.is_encode()), "{call:?}");
+    assert!(
+        !(call.is_timeout() || call.is_connect() || call.is_status() || call.is_decode() || call.is_encode()),
+        "{call:?}"
+    );
     assert_eq!(call.status_code(), None);
     assert_mentions(&call.to_string(), &["Catalog", "<builder>"]);
     assert_mentions(call.message(), &[&text]);

@@ -102,7 +102,8 @@ const HANG_GUARD: Duration = Duration::from_secs(60);
 
 /// Catalog and Probe with default options, as a node serves them.
 async fn server() -> TestServer {
-    spawn(CatalogServer::new(InMemoryCatalog::default()).into_router().merge(ProbeServer::new(TestProbe).into_router())).await
+    spawn(CatalogServer::new(InMemoryCatalog::default()).into_router().merge(ProbeServer::new(TestProbe).into_router()))
+        .await
 }
 
 /// Catalog and Probe with a 1 KiB body limit.
@@ -139,7 +140,8 @@ async fn assert_still_serving(server: &TestServer) {
     let reply = post_json(server, "/Catalog/save", &product_json("still-serving")).await;
     assert_eq!(reply.status, 200, "the server stopped answering good requests: {reply:?}");
     assert_eq!(reply.content_type.as_deref(), Some("application/json"), "{reply:?}");
-    let saved: Product = serde_json::from_value(reply.body.clone()).unwrap_or_else(|e| panic!("not a Product ({e}): {reply:?}"));
+    let saved: Product =
+        serde_json::from_value(reply.body.clone()).unwrap_or_else(|e| panic!("not a Product ({e}): {reply:?}"));
     assert_eq!(saved.name, "still-serving");
     assert!(saved.id.starts_with("p-"), "{saved:?}");
 
@@ -155,7 +157,8 @@ fn assert_error(reply: &RawReply, status: u16, kind: &str) -> String {
     assert_eq!(reply.content_type.as_deref(), Some("application/json"), "wrong content type: {reply:?}");
     let body = reply.body.as_object().unwrap_or_else(|| panic!("the error body is not a JSON object: {reply:?}"));
     assert_eq!(body.get("kind").and_then(Value::as_str), Some(kind), "wrong kind: {reply:?}");
-    let message = body.get("message").and_then(Value::as_str).unwrap_or_else(|| panic!("no string `message`: {reply:?}"));
+    let message =
+        body.get("message").and_then(Value::as_str).unwrap_or_else(|| panic!("no string `message`: {reply:?}"));
     assert!(!message.trim().is_empty(), "empty message: {reply:?}");
     if kind != "service" {
         for field in ["type", "variant", "value"] {
@@ -197,7 +200,11 @@ impl RawHttp {
 
     /// The reply as the reqwest-based helpers would see it.
     fn as_raw_reply(&self) -> RawReply {
-        RawReply { status: self.status, content_type: self.header("content-type").map(str::to_owned), body: self.json() }
+        RawReply {
+            status: self.status,
+            content_type: self.header("content-type").map(str::to_owned),
+            body: self.json(),
+        }
     }
 }
 
@@ -229,7 +236,9 @@ async fn raw_exchange(server: &TestServer, request: &[u8], half_close: bool) -> 
         tokio::join!(writer, reader);
         reply
     };
-    let reply = tokio::time::timeout(HANG_GUARD, exchange).await.expect("the server neither answered nor closed the connection (hang)");
+    let reply = tokio::time::timeout(HANG_GUARD, exchange)
+        .await
+        .expect("the server neither answered nor closed the connection (hang)");
     if reply.is_empty() {
         return None;
     }
@@ -354,9 +363,18 @@ async fn an_empty_body_calls_a_method_without_arguments() {
 #[tokio::test]
 async fn json_content_types_with_parameters_and_suffixes_are_accepted() {
     let server = server().await;
-    for content_type in ["application/json; charset=utf-8", "Application/JSON", "application/json ; charset=UTF-8", "application/vnd.shop+json"] {
+    for content_type in [
+        "application/json; charset=utf-8",
+        "Application/JSON",
+        "application/json ; charset=UTF-8",
+        "application/vnd.shop+json",
+    ] {
         let reply = post_raw(&server.at("/Probe/greet"), Some(content_type), r#"{"name": "Ada"}"#).await;
-        assert_eq!((reply.status, &reply.body), (200, &json!("Hello, Ada!")), "content-type {content_type:?}: {reply:?}");
+        assert_eq!(
+            (reply.status, &reply.body),
+            (200, &json!("Hello, Ada!")),
+            "content-type {content_type:?}: {reply:?}"
+        );
     }
     assert_still_serving(&server).await;
 }
@@ -466,7 +484,9 @@ async fn a_body_that_is_not_a_json_object_is_400() {
 #[tokio::test]
 async fn trailing_garbage_after_the_object_is_400() {
     let server = server().await;
-    for body in [r#"{"id": "p-1"} garbage"#, r#"{"id": "p-1"}}"#, r#"{"id": "p-1"}{"id": "p-2"}"#, r#"{"id": "p-1"} []"#] {
+    for body in
+        [r#"{"id": "p-1"} garbage"#, r#"{"id": "p-1"}}"#, r#"{"id": "p-1"}{"id": "p-2"}"#, r#"{"id": "p-1"} []"#]
+    {
         let reply = post_raw(&server.at("/Catalog/get"), Some("application/json"), body).await;
         let message = assert_error(&reply, 400, "bad_request");
         assert!(message.contains("malformed JSON"), "body {body:?}: {message}");
@@ -480,7 +500,8 @@ async fn trailing_garbage_after_the_object_is_400() {
 #[tokio::test]
 async fn a_body_that_is_not_utf8_is_400() {
     let server = server().await;
-    let reply = post_raw(&server.at("/Catalog/get"), Some("application/json"), b"{\"id\": \"\xff\xfe\"}".to_vec()).await;
+    let reply =
+        post_raw(&server.at("/Catalog/get"), Some("application/json"), b"{\"id\": \"\xff\xfe\"}".to_vec()).await;
     assert_error(&reply, 400, "bad_request");
     assert_still_serving(&server).await;
 }
@@ -629,10 +650,15 @@ async fn a_method_other_than_post_is_405_with_allow_post() {
             .send()
             .await
             .expect("the server answers");
-        assert_eq!(response.headers().get("allow").map(|v| v.to_str().unwrap()), Some("POST"), "{method}: {response:?}");
+        assert_eq!(
+            response.headers().get("allow").map(|v| v.to_str().unwrap()),
+            Some("POST"),
+            "{method}: {response:?}"
+        );
         let status = response.status().as_u16();
         let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
-        let body: Value = serde_json::from_slice(&response.bytes().await.expect("a complete body")).expect("a JSON body");
+        let body: Value =
+            serde_json::from_slice(&response.bytes().await.expect("a complete body")).expect("a JSON body");
         let reply = RawReply { status, content_type, body };
         let message = assert_error(&reply, 405, "method_not_allowed");
         assert!(message.contains(method.as_str()) && message.contains("POST /Catalog/get"), "{message}");
@@ -650,10 +676,20 @@ async fn a_method_other_than_post_is_405_with_allow_post() {
 #[tokio::test]
 async fn a_wrong_or_missing_content_type_is_415() {
     let server = server().await;
-    for content_type in [Some("text/plain"), None, Some("application/x-www-form-urlencoded"), Some("text/json"), Some("application/jsonx"), Some("")] {
+    for content_type in [
+        Some("text/plain"),
+        None,
+        Some("application/x-www-form-urlencoded"),
+        Some("text/json"),
+        Some("application/jsonx"),
+        Some(""),
+    ] {
         let reply = post_raw(&server.at("/Catalog/get"), content_type, r#"{"id": "p-1"}"#).await;
         let message = assert_error(&reply, 415, "unsupported_media_type");
-        assert!(message.contains("application/json"), "content-type {content_type:?}: the message does not say what to send: {message}");
+        assert!(
+            message.contains("application/json"),
+            "content-type {content_type:?}: the message does not say what to send: {message}"
+        );
         assert_still_serving(&server).await;
     }
     // Even for a method without arguments and an empty body.
@@ -687,16 +723,24 @@ async fn the_default_limit_is_2_mib() {
     assert_eq!(DEFAULT_MAX_BODY_BYTES, 2 * 1024 * 1024);
     let server = server().await;
 
-    let reply = post_raw(&server.at("/Catalog/save"), Some("application/json"), big_save_body(DEFAULT_MAX_BODY_BYTES + 1)).await;
+    let reply =
+        post_raw(&server.at("/Catalog/save"), Some("application/json"), big_save_body(DEFAULT_MAX_BODY_BYTES + 1))
+            .await;
     let message = assert_error(&reply, 413, "payload_too_large");
     assert!(message.contains(&DEFAULT_MAX_BODY_BYTES.to_string()), "the message does not give the limit: {message}");
     assert_still_serving(&server).await;
 
     // Well under the limit, and exactly at it, are served.
-    let reply = post_raw(&server.at("/Catalog/save"), Some("application/json"), big_save_body(DEFAULT_MAX_BODY_BYTES / 2)).await;
+    let reply =
+        post_raw(&server.at("/Catalog/save"), Some("application/json"), big_save_body(DEFAULT_MAX_BODY_BYTES / 2))
+            .await;
     assert_eq!(reply.status, 200, "status {}", reply.status);
-    assert_eq!(reply.body["name"].as_str().map(str::len), Some(DEFAULT_MAX_BODY_BYTES / 2 - product_json("").to_string().len()));
-    let reply = post_raw(&server.at("/Catalog/save"), Some("application/json"), big_save_body(DEFAULT_MAX_BODY_BYTES)).await;
+    assert_eq!(
+        reply.body["name"].as_str().map(str::len),
+        Some(DEFAULT_MAX_BODY_BYTES / 2 - product_json("").to_string().len())
+    );
+    let reply =
+        post_raw(&server.at("/Catalog/save"), Some("application/json"), big_save_body(DEFAULT_MAX_BODY_BYTES)).await;
     assert_eq!(reply.status, 200, "status {}", reply.status);
     assert_still_serving(&server).await;
 }
@@ -764,7 +808,10 @@ async fn a_typed_service_error_is_422_with_type_variant_and_value() {
     assert_error(&reply, 422, "service");
     assert_eq!(reply.body["type"], "CatalogError");
     assert_eq!(reply.body["variant"], "Invalid");
-    assert_eq!(reply.body["value"], serde_json::to_value(CatalogError::Invalid("a product needs a name".into())).unwrap());
+    assert_eq!(
+        reply.body["value"],
+        serde_json::to_value(CatalogError::Invalid("a product needs a name".into())).unwrap()
+    );
     assert_still_serving(&server).await;
 }
 
@@ -844,4 +891,3 @@ async fn a_valid_raw_request_gets_the_same_reply_as_reqwest() {
     assert_error(&reply, 422, "service");
     assert_eq!(reply.body["value"], json!({"NotFound": {"id": "gone"}}));
 }
-

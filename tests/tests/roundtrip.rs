@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use example_api::{
-    Catalog, CatalogError, CatalogProxy, CatalogServer, Checkout, CheckoutError, CheckoutProxy, CheckoutServer, OrderLine, Product,
+    Catalog, CatalogError, CatalogProxy, CatalogServer, Checkout, CheckoutError, CheckoutProxy, CheckoutServer,
+    OrderLine, Product,
 };
 use example_services::{InMemoryCatalog, ShopCheckout};
 use intercall_tests::{invoker, spawn};
@@ -104,7 +105,10 @@ async fn a_call_chain_across_two_nodes_carries_results_and_typed_errors() {
     let missing = checkout.quote(vec![line("p-404", 1)], None).await;
     assert_eq!(missing, Err(CheckoutError::Catalog(CatalogError::NotFound { id: "p-404".into() })));
     assert_eq!(checkout.quote(vec![], None).await, Err(CheckoutError::EmptyOrder));
-    assert_eq!(checkout.quote(vec![line(&lamp.id, 1)], Some("X".into())).await, Err(CheckoutError::UnknownCoupon("X".into())));
+    assert_eq!(
+        checkout.quote(vec![line(&lamp.id, 1)], Some("X".into())).await,
+        Err(CheckoutError::UnknownCoupon("X".into()))
+    );
     drop(catalog_server);
 }
 
@@ -119,7 +123,8 @@ async fn merged_services_behind_a_path_prefix() {
     let gateway = spawn(intercall::Router::new().nest("/mesh/shop", node)).await;
 
     for base in [gateway.at("mesh/shop"), gateway.at("mesh/shop/")] {
-        let invoker = intercall::Invoker::builder().service("Catalog", &base).service("Checkout", &base).build().unwrap();
+        let invoker =
+            intercall::Invoker::builder().service("Catalog", &base).service("Checkout", &base).build().unwrap();
         let catalog = CatalogProxy::new(invoker.clone()).unwrap();
         let checkout = CheckoutProxy::new(invoker).unwrap();
         let saved = catalog.save(product("pen", 150)).await.unwrap();

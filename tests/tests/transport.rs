@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use axum::http::{StatusCode, header::CONTENT_TYPE};
 use axum::routing::post;
-use example_api::{Catalog, CatalogError, CatalogProxy, CatalogServer, Checkout, CheckoutError, CheckoutProxy, CheckoutServer, OrderLine, Product};
+use example_api::{
+    Catalog, CatalogError, CatalogProxy, CatalogServer, Checkout, CheckoutError, CheckoutProxy, CheckoutServer,
+    OrderLine, Product,
+};
 use example_services::{InMemoryCatalog, ShopCheckout};
 use intercall::CallError;
 use intercall_tests::{dead_url, invoker, invoker_with_timeout, spawn};
@@ -56,7 +59,10 @@ async fn serve_foreign(router: axum::Router) -> String {
     format!("http://{addr}/")
 }
 
-fn json(status: StatusCode, body: &'static str) -> (StatusCode, [(axum::http::HeaderName, &'static str); 1], &'static str) {
+fn json(
+    status: StatusCode,
+    body: &'static str,
+) -> (StatusCode, [(axum::http::HeaderName, &'static str); 1], &'static str) {
     (status, [(CONTENT_TYPE, "application/json")], body)
 }
 

@@ -1,3 +1,4 @@
+#![deny(missing_docs)]
 //! The example system's API crate: the service traits and their data types, nothing
 //! else. Every node depends on it; none of them needs to know where a service runs.
 
@@ -9,17 +10,24 @@ use serde::{Deserialize, Serialize};
 pub struct Product {
     /// Assigned by [`Catalog::save`] when empty.
     pub id: String,
+    /// What the customer sees.
     pub name: String,
     /// Price in cents.
     pub price_cents: u64,
+    /// Free-form labels.
     pub tags: Vec<String>,
 }
 
 /// What can go wrong in the catalog.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
 pub enum CatalogError {
+    /// No product has this id.
     #[error("no product with id `{id}`")]
-    NotFound { id: String },
+    NotFound {
+        /// The id that was asked for.
+        id: String,
+    },
+    /// The product was rejected; the text says why.
     #[error("invalid product: {0}")]
     Invalid(String),
     /// The catalog could not be reached (timeout, refused connection, bad reply).
@@ -47,14 +55,18 @@ pub trait Catalog {
 /// One line of an order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OrderLine {
+    /// The [`Product::id`] ordered.
     pub product_id: String,
+    /// How many.
     pub quantity: u32,
 }
 
 /// A priced order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Quote {
+    /// The priced lines, in order.
     pub lines: Vec<PricedLine>,
+    /// The total after the coupon, in cents.
     pub total_cents: u64,
     /// The coupon that was applied, if any.
     pub coupon: Option<String>,
@@ -63,21 +75,27 @@ pub struct Quote {
 /// An order line with its product and price.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PricedLine {
+    /// The product, as the catalog has it.
     pub product: Product,
+    /// How many.
     pub quantity: u32,
+    /// Price times quantity, in cents.
     pub subtotal_cents: u64,
 }
 
 /// What can go wrong at checkout.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
 pub enum CheckoutError {
+    /// An order needs at least one line.
     #[error("the order is empty")]
     EmptyOrder,
+    /// No such coupon.
     #[error("unknown coupon `{0}`")]
     UnknownCoupon(String),
     /// The catalog answered with its own typed error.
     #[error("catalog: {0}")]
     Catalog(CatalogError),
+    /// Checkout could not be reached.
     #[error("checkout unavailable: {0}")]
     Unavailable(CallError),
 }
