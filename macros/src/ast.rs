@@ -127,14 +127,20 @@ impl<'a> Method<'a> {
         let args: Vec<_> = sig.inputs.iter().skip(1).filter_map(|arg| Arg::parse(arg, &mut reject)).collect();
         let result = result_types(sig);
         if result.is_none() {
-            let at: &dyn quote::ToTokens = match &sig.output {
-                ReturnType::Type(_, ty) => ty,
-                ReturnType::Default => sig,
-            };
-            reject(
-                at,
-                "a service method returns `Result<T, E>` (where `E: From<intercall::CallError>`), written out: an alias such as `io::Result<T>` hides the error type",
-            );
+            match &sig.output {
+                ReturnType::Default => reject(
+                    &sig.ident,
+                    "a service method needs a return type: add `-> Result<T, E>`, where `E: From<intercall::CallError>`",
+                ),
+                ReturnType::Type(_, ty) if is_one_parameter_result(ty) => reject(
+                    ty,
+                    "write `Result<T, E>` out: an alias such as `io::Result<T>` hides the error type, which must implement `From<intercall::CallError>`",
+                ),
+                ReturnType::Type(_, ty) => reject(
+                    ty,
+                    "a service method returns `Result<T, E>`, where `E: From<intercall::CallError>`: a remote call can fail",
+                ),
+            }
         }
         let (ok_ty, err_ty) = result?;
         ok.then_some(Method {
@@ -201,6 +207,14 @@ impl<'a> Arg<'a> {
             ty => Some(Arg { ident, ty }),
         }
     }
+}
+
+/// `io::Result<T>` and the like: a `Result` alias that hides the error type.
+fn is_one_parameter_result(ty: &Type) -> bool {
+    let Type::Path(path) = ty else { return false };
+    path.path.segments.last().is_some_and(|last| {
+        last.ident == "Result" && matches!(&last.arguments, PathArguments::AngleBracketed(g) if g.args.len() == 1)
+    })
 }
 
 /// `T` and `E` of a return type written `Result<T, E>` (with any path to `Result`).

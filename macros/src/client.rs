@@ -1,8 +1,9 @@
 //! `{Trait}Proxy`: the same trait, implemented by calling the remote server.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned};
 use syn::LitStr;
+use syn::spanned::Spanned;
 
 use crate::ast::{Method, Service};
 use crate::trait_def::{output, typed_args};
@@ -61,6 +62,9 @@ fn proxy_method(service: &Service<'_>, index: usize, method: &Method<'_>) -> Tok
     let names: Vec<_> = method.args.iter().map(|arg| arg.ident).collect();
     // A struct without fields cannot declare an unused lifetime.
     let lifetime = (!names.is_empty()).then(|| quote!(<'__intercall>));
+    // Spanned at the error type: if it lacks `From<CallError>`, rustc reports the same
+    // error as the macro's own assertion there, and merges the two.
+    let call = quote_spanned!(method.err.span()=> call);
     quote! {
         #(#docs)*
         async fn #ident(&self, #(#args),*) -> #output {
@@ -68,7 +72,7 @@ fn proxy_method(service: &Service<'_>, index: usize, method: &Method<'_>) -> Tok
             #[serde(crate = #serde_crate)]
             struct __IntercallArgs #lifetime { #(#fields),* }
 
-            self.endpoint.call(#index, &__IntercallArgs { #(#names: &#names),* }).await
+            self.endpoint.#call(#index, &__IntercallArgs { #(#names: &#names),* }).await
         }
     }
 }

@@ -12,9 +12,9 @@ pub(crate) fn service(args: TokenStream, input: TokenStream) -> TokenStream {
     let item: ItemTrait = match syn::parse2(input.clone()) {
         Ok(item) => item,
         Err(_) => {
-            let error = syn::Error::new_spanned(
-                &input,
-                "#[intercall::service] goes on a trait: `pub trait Catalog { async fn get(&self, id: String) -> Result<Product, CatalogError>; }`",
+            let error = syn::Error::new(
+                item_keyword_span(&input),
+                "#[intercall::service] goes on a trait: write `pub trait Name { async fn method(&self, arg: Type) -> Result<T, E>; }`",
             );
             let error = error.to_compile_error();
             return quote!(#error #input);
@@ -42,22 +42,36 @@ pub(crate) fn service(args: TokenStream, input: TokenStream) -> TokenStream {
     tokens
 }
 
-/// Bound checks at the user's own types, so "`CatalogError` cannot be the error type of
-/// an intercall method" is underlined at `CatalogError` in the trait, not somewhere in
-/// generated code; likewise for argument and result types.
+/// The span of the keyword that says what the item is (`struct`, `fn`, `impl`, ...),
+/// where "goes on a trait" belongs.
+fn item_keyword_span(input: &TokenStream) -> proc_macro2::Span {
+    use syn::spanned::Spanned;
+    match syn::parse2::<syn::Item>(input.clone()) {
+        Ok(syn::Item::Struct(item)) => item.struct_token.span,
+        Ok(syn::Item::Enum(item)) => item.enum_token.span,
+        Ok(syn::Item::Fn(item)) => item.sig.fn_token.span,
+        Ok(syn::Item::Impl(item)) => item.impl_token.span,
+        Ok(syn::Item::Mod(item)) => item.mod_token.span,
+        Ok(item) => item.span(),
+        Err(_) => proc_macro2::Span::call_site(),
+    }
+}
+
+/// Bound checks at the user's own types, so "`Query` cannot cross the wire" is
+/// underlined at `Query` in the trait, not only somewhere in generated code. (The
+/// error type needs none: the proxy's call is spanned at it and bounded by
+/// `ServiceError`.)
 fn assertions(service: &Service<'_>) -> TokenStream {
     let krate = &service.krate;
     let checks = service.methods.iter().map(|method| {
         let at = |ty: &syn::Type| syn::spanned::Spanned::span(ty);
-        let err = method.err;
-        let err = quote::quote_spanned!(at(err)=> #krate::__private::assert_service_error::<#err>(););
         let values = method
             .args
             .iter()
             .map(|arg| arg.ty)
             .chain([method.ok])
             .map(|ty| quote::quote_spanned!(at(ty)=> #krate::__private::assert_wire_type::<#ty>();));
-        quote!(#err #(#values)*)
+        quote!(#(#values)*)
     });
     quote! {
         const _: () = { #(#checks)* };

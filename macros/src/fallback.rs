@@ -4,19 +4,20 @@
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
-use syn::ItemTrait;
+use syn::{FnArg, ItemTrait, Pat, TraitItem};
 
 // Input:  a trait the macro rejected, and the errors.
 // Output: the errors, the trait unchanged, and `{Trait}Server` / `{Trait}Proxy` stubs
 //         with the real constructors' signatures.
 pub(crate) fn emit(item: &ItemTrait, krate: &syn::Path, errors: TokenStream) -> TokenStream {
     let (vis, ident) = (&item.vis, &item.ident);
+    let item = without_argument_patterns(item);
     let server = format_ident!("{}Server", ident);
     let proxy = format_ident!("{}Proxy", ident);
     quote! {
         #errors
 
-        #[allow(async_fn_in_trait)]
+        #[allow(async_fn_in_trait, unused_variables)]
         #item
 
         #vis struct #server<__IntercallImpl>(::core::marker::PhantomData<__IntercallImpl>);
@@ -37,4 +38,25 @@ pub(crate) fn emit(item: &ItemTrait, krate: &syn::Path, errors: TokenStream) -> 
             #vis fn new(invoker: #krate::Invoker) -> ::core::result::Result<Self, #krate::Error> { ::core::unreachable!() }
         }
     }
+}
+
+/// The trait with every argument pattern that is not a plain name replaced by `_`:
+/// rustc rejects patterns in bodiless methods (E0642), and the macro has already
+/// reported them.
+fn without_argument_patterns(item: &ItemTrait) -> ItemTrait {
+    let mut item = item.clone();
+    for trait_item in &mut item.items {
+        let TraitItem::Fn(method) = trait_item else { continue };
+        if method.default.is_some() {
+            continue;
+        }
+        for input in &mut method.sig.inputs {
+            if let FnArg::Typed(typed) = input
+                && !matches!(&*typed.pat, Pat::Ident(p) if p.by_ref.is_none() && p.mutability.is_none() && p.subpat.is_none())
+            {
+                *typed.pat = Pat::Wild(syn::PatWild { attrs: Vec::new(), underscore_token: Default::default() });
+            }
+        }
+    }
+    item
 }

@@ -14,7 +14,53 @@ mod valid;
 
 use proc_macro::TokenStream;
 
-/// Turns a trait into a remote service: see the `intercall` crate's documentation.
+/// Turns a trait into a remote service.
+///
+/// ```ignore
+/// #[intercall::service]                  // URL name = trait name
+/// #[intercall::service(name = "catalog")] // URL name and services.toml key = "catalog"
+/// #[intercall::service(crate = "path")]   // when `intercall` is renamed in Cargo.toml
+/// ```
+///
+/// # What you write
+///
+/// Every method is `async fn name(&self, arg: Type, ...) -> Result<T, E>`: arguments
+/// are named and owned (`String`, not `&str`), `T` and every argument type are
+/// `Serialize + Deserialize + Send + Sync + 'static`, and `E` is
+/// `Serialize + Deserialize + From<intercall::CallError>`. The trait has no generics,
+/// supertraits, associated items or default bodies. Anything else is rejected with an
+/// error at the offending token saying what to write instead.
+///
+/// # What it generates, for `pub trait Catalog`
+///
+/// - **The trait**, rewritten: each method becomes
+///   `fn get(&self, id: String) -> impl Future<Output = Result<T, E>> + Send where Self: Sized`,
+///   and the trait gains `Send + Sync` and a hidden supertrait. Implement it with plain
+///   `async fn`s; the compiler checks the futures are `Send`.
+/// - **`Catalog` for `Arc<dyn Catalog>`, `Box<dyn Catalog>` and `Arc<T: Catalog>`**, so
+///   a node can hold the service as a trait object or share one implementation. (`dyn
+///   Catalog` is already `Send + Sync`; write `dyn Catalog`, not `dyn Catalog + Send`.)
+/// - **`CatalogServer<T: Catalog>`**: `new(T)`, `from_arc(Arc<T>)`,
+///   `max_body_bytes(self, usize) -> Self` (default 2 MiB) and
+///   `into_router(self) -> intercall::Router`, with one `POST /{name}/{method}` route per
+///   method.
+/// - **`CatalogProxy`**: `Clone + Debug`, `new(intercall::Invoker) -> Result<Self,
+///   intercall::Error>` (fails when the invoker's configuration has no entry for the
+///   service name), and `impl Catalog for CatalogProxy`, which calls the server.
+///
+/// # Why this desugaring
+///
+/// A native `async fn` in a trait gives neither `Send` futures nor `dyn Catalog`.
+/// Boxing every method (the async-trait way) gives both, but every implementor must
+/// write an attribute on its `impl` and every call allocates, also on the server's hot
+/// path. Declaring `-> impl Future + Send where Self: Sized` keeps plain `async fn`
+/// impls and unboxed generic calls; the `where Self: Sized` keeps those methods out of
+/// the vtable, and a hidden supertrait with boxed twins of each method (implemented for
+/// every `T: Catalog`) gives `dyn Catalog` a vtable. Only calls through `dyn` box.
+///
+/// # Debugging
+///
+/// `INTERCALL_MACROS_DEBUG=1 cargo build` prints every expansion to stderr.
 #[proc_macro_attribute]
 pub fn service(args: TokenStream, input: TokenStream) -> TokenStream {
     expand::service(args.into(), input.into()).into()

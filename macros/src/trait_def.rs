@@ -46,7 +46,8 @@ pub(crate) fn service_trait(service: &Service<'_>, original: &syn::ItemTrait) ->
 
 // Input:  the trait above.
 // Output: a hidden object-safe twin with boxed futures, implemented for every sized
-//         `T: Catalog`, and `Catalog` for `Arc<dyn Catalog>` and `Box<dyn Catalog>`.
+//         `T: Catalog`; `Catalog` for `Arc<dyn Catalog>` and `Box<dyn Catalog>` (through
+//         the twins) and for `Arc<T>` (without boxing).
 pub(crate) fn dyn_support(service: &Service<'_>) -> TokenStream {
     let Service { vis, ident, krate, .. } = service;
     let dyn_trait = dyn_trait_ident(service);
@@ -83,6 +84,17 @@ pub(crate) fn dyn_support(service: &Service<'_>) -> TokenStream {
         }
     });
     let through_dyn = quote!(#(#through_dyn)*);
+    let through_arc = service.methods.iter().map(|method| {
+        let name = method.ident;
+        let args = typed_args(method);
+        let names = method.args.iter().map(|arg| arg.ident);
+        let output = output(method);
+        quote! {
+            fn #name(&self, #(#args),*) -> impl ::core::future::Future<Output = #output> + ::core::marker::Send {
+                <__IntercallImpl as #ident>::#name(self, #(#names),*)
+            }
+        }
+    });
 
     quote! {
         #[doc = #doc]
@@ -95,12 +107,18 @@ pub(crate) fn dyn_support(service: &Service<'_>) -> TokenStream {
             #(#boxing)*
         }
 
-        impl #ident for ::std::sync::Arc<dyn #ident> {
+        // For every object lifetime, not only `'static`: generic code called with
+        // `&Arc<dyn Catalog>` inside a spawned task needs the impl for any lifetime.
+        impl<'__intercall_dyn> #ident for ::std::sync::Arc<dyn #ident + '__intercall_dyn> {
             #through_dyn
         }
 
-        impl #ident for ::std::boxed::Box<dyn #ident> {
+        impl<'__intercall_dyn> #ident for ::std::boxed::Box<dyn #ident + '__intercall_dyn> {
             #through_dyn
+        }
+
+        impl<__IntercallImpl: #ident> #ident for ::std::sync::Arc<__IntercallImpl> {
+            #(#through_arc)*
         }
     }
 }

@@ -133,7 +133,7 @@ impl CallError {
     }
 
     /// The server answered with a framework error (bad request, unknown method, body
-    /// too large, panic, ...) or a non-intercall error status; see [`status`](Self::status).
+    /// too large, panic, ...) or a non-intercall error status; see [`status_code`](Self::status_code).
     pub fn is_status(&self) -> bool {
         self.kind == CallErrorKind::Status
     }

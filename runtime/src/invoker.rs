@@ -86,10 +86,11 @@ impl Invoker {
     pub fn endpoint(&self, service: &'static str, methods: &'static [&'static str]) -> Result<Endpoint, Error> {
         let config = &self.shared.config;
         let entry: &ServiceConfig = config.services.get(service).ok_or_else(|| {
-            Error::lookup(format!(
-                "no URL for service `{service}`: `{}` has no `[services.{service}]` entry; add one with `url = \"http://host:port/\"`",
-                config.source
-            ))
+            let fix = match config.source {
+                Source::Builder => format!("call `.service(\"{service}\", \"http://host:port/\")` on the builder"),
+                _ => format!("add a `[services.{service}]` table with `url = \"http://host:port/\"`"),
+            };
+            Error::lookup(format!("no URL for service `{service}` in `{}`; {fix}", config.source))
         })?;
         let urls = methods.iter().map(|method| entry.method_url(service, method)).collect();
         Ok(Endpoint(Arc::new(EndpointInner {
@@ -208,7 +209,7 @@ impl Endpoint {
     where
         A: Serialize + ?Sized,
         T: DeserializeOwned,
-        E: DeserializeOwned + From<CallError>,
+        E: crate::ServiceError,
     {
         let this = &*self.0;
         let method = this.methods[index];

@@ -140,9 +140,6 @@ pub mod __private {
     /// The boxed future of a method called through `dyn Trait`.
     pub type BoxFuture<'a, T> = core::pin::Pin<Box<dyn core::future::Future<Output = T> + Send + 'a>>;
 
-    /// Type assertion the macro emits at the span of each method's error type.
-    pub const fn assert_service_error<E: crate::ServiceError>() {}
-
     /// Type assertion the macro emits at the span of each argument and result type.
     pub const fn assert_wire_type<T: crate::WireType>() {}
 }

@@ -77,9 +77,30 @@ fn assert_send<F: std::future::Future + Send>(future: F) -> F {
 async fn proxy_and_dyn_futures_are_send_and_spawnable() {
     let (_server, proxy) = catalog_proxy().await;
     let saved = proxy.save(product("rug", 900)).await.unwrap();
-    let shared: Arc<dyn Catalog> = Arc::new(proxy);
-    let task = tokio::spawn(async move { assert_send(shared.get(saved.id)).await });
+    let shared: Arc<dyn Catalog> = Arc::new(proxy.clone());
+    let id = saved.id.clone();
+    let task = tokio::spawn(async move { assert_send(shared.get(id)).await });
     assert_eq!(task.await.unwrap().unwrap().name, "rug");
+
+    // Regression: generic code over `&Arc<dyn Catalog>` / `&Box<dyn Catalog>` inside a
+    // spawned task needed the dyn impls for every object lifetime, not only 'static.
+    let shared: Arc<dyn Catalog> = Arc::new(proxy.clone());
+    let id = saved.id.clone();
+    let task = tokio::spawn(async move { price_of(&shared, &id).await });
+    assert_eq!(task.await.unwrap(), Ok(900));
+    let boxed: Box<dyn Catalog> = Box::new(proxy);
+    let task = tokio::spawn(async move { price_of(&boxed, &saved.id).await });
+    assert_eq!(task.await.unwrap(), Ok(900));
+}
+
+#[tokio::test]
+async fn an_arc_of_an_implementation_is_an_implementation() {
+    let catalog = Arc::new(InMemoryCatalog::default());
+    let saved = catalog.save(product("cup", 300)).await.unwrap();
+    assert_eq!(price_of(&catalog, &saved.id).await, Ok(300));
+    let server = spawn(CatalogServer::new(Arc::clone(&catalog)).into_router()).await;
+    let proxy = CatalogProxy::new(invoker("Catalog", &server.url())).unwrap();
+    assert_eq!(price_of(&proxy, &saved.id).await, Ok(300));
 }
 
 /// front -> Checkout node -> Catalog node, each hop a real socket; the typed error of
