@@ -72,6 +72,13 @@ pub(crate) fn server(service: &Service<'_>) -> TokenStream {
                 self
             }
 
+            /// Where calls with an `x-call-id` are recorded, so that a retried call runs
+            /// once (default: the process-wide `intercall::default_call_store()`).
+            #vis fn call_store(mut self, store: ::std::sync::Arc<dyn #krate::calls::CallStore>) -> Self {
+                self.options.call_store = ::core::option::Option::Some(store);
+                self
+            }
+
             #[doc = #route_docs]
             #vis fn into_router(self) -> #krate::Router {
                 #krate::__private::ServiceRouter::new(#name, &[#(#method_names),*], self.implementation, self.options)

@@ -1,17 +1,26 @@
 //! `services.toml`: where each service lives and how to call it.
 //!
 //! ```toml
-//! [defaults]
-//! timeout_ms = 2000          # per call; every service inherits it
+//! [defaults]                 # every service inherits these
+//! timeout_ms = 2000          # per attempt
+//! tries = 3                  # attempts in all, for retryable failures
+//! backoff_ms = 50            # first backoff; doubles per retry, with full jitter
+//! max_backoff_ms = 1000
+//! retries = true             # false: one attempt; a mesh or balancer retries
 //!
 //! [services.Catalog]
 //! url = "http://127.0.0.1:8081/"
 //! timeout_ms = 500           # overrides the default for this service
+//!
+//! [retry_budget]             # per invoker: retries may add at most
+//! ratio = 0.2                # `ratio` x calls made,
+//! burst = 10                 # plus a reserve of `burst` retries
 //! ```
 //!
 //! Every mistake is a start-up [`Error`] naming the source, the line, the column and the
 //! key: unknown keys, a missing or malformed URL, a scheme other than http(s), a zero
-//! timeout, a service name that cannot be a URL path segment.
+//! timeout or `tries`, a backoff above its maximum, a service name that cannot be a URL
+//! path segment.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -26,8 +35,42 @@ use toml::Spanned;
 
 use crate::error::Error;
 
-/// The timeout a service gets when neither its entry nor `[defaults]` sets one.
+/// The per-attempt timeout a service gets when neither its entry nor `[defaults]` sets one.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How one service is called: per-attempt timeout and retry policy.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct CallPolicy {
+    pub(crate) timeout: Duration,
+    /// Attempts in all; 1 when retries are off.
+    pub(crate) tries: u32,
+    pub(crate) backoff: Duration,
+    pub(crate) max_backoff: Duration,
+}
+
+impl Default for CallPolicy {
+    fn default() -> Self {
+        Self {
+            timeout: DEFAULT_TIMEOUT,
+            tries: 3,
+            backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The invoker's retry budget: retries may add at most `ratio` x calls, plus `burst`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct BudgetConfig {
+    pub(crate) ratio: f64,
+    pub(crate) burst: f64,
+}
+
+impl Default for BudgetConfig {
+    fn default() -> Self {
+        Self { ratio: 0.2, burst: 10.0 }
+    }
+}
 
 /// Where a configuration came from; every error message names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +95,7 @@ impl fmt::Display for Source {
 pub(crate) struct Config {
     pub(crate) source: Source,
     pub(crate) services: BTreeMap<String, ServiceConfig>,
+    pub(crate) budget: BudgetConfig,
 }
 
 /// How to reach one service.
@@ -59,7 +103,7 @@ pub(crate) struct Config {
 pub(crate) struct ServiceConfig {
     /// The base URL with no trailing slash: `http://host:port` or `http://host/prefix`.
     pub(crate) base: String,
-    pub(crate) timeout: Duration,
+    pub(crate) policy: CallPolicy,
 }
 
 impl ServiceConfig {
@@ -77,12 +121,19 @@ struct RawFile {
     defaults: RawDefaults,
     #[serde(default)]
     services: BTreeMap<String, Spanned<RawService>>,
+    #[serde(default)]
+    retry_budget: RawBudget,
 }
 
+/// The call settings `[defaults]` and each service share.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawDefaults {
     timeout_ms: Option<Spanned<u64>>,
+    tries: Option<Spanned<u32>>,
+    backoff_ms: Option<Spanned<u64>>,
+    max_backoff_ms: Option<Spanned<u64>>,
+    retries: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -90,6 +141,17 @@ struct RawDefaults {
 struct RawService {
     url: Spanned<String>,
     timeout_ms: Option<Spanned<u64>>,
+    tries: Option<Spanned<u32>>,
+    backoff_ms: Option<Spanned<u64>>,
+    max_backoff_ms: Option<Spanned<u64>>,
+    retries: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBudget {
+    ratio: Option<Spanned<f64>>,
+    burst: Option<Spanned<u32>>,
 }
 
 impl Config {
@@ -107,10 +169,18 @@ impl Config {
             None => at(e.span(), e.message().trim_end()),
         })?;
 
-        let default_timeout = match raw.defaults.timeout_ms {
-            Some(ms) => timeout(&ms).map_err(|m| at(Some(ms.span()), &format!("`defaults.timeout_ms` {m}")))?,
-            None => DEFAULT_TIMEOUT,
+        let d = &raw.defaults;
+        let defaults = Settings {
+            key: "defaults".to_owned(),
+            timeout_ms: d.timeout_ms.clone(),
+            tries: d.tries.clone(),
+            backoff_ms: d.backoff_ms.clone(),
+            max_backoff_ms: d.max_backoff_ms.clone(),
+            retries: d.retries,
         };
+        let none = Settings::empty("defaults");
+        // Validates `[defaults]` even when no service uses it.
+        defaults.policy(&none).map_err(|(span, m)| at(Some(span), &m))?;
         let mut services = BTreeMap::new();
         for (name, entry) in raw.services {
             let key = format!("services.{name}");
@@ -118,14 +188,113 @@ impl Config {
             let entry = entry.into_inner();
             let url = &entry.url;
             let base = base_url(url.get_ref()).map_err(|m| at(Some(url.span()), &format!("`{key}.url` {m}")))?;
-            let timeout = match &entry.timeout_ms {
-                Some(ms) => timeout(ms).map_err(|m| at(Some(ms.span()), &format!("`{key}.timeout_ms` {m}")))?,
-                None => default_timeout,
+            let own = Settings {
+                key,
+                timeout_ms: entry.timeout_ms,
+                tries: entry.tries,
+                backoff_ms: entry.backoff_ms,
+                max_backoff_ms: entry.max_backoff_ms,
+                retries: entry.retries,
             };
-            services.insert(name, ServiceConfig { base, timeout });
+            let policy = own.policy(&defaults).map_err(|(span, m)| at(Some(span), &m))?;
+            services.insert(name, ServiceConfig { base, policy });
         }
-        Ok(Config { source, services })
+        let budget = budget(&raw.retry_budget).map_err(|(span, m)| at(Some(span), &m))?;
+        Ok(Config { source, services, budget })
     }
+}
+
+/// One table's call settings, with the table's key for messages.
+struct Settings {
+    key: String,
+    timeout_ms: Option<Spanned<u64>>,
+    tries: Option<Spanned<u32>>,
+    backoff_ms: Option<Spanned<u64>>,
+    max_backoff_ms: Option<Spanned<u64>>,
+    retries: Option<bool>,
+}
+
+type Located = (Range<usize>, String);
+
+impl Settings {
+    fn empty(key: &str) -> Self {
+        Self {
+            key: key.to_owned(),
+            timeout_ms: None,
+            tries: None,
+            backoff_ms: None,
+            max_backoff_ms: None,
+            retries: None,
+        }
+    }
+
+    /// This table's settings over `defaults`' over the built-in ones, validated; an
+    /// error names the table the offending value came from.
+    fn policy(&self, defaults: &Settings) -> Result<CallPolicy, Located> {
+        let builtin = CallPolicy::default();
+        let pick = |own: &Option<Spanned<u64>>, default: &Option<Spanned<u64>>, field: &str| {
+            let (value, key) = match (own, default) {
+                (Some(v), _) => (v, &self.key),
+                (None, Some(v)) => (v, &defaults.key),
+                (None, None) => return None,
+            };
+            Some((*value.get_ref(), value.span(), format!("`{key}.{field}`")))
+        };
+        let timeout = match pick(&self.timeout_ms, &defaults.timeout_ms, "timeout_ms") {
+            Some((0, span, key)) => {
+                return Err((span, format!("{key} is 0; write a timeout of at least 1 millisecond")));
+            }
+            Some((ms, ..)) => Duration::from_millis(ms),
+            None => builtin.timeout,
+        };
+        let as_u64 = |v: &Option<Spanned<u32>>| v.as_ref().map(|t| Spanned::new(t.span(), u64::from(*t.get_ref())));
+        let tries = match pick(&as_u64(&self.tries), &as_u64(&defaults.tries), "tries") {
+            Some((0, span, key)) => {
+                return Err((span, format!("{key} is 0; write at least 1 (1 means no retries)")));
+            }
+            Some((n, ..)) => n as u32,
+            None => builtin.tries,
+        };
+        let backoff = pick(&self.backoff_ms, &defaults.backoff_ms, "backoff_ms");
+        let max_backoff = pick(&self.max_backoff_ms, &defaults.max_backoff_ms, "max_backoff_ms");
+        let backoff_ms = backoff.as_ref().map_or(builtin.backoff.as_millis() as u64, |b| b.0);
+        let max_backoff_ms = max_backoff.as_ref().map_or(builtin.max_backoff.as_millis() as u64, |b| b.0);
+        if backoff_ms > max_backoff_ms {
+            let (span, key) = match (&max_backoff, &backoff) {
+                (Some((_, span, key)), _) | (None, Some((_, span, key))) => (span.clone(), key.clone()),
+                (None, None) => unreachable!("the built-in backoff is below the built-in maximum"),
+            };
+            return Err((
+                span,
+                format!(
+                    "{key}: the backoff ({backoff_ms} ms) is above its maximum ({max_backoff_ms} ms); raise `max_backoff_ms`"
+                ),
+            ));
+        }
+        let retries = self.retries.or(defaults.retries).unwrap_or(true);
+        Ok(CallPolicy {
+            timeout,
+            tries: if retries { tries } else { 1 },
+            backoff: Duration::from_millis(backoff_ms),
+            max_backoff: Duration::from_millis(max_backoff_ms),
+        })
+    }
+}
+
+fn budget(raw: &RawBudget) -> Result<BudgetConfig, Located> {
+    let builtin = BudgetConfig::default();
+    let ratio = match &raw.ratio {
+        Some(r) if !(r.get_ref().is_finite() && *r.get_ref() >= 0.0) => {
+            return Err((
+                r.span(),
+                format!("`retry_budget.ratio` is {}; write a number of 0 or more, such as 0.2", r.get_ref()),
+            ));
+        }
+        Some(r) => *r.get_ref(),
+        None => builtin.ratio,
+    };
+    let burst = raw.burst.as_ref().map_or(builtin.burst, |b| f64::from(*b.get_ref()));
+    Ok(BudgetConfig { ratio, burst })
 }
 
 /// Parses the document, and on a type error also returns the dotted key it concerns
@@ -147,13 +316,6 @@ fn locate(source: &Source, text: &str, span: Option<Range<usize>>) -> String {
     let line = before.matches('\n').count() + 1;
     let column = before[before.rfind('\n').map_or(0, |i| i + 1)..].chars().count() + 1;
     format!("in `{source}` at line {line}, column {column}")
-}
-
-fn timeout(ms: &Spanned<u64>) -> Result<Duration, String> {
-    match *ms.get_ref() {
-        0 => Err("is 0; write a timeout of at least 1 millisecond".to_owned()),
-        ms => Ok(Duration::from_millis(ms)),
-    }
 }
 
 /// A service name becomes a URL path segment, so it is limited to `[A-Za-z0-9_.-]`,

@@ -78,6 +78,16 @@ pub struct CallError {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     status: Option<u16>,
     message: String,
+    /// Attempts made before giving up.
+    #[serde(default = "one")]
+    attempts: u32,
+    /// Retries stopped because the invoker's retry budget was spent.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    budget_exhausted: bool,
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,7 +103,25 @@ enum CallErrorKind {
 
 impl CallError {
     fn new(kind: CallErrorKind, service: &str, method: &str, message: String) -> Self {
-        Self { kind, service: service.to_owned(), method: method.to_owned(), status: None, message }
+        Self {
+            kind,
+            service: service.to_owned(),
+            method: method.to_owned(),
+            status: None,
+            message,
+            attempts: 1,
+            budget_exhausted: false,
+        }
+    }
+
+    pub(crate) fn after_attempts(mut self, attempts: u32) -> Self {
+        self.attempts = attempts;
+        self
+    }
+
+    pub(crate) fn retry_budget_exhausted(mut self) -> Self {
+        self.budget_exhausted = true;
+        self
     }
 
     pub(crate) fn timeout(service: &str, method: &str, after: Duration) -> Self {
@@ -155,6 +183,18 @@ impl CallError {
         self.kind == CallErrorKind::Lookup
     }
 
+    /// Retries stopped early because the invoker's retry budget is spent: too many
+    /// calls are failing, and retrying them would only add load. The other predicates
+    /// tell what the last attempt failed with.
+    pub fn is_retry_budget_exhausted(&self) -> bool {
+        self.budget_exhausted
+    }
+
+    /// How many attempts the call made before giving up.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
     /// The HTTP status of the reply, when one arrived.
     pub fn status_code(&self) -> Option<u16> {
         self.status
@@ -197,8 +237,13 @@ impl fmt::Display for CallError {
             CallErrorKind::Lookup => "no service URL",
         };
         match self.status {
-            Some(status) => write!(f, "{what} (HTTP {status}): {}", self.message),
-            None => write!(f, "{what}: {}", self.message),
+            Some(status) => write!(f, "{what} (HTTP {status}): {}", self.message)?,
+            None => write!(f, "{what}: {}", self.message)?,
+        }
+        match (self.attempts, self.budget_exhausted) {
+            (n, true) => write!(f, " (after {n} attempt{}; retry budget exhausted)", if n == 1 { "" } else { "s" }),
+            (1, false) => Ok(()),
+            (n, false) => write!(f, " (after {n} attempts)"),
         }
     }
 }
@@ -211,6 +256,8 @@ impl fmt::Debug for CallError {
             .field("method", &self.method)
             .field("status", &self.status)
             .field("message", &self.message)
+            .field("attempts", &self.attempts)
+            .field("budget_exhausted", &self.budget_exhausted)
             .finish()
     }
 }

@@ -64,9 +64,10 @@
 // Lets the generated code's `::intercall::` paths resolve inside this crate's own tests.
 extern crate self as intercall;
 
+pub mod calls;
+mod client;
 mod config;
 mod error;
-mod invoker;
 mod server;
 mod type_info;
 pub mod wire;
@@ -74,11 +75,11 @@ pub mod wire;
 use std::future::Future;
 
 pub use axum::Router;
+pub use client::{Invoker, InvokerBuilder, SERVICES_ENV};
 pub use config::DEFAULT_TIMEOUT;
 pub use error::{CallError, Error};
 pub use intercall_macros::service;
-pub use invoker::{Invoker, InvokerBuilder, SERVICES_ENV};
-pub use server::{DEFAULT_MAX_BODY_BYTES, unknown_service};
+pub use server::{DEFAULT_MAX_BODY_BYTES, default_call_store, unknown_service};
 
 /// Serves `router` on `listener` until the process ends, with intercall's
 /// `unknown_service` reply for paths no service claims.
@@ -133,7 +134,7 @@ impl<T> WireType for T where T: serde::Serialize + serde::de::DeserializeOwned +
 /// under paths that do not depend on the user's own dependencies. Not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::invoker::Endpoint;
+    pub use crate::client::Endpoint;
     pub use crate::server::{ServerOptions, ServiceRouter};
     pub use serde;
 

@@ -9,14 +9,31 @@ use serde_json::value::RawValue;
 /// The only media type intercall speaks, in both directions.
 pub const JSON: &str = "application/json";
 
+/// Request header: the UUID of one logical call, the same on every attempt. A server
+/// with a call-id store runs the method at most once per call id.
+pub const CALL_ID: &str = "x-call-id";
+
+/// Request header: which attempt of the call this is, from 1.
+pub const CALL_ATTEMPT: &str = "x-call-attempt";
+
+/// Request header: how many milliseconds the caller still waits for this attempt.
+pub const DEADLINE_MS: &str = "x-deadline-ms";
+
 /// The `kind` of every error reply, each with its own HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     /// 422: the implementation returned its typed error; `type`, `variant` and `value`
     /// carry it.
     Service,
-    /// 400: the body is not JSON, not an object, or an argument has the wrong type.
+    /// 400: the body is not JSON, not an object, an argument has the wrong type, or a
+    /// call header is malformed.
     BadRequest,
+    /// 409: another request with this call id is still running and did not finish
+    /// within this request's deadline. Retryable: retry with the same call id.
+    InProgress,
+    /// 422: this call id was used before with a different body (or another method or
+    /// user); nothing ran. Not retryable: it is a client bug.
+    CallIdMismatch,
     /// 404: no service of that name on this node.
     UnknownService,
     /// 404: the service has no method of that name.
@@ -31,6 +48,8 @@ pub enum ErrorKind {
     Panic,
     /// 500: the server could not serialize the implementation's result.
     Internal,
+    /// 503: the call-id store could not be reached; nothing ran. Retryable.
+    StoreUnavailable,
 }
 
 impl ErrorKind {
@@ -39,6 +58,8 @@ impl ErrorKind {
         match self {
             ErrorKind::Service => "service",
             ErrorKind::BadRequest => "bad_request",
+            ErrorKind::InProgress => "in_progress",
+            ErrorKind::CallIdMismatch => "call_id_mismatch",
             ErrorKind::UnknownService => "unknown_service",
             ErrorKind::UnknownMethod => "unknown_method",
             ErrorKind::MethodNotAllowed => "method_not_allowed",
@@ -46,19 +67,22 @@ impl ErrorKind {
             ErrorKind::UnsupportedMediaType => "unsupported_media_type",
             ErrorKind::Panic => "panic",
             ErrorKind::Internal => "internal",
+            ErrorKind::StoreUnavailable => "store_unavailable",
         }
     }
 
     /// The HTTP status that goes with this kind.
     pub fn status(self) -> u16 {
         match self {
-            ErrorKind::Service => 422,
+            ErrorKind::Service | ErrorKind::CallIdMismatch => 422,
             ErrorKind::BadRequest => 400,
+            ErrorKind::InProgress => 409,
             ErrorKind::UnknownService | ErrorKind::UnknownMethod => 404,
             ErrorKind::MethodNotAllowed => 405,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::UnsupportedMediaType => 415,
             ErrorKind::Panic | ErrorKind::Internal => 500,
+            ErrorKind::StoreUnavailable => 503,
         }
     }
 }

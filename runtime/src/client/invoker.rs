@@ -1,18 +1,14 @@
-//! The client side: the [`Invoker`] a node shares, and the per-service [`Endpoint`] a
-//! generated proxy calls through.
+//! The [`Invoker`] a node shares: the HTTP client, the service lookup and the retry
+//! budget, from `services.toml` or a builder.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::Url;
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
-use crate::config::{self, Config, ServiceConfig, Source};
-use crate::error::{CallError, Error};
-use crate::wire::{self, ErrorReply};
+use super::endpoint::{Endpoint, EndpointInner};
+use super::retry::RetryBudget;
+use crate::config::{self, BudgetConfig, CallPolicy, Config, ServiceConfig, Source};
+use crate::error::Error;
 
 /// The environment variable [`Invoker::from_env`] reads the config path from.
 pub const SERVICES_ENV: &str = "INTERCALL_SERVICES";
@@ -35,6 +31,7 @@ pub struct Invoker {
 struct Shared {
     http: reqwest::Client,
     config: Config,
+    budget: Arc<RetryBudget>,
 }
 
 impl Invoker {
@@ -68,7 +65,8 @@ impl Invoker {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("a reqwest client without TLS or proxies always builds");
-        Self { shared: Arc::new(Shared { http, config }) }
+        let budget = Arc::new(RetryBudget::new(config.budget));
+        Self { shared: Arc::new(Shared { http, config, budget }) }
     }
 
     /// The base URL configured for `service`, without a trailing slash.
@@ -76,9 +74,14 @@ impl Invoker {
         self.shared.config.services.get(service).map(|s| s.base.as_str())
     }
 
-    /// The per-call timeout configured for `service`.
+    /// The per-attempt timeout configured for `service`.
     pub fn timeout(&self, service: &str) -> Option<Duration> {
-        self.shared.config.services.get(service).map(|s| s.timeout)
+        self.shared.config.services.get(service).map(|s| s.policy.timeout)
+    }
+
+    /// How many attempts a call to `service` may make (1 when its retries are off).
+    pub fn tries(&self, service: &str) -> Option<u32> {
+        self.shared.config.services.get(service).map(|s| s.policy.tries)
     }
 
     /// Resolves `service` once, so a proxy's calls never look anything up.
@@ -93,13 +96,14 @@ impl Invoker {
             Error::lookup(format!("no URL for service `{service}` in `{}`; {fix}", config.source))
         })?;
         let urls = methods.iter().map(|method| entry.method_url(service, method)).collect();
-        Ok(Endpoint(Arc::new(EndpointInner {
+        Ok(Endpoint::new(EndpointInner {
             http: self.shared.http.clone(),
             service,
             methods,
             urls,
-            timeout: entry.timeout,
-        })))
+            policy: entry.policy,
+            budget: Arc::clone(&self.shared.budget),
+        }))
     }
 }
 
@@ -111,30 +115,75 @@ impl std::fmt::Debug for Invoker {
 }
 
 /// Builds an [`Invoker`] in code; [`build`](Self::build) validates it as strictly as a
-/// file.
+/// file. Settings without a service name are the defaults every service inherits.
 ///
 /// ```
 /// # fn main() -> Result<(), intercall::Error> {
 /// use std::time::Duration;
 /// let invoker = intercall::Invoker::builder()
 ///     .timeout(Duration::from_secs(2))
+///     .tries(4)
 ///     .service("Catalog", "http://127.0.0.1:8081/")
 ///     .service_timeout("Catalog", Duration::from_millis(500))
+///     .service("Payments", "http://mesh.local/payments/")
+///     .service_retries("Payments", false) // the mesh retries
 ///     .build()?;
 /// assert_eq!(invoker.base_url("Catalog"), Some("http://127.0.0.1:8081"));
+/// assert_eq!(invoker.tries("Catalog"), Some(4));
+/// assert_eq!(invoker.tries("Payments"), Some(1));
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Default)]
 pub struct InvokerBuilder {
-    timeout: Option<Duration>,
+    defaults: CallPolicyBuilder,
+    budget: Option<BudgetConfig>,
     services: Vec<(String, String)>,
-    timeouts: Vec<(String, Duration)>,
+    overrides: Vec<(String, Override)>,
+}
+
+#[derive(Debug, Default)]
+struct CallPolicyBuilder {
+    timeout: Option<Duration>,
+    tries: Option<u32>,
+    backoff: Option<(Duration, Duration)>,
+    retries: Option<bool>,
+}
+
+#[derive(Debug)]
+enum Override {
+    Timeout(Duration),
+    Retries(bool),
 }
 
 impl InvokerBuilder {
-    /// The per-call timeout of every service that does not set its own.
+    /// The per-attempt timeout of every service that does not set its own.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
+        self.defaults.timeout = Some(timeout);
+        self
+    }
+
+    /// Attempts in all for a retryable failure (default 3; 1 means no retries).
+    pub fn tries(mut self, tries: u32) -> Self {
+        self.defaults.tries = Some(tries);
+        self
+    }
+
+    /// The first backoff and its maximum (defaults 50 ms and 1 s).
+    pub fn backoff(mut self, first: Duration, max: Duration) -> Self {
+        self.defaults.backoff = Some((first, max));
+        self
+    }
+
+    /// `false`: every call makes one attempt, for services behind a retrying mesh.
+    pub fn retries(mut self, enabled: bool) -> Self {
+        self.defaults.retries = Some(enabled);
+        self
+    }
+
+    /// The retry budget: retries may add at most `ratio` x calls, plus `burst`
+    /// (defaults 0.2 and 10).
+    pub fn retry_budget(mut self, ratio: f64, burst: u32) -> Self {
+        self.budget = Some(BudgetConfig { ratio, burst: f64::from(burst) });
         self
     }
 
@@ -144,9 +193,15 @@ impl InvokerBuilder {
         self
     }
 
-    /// A per-call timeout for one service.
+    /// A per-attempt timeout for one service.
     pub fn service_timeout(mut self, service: impl Into<String>, timeout: Duration) -> Self {
-        self.timeouts.push((service.into(), timeout));
+        self.overrides.push((service.into(), Override::Timeout(timeout)));
+        self
+    }
+
+    /// Turns retries off (or on) for one service.
+    pub fn service_retries(mut self, service: impl Into<String>, enabled: bool) -> Self {
+        self.overrides.push((service.into(), Override::Retries(enabled)));
         self
     }
 
@@ -160,118 +215,45 @@ impl InvokerBuilder {
                 Ok(timeout)
             }
         };
-        let default_timeout = nonzero("the default timeout", self.timeout.unwrap_or(config::DEFAULT_TIMEOUT))?;
+        let builtin = CallPolicy::default();
+        let d = &self.defaults;
+        let (backoff, max_backoff) = d.backoff.unwrap_or((builtin.backoff, builtin.max_backoff));
+        if backoff > max_backoff {
+            return Err(invalid(format!("the backoff ({backoff:?}) is above its maximum ({max_backoff:?})")));
+        }
+        let tries = match d.tries.unwrap_or(builtin.tries) {
+            0 => return Err(invalid("`tries` is 0; write at least 1 (1 means no retries)".to_owned())),
+            n => n,
+        };
+        let defaults = CallPolicy {
+            timeout: nonzero("the default timeout", d.timeout.unwrap_or(builtin.timeout))?,
+            tries: if d.retries.unwrap_or(true) { tries } else { 1 },
+            backoff,
+            max_backoff,
+        };
+        let budget = self.budget.unwrap_or_default();
+        if !(budget.ratio.is_finite() && budget.ratio >= 0.0) {
+            return Err(invalid(format!("the retry budget ratio is {}; write a number of 0 or more", budget.ratio)));
+        }
         let mut services = std::collections::BTreeMap::new();
         for (name, url) in self.services {
             config::check_service_name(&name).map_err(|m| invalid(format!("service `{name}`: {m}")))?;
             let base = config::base_url(&url).map_err(|m| invalid(format!("service `{name}` URL {m}")))?;
-            services.insert(name, ServiceConfig { base, timeout: default_timeout });
+            services.insert(name, ServiceConfig { base, policy: defaults });
         }
-        for (name, timeout) in self.timeouts {
-            let timeout = nonzero(&format!("the timeout of service `{name}`"), timeout)?;
+        for (name, setting) in self.overrides {
             let entry = services.get_mut(&name).ok_or_else(|| {
                 invalid(format!(
-                    "a timeout is set for service `{name}`, which has no URL; call `.service(\"{name}\", url)`"
+                    "a setting is given for service `{name}`, which has no URL; call `.service(\"{name}\", url)`"
                 ))
             })?;
-            entry.timeout = timeout;
-        }
-        Ok(Invoker::with_config(Config { source: Source::Builder, services }))
-    }
-}
-
-/// One service as a generated proxy sees it: the method URLs resolved once, the shared
-/// HTTP client and the timeout. Cloning is one reference count.
-#[doc(hidden)]
-#[derive(Clone)]
-pub struct Endpoint(Arc<EndpointInner>);
-
-struct EndpointInner {
-    http: reqwest::Client,
-    service: &'static str,
-    methods: &'static [&'static str],
-    urls: Vec<Url>,
-    timeout: Duration,
-}
-
-static JSON: HeaderValue = HeaderValue::from_static(wire::JSON);
-
-impl Endpoint {
-    /// The base URL of the method `index`'s service, for `Debug` output.
-    pub fn url(&self, index: usize) -> &Url {
-        &self.0.urls[index]
-    }
-
-    /// Calls method `index` with `args` (a struct of the named arguments) and decodes
-    /// the reply: `Ok(T)` on success, `Err(E)` for the service's typed error and for
-    /// every other failure, through `E: From<CallError>`.
-    pub async fn call<A, T, E>(&self, index: usize, args: &A) -> Result<T, E>
-    where
-        A: Serialize + ?Sized,
-        T: DeserializeOwned,
-        E: crate::ServiceError,
-    {
-        let this = &*self.0;
-        let method = this.methods[index];
-        let body = serde_json::to_vec(args).map_err(|e| CallError::encode(this.service, method, e.to_string()))?;
-        let reply = this
-            .http
-            .post(this.urls[index].clone())
-            .header(CONTENT_TYPE, JSON.clone())
-            .header(ACCEPT, JSON.clone())
-            .timeout(this.timeout)
-            .body(body)
-            .send()
-            .await;
-        let transport = |err: reqwest::Error| self.transport_error(method, &err);
-        let response = reply.map_err(transport)?;
-        let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(transport)?;
-
-        if (200..300).contains(&status) {
-            return serde_json::from_slice(&bytes).map_err(|e| {
-                CallError::decode(this.service, method, status, format!("the reply is not a valid result: {e}")).into()
-            });
-        }
-        Err(match wire::parse_error_reply(&bytes) {
-            Some(ErrorReply::Service { type_name, value }) => {
-                serde_json::from_str::<E>(value.get()).unwrap_or_else(|e| {
-                    let message =
-                        format!("the server's `{type_name}` error does not decode as this method's error type: {e}");
-                    CallError::decode(this.service, method, status, message).into()
-                })
+            match setting {
+                Override::Timeout(timeout) => {
+                    entry.policy.timeout = nonzero(&format!("the timeout of service `{name}`"), timeout)?;
+                }
+                Override::Retries(enabled) => entry.policy.tries = if enabled { tries } else { 1 },
             }
-            Some(ErrorReply::Framework { kind, message }) => {
-                CallError::status(this.service, method, status, format!("{kind}: {message}")).into()
-            }
-            None => CallError::status(this.service, method, status, wire::describe_foreign_body(&bytes)).into(),
-        })
-    }
-
-    fn transport_error(&self, method: &str, err: &reqwest::Error) -> CallError {
-        let service = self.0.service;
-        if err.is_timeout() {
-            return CallError::timeout(service, method, self.0.timeout);
         }
-        // reqwest's Display stops at the outermost layer; the cause (refused, reset)
-        // is further down the source chain, and it is what the reader needs.
-        let mut message = err.to_string();
-        let mut source = std::error::Error::source(err);
-        while let Some(cause) = source {
-            message.push_str(": ");
-            message.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        CallError::connect(service, method, message)
-    }
-}
-
-impl std::fmt::Debug for Endpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Endpoint")
-            .field("service", &self.0.service)
-            .field("urls", &self.0.urls.iter().map(Url::as_str).collect::<Vec<_>>())
-            .field("timeout", &self.0.timeout)
-            .finish()
+        Ok(Invoker::with_config(Config { source: Source::Builder, services, budget }))
     }
 }

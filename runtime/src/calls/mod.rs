@@ -1,0 +1,146 @@
+//! The call-id store: how a server makes a retried call run at most once.
+//!
+//! The first request of a call id *claims* it and runs the method; a duplicate that
+//! finds the claim *waits* for the result, or replays it once it is there. The owner
+//! *completes* the claim with the reply to store, or *releases* it (the run panicked)
+//! so that a retry can run again. [`MemoryCallStore`] is the in-process store; a store
+//! shared by several replicas implements the same trait.
+
+mod memory;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+pub use memory::MemoryCallStore;
+
+/// A boxed future, as the store's methods return (the trait is object-safe so that a
+/// node can pick its store at run time).
+pub type StoreFuture<'a, T> = crate::__private::BoxFuture<'a, Result<T, StoreError>>;
+
+/// Where a node keeps the results of calls that carry an `x-call-id`.
+///
+/// Every method is keyed by a [`CallKey`]: the call id scoped by service, method and
+/// user, so that nobody is ever answered with another method's or another user's
+/// result.
+pub trait CallStore: Send + Sync + 'static {
+    /// Claims `key` for a run, or says who has it. `fingerprint` identifies the request
+    /// body: a claim whose fingerprint differs is [`Claim::Mismatch`].
+    fn claim<'a>(&'a self, key: &'a CallKey, fingerprint: u128) -> StoreFuture<'a, Claim>;
+
+    /// Waits for the run of `key` to complete, for at most `timeout` (`None`: as long
+    /// as it takes). `None` when it did not complete in time, was released, or is gone.
+    fn wait<'a>(&'a self, key: &'a CallKey, timeout: Option<Duration>) -> StoreFuture<'a, Option<StoredReply>>;
+
+    /// Stores the reply of the run that `ticket` claimed, and wakes its waiters. A
+    /// ticket that no longer owns the key (its entry expired and was claimed again)
+    /// stores nothing.
+    fn complete<'a>(&'a self, key: &'a CallKey, ticket: Ticket, reply: StoredReply) -> StoreFuture<'a, ()>;
+
+    /// Gives the claim up without a result (the run panicked), so a retry can run.
+    fn release<'a>(&'a self, key: &'a CallKey, ticket: Ticket) -> StoreFuture<'a, ()>;
+}
+
+/// What a [`CallStore::claim`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The key was free and is now claimed: run the method, then complete or release.
+    Run(Ticket),
+    /// Another request holds the claim and has not finished.
+    Running,
+    /// The call has run; here is its reply, to send again byte for byte.
+    Done(StoredReply),
+    /// The call id was used before with a different body.
+    Mismatch,
+}
+
+/// Proof of a claim, handed back to [`CallStore::complete`] or [`CallStore::release`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket(pub u64);
+
+/// The reply of a run, as stored and replayed: status and body, byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredReply {
+    /// 200 (a result) or 422 (a typed service error): the outcomes that are stored.
+    pub status: u16,
+    /// The JSON body.
+    pub body: Bytes,
+}
+
+/// The identity of one call: its id, scoped by service, method and user.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CallKey {
+    call_id: u128,
+    service: &'static str,
+    method: &'static str,
+    user: Option<Arc<str>>,
+}
+
+impl CallKey {
+    pub(crate) fn new(
+        call_id: uuid::Uuid,
+        service: &'static str,
+        method: &'static str,
+        user: Option<Arc<str>>,
+    ) -> Self {
+        Self { call_id: call_id.as_u128(), service, method, user }
+    }
+
+    /// The call id.
+    pub fn call_id(&self) -> uuid::Uuid {
+        uuid::Uuid::from_u128(self.call_id)
+    }
+
+    /// The service name.
+    pub fn service(&self) -> &str {
+        self.service
+    }
+
+    /// The method name.
+    pub fn method(&self) -> &str {
+        self.method
+    }
+
+    /// The caller's user (`type/id`), when the request carried one.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+}
+
+/// `service/method/user/call-id`, a stable text form for stores keyed by strings.
+impl fmt::Display for CallKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let user = self.user.as_deref().unwrap_or("-");
+        write!(f, "{}/{}/{user}/{}", self.service, self.method, self.call_id())
+    }
+}
+
+/// The fingerprint of a request body: 128-bit XXH3, a specified hash, so that every
+/// replica (whatever its Rust version) computes the same value.
+pub(crate) fn fingerprint(body: &[u8]) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(body)
+}
+
+/// The store could not be reached or failed; the request is answered 503 (retryable)
+/// and nothing runs.
+#[derive(Debug, Clone)]
+pub struct StoreError {
+    message: String,
+}
+
+impl StoreError {
+    /// A store failure with a message for logs and the 503 reply.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self { message: message.into() }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for StoreError {}

@@ -1,0 +1,9 @@
+//! The client side: the [`Invoker`] a node shares, the per-service [`Endpoint`] a
+//! generated proxy calls through, and the retry policy and budget.
+
+mod endpoint;
+mod invoker;
+mod retry;
+
+pub use endpoint::Endpoint;
+pub use invoker::{Invoker, InvokerBuilder, SERVICES_ENV};

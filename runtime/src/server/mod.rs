@@ -1,0 +1,182 @@
+//! The server side: the axum routes a generated `XServer::into_router` builds, and the
+//! request flow every method shares: checks (`request`), the call-id flow (`dedup`),
+//! the run and the replies (`reply`).
+
+mod dedup;
+mod reply;
+mod request;
+
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::Method;
+use axum::http::header::{ALLOW, HeaderValue};
+use axum::response::Response;
+use axum::routing::{any, post};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::calls::{CallKey, CallStore, MemoryCallStore, fingerprint};
+use crate::wire::ErrorKind;
+use reply::truncate;
+use request::{CallHeaders, Rejection};
+
+/// The default limit on a request body: 2 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// The call-id store of servers that are not given one: one [`MemoryCallStore`] per
+/// process, with its default capacity and time to live, shared by every service.
+pub fn default_call_store() -> Arc<dyn CallStore> {
+    static STORE: OnceLock<Arc<dyn CallStore>> = OnceLock::new();
+    Arc::clone(STORE.get_or_init(|| Arc::new(MemoryCallStore::default())))
+}
+
+/// Settings of a generated server.
+#[doc(hidden)]
+#[derive(Clone)]
+pub struct ServerOptions {
+    pub max_body_bytes: usize,
+    pub call_store: Option<Arc<dyn CallStore>>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self { max_body_bytes: DEFAULT_MAX_BODY_BYTES, call_store: None }
+    }
+}
+
+/// Builds one service's routes; generated code calls [`method`](Self::method) once per
+/// trait method.
+#[doc(hidden)]
+pub struct ServiceRouter<S> {
+    service: &'static str,
+    methods: &'static [&'static str],
+    implementation: Arc<S>,
+    max_body_bytes: usize,
+    store: Arc<dyn CallStore>,
+    router: Router,
+}
+
+/// Which method a request is for; shared by every request to it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MethodInfo {
+    pub(crate) service: &'static str,
+    pub(crate) method: &'static str,
+    max_body_bytes: usize,
+}
+
+impl<S: Send + Sync + 'static> ServiceRouter<S> {
+    pub fn new(
+        service: &'static str,
+        methods: &'static [&'static str],
+        implementation: Arc<S>,
+        options: ServerOptions,
+    ) -> Self {
+        let store = options.call_store.unwrap_or_else(default_call_store);
+        let max_body_bytes = options.max_body_bytes;
+        Self { service, methods, implementation, max_body_bytes, store, router: Router::new() }
+    }
+
+    /// Adds `POST /{service}/{method}`, which decodes the arguments as `A` and runs
+    /// `call`.
+    pub fn method<A, T, E, F, Fut>(mut self, method: &'static str, call: F) -> Self
+    where
+        A: DeserializeOwned + Send + 'static,
+        T: Serialize,
+        E: Serialize,
+        F: Fn(Arc<S>, A) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        let info = MethodInfo { service: self.service, method, max_body_bytes: self.max_body_bytes };
+        let (implementation, store) = (Arc::clone(&self.implementation), Arc::clone(&self.store));
+        let handler = move |request: Request| {
+            handle(info, Arc::clone(&implementation), Arc::clone(&store), call.clone(), request)
+        };
+        let route =
+            post(handler).fallback(move |request: Request| async move { method_not_allowed(info, request.method()) });
+        self.router = self.router.route(&format!("/{}/{method}", self.service), route);
+        self
+    }
+
+    /// The finished router; any other path under `/{service}/` answers `unknown_method`.
+    pub fn finish(self) -> Router {
+        let (service, methods) = (self.service, self.methods);
+        let unknown =
+            any(move |request: Request| async move { unknown_method(service, methods, request.uri().path()) });
+        self.router
+            .route(&format!("/{service}"), unknown.clone())
+            .route(&format!("/{service}/"), unknown.clone())
+            .route(&format!("/{service}/{{*method}}"), unknown)
+    }
+}
+
+async fn handle<S, A, T, E, F, Fut>(
+    info: MethodInfo,
+    implementation: Arc<S>,
+    store: Arc<dyn CallStore>,
+    call: F,
+    request: Request,
+) -> Response
+where
+    A: DeserializeOwned,
+    T: Serialize,
+    E: Serialize,
+    F: FnOnce(Arc<S>, A) -> Fut,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+{
+    let (parts, body) = request.into_parts();
+    let checked = async {
+        request::check_content_type(&parts.headers)?;
+        let call = CallHeaders::parse(&parts.headers)?;
+        let bytes = request::read_body(&parts.headers, body, info.max_body_bytes).await?;
+        let args = request::decode_args::<A>(&bytes)?;
+        Ok::<_, Rejection>((call, bytes, args))
+    };
+    let (headers, bytes, args) = match checked.await {
+        Ok(checked) => checked,
+        Err(rejection) => return rejection.into_reply().into_response(),
+    };
+    let future = call(implementation, args);
+    let reply = match headers.call_id {
+        // A plain HTTP client: run inline, store nothing.
+        None => reply::run(info, future).await,
+        Some(call_id) => {
+            let key = CallKey::new(call_id, info.service, info.method, headers.user);
+            dedup::run_once(info, store, key, fingerprint(&bytes), headers.deadline, future).await
+        }
+    };
+    reply.into_response()
+}
+
+fn method_not_allowed(info: MethodInfo, method: &Method) -> Response {
+    let message = format!("{method} is not allowed; call `POST /{}/{}`", info.service, info.method);
+    let mut response = reply::error(ErrorKind::MethodNotAllowed, &message, None).into_response();
+    response.headers_mut().insert(ALLOW, HeaderValue::from_static("POST"));
+    response
+}
+
+fn unknown_method(service: &str, methods: &[&str], path: &str) -> Response {
+    let method = path.strip_prefix('/').and_then(|p| p.strip_prefix(service)).unwrap_or("").trim_start_matches('/');
+    let methods = methods.join(", ");
+    let message = match method {
+        "" => format!("service `{service}` needs a method name: `POST /{service}/{{method}}`, one of: {methods}"),
+        method => format!("service `{service}` has no method `{}`; its methods are: {methods}", truncate(method)),
+    };
+    reply::error(ErrorKind::UnknownMethod, &message, None).into_response()
+}
+
+/// The fallback for paths no service claims. [`serve`](crate::serve) installs it; add
+/// it yourself with `router.fallback(intercall::unknown_service)` when you serve the
+/// router another way.
+pub async fn unknown_service(request: Request) -> Response {
+    let path = request.uri().path();
+    let service = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    let message = format!(
+        "no service `{}` on this node (path `{}`); intercall paths are `POST /{{service}}/{{method}}`",
+        truncate(service),
+        truncate(path)
+    );
+    reply::error(ErrorKind::UnknownService, &message, None).into_response()
+}

@@ -1,0 +1,152 @@
+//! Everything checked before the implementation runs: content type, call headers,
+//! body size, argument decoding. Each failure is a [`Rejection`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::de::DeserializeOwned;
+
+use super::reply::{self, Reply, truncate};
+use crate::wire::{self, ErrorKind};
+
+/// Why a request was turned away before the implementation ran.
+pub(crate) struct Rejection {
+    kind: ErrorKind,
+    message: String,
+    argument: Option<String>,
+}
+
+impl Rejection {
+    fn new(kind: ErrorKind, message: String) -> Self {
+        Self { kind, message, argument: None }
+    }
+
+    pub(crate) fn into_reply(self) -> Reply {
+        reply::error(self.kind, &self.message, self.argument.as_deref())
+    }
+}
+
+/// The call headers of a request (all optional: a plain HTTP client sends none).
+pub(crate) struct CallHeaders {
+    pub(crate) call_id: Option<uuid::Uuid>,
+    /// How long the caller waits for this attempt.
+    pub(crate) deadline: Option<Duration>,
+    /// `type/id` from `x-user-type` and `x-user-id`, part of the call-id key.
+    pub(crate) user: Option<Arc<str>>,
+}
+
+impl CallHeaders {
+    pub(crate) fn parse(headers: &HeaderMap) -> Result<Self, Rejection> {
+        let call_id = header(headers, wire::CALL_ID)?
+            .map(|text| {
+                uuid::Uuid::try_parse(text).map_err(|_| {
+                    bad_header(wire::CALL_ID, text, "a UUID such as `67e55044-10b1-426f-9247-bb680e5fe0c8`")
+                })
+            })
+            .transpose()?;
+        if let Some(text) = header(headers, wire::CALL_ATTEMPT)? {
+            match text.parse::<u32>() {
+                Ok(1..) => {}
+                _ => return Err(bad_header(wire::CALL_ATTEMPT, text, "an attempt number from 1")),
+            }
+        }
+        let deadline = header(headers, wire::DEADLINE_MS)?
+            .map(|text| {
+                text.parse::<u64>()
+                    .map(Duration::from_millis)
+                    .map_err(|_| bad_header(wire::DEADLINE_MS, text, "a number of milliseconds"))
+            })
+            .transpose()?;
+        let user = match (header(headers, "x-user-type")?, header(headers, "x-user-id")?) {
+            (None, None) => None,
+            (user_type, id) => Some(Arc::from(format!("{}/{}", user_type.unwrap_or(""), id.unwrap_or("")))),
+        };
+        Ok(Self { call_id, deadline, user })
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Rejection> {
+    headers
+        .get(name)
+        .map(|value| {
+            value.to_str().map(str::trim).map_err(|_| {
+                Rejection::new(ErrorKind::BadRequest, format!("header `{name}` is not visible ASCII text"))
+            })
+        })
+        .transpose()
+}
+
+fn bad_header(name: &str, value: &str, expected: &str) -> Rejection {
+    Rejection::new(ErrorKind::BadRequest, format!("header `{name}` must be {expected}; got `{}`", truncate(value)))
+}
+
+pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), Rejection> {
+    let unsupported = |message: String| Err(Rejection::new(ErrorKind::UnsupportedMediaType, message));
+    let Some(value) = headers.get(CONTENT_TYPE) else {
+        return unsupported(format!("missing `content-type` header; send `content-type: {}`", wire::JSON));
+    };
+    let media_type = value.to_str().unwrap_or("").split(';').next().unwrap_or("").trim();
+    let is_json = media_type.eq_ignore_ascii_case(wire::JSON)
+        || media_type.get(media_type.len().saturating_sub(5)..).is_some_and(|s| s.eq_ignore_ascii_case("+json"));
+    if is_json {
+        Ok(())
+    } else {
+        unsupported(format!(
+            "`content-type: {}` is not supported; send `content-type: {}`",
+            String::from_utf8_lossy(value.as_bytes()),
+            wire::JSON
+        ))
+    }
+}
+
+/// Reads the whole body, refusing more than `limit` bytes, declared or not.
+pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Rejection> {
+    let too_large = || {
+        let message = format!("the request body is larger than this server's limit of {limit} bytes");
+        Rejection::new(ErrorKind::PayloadTooLarge, message)
+    };
+    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) => Err(Rejection::new(ErrorKind::BadRequest, format!("cannot read the request body: {e}"))),
+    }
+}
+
+/// Decodes the JSON object of named arguments; an empty body means no arguments.
+pub(crate) fn decode_args<A: DeserializeOwned>(body: &[u8]) -> Result<A, Rejection> {
+    let bad = |message: String, argument: Option<String>| Rejection { kind: ErrorKind::BadRequest, message, argument };
+    let body: &[u8] = match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => b"{}",
+        Some(b'{') => body,
+        Some(_) => return Err(bad("the request body must be a JSON object of named arguments".to_owned(), None)),
+    };
+    let mut json = serde_json::Deserializer::from_slice(body);
+    let args = serde_path_to_error::deserialize(&mut json).map_err(|e| {
+        let argument = match e.path().iter().next() {
+            Some(serde_path_to_error::Segment::Map { key }) => Some(key.clone()),
+            _ => missing_field(&e.inner().to_string()),
+        };
+        let message = match (&argument, e.path().iter().count()) {
+            (Some(name), 0) => format!("missing argument `{name}`"),
+            (Some(name), 1) => format!("argument `{name}`: {}", e.inner()),
+            (Some(name), _) => format!("argument `{name}` is invalid at `{}`: {}", e.path(), e.inner()),
+            (None, _) => format!("malformed JSON: {}", e.inner()),
+        };
+        bad(message, argument)
+    })?;
+    json.end().map_err(|e| bad(format!("malformed JSON: {e}"), None))?;
+    Ok(args)
+}
+
+/// serde reports a missing field only in its message: "missing field `id` at ...".
+fn missing_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("missing field `")?;
+    Some(rest[..rest.find('`')?].to_owned())
+}
