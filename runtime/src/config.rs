@@ -233,43 +233,43 @@ impl Settings {
     fn policy(&self, defaults: &Settings) -> Result<CallPolicy, Located> {
         let builtin = CallPolicy::default();
         let pick = |own: &Option<Spanned<u64>>, default: &Option<Spanned<u64>>, field: &str| {
-            let (value, key) = match (own, default) {
-                (Some(v), _) => (v, &self.key),
-                (None, Some(v)) => (v, &defaults.key),
+            let (value, table, own) = match (own, default) {
+                (Some(v), _) => (v, &self.key, true),
+                (None, Some(v)) => (v, &defaults.key, false),
                 (None, None) => return None,
             };
-            Some((*value.get_ref(), value.span(), format!("`{key}.{field}`")))
+            Some(Picked { value: *value.get_ref(), span: value.span(), key: format!("`{table}.{field}`"), own })
         };
         let timeout = match pick(&self.timeout_ms, &defaults.timeout_ms, "timeout_ms") {
-            Some((0, span, key)) => {
-                return Err((span, format!("{key} is 0; write a timeout of at least 1 millisecond")));
-            }
-            Some((ms, ..)) => Duration::from_millis(ms),
+            Some(p) if p.value == 0 => return Err(p.error("is 0; write a timeout of at least 1 millisecond")),
+            Some(p) => Duration::from_millis(p.value),
             None => builtin.timeout,
         };
-        let as_u64 = |v: &Option<Spanned<u32>>| v.as_ref().map(|t| Spanned::new(t.span(), u64::from(*t.get_ref())));
-        let tries = match pick(&as_u64(&self.tries), &as_u64(&defaults.tries), "tries") {
-            Some((0, span, key)) => {
-                return Err((span, format!("{key} is 0; write at least 1 (1 means no retries)")));
-            }
-            Some((n, ..)) => n as u32,
+        let widen = |v: &Option<Spanned<u32>>| v.as_ref().map(|t| Spanned::new(t.span(), u64::from(*t.get_ref())));
+        let tries = match pick(&widen(&self.tries), &widen(&defaults.tries), "tries") {
+            Some(p) if p.value == 0 => return Err(p.error("is 0; write at least 1 (1 means no retries)")),
+            Some(p) => u32::try_from(p.value).expect("widened from u32"),
             None => builtin.tries,
         };
         let backoff = pick(&self.backoff_ms, &defaults.backoff_ms, "backoff_ms");
         let max_backoff = pick(&self.max_backoff_ms, &defaults.max_backoff_ms, "max_backoff_ms");
-        let backoff_ms = backoff.as_ref().map_or(builtin.backoff.as_millis() as u64, |b| b.0);
-        let max_backoff_ms = max_backoff.as_ref().map_or(builtin.max_backoff.as_millis() as u64, |b| b.0);
+        let backoff_ms = backoff.as_ref().map_or(builtin.backoff.as_millis() as u64, |p| p.value);
+        let max_backoff_ms = max_backoff.as_ref().map_or(builtin.max_backoff.as_millis() as u64, |p| p.value);
         if backoff_ms > max_backoff_ms {
-            let (span, key) = match (&max_backoff, &backoff) {
-                (Some((_, span, key)), _) | (None, Some((_, span, key))) => (span.clone(), key.clone()),
+            // Blame this table's own value when it has one: `[defaults]` alone may be
+            // fine, and the override is what the reader must change.
+            let blamed = match (&backoff, &max_backoff) {
+                (_, Some(m)) if m.own => m,
+                (Some(b), _) if b.own => b,
+                (_, Some(m)) => m,
+                (Some(b), None) => b,
                 (None, None) => unreachable!("the built-in backoff is below the built-in maximum"),
             };
-            return Err((
-                span,
-                format!(
-                    "{key}: the backoff ({backoff_ms} ms) is above its maximum ({max_backoff_ms} ms); raise `max_backoff_ms`"
-                ),
-            ));
+            let message = format!(
+                "is {}: the backoff ({backoff_ms} ms) is above its maximum ({max_backoff_ms} ms)",
+                blamed.value
+            );
+            return Err(blamed.error(&message));
         }
         let retries = self.retries.or(defaults.retries).unwrap_or(true);
         Ok(CallPolicy {
@@ -278,6 +278,22 @@ impl Settings {
             backoff: Duration::from_millis(backoff_ms),
             max_backoff: Duration::from_millis(max_backoff_ms),
         })
+    }
+}
+
+/// A setting's value and where it was written.
+struct Picked {
+    value: u64,
+    span: Range<usize>,
+    /// The dotted key, quoted: `` `services.Catalog.tries` ``.
+    key: String,
+    /// Written in the table being resolved, not inherited from `[defaults]`.
+    own: bool,
+}
+
+impl Picked {
+    fn error(&self, problem: &str) -> Located {
+        (self.span.clone(), format!("{} {problem}", self.key))
     }
 }
 

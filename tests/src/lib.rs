@@ -2,6 +2,8 @@
 //!
 //! Every server binds `127.0.0.1:0` and stops when its [`TestServer`] is dropped.
 
+pub mod faults;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -119,8 +119,10 @@ fn unknown_top_level_key() {
 
 #[test]
 fn unknown_key_in_defaults() {
-    let text = "[defaults]\ntimeout_ms = 1000\n\nretries = 3\n";
-    rejected("unknown-in-defaults", text, &["line 4, column 1", "retries"]);
+    // `retries` is a real key now, so the typo is `retry`; the trailing `:` keeps
+    // `column 1` from matching `column 11`.
+    let text = "[defaults]\ntimeout_ms = 1000\n\nretry = 3\n";
+    rejected("unknown-in-defaults", text, &["line 4, column 1:", "defaults.retry", "unknown field `retry`"]);
 }
 
 #[test]
@@ -230,6 +232,153 @@ fn a_missing_file_is_named() {
     assert_mentions(&err.to_string(), &[&path.display().to_string()]);
 }
 
+// ---- retry settings in a file --------------------------------------------------------------
+
+#[test]
+fn tries_are_inherited_from_defaults_and_overridden_per_service() {
+    let file = TempConfig::new(
+        "tries-inherited",
+        r#"
+[defaults]
+timeout_ms = 1500
+tries = 5
+backoff_ms = 20
+max_backoff_ms = 400
+
+[services.Catalog]
+url = "http://127.0.0.1:8081/"
+tries = 2
+backoff_ms = 100
+max_backoff_ms = 2000
+
+[services.Checkout]
+url = "http://127.0.0.1:8082/"
+
+[retry_budget]
+ratio = 0.5
+burst = 3
+"#,
+    );
+    let invoker = Invoker::from_file(&file.path).unwrap_or_else(|e| panic!("a valid config was rejected: {e}"));
+    assert_eq!(invoker.tries("Catalog"), Some(2), "the per-service override");
+    assert_eq!(invoker.tries("Checkout"), Some(5), "inherited from [defaults]");
+    assert_eq!(invoker.timeout("Checkout"), Some(Duration::from_millis(1500)));
+    assert_eq!(invoker.tries("Billing"), None);
+}
+
+#[test]
+fn without_retry_settings_a_service_gets_three_tries() {
+    let invoker = Invoker::from_toml("[services.Catalog]\nurl = \"http://127.0.0.1:8081/\"\n").unwrap();
+    assert_eq!(invoker.tries("Catalog"), Some(3));
+}
+
+#[test]
+fn retries_off_in_a_service_gives_one_try() {
+    let text = r#"
+[services.Payments]
+url = "http://mesh.local/payments/"
+retries = false
+
+[services.Catalog]
+url = "http://127.0.0.1:8081/"
+"#;
+    let invoker = Invoker::from_toml(text).unwrap_or_else(|e| panic!("a valid config was rejected: {e}"));
+    assert_eq!(invoker.tries("Payments"), Some(1), "retries = false");
+    assert_eq!(invoker.tries("Catalog"), Some(3), "the built-in default");
+}
+
+#[test]
+fn retries_on_in_a_service_overrides_retries_off_in_defaults() {
+    let text = r#"
+[defaults]
+tries = 4
+retries = false
+
+[services.Payments]
+url = "http://mesh.local/payments/"
+
+[services.Catalog]
+url = "http://127.0.0.1:8081/"
+retries = true
+"#;
+    let invoker = Invoker::from_toml(text).unwrap_or_else(|e| panic!("a valid config was rejected: {e}"));
+    assert_eq!(invoker.tries("Payments"), Some(1), "retries = false inherited from [defaults]");
+    assert_eq!(invoker.tries("Catalog"), Some(4), "retries = true gets the default tries back");
+}
+
+#[test]
+fn zero_tries_in_defaults() {
+    let text = "[defaults]\ntimeout_ms = 1000\n\ntries = 0\n\n[services.Catalog]\nurl = \"http://127.0.0.1:8081/\"\n";
+    rejected("zero-default-tries", text, &["line 4, column 9", "defaults.tries", "is 0"]);
+}
+
+#[test]
+fn zero_tries_in_a_service() {
+    let text = "[services.Catalog]\nurl = \"http://127.0.0.1:8081/\"\n\ntries = 0\n";
+    rejected("zero-service-tries", text, &["line 4, column 9", "services.Catalog.tries", "is 0"]);
+}
+
+#[test]
+fn a_mistake_in_defaults_is_reported_without_any_service() {
+    let text = "[defaults]\ntimeout_ms = 1000\n\ntries = 0\n";
+    rejected("defaults-only-tries", text, &["line 4, column 9", "defaults.tries", "is 0"]);
+
+    let text = "[defaults]\ntimeout_ms = 1000\n\nbackoff_ms = 5000\n";
+    rejected("defaults-only-backoff", text, &["line 4", "defaults.backoff_ms", "5000 ms", "1000 ms"]);
+}
+
+#[test]
+fn backoff_above_its_maximum_in_a_service() {
+    let text = "[services.Catalog]\nurl = \"http://127.0.0.1:8081/\"\nbackoff_ms = 500\n\nmax_backoff_ms = 100\n";
+    rejected("backoff-above-max", text, &["line 5, column 18", "services.Catalog.max_backoff_ms", "500 ms", "100 ms"]);
+}
+
+#[test]
+fn backoff_above_its_maximum_in_defaults() {
+    let text = "[defaults]\nbackoff_ms = 800\n\nmax_backoff_ms = 200\n";
+    rejected("default-backoff-above-max", text, &["line 4, column 18", "defaults.max_backoff_ms", "800 ms", "200 ms"]);
+}
+
+/// Only the service's own `backoff_ms` makes this file wrong ([defaults] alone is valid),
+/// so the message must lead to that service, not only to the shared maximum.
+#[test]
+fn a_service_backoff_above_the_default_maximum_names_the_service() {
+    let text =
+        "[defaults]\nmax_backoff_ms = 100\n\n[services.Catalog]\nurl = \"http://127.0.0.1:8081/\"\nbackoff_ms = 500\n";
+    rejected(
+        "service-backoff-above-default-max",
+        text,
+        &["line 6, column 14", "services.Catalog.backoff_ms", "500 ms", "100 ms"],
+    );
+}
+
+#[test]
+fn negative_retry_budget_ratio() {
+    let text = "[retry_budget]\nburst = 5\n\nratio = -1.0\n";
+    rejected("negative-ratio", text, &["line 4, column 9", "retry_budget.ratio", "-1"]);
+}
+
+#[test]
+fn unknown_key_in_retry_budget() {
+    let text = "[retry_budget]\nratio = 0.2\n\nbursts = 5\n";
+    rejected("unknown-in-budget", text, &["line 4, column 1:", "retry_budget.bursts", "unknown field `bursts`"]);
+}
+
+#[test]
+fn tries_of_the_wrong_type() {
+    let text = "[services.Catalog]\nurl = \"http://127.0.0.1:8081/\"\n\ntries = -1\n";
+    rejected("negative-tries", text, &["line 4, column 9", "services.Catalog.tries", "-1"]);
+
+    let text = "[defaults]\ntimeout_ms = 1000\n\ntries = \"x\"\n";
+    rejected("string-tries", text, &["line 4, column 9", "defaults.tries", "\"x\""]);
+}
+
+#[test]
+fn retries_of_the_wrong_type() {
+    let text = "[defaults]\ntimeout_ms = 1000\n\nretries = 3\n";
+    rejected("integer-retries", text, &["line 4, column 11", "defaults.retries", "boolean"]);
+}
+
 // ---- inline TOML and the builder -----------------------------------------------------------
 
 #[test]
@@ -299,6 +448,63 @@ fn builder_builds_what_it_is_told() {
     assert_eq!(invoker.base_url("Catalog"), Some("http://127.0.0.1:8081/shop"));
     assert_eq!(invoker.timeout("Catalog"), Some(Duration::from_millis(900)));
     assert_eq!(invoker.timeout("Checkout"), Some(Duration::from_millis(30)));
+}
+
+#[test]
+fn builder_rejects_zero_tries() {
+    let message = builder_error(Invoker::builder().tries(0).service("Catalog", "http://127.0.0.1:8081/").build());
+    assert_mentions(&message, &["tries", "is 0"]);
+}
+
+#[test]
+fn builder_rejects_a_backoff_above_its_maximum() {
+    let message = builder_error(
+        Invoker::builder()
+            .backoff(Duration::from_secs(2), Duration::from_secs(1))
+            .service("Catalog", "http://127.0.0.1:8081/")
+            .build(),
+    );
+    assert_mentions(&message, &["backoff", "2s", "1s"]);
+}
+
+#[test]
+fn builder_rejects_a_negative_retry_budget_ratio() {
+    let message =
+        builder_error(Invoker::builder().retry_budget(-0.5, 1).service("Catalog", "http://127.0.0.1:8081/").build());
+    assert_mentions(&message, &["ratio", "-0.5"]);
+}
+
+#[test]
+fn builder_rejects_retries_for_an_unknown_service() {
+    let message = builder_error(
+        Invoker::builder().service("Catalog", "http://127.0.0.1:8081/").service_retries("Nope", false).build(),
+    );
+    assert_mentions(&message, &["`Nope`", "no URL"]);
+}
+
+#[test]
+fn builder_sets_tries_and_retries() {
+    let invoker = Invoker::builder()
+        .tries(4)
+        .backoff(Duration::from_millis(10), Duration::from_millis(10))
+        .retry_budget(0.0, 0)
+        .service("Catalog", "http://127.0.0.1:8081/")
+        .service("Payments", "http://mesh.local/payments/")
+        .service_retries("Payments", false)
+        .build()
+        .unwrap();
+    assert_eq!(invoker.tries("Catalog"), Some(4));
+    assert_eq!(invoker.tries("Payments"), Some(1));
+
+    let invoker = Invoker::builder()
+        .retries(false)
+        .service("Catalog", "http://127.0.0.1:8081/")
+        .service("Checkout", "http://127.0.0.1:8082/")
+        .service_retries("Checkout", true)
+        .build()
+        .unwrap();
+    assert_eq!(invoker.tries("Catalog"), Some(1));
+    assert_eq!(invoker.tries("Checkout"), Some(3));
 }
 
 // ---- the environment variable ------------------------------------------------------------
