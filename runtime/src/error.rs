@@ -129,6 +129,15 @@ impl CallError {
         Self::new(CallErrorKind::Timeout, service, method, message)
     }
 
+    /// The server stopped waiting for the run before it ended (`409 in_progress`): to
+    /// the caller, a timeout.
+    pub(crate) fn in_progress(service: &str, method: &str, after: Duration, status: u16) -> Self {
+        let message = format!("no reply within {} ms: the server is still running the call", after.as_millis());
+        let mut err = Self::new(CallErrorKind::Timeout, service, method, message);
+        err.status = Some(status);
+        err
+    }
+
     pub(crate) fn connect(service: &str, method: &str, message: String) -> Self {
         Self::new(CallErrorKind::Connect, service, method, message)
     }
@@ -149,7 +158,9 @@ impl CallError {
         Self::new(CallErrorKind::Encode, service, method, message)
     }
 
-    /// No reply arrived within the service's `timeout_ms`.
+    /// No reply arrived within the service's `timeout_ms`, or the server answered that
+    /// the call was still running when this attempt's time ran out (`409 in_progress`,
+    /// then [`status_code`](Self::status_code) is 409).
     pub fn is_timeout(&self) -> bool {
         self.kind == CallErrorKind::Timeout
     }

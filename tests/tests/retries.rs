@@ -25,6 +25,16 @@ impl From<CallError> for LedgerError {
     }
 }
 
+/// A result whose serialization panics, as a buggy `Serialize` impl can.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Unserializable;
+
+impl Serialize for Unserializable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        panic!("secret detail of a broken Serialize impl")
+    }
+}
+
 #[intercall::service]
 pub trait Ledger {
     /// The side effect: counts one run, returns `2n`.
@@ -35,6 +45,8 @@ pub trait Ledger {
     async fn gated(&self, n: u64) -> Result<u64, LedgerError>;
     /// Never answers.
     async fn stall(&self) -> Result<u64, LedgerError>;
+    /// Counts a run, then returns a value whose `Serialize` panics.
+    async fn unserializable(&self) -> Result<Unserializable, LedgerError>;
     /// Panics on its first run, answers afterwards.
     async fn flaky(&self) -> Result<u64, LedgerError>;
 }
@@ -66,6 +78,11 @@ impl Ledger for Arc<Books> {
 
     async fn stall(&self) -> Result<u64, LedgerError> {
         std::future::pending().await
+    }
+
+    async fn unserializable(&self) -> Result<Unserializable, LedgerError> {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        Ok(Unserializable)
     }
 
     async fn flaky(&self) -> Result<u64, LedgerError> {
@@ -169,12 +186,33 @@ async fn every_attempt_of_a_call_carries_the_same_call_id_and_the_same_body() {
     assert_ne!(proxy.seen().last().unwrap().call_id.as_deref(), Some(id.as_str()));
 }
 
+/// A bound on anything a broken build could make wait forever.
+const HANG: Duration = Duration::from_secs(30);
+
+async fn started(books: &Books) {
+    tokio::time::timeout(HANG, books.started.notified()).await.expect("the run starts");
+}
+
 async fn post(server: &TestServer, method: &str, call_id: &str, body: &str) -> (u16, serde_json::Value) {
-    let request = reqwest::Client::new()
+    post_as(server, method, call_id, body, &[]).await
+}
+
+async fn post_as(
+    server: &TestServer,
+    method: &str,
+    call_id: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> (u16, serde_json::Value) {
+    let client = reqwest::Client::builder().timeout(HANG).build().unwrap();
+    let mut request = client
         .post(server.at(&format!("Ledger/{method}")))
         .header("content-type", "application/json")
         .header("x-call-id", call_id)
         .body(body.to_owned());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
     let response = request.send().await.expect("the server answers");
     let status = response.status().as_u16();
     (status, serde_json::from_slice(&response.bytes().await.unwrap()).expect("a JSON reply"))
@@ -192,7 +230,7 @@ async fn fifty_concurrent_requests_with_one_call_id_run_once_and_get_one_answer(
             tokio::spawn(async move { post(&server, "gated", ID, r#"{"n": 5}"#).await })
         })
         .collect();
-    books.started.notified().await;
+    started(&books).await;
     books.gate.add_permits(1_000);
     for request in requests {
         assert_eq!(request.await.unwrap(), (200, serde_json::json!(10)));
@@ -212,10 +250,13 @@ async fn a_client_that_disconnects_mid_call_cancels_nothing_and_its_retry_gets_t
         .send()
         .await;
     assert!(first.is_err_and(|e| e.is_timeout()), "the first attempt must time out");
-    books.started.notified().await;
+    started(&books).await;
     books.gate.add_permits(1);
 
-    assert_eq!(post(&server, "gated", ID, r#"{"n": 8}"#).await, (200, serde_json::json!(16)));
+    // With a deadline: if the disconnect had cancelled the run without releasing it,
+    // this would end in 409 instead of hanging.
+    let retry = post_as(&server, "gated", ID, r#"{"n": 8}"#, &[("x-deadline-ms", "10000")]).await;
+    assert_eq!(retry, (200, serde_json::json!(16)));
     assert_eq!(books.runs(), 1, "the disconnect did not cancel the run, and the retry did not run again");
 }
 
@@ -227,7 +268,7 @@ async fn a_duplicate_that_outlives_its_deadline_gets_a_retryable_in_progress() {
         let server = Arc::clone(&server);
         tokio::spawn(async move { post(&server, "gated", ID, r#"{"n": 1}"#).await })
     };
-    books.started.notified().await;
+    started(&books).await;
     let reply = reqwest::Client::new()
         .post(server.at("Ledger/gated"))
         .header("content-type", "application/json")
@@ -319,6 +360,8 @@ async fn a_spent_retry_budget_fails_fast_and_sends_nothing_more() {
     let ledger = LedgerProxy::new(invoker).unwrap();
 
     let Err(LedgerError::Unavailable(first)) = ledger.stall().await else { panic!("stall never answers") };
+    // The server gives up waiting a little before the client, so the attempt ends in
+    // `409 in_progress` (or a plain timeout on a slow machine): a timeout either way.
     assert!(first.is_timeout() && first.is_retry_budget_exhausted(), "{first}");
     assert_eq!(first.attempts(), 2, "one retry, paid with the only token");
     assert_eq!(proxy.seen().len(), 2);
@@ -401,5 +444,56 @@ async fn malformed_call_headers_are_400_and_run_nothing() {
     assert_eq!((plain.status, plain.body), (200, serde_json::json!(6)));
     let plain = intercall_tests::post_raw(&server.at("Ledger/add"), Some("application/json"), r#"{"n": 3}"#).await;
     assert_eq!(plain.status, 200);
+    assert_eq!(books.runs(), 2);
+}
+
+#[tokio::test]
+async fn the_same_call_id_for_another_user_is_another_call() {
+    let (books, server) = ledger(MemoryCallStore::default()).await;
+    let as_user = |user_type, id| [("x-user-type", user_type), ("x-user-id", id)];
+    let body = r#"{"n": 1}"#;
+    assert_eq!(post_as(&server, "add", ID, body, &as_user("customer", "1")).await.0, 200);
+    assert_eq!(post_as(&server, "add", ID, body, &as_user("customer", "2")).await.0, 200);
+    assert_eq!(books.runs(), 2, "another user never gets this user's stored result");
+    // Regression: "a" + "b/c" and "a/b" + "c" were once one key.
+    assert_eq!(post_as(&server, "add", ID, body, &as_user("a", "b/c")).await.0, 200);
+    assert_eq!(post_as(&server, "add", ID, body, &as_user("a/b", "c")).await.0, 200);
+    assert_eq!(books.runs(), 4);
+    // The same user again is a duplicate.
+    assert_eq!(post_as(&server, "add", ID, body, &as_user("customer", "1")).await.0, 200);
+    assert_eq!(books.runs(), 4);
+    // The same call id on another method is another call.
+    assert_eq!(post(&server, "reject", ID, r#"{"code": 1}"#).await.0, 422);
+    assert_eq!(books.runs(), 5);
+}
+
+#[tokio::test]
+async fn a_duplicate_answered_in_progress_is_retried_by_the_proxy_until_the_run_ends() {
+    let (books, server) = ledger(MemoryCallStore::default()).await;
+    let gate = Arc::clone(&books);
+    // The first attempt waits out its deadline and gets 409; the second attempt
+    // opens the gate as it passes, so the run ends while it waits.
+    let proxy = FaultProxy::start(server.addr, move |seen| {
+        if seen.attempt == Some(2) {
+            gate.gate.add_permits(1);
+        }
+        Fault::Pass
+    })
+    .await;
+    let ledger = LedgerProxy::new(invoker(&proxy.url(), 3, Duration::from_millis(300))).unwrap();
+    assert_eq!(ledger.gated(4).await, Ok(8));
+    assert_eq!(proxy.seen().len(), 2, "one 409, one success");
+    assert_eq!(books.runs(), 1);
+}
+
+#[tokio::test]
+async fn a_panic_while_serializing_the_result_is_a_panic_reply_and_frees_the_call_id() {
+    let (books, server) = ledger(MemoryCallStore::default()).await;
+    let (status, body) = post(&server, "unserializable", ID, "{}").await;
+    assert_eq!((status, body["kind"].as_str()), (500, Some("panic")), "{body}");
+    assert!(!body.to_string().contains("secret detail"), "the panic message leaked: {body}");
+    // Released, not stuck: the retry runs again instead of waiting on a dead claim.
+    let (status, _) = post_as(&server, "unserializable", ID, "{}", &[("x-deadline-ms", "10000")]).await;
+    assert_eq!(status, 500);
     assert_eq!(books.runs(), 2);
 }

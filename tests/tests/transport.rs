@@ -126,7 +126,9 @@ async fn no_reply_within_the_timeout_is_a_timeout_error() {
     assert_eq!(kinds(&e), ["timeout"], "{e:?}");
     assert_eq!(e.service(), "Stall");
     assert_eq!(e.method(), "hang");
-    assert_eq!(e.status_code(), None);
+    // An intercall server gives up waiting just before the client and says the call is
+    // still running (409); without that reply, the client's own timer fires.
+    assert!(matches!(e.status_code(), None | Some(409)), "{e:?}");
     assert!(e.message().contains("200 ms"), "{e}");
 
     // The server, the proxy and its connection pool still work.

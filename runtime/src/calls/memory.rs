@@ -14,8 +14,8 @@ use super::{CallKey, CallStore, Claim, StoreFuture, StoredReply, Ticket};
 /// any retry window a client can have (timeout x tries + backoff).
 pub const DEFAULT_TTL: Duration = Duration::from_secs(5 * 60);
 
-/// The default number of entries: 100,000 (~10,000 calls/s over 10 s of retries, or
-/// ~330 calls/s over the whole default TTL).
+/// The default number of entries: 100,000, enough for ~6,600 calls/s over the default
+/// retry window of 15 s (5 s timeout x 3 tries).
 pub const DEFAULT_CAPACITY: u64 = 100_000;
 
 /// The call-id store of a single node, in memory.
@@ -33,7 +33,6 @@ pub struct MemoryCallStore {
 
 struct Slot {
     fingerprint: u128,
-    ticket: u64,
     state: watch::Sender<State>,
 }
 
@@ -75,15 +74,23 @@ impl MemoryCallStore {
     }
 
     fn claim_now(&self, key: &CallKey, fingerprint: u128) -> Claim {
-        let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
-        let entry = self
-            .slots
-            .entry_by_ref(key)
-            .or_insert_with(|| Arc::new(Slot { fingerprint, ticket, state: watch::Sender::new(State::Running) }));
-        if entry.is_fresh() {
-            return Claim::Run(Ticket(ticket));
-        }
-        let slot = entry.into_value();
+        let token = self.next_ticket.fetch_add(1, Ordering::Relaxed);
+        let fresh = Arc::new(Slot { fingerprint, state: watch::Sender::new(State::Running) });
+        // Claims, completions and releases all go through `and_compute_with`, so they
+        // exclude each other per key.
+        let mut found = None;
+        self.slots.entry_by_ref(key).and_compute_with(|entry| match entry {
+            Some(entry) => {
+                found = Some(entry.into_value());
+                Op::Nop
+            }
+            None => Op::Put(Arc::clone(&fresh)),
+        });
+        let Some(slot) = found else {
+            // The ticket holds the slot, so the run can always finish it and wake its
+            // waiters, even after the entry has expired or been evicted.
+            return Claim::Run(Ticket::with_local(token, fresh));
+        };
         if slot.fingerprint != fingerprint {
             return Claim::Mismatch;
         }
@@ -94,28 +101,28 @@ impl MemoryCallStore {
         }
     }
 
-    /// Applies `finish` to the slot `ticket` owns, if it still owns `key`.
-    fn finish(&self, key: &CallKey, ticket: Ticket, state: State) {
-        let mut owned = None;
+    /// Records the final state of the claim `ticket` holds, and wakes its waiters.
+    fn finish(&self, key: &CallKey, ticket: &Ticket, state: State) {
+        let Some(slot) = ticket.local().and_then(|local| Arc::clone(local).downcast::<Slot>().ok()) else {
+            tracing::error!(%key, "a ticket from another store was handed to the in-memory call store");
+            return;
+        };
+        let mut owned = false;
         self.slots.entry_by_ref(key).and_compute_with(|entry| match entry {
-            Some(entry) if entry.value().ticket == ticket.0 => {
-                let slot = entry.into_value();
-                let op = match state {
+            Some(entry) if Arc::ptr_eq(entry.value(), &slot) => {
+                owned = true;
+                match state {
                     // Put again: the entry's time to live restarts at completion.
                     State::Done(_) => Op::Put(Arc::clone(&slot)),
                     _ => Op::Remove,
-                };
-                owned = Some(slot);
-                op
+                }
             }
             _ => Op::Nop,
         });
-        match owned {
-            Some(slot) => {
-                slot.state.send_replace(state);
-            }
-            None => tracing::warn!(%key, "a call finished after its call-id entry expired; its result was not stored"),
+        if !owned && matches!(state, State::Done(_)) {
+            tracing::warn!(%key, "a call finished after its call-id entry expired; its result was not stored");
         }
+        slot.state.send_replace(state);
     }
 }
 
@@ -124,8 +131,15 @@ impl CallStore for MemoryCallStore {
         Box::pin(std::future::ready(Ok(self.claim_now(key, fingerprint))))
     }
 
-    fn wait<'a>(&'a self, key: &'a CallKey, timeout: Option<Duration>) -> StoreFuture<'a, Option<StoredReply>> {
-        let receiver = self.slots.get(key).map(|slot| slot.state.subscribe());
+    fn wait<'a>(
+        &'a self,
+        key: &'a CallKey,
+        fingerprint: u128,
+        timeout: Option<Duration>,
+    ) -> StoreFuture<'a, Option<StoredReply>> {
+        // A slot of another body is another call: this request's own call is gone.
+        let receiver =
+            self.slots.get(key).filter(|slot| slot.fingerprint == fingerprint).map(|slot| slot.state.subscribe());
         Box::pin(async move {
             let Some(mut receiver) = receiver else { return Ok(None) };
             let finished = receiver.wait_for(|state| !matches!(state, State::Running));
@@ -145,12 +159,12 @@ impl CallStore for MemoryCallStore {
     }
 
     fn complete<'a>(&'a self, key: &'a CallKey, ticket: Ticket, reply: StoredReply) -> StoreFuture<'a, ()> {
-        self.finish(key, ticket, State::Done(reply));
+        self.finish(key, &ticket, State::Done(reply));
         Box::pin(std::future::ready(Ok(())))
     }
 
     fn release<'a>(&'a self, key: &'a CallKey, ticket: Ticket) -> StoreFuture<'a, ()> {
-        self.finish(key, ticket, State::Released);
+        self.finish(key, &ticket, State::Released);
         Box::pin(std::future::ready(Ok(())))
     }
 }
@@ -160,7 +174,7 @@ mod tests {
     use super::*;
 
     fn key(user: Option<&str>) -> CallKey {
-        CallKey::new(uuid::Uuid::from_u128(7), "Catalog", "get", user.map(Arc::from))
+        CallKey::new(uuid::Uuid::from_u128(7), "Catalog", "get", user.map(Arc::from), None)
     }
 
     fn reply(body: &'static str) -> StoredReply {
@@ -173,7 +187,7 @@ mod tests {
         let Claim::Run(ticket) = store.claim(&key(None), 1).await.unwrap() else { panic!("the first claim runs") };
         assert_eq!(store.claim(&key(None), 1).await.unwrap(), Claim::Running);
         let waiting_key = key(None);
-        let waiter = store.wait(&waiting_key, None);
+        let waiter = store.wait(&waiting_key, 1, None);
         store.complete(&key(None), ticket, reply("42")).await.unwrap();
         assert_eq!(waiter.await.unwrap(), Some(reply("42")));
         assert_eq!(store.claim(&key(None), 1).await.unwrap(), Claim::Done(reply("42")));
@@ -192,7 +206,7 @@ mod tests {
         let store = MemoryCallStore::default();
         let Claim::Run(ticket) = store.claim(&key(None), 1).await.unwrap() else { panic!("runs") };
         let waiting_key = key(None);
-        let waiter = store.wait(&waiting_key, None);
+        let waiter = store.wait(&waiting_key, 1, None);
         store.release(&key(None), ticket).await.unwrap();
         assert_eq!(waiter.await.unwrap(), None);
         assert!(matches!(store.claim(&key(None), 1).await.unwrap(), Claim::Run(_)));
@@ -202,7 +216,7 @@ mod tests {
     async fn a_stale_ticket_cannot_complete_a_newer_claim() {
         let store = MemoryCallStore::default();
         let Claim::Run(old) = store.claim(&key(None), 1).await.unwrap() else { panic!("runs") };
-        store.release(&key(None), old).await.unwrap();
+        store.release(&key(None), old.clone()).await.unwrap();
         let Claim::Run(new) = store.claim(&key(None), 1).await.unwrap() else { panic!("runs again") };
         store.complete(&key(None), old, reply("stale")).await.unwrap();
         assert_eq!(store.claim(&key(None), 1).await.unwrap(), Claim::Running);
@@ -214,6 +228,26 @@ mod tests {
     async fn a_wait_that_times_out_returns_nothing() {
         let store = MemoryCallStore::default();
         assert!(matches!(store.claim(&key(None), 1).await.unwrap(), Claim::Run(_)));
-        assert_eq!(store.wait(&key(None), Some(Duration::from_millis(1))).await.unwrap(), None);
+        assert_eq!(store.wait(&key(None), 1, Some(Duration::from_millis(1))).await.unwrap(), None);
+    }
+}
+
+#[cfg(test)]
+mod expiry_tests {
+    use super::*;
+
+    /// Regression: a run that outlived its entry's time to live never woke its waiters.
+    #[tokio::test]
+    async fn a_run_that_outlives_its_entry_still_wakes_its_waiters() {
+        let store = MemoryCallStore::new(10, Duration::from_millis(20));
+        let key = CallKey::new(uuid::Uuid::from_u128(1), "S", "m", None, None);
+        let Claim::Run(ticket) = store.claim(&key, 1).await.unwrap() else { panic!("runs") };
+        let waiter = store.wait(&key, 1, None);
+        // Not synchronisation: the entry's time to live has to pass on the clock.
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let reply = StoredReply { status: 200, body: bytes::Bytes::from_static(b"1") };
+        store.complete(&key, ticket, reply.clone()).await.unwrap();
+        let woken = tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("the waiter wakes");
+        assert_eq!(woken.unwrap(), Some(reply));
     }
 }

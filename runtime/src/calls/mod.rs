@@ -8,6 +8,7 @@
 
 mod memory;
 
+use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,9 +31,15 @@ pub trait CallStore: Send + Sync + 'static {
     /// body: a claim whose fingerprint differs is [`Claim::Mismatch`].
     fn claim<'a>(&'a self, key: &'a CallKey, fingerprint: u128) -> StoreFuture<'a, Claim>;
 
-    /// Waits for the run of `key` to complete, for at most `timeout` (`None`: as long
-    /// as it takes). `None` when it did not complete in time, was released, or is gone.
-    fn wait<'a>(&'a self, key: &'a CallKey, timeout: Option<Duration>) -> StoreFuture<'a, Option<StoredReply>>;
+    /// Waits for the run of `key` whose body has `fingerprint` to complete, for at most
+    /// `timeout` (`None`: as long as it takes). `None` when it did not complete in time,
+    /// was released, is gone, or is now a run of another body.
+    fn wait<'a>(
+        &'a self,
+        key: &'a CallKey,
+        fingerprint: u128,
+        timeout: Option<Duration>,
+    ) -> StoreFuture<'a, Option<StoredReply>>;
 
     /// Stores the reply of the run that `ticket` claimed, and wakes its waiters. A
     /// ticket that no longer owns the key (its entry expired and was claimed again)
@@ -56,9 +63,50 @@ pub enum Claim {
     Mismatch,
 }
 
-/// Proof of a claim, handed back to [`CallStore::complete`] or [`CallStore::release`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ticket(pub u64);
+/// Proof of a claim, handed back to [`CallStore::complete`] or [`CallStore::release`]:
+/// a token unique per claim (a fencing token for shared stores) and whatever the store
+/// keeps to finish the claim even when its entry has expired meanwhile.
+#[derive(Clone)]
+pub struct Ticket {
+    token: u64,
+    local: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl Ticket {
+    /// A ticket identified by `token` alone.
+    pub fn new(token: u64) -> Self {
+        Self { token, local: None }
+    }
+
+    /// A ticket that also carries store-local state.
+    pub fn with_local(token: u64, local: Arc<dyn Any + Send + Sync>) -> Self {
+        Self { token, local: Some(local) }
+    }
+
+    /// The claim's unique token.
+    pub fn token(&self) -> u64 {
+        self.token
+    }
+
+    /// The store-local state, if the store attached some.
+    pub fn local(&self) -> Option<&Arc<dyn Any + Send + Sync>> {
+        self.local.as_ref()
+    }
+}
+
+impl fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Ticket").field(&self.token).finish()
+    }
+}
+
+impl PartialEq for Ticket {
+    fn eq(&self, other: &Self) -> bool {
+        self.token == other.token
+    }
+}
+
+impl Eq for Ticket {}
 
 /// The reply of a run, as stored and replayed: status and body, byte for byte.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +123,10 @@ pub struct CallKey {
     call_id: u128,
     service: &'static str,
     method: &'static str,
-    user: Option<Arc<str>>,
+    /// User type and id, kept apart: joined in one string, `a` + `b/c` and `a/b` + `c`
+    /// would be one user.
+    user_type: Option<Arc<str>>,
+    user_id: Option<Arc<str>>,
 }
 
 impl CallKey {
@@ -83,9 +134,10 @@ impl CallKey {
         call_id: uuid::Uuid,
         service: &'static str,
         method: &'static str,
-        user: Option<Arc<str>>,
+        user_type: Option<Arc<str>>,
+        user_id: Option<Arc<str>>,
     ) -> Self {
-        Self { call_id: call_id.as_u128(), service, method, user }
+        Self { call_id: call_id.as_u128(), service, method, user_type, user_id }
     }
 
     /// The call id.
@@ -103,17 +155,30 @@ impl CallKey {
         self.method
     }
 
-    /// The caller's user (`type/id`), when the request carried one.
-    pub fn user(&self) -> Option<&str> {
-        self.user.as_deref()
+    /// The caller's user type, when the request carried one.
+    pub fn user_type(&self) -> Option<&str> {
+        self.user_type.as_deref()
+    }
+
+    /// The caller's user id, when the request carried one.
+    pub fn user_id(&self) -> Option<&str> {
+        self.user_id.as_deref()
     }
 }
 
-/// `service/method/user/call-id`, a stable text form for stores keyed by strings.
+/// `service/method/<type>/<id>/call-id`, a stable text form for stores keyed by
+/// strings. Each user part is length-prefixed (`8:customer`, `-` when absent), so no
+/// two keys share a text form.
 impl fmt::Display for CallKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let user = self.user.as_deref().unwrap_or("-");
-        write!(f, "{}/{}/{user}/{}", self.service, self.method, self.call_id())
+        write!(f, "{}/{}/", self.service, self.method)?;
+        for part in [&self.user_type, &self.user_id] {
+            match part {
+                Some(text) => write!(f, "{}:{text}/", text.len())?,
+                None => f.write_str("-/")?,
+            }
+        }
+        write!(f, "{}", self.call_id())
     }
 }
 

@@ -33,12 +33,32 @@ pub(super) struct EndpointInner {
 
 /// What one attempt came to.
 enum Attempt<T, E> {
-    /// A result to hand to the caller: success, the typed error, or a failure that a
-    /// retry cannot fix.
-    Done(Result<T, E>),
-    /// A failure a retry may fix (timeout, connection, 503, in progress), with the
-    /// server's `Retry-After` when it sent one.
-    Retryable(CallError, Option<Duration>),
+    Ok(T),
+    /// The service's typed error: the answer, never retried.
+    Typed(E),
+    /// Any other failure; `retryable` for those a retry may fix (timeout, connection,
+    /// 503, in progress), with the server's `Retry-After` when it sent one.
+    Failed {
+        error: CallError,
+        retryable: bool,
+        retry_after: Option<Duration>,
+    },
+}
+
+impl<T, E> Attempt<T, E> {
+    fn failed(error: CallError) -> Self {
+        Attempt::Failed { error, retryable: false, retry_after: None }
+    }
+
+    fn retryable(error: CallError, retry_after: Option<Duration>) -> Self {
+        Attempt::Failed { error, retryable: true, retry_after }
+    }
+}
+
+/// How much earlier than the client the server should give up waiting for a running
+/// duplicate, so that its `409 in_progress` arrives before the client's own timeout.
+fn server_deadline(timeout: Duration) -> Duration {
+    timeout.saturating_sub((timeout / 5).min(Duration::from_millis(50)))
 }
 
 impl Endpoint {
@@ -73,23 +93,29 @@ impl Endpoint {
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let timeout = policy.timeout.min(remaining);
-            let (error, retry_after) = match self.attempt(index, &body, &call_id, attempt, timeout).await {
-                Attempt::Done(result) => return result,
-                Attempt::Retryable(error, retry_after) => (error, retry_after),
+            let (error, retryable, retry_after) = match self.attempt(index, &body, &call_id, attempt, timeout).await {
+                Attempt::Ok(value) => return Ok(value),
+                Attempt::Typed(error) => return Err(error),
+                Attempt::Failed { error, retryable, retry_after } => {
+                    (error.after_attempts(attempt), retryable, retry_after)
+                }
             };
-            let error = error.after_attempts(attempt);
-            if attempt >= policy.tries {
+            if !retryable || attempt >= policy.tries {
                 return Err(error.into());
             }
             let delay = backoff(&policy, attempt).max(retry_after.unwrap_or_default());
             // The next attempt needs time of its own, or it could only time out.
-            if Instant::now() + delay >= deadline {
+            if delay >= deadline.saturating_duration_since(Instant::now()) {
                 return Err(error.into());
             }
             if !this.budget.try_withdraw() {
                 return Err(error.retry_budget_exhausted().into());
             }
             tokio::time::sleep(delay).await;
+            if Instant::now() >= deadline {
+                // The sleep overshot: report the failure we have, not an empty timeout.
+                return Err(error.into());
+            }
             attempt += 1;
         }
     }
@@ -108,21 +134,19 @@ impl Endpoint {
     {
         let this = &*self.0;
         let method = this.methods[index];
-        if timeout.is_zero() {
-            return Attempt::Done(Err(CallError::timeout(this.service, method, this.policy.timeout).into()));
-        }
         let mut headers = HeaderMap::with_capacity(5);
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(wire::JSON));
         headers.insert(ACCEPT, HeaderValue::from_static(wire::JSON));
         headers.insert(wire::CALL_ID, call_id.clone());
         headers.insert(wire::CALL_ATTEMPT, HeaderValue::from(attempt));
-        headers.insert(wire::DEADLINE_MS, HeaderValue::from(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)));
+        let server_deadline = u64::try_from(server_deadline(timeout).as_millis()).unwrap_or(u64::MAX);
+        headers.insert(wire::DEADLINE_MS, HeaderValue::from(server_deadline));
         let sent =
             this.http.post(this.urls[index].clone()).headers(headers).timeout(timeout).body(body.clone()).send().await;
         let transport = |err: reqwest::Error| self.transport_error(method, &err);
         let response = match sent {
             Ok(response) => response,
-            Err(e) => return Attempt::Retryable(transport(e), None),
+            Err(e) => return Attempt::retryable(transport(e), None),
         };
         let status = response.status().as_u16();
         let retry_after = response
@@ -133,34 +157,40 @@ impl Endpoint {
             .map(Duration::from_secs);
         let bytes = match response.bytes().await {
             Ok(bytes) => bytes,
-            Err(e) => return Attempt::Retryable(transport(e), None),
+            Err(e) => return Attempt::retryable(transport(e), None),
         };
         if (200..300).contains(&status) {
-            return Attempt::Done(serde_json::from_slice(&bytes).map_err(|e| {
-                CallError::decode(this.service, method, status, format!("the reply is not a valid result: {e}")).into()
-            }));
+            return match serde_json::from_slice(&bytes) {
+                Ok(value) => Attempt::Ok(value),
+                Err(e) => {
+                    let message = format!("the reply is not a valid result: {e}");
+                    Attempt::failed(CallError::decode(this.service, method, status, message))
+                }
+            };
         }
         let (error, in_progress) = match wire::parse_error_reply(&bytes) {
             Some(ErrorReply::Service { type_name, value }) => {
-                return Attempt::Done(Err(serde_json::from_str::<E>(value.get()).unwrap_or_else(|e| {
-                    let message =
-                        format!("the server's `{type_name}` error does not decode as this method's error type: {e}");
-                    CallError::decode(this.service, method, status, message).into()
-                })));
+                return match serde_json::from_str::<E>(value.get()) {
+                    Ok(error) => Attempt::Typed(error),
+                    Err(e) => {
+                        let message = format!(
+                            "the server's `{type_name}` error does not decode as this method's error type: {e}"
+                        );
+                        Attempt::failed(CallError::decode(this.service, method, status, message))
+                    }
+                };
+            }
+            Some(ErrorReply::Framework { kind, .. }) if kind == ErrorKind::InProgress.as_str() => {
+                (CallError::in_progress(this.service, method, this.policy.timeout, status), true)
             }
             Some(ErrorReply::Framework { kind, message }) => {
-                let in_progress = kind == ErrorKind::InProgress.as_str();
-                (CallError::status(this.service, method, status, format!("{kind}: {message}")), in_progress)
+                (CallError::status(this.service, method, status, format!("{kind}: {message}")), false)
             }
             None => (CallError::status(this.service, method, status, wire::describe_foreign_body(&bytes)), false),
         };
         // Retry only what a retry can fix: an unavailable server, or the first run of
         // this call id still in progress. Never a typed error or another 4xx.
-        if status == 503 || in_progress {
-            Attempt::Retryable(error, retry_after)
-        } else {
-            Attempt::Done(Err(error.into()))
-        }
+        if status == 503 || in_progress { Attempt::retryable(error, retry_after) } else { Attempt::failed(error) }
     }
 
     fn transport_error(&self, method: &str, err: &reqwest::Error) -> CallError {

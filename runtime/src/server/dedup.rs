@@ -1,8 +1,8 @@
 //! The call-id flow: a request with an `x-call-id` runs its method at most once.
 //!
-//! The first arrival claims the id and runs the implementation in a task of its own,
-//! detached from the connection, so a client that gives up and disconnects cancels
-//! nothing and leaves no marker behind. Duplicates wait for that run (within their own
+//! Claiming the id and running the implementation happen in one task of their own,
+//! detached from the connection: a client that gives up and disconnects cancels
+//! neither, and leaves no claim behind. Duplicates wait for that run (within their own
 //! deadline) or replay its stored reply.
 
 use std::future::Future;
@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::MethodInfo;
 use super::reply::{self, Reply};
-use crate::calls::{CallKey, CallStore, Claim};
+use crate::calls::{CallKey, CallStore, Claim, StoreError, Ticket};
 use crate::wire::ErrorKind;
 
 pub(crate) async fn run_once<T, E, Fut>(
@@ -29,49 +29,92 @@ where
     E: Serialize,
     Fut: Future<Output = Result<T, E>> + Send + 'static,
 {
-    let ticket = match store.claim(&key, fingerprint).await {
-        Ok(Claim::Run(ticket)) => ticket,
-        Ok(Claim::Done(stored)) => return stored.into(),
-        Ok(Claim::Running) => return wait(info, &*store, &key, deadline).await,
-        Ok(Claim::Mismatch) => {
+    let detached = {
+        let (store, key) = (Arc::clone(&store), key.clone());
+        async move {
+            let claim = store.claim(&key, fingerprint).await;
+            let Ok(Claim::Run(ticket)) = claim else { return Outcome::Claimed(claim) };
+            let guard = Release { store: &*store, key: &key, ticket: Some(ticket) };
+            let reply = reply::run(info, future).await;
+            guard.finish(&reply).await;
+            Outcome::Ran(reply)
+        }
+    };
+    let task = tokio::spawn(detached);
+    let outcome = match deadline {
+        Some(deadline) => match tokio::time::timeout(deadline, task).await {
+            Ok(joined) => joined,
+            // The caller stops waiting; the run goes on and its reply is stored.
+            Err(_) => return in_progress(info, &key),
+        },
+        None => task.await,
+    };
+    match outcome {
+        Ok(Outcome::Ran(reply)) => reply,
+        Ok(Outcome::Claimed(Ok(Claim::Done(stored)))) => stored.into(),
+        Ok(Outcome::Claimed(Ok(Claim::Running))) => wait(info, &*store, &key, fingerprint, deadline).await,
+        Ok(Outcome::Claimed(Ok(Claim::Mismatch))) => {
             let message = format!(
                 "call id `{}` was already used for {}.{} with a different request body; a new call needs a new call id",
                 key.call_id(),
                 info.service,
                 info.method
             );
-            return reply::error(ErrorKind::CallIdMismatch, &message, None);
+            reply::error(ErrorKind::CallIdMismatch, &message, None)
         }
-        Err(e) => return store_unavailable(info, &e),
-    };
-
-    let in_progress = in_progress(info, &key);
-    let run = async move {
-        let reply = reply::run(info, future).await;
-        let stored = match reply.is_storable() {
-            true => store.complete(&key, ticket, reply.clone().into()).await,
-            false => store.release(&key, ticket).await,
-        };
-        if let Err(e) = stored {
-            tracing::error!(%key, "cannot record the outcome of a call in the call-id store: {e}");
-        }
-        reply
-    };
-    let task = tokio::spawn(run);
-    let finished = match deadline {
-        Some(deadline) => tokio::time::timeout(deadline, task).await.ok(),
-        None => Some(task.await),
-    };
-    match finished {
-        Some(Ok(reply)) => reply,
-        Some(Err(lost)) => reply::internal(info, &format!("the run did not finish: {lost}")),
-        // The caller stops waiting; the run goes on and its reply is stored.
-        None => in_progress,
+        Ok(Outcome::Claimed(Ok(Claim::Run(_)))) => unreachable!("a claim to run is run in the task"),
+        Ok(Outcome::Claimed(Err(e))) => store_unavailable(info, &e),
+        // `reply::run` catches panics; this is a panic in the store, or a runtime
+        // shutting down. Its message goes to the log, not to the client.
+        Err(lost) => reply::panicked(info, &lost.to_string()),
     }
 }
 
-async fn wait(info: MethodInfo, store: &dyn CallStore, key: &CallKey, deadline: Option<Duration>) -> Reply {
-    match store.wait(key, deadline).await {
+enum Outcome {
+    Claimed(Result<Claim, StoreError>),
+    Ran(Reply),
+}
+
+/// Completes or releases the claim; if the task ends any other way (a panic in the
+/// store itself), releases it on drop, so a retry can run.
+struct Release<'a> {
+    store: &'a dyn CallStore,
+    key: &'a CallKey,
+    ticket: Option<Ticket>,
+}
+
+impl Release<'_> {
+    async fn finish(mut self, reply: &Reply) {
+        let ticket = self.ticket.take().expect("finished once");
+        // Successes and typed errors are stored; anything else frees the id again.
+        let recorded = match reply.is_storable() {
+            true => self.store.complete(self.key, ticket, reply.clone().into()).await,
+            false => self.store.release(self.key, ticket).await,
+        };
+        if let Err(e) = recorded {
+            tracing::error!(key = %self.key, "cannot record the outcome of a call in the call-id store: {e}");
+        }
+    }
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            // Best effort: an in-memory store releases at once; a remote one needs the
+            // runtime, which may be gone.
+            let _ = futures_util::FutureExt::now_or_never(self.store.release(self.key, ticket));
+        }
+    }
+}
+
+async fn wait(
+    info: MethodInfo,
+    store: &dyn CallStore,
+    key: &CallKey,
+    fingerprint: u128,
+    deadline: Option<Duration>,
+) -> Reply {
+    match store.wait(key, fingerprint, deadline).await {
         Ok(Some(stored)) => stored.into(),
         Ok(None) => in_progress(info, key),
         Err(e) => store_unavailable(info, &e),
@@ -80,7 +123,7 @@ async fn wait(info: MethodInfo, store: &dyn CallStore, key: &CallKey, deadline: 
 
 fn in_progress(info: MethodInfo, key: &CallKey) -> Reply {
     let message = format!(
-        "call `{}` of {}.{} is still running; retry with the same call id to get its result",
+        "call `{}` of {}.{} has no result yet (still running, or its run ended without one); retry with the same call id",
         key.call_id(),
         info.service,
         info.method
@@ -88,7 +131,7 @@ fn in_progress(info: MethodInfo, key: &CallKey) -> Reply {
     reply::error(ErrorKind::InProgress, &message, None)
 }
 
-fn store_unavailable(info: MethodInfo, error: &crate::calls::StoreError) -> Reply {
+fn store_unavailable(info: MethodInfo, error: &StoreError) -> Reply {
     tracing::error!(service = info.service, method = info.method, "call-id store unavailable: {error}");
     let message = format!("the call-id store is unavailable, so {}.{} did not run; retry", info.service, info.method);
     reply::error(ErrorKind::StoreUnavailable, &message, None)

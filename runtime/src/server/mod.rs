@@ -143,7 +143,7 @@ where
         // A plain HTTP client: run inline, store nothing.
         None => reply::run(info, future).await,
         Some(call_id) => {
-            let key = CallKey::new(call_id, info.service, info.method, headers.user);
+            let key = CallKey::new(call_id, info.service, info.method, headers.user_type, headers.user_id);
             dedup::run_once(info, store, key, fingerprint(&bytes), headers.deadline, future).await
         }
     };

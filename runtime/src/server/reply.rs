@@ -58,19 +58,27 @@ where
     E: Serialize,
     Fut: Future<Output = Result<T, E>>,
 {
-    match AssertUnwindSafe(future).catch_unwind().await {
-        Ok(Ok(value)) => match serde_json::to_vec(&value) {
-            Ok(json) => Reply { status: StatusCode::OK, body: json.into() },
-            Err(e) => internal(info, &format!("cannot serialize the result: {e}")),
-        },
-        Ok(Err(error)) => service_error(info, &error),
-        Err(panic) => {
-            let message = panic_message(&*panic);
-            tracing::error!(service = info.service, method = info.method, "implementation panicked: {message}");
-            let message = format!("{}.{} panicked; the server logged the panic message", info.service, info.method);
-            error(ErrorKind::Panic, &message, None)
+    // Serialization is inside the guard too: a `Serialize` impl can panic as well.
+    let replied = AssertUnwindSafe(async {
+        match future.await {
+            Ok(value) => match serde_json::to_vec(&value) {
+                Ok(json) => Reply { status: StatusCode::OK, body: json.into() },
+                Err(e) => internal(info, &format!("cannot serialize the result: {e}")),
+            },
+            Err(error) => service_error(info, &error),
         }
+    });
+    match replied.catch_unwind().await {
+        Ok(reply) => reply,
+        Err(panic) => panicked(info, panic_message(&*panic)),
     }
+}
+
+/// The reply to a run that panicked; `detail` goes to the log only.
+pub(crate) fn panicked(info: MethodInfo, detail: &str) -> Reply {
+    tracing::error!(service = info.service, method = info.method, "implementation panicked: {detail}");
+    let message = format!("{}.{} panicked; the server logged the panic message", info.service, info.method);
+    error(ErrorKind::Panic, &message, None)
 }
 
 fn service_error<E: Serialize>(info: MethodInfo, error: &E) -> Reply {

@@ -34,8 +34,9 @@ pub(crate) struct CallHeaders {
     pub(crate) call_id: Option<uuid::Uuid>,
     /// How long the caller waits for this attempt.
     pub(crate) deadline: Option<Duration>,
-    /// `type/id` from `x-user-type` and `x-user-id`, part of the call-id key.
-    pub(crate) user: Option<Arc<str>>,
+    /// `x-user-type` and `x-user-id`, part of the call-id key.
+    pub(crate) user_type: Option<Arc<str>>,
+    pub(crate) user_id: Option<Arc<str>>,
 }
 
 impl CallHeaders {
@@ -60,11 +61,9 @@ impl CallHeaders {
                     .map_err(|_| bad_header(wire::DEADLINE_MS, text, "a number of milliseconds"))
             })
             .transpose()?;
-        let user = match (header(headers, "x-user-type")?, header(headers, "x-user-id")?) {
-            (None, None) => None,
-            (user_type, id) => Some(Arc::from(format!("{}/{}", user_type.unwrap_or(""), id.unwrap_or("")))),
-        };
-        Ok(Self { call_id, deadline, user })
+        let user_type = header(headers, "x-user-type")?.map(Arc::from);
+        let user_id = header(headers, "x-user-id")?.map(Arc::from);
+        Ok(Self { call_id, deadline, user_type, user_id })
     }
 }
 
