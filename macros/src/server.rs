@@ -72,6 +72,14 @@ pub(crate) fn server(service: &Service<'_>) -> TokenStream {
                 self
             }
 
+            /// Verifies signed calls: with a shared secret, unsigned, forged or stale
+            /// calls get `401` and nothing runs (default: none; pass the node's
+            /// `invoker.security()`).
+            #vis fn security(mut self, security: #krate::Security) -> Self {
+                self.options.security = security;
+                self
+            }
+
             /// Where calls with an `x-call-id` are recorded, so that a retried call runs
             /// once (default: the process-wide `intercall::default_call_store()`).
             #vis fn call_store(mut self, store: ::std::sync::Arc<dyn #krate::calls::CallStore>) -> Self {

@@ -15,6 +15,11 @@
 //! [retry_budget]             # per invoker: retries may add at most
 //! ratio = 0.2                # `ratio` x calls made,
 //! burst = 10                 # plus a reserve of `burst` retries
+//!
+//! [security]                 # sign every call (else INTERCALL_SECRET, else none)
+//! secret = "..."             # at least 16 bytes
+//! previous_secret = "..."    # still accepted while rotating
+//! max_age_ms = 300000        # signed requests older than this get 401
 //! ```
 //!
 //! Every mistake is a start-up [`Error`] naming the source, the line, the column and the
@@ -34,6 +39,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::error::Error;
+use crate::security::Security;
 
 /// The per-attempt timeout a service gets when neither its entry nor `[defaults]` sets one.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -96,6 +102,7 @@ pub(crate) struct Config {
     pub(crate) source: Source,
     pub(crate) services: BTreeMap<String, ServiceConfig>,
     pub(crate) budget: BudgetConfig,
+    pub(crate) security: Security,
 }
 
 /// How to reach one service.
@@ -123,6 +130,15 @@ struct RawFile {
     services: BTreeMap<String, Spanned<RawService>>,
     #[serde(default)]
     retry_budget: RawBudget,
+    security: Option<Spanned<RawSecurity>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecurity {
+    secret: Spanned<String>,
+    previous_secret: Option<Spanned<String>>,
+    max_age_ms: Option<Spanned<u64>>,
 }
 
 /// The call settings `[defaults]` and each service share.
@@ -200,7 +216,11 @@ impl Config {
             services.insert(name, ServiceConfig { base, policy });
         }
         let budget = budget(&raw.retry_budget).map_err(|(span, m)| at(Some(span), &m))?;
-        Ok(Config { source, services, budget })
+        let security = match raw.security {
+            Some(table) => security(table.into_inner()).map_err(|(span, m)| at(Some(span), &m))?,
+            None => Security::from_env()?,
+        };
+        Ok(Config { source, services, budget, security })
     }
 }
 
@@ -295,6 +315,27 @@ impl Picked {
     fn error(&self, problem: &str) -> Located {
         (self.span.clone(), format!("{} {problem}", self.key))
     }
+}
+
+fn security(raw: RawSecurity) -> Result<Security, Located> {
+    // The messages never quote a secret: `Security` reports lengths only.
+    let located = |span: Range<usize>, key: &'static str| move |e: Error| (span, format!("`security.{key}`: {e}"));
+    let secret = &raw.secret;
+    let mut security = Security::shared_secret(secret.get_ref()).map_err(located(secret.span(), "secret"))?;
+    if let Some(previous) = &raw.previous_secret {
+        security =
+            security.with_previous_secret(previous.get_ref()).map_err(located(previous.span(), "previous_secret"))?;
+    }
+    if let Some(ms) = &raw.max_age_ms {
+        if *ms.get_ref() == 0 {
+            return Err((
+                ms.span(),
+                "`security.max_age_ms` is 0; write at least 1000 (the default is 300000)".to_owned(),
+            ));
+        }
+        security = security.max_age(Duration::from_millis(*ms.get_ref()));
+    }
+    Ok(security)
 }
 
 fn budget(raw: &RawBudget) -> Result<BudgetConfig, Located> {

@@ -129,13 +129,20 @@ impl CallError {
         Self::new(CallErrorKind::Timeout, service, method, message)
     }
 
-    /// The server stopped waiting for the run before it ended (`409 in_progress`): to
-    /// the caller, a timeout.
-    pub(crate) fn in_progress(service: &str, method: &str, after: Duration, status: u16) -> Self {
-        let message = format!("no reply within {} ms: the server is still running the call", after.as_millis());
+    /// The server answered that time ran out (`409 in_progress`: it stopped waiting
+    /// for the run; `504 deadline_exceeded`: the caller's deadline had passed on
+    /// arrival): to the caller, a timeout.
+    pub(crate) fn server_timeout(service: &str, method: &str, status: u16, message: String) -> Self {
         let mut err = Self::new(CallErrorKind::Timeout, service, method, message);
         err.status = Some(status);
         err
+    }
+
+    /// The caller's own deadline (from the call it is made for) has passed; nothing
+    /// was sent.
+    pub(crate) fn deadline_passed(service: &str, method: &str) -> Self {
+        let message = "the deadline of the call this one is made for has passed; nothing was sent".to_owned();
+        Self::new(CallErrorKind::Timeout, service, method, message)
     }
 
     pub(crate) fn connect(service: &str, method: &str, message: String) -> Self {

@@ -67,7 +67,9 @@ extern crate self as intercall;
 pub mod calls;
 mod client;
 mod config;
+mod context;
 mod error;
+mod security;
 mod server;
 mod type_info;
 pub mod wire;
@@ -77,8 +79,12 @@ use std::future::Future;
 pub use axum::Router;
 pub use client::{Invoker, InvokerBuilder, SERVICES_ENV};
 pub use config::DEFAULT_TIMEOUT;
+pub use context::{
+    ActivityId, CallContext, InvalidContext, MAX_USER_FIELD_BYTES, UserContext, UserType, with_deadline,
+};
 pub use error::{CallError, Error};
 pub use intercall_macros::service;
+pub use security::{PREVIOUS_SECRET_ENV, SECRET_ENV, Security};
 pub use server::{DEFAULT_MAX_BODY_BYTES, default_call_store, unknown_service};
 
 /// Serves `router` on `listener` until the process ends, with intercall's

@@ -16,8 +16,21 @@ pub const CALL_ID: &str = "x-call-id";
 /// Request header: which attempt of the call this is, from 1.
 pub const CALL_ATTEMPT: &str = "x-call-attempt";
 
-/// Request header: how many milliseconds the caller still waits for this attempt.
+/// Request header: how many milliseconds the caller still waits for this attempt. A
+/// server does not start a call that arrives with 0, and the calls it makes on the
+/// call's behalf give up by then too.
 pub const DEADLINE_MS: &str = "x-deadline-ms";
+
+/// Request header: the end user's type (`customer`, `admin`, ...).
+pub const USER_TYPE: &str = "x-user-type";
+
+/// Request header: the end user's id; only with [`USER_TYPE`].
+pub const USER_ID: &str = "x-user-id";
+
+/// Request header: the UUID of the activity the call belongs to, the same on every hop.
+pub const ACTIVITY_ID: &str = "x-activity-id";
+
+pub use crate::security::{SIGNATURE, TIMESTAMP};
 
 /// The `kind` of every error reply, each with its own HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +63,11 @@ pub enum ErrorKind {
     Internal,
     /// 503: the call-id store could not be reached; nothing ran. Retryable.
     StoreUnavailable,
+    /// 401: the server requires signed calls and this one is unsigned, wrongly signed
+    /// or too old; nothing ran.
+    Unauthorized,
+    /// 504: the caller's deadline had passed when the call arrived; nothing ran.
+    DeadlineExceeded,
 }
 
 impl ErrorKind {
@@ -68,6 +86,8 @@ impl ErrorKind {
             ErrorKind::Panic => "panic",
             ErrorKind::Internal => "internal",
             ErrorKind::StoreUnavailable => "store_unavailable",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::DeadlineExceeded => "deadline_exceeded",
         }
     }
 
@@ -83,6 +103,8 @@ impl ErrorKind {
             ErrorKind::UnsupportedMediaType => 415,
             ErrorKind::Panic | ErrorKind::Internal => 500,
             ErrorKind::StoreUnavailable => 503,
+            ErrorKind::Unauthorized => 401,
+            ErrorKind::DeadlineExceeded => 504,
         }
     }
 }

@@ -10,9 +10,13 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER}
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use tracing::Instrument;
+
 use super::retry::{RetryBudget, backoff};
 use crate::config::CallPolicy;
+use crate::context::{CallContext, UserContext};
 use crate::error::CallError;
+use crate::security::{self, Signed};
 use crate::wire::{self, ErrorKind, ErrorReply};
 
 /// One service as a generated proxy sees it: the method URLs resolved once, the shared
@@ -29,6 +33,7 @@ pub(super) struct EndpointInner {
     pub(super) urls: Vec<Url>,
     pub(super) policy: CallPolicy,
     pub(super) budget: Arc<RetryBudget>,
+    pub(super) security: crate::Security,
 }
 
 /// What one attempt came to.
@@ -61,6 +66,42 @@ fn server_deadline(timeout: Duration) -> Duration {
     timeout.saturating_sub((timeout / 5).min(Duration::from_millis(50)))
 }
 
+/// What every attempt of one call sends: the body, the call id, the context.
+struct Outgoing {
+    body: Bytes,
+    call_id: String,
+    activity: String,
+    user: Option<UserContext>,
+    /// Set when calls are signed.
+    body_sha256: Option<String>,
+    /// The headers that are the same on every attempt.
+    headers: HeaderMap,
+}
+
+impl Outgoing {
+    fn new(body: Bytes, context: &CallContext, signed: bool) -> Self {
+        let call_id = uuid::Uuid::new_v4().hyphenated().to_string();
+        // The first hop of an activity mints its id; every later hop forwards it.
+        let activity = context.activity.unwrap_or_default().to_string();
+        let mut headers = HeaderMap::with_capacity(10);
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(wire::JSON));
+        headers.insert(ACCEPT, HeaderValue::from_static(wire::JSON));
+        headers.insert(wire::CALL_ID, HeaderValue::from_str(&call_id).expect("a UUID is a header value"));
+        headers.insert(wire::ACTIVITY_ID, HeaderValue::from_str(&activity).expect("a UUID is a header value"));
+        if let Some(user) = &context.user {
+            // `UserContext` admits no control characters, so any of its values is a
+            // valid header value (UTF-8 beyond ASCII travels as raw bytes).
+            let value = |text: &str| HeaderValue::from_bytes(text.as_bytes()).expect("validated user field");
+            headers.insert(wire::USER_TYPE, value(user.user_type().as_str()));
+            if let Some(id) = user.user_id() {
+                headers.insert(wire::USER_ID, value(id));
+            }
+        }
+        let body_sha256 = signed.then(|| security::body_sha256(&body));
+        Self { body, call_id, activity, user: context.user.clone(), body_sha256, headers }
+    }
+}
+
 impl Endpoint {
     pub(super) fn new(inner: EndpointInner) -> Self {
         Self(Arc::new(inner))
@@ -81,25 +122,49 @@ impl Endpoint {
         let this = &*self.0;
         let method = this.methods[index];
         let body = serde_json::to_vec(args).map_err(|e| CallError::encode(this.service, method, e.to_string()))?;
-        let body = Bytes::from(body);
-        let call_id = uuid::Uuid::new_v4();
-        let call_id = HeaderValue::from_str(call_id.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()))
-            .expect("a UUID is a valid header value");
+        let context = CallContext::current();
         let policy = this.policy;
-        let deadline = Instant::now() + policy.timeout.saturating_mul(policy.tries);
-        this.budget.deposit();
+        let now = Instant::now();
+        let mut deadline = now + policy.timeout.saturating_mul(policy.tries);
+        if let Some(callers) = context.deadline {
+            if callers <= now {
+                return Err(CallError::deadline_passed(this.service, method).into());
+            }
+            // A nested call never outlives the call it is made for.
+            deadline = deadline.min(callers);
+        }
+        let outgoing = Outgoing::new(Bytes::from(body), &context, this.security.is_enabled());
+        let span = tracing::info_span!(
+            "intercall.call",
+            service = this.service,
+            method,
+            call_id = %outgoing.call_id,
+            activity_id = %outgoing.activity,
+        );
+        self.attempts::<T, E>(index, &outgoing, deadline).instrument(span).await
+    }
 
+    /// The attempts of one call, within `deadline`, the policy and the retry budget.
+    async fn attempts<T, E>(&self, index: usize, outgoing: &Outgoing, deadline: Instant) -> Result<T, E>
+    where
+        T: DeserializeOwned,
+        E: crate::ServiceError,
+    {
+        let this = &*self.0;
+        let policy = this.policy;
+        this.budget.deposit();
         let mut attempt = 1;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let timeout = policy.timeout.min(remaining);
-            let (error, retryable, retry_after) = match self.attempt(index, &body, &call_id, attempt, timeout).await {
+            let (error, retryable, retry_after) = match self.attempt(index, outgoing, attempt, timeout).await {
                 Attempt::Ok(value) => return Ok(value),
                 Attempt::Typed(error) => return Err(error),
                 Attempt::Failed { error, retryable, retry_after } => {
                     (error.after_attempts(attempt), retryable, retry_after)
                 }
             };
+            tracing::debug!(attempt, retryable, "attempt failed: {error}");
             if !retryable || attempt >= policy.tries {
                 return Err(error.into());
             }
@@ -120,29 +185,35 @@ impl Endpoint {
         }
     }
 
-    async fn attempt<T, E>(
-        &self,
-        index: usize,
-        body: &Bytes,
-        call_id: &HeaderValue,
-        attempt: u32,
-        timeout: Duration,
-    ) -> Attempt<T, E>
+    async fn attempt<T, E>(&self, index: usize, outgoing: &Outgoing, attempt: u32, timeout: Duration) -> Attempt<T, E>
     where
         T: DeserializeOwned,
         E: crate::ServiceError,
     {
         let this = &*self.0;
         let method = this.methods[index];
-        let mut headers = HeaderMap::with_capacity(5);
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static(wire::JSON));
-        headers.insert(ACCEPT, HeaderValue::from_static(wire::JSON));
-        headers.insert(wire::CALL_ID, call_id.clone());
+        let mut headers = outgoing.headers.clone();
         headers.insert(wire::CALL_ATTEMPT, HeaderValue::from(attempt));
         let server_deadline = u64::try_from(server_deadline(timeout).as_millis()).unwrap_or(u64::MAX);
         headers.insert(wire::DEADLINE_MS, HeaderValue::from(server_deadline));
-        let sent =
-            this.http.post(this.urls[index].clone()).headers(headers).timeout(timeout).body(body.clone()).send().await;
+        if let Some(body_sha256) = &outgoing.body_sha256 {
+            let user = outgoing.user.as_ref();
+            let signed = Signed {
+                service: this.service,
+                method,
+                call_id: Some(&outgoing.call_id),
+                user_type: user.map(|u| u.user_type().as_str()),
+                user_id: user.and_then(UserContext::user_id),
+                activity: Some(&outgoing.activity),
+                body_sha256,
+            };
+            if let Some((timestamp, signature)) = this.security.sign(&signed) {
+                headers.insert(wire::TIMESTAMP, HeaderValue::from_str(&timestamp).expect("digits"));
+                headers.insert(wire::SIGNATURE, HeaderValue::from_str(&signature).expect("hex"));
+            }
+        }
+        let request = this.http.post(this.urls[index].clone()).headers(headers).timeout(timeout);
+        let sent = request.body(outgoing.body.clone()).send().await;
         let transport = |err: reqwest::Error| self.transport_error(method, &err);
         let response = match sent {
             Ok(response) => response,
@@ -181,7 +252,14 @@ impl Endpoint {
                 };
             }
             Some(ErrorReply::Framework { kind, .. }) if kind == ErrorKind::InProgress.as_str() => {
-                (CallError::in_progress(this.service, method, this.policy.timeout, status), true)
+                let message = format!(
+                    "no reply within {} ms: the server is still running the call",
+                    this.policy.timeout.as_millis()
+                );
+                (CallError::server_timeout(this.service, method, status, message), true)
+            }
+            Some(ErrorReply::Framework { kind, message }) if kind == ErrorKind::DeadlineExceeded.as_str() => {
+                (CallError::server_timeout(this.service, method, status, message.into_owned()), false)
             }
             Some(ErrorReply::Framework { kind, message }) => {
                 (CallError::status(this.service, method, status, format!("{kind}: {message}")), false)

@@ -9,6 +9,7 @@ use super::endpoint::{Endpoint, EndpointInner};
 use super::retry::RetryBudget;
 use crate::config::{self, BudgetConfig, CallPolicy, Config, ServiceConfig, Source};
 use crate::error::Error;
+use crate::security::Security;
 
 /// The environment variable [`Invoker::from_env`] reads the config path from.
 pub const SERVICES_ENV: &str = "INTERCALL_SERVICES";
@@ -79,6 +80,13 @@ impl Invoker {
         self.shared.config.services.get(service).map(|s| s.policy.timeout)
     }
 
+    /// How calls are signed: from `[security]` in the file, else `INTERCALL_SECRET`,
+    /// else none. Give it to the node's servers too (`XServer::security`), so that
+    /// they verify what the node's proxies sign.
+    pub fn security(&self) -> Security {
+        self.shared.config.security.clone()
+    }
+
     /// How many attempts a call to `service` may make (1 when its retries are off).
     pub fn tries(&self, service: &str) -> Option<u32> {
         self.shared.config.services.get(service).map(|s| s.policy.tries)
@@ -103,6 +111,7 @@ impl Invoker {
             urls,
             policy: entry.policy,
             budget: Arc::clone(&self.shared.budget),
+            security: self.shared.config.security.clone(),
         }))
     }
 }
@@ -137,6 +146,7 @@ impl std::fmt::Debug for Invoker {
 pub struct InvokerBuilder {
     defaults: CallPolicyBuilder,
     budget: Option<BudgetConfig>,
+    security: Option<Security>,
     services: Vec<(String, String)>,
     overrides: Vec<(String, Override)>,
 }
@@ -184,6 +194,12 @@ impl InvokerBuilder {
     /// (defaults 0.2 and 10).
     pub fn retry_budget(mut self, ratio: f64, burst: u32) -> Self {
         self.budget = Some(BudgetConfig { ratio, burst: f64::from(burst) });
+        self
+    }
+
+    /// How calls are signed (default: `INTERCALL_SECRET`, else none).
+    pub fn security(mut self, security: Security) -> Self {
+        self.security = Some(security);
         self
     }
 
@@ -254,6 +270,10 @@ impl InvokerBuilder {
                 Override::Retries(enabled) => entry.policy.tries = if enabled { tries } else { 1 },
             }
         }
-        Ok(Invoker::with_config(Config { source: Source::Builder, services, budget }))
+        let security = match self.security {
+            Some(security) => security,
+            None => Security::from_env()?,
+        };
+        Ok(Invoker::with_config(Config { source: Source::Builder, services, budget, security }))
     }
 }

@@ -8,6 +8,7 @@ mod request;
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use axum::Router;
 use axum::extract::Request;
@@ -17,8 +18,11 @@ use axum::response::Response;
 use axum::routing::{any, post};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
 use crate::calls::{CallKey, CallStore, MemoryCallStore, fingerprint};
+use crate::context::CallContext;
+use crate::security::Security;
 use crate::wire::ErrorKind;
 use reply::truncate;
 use request::{CallHeaders, Rejection};
@@ -39,11 +43,12 @@ pub fn default_call_store() -> Arc<dyn CallStore> {
 pub struct ServerOptions {
     pub max_body_bytes: usize,
     pub call_store: Option<Arc<dyn CallStore>>,
+    pub security: Security,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        Self { max_body_bytes: DEFAULT_MAX_BODY_BYTES, call_store: None }
+        Self { max_body_bytes: DEFAULT_MAX_BODY_BYTES, call_store: None, security: Security::none() }
     }
 }
 
@@ -56,6 +61,7 @@ pub struct ServiceRouter<S> {
     implementation: Arc<S>,
     max_body_bytes: usize,
     store: Arc<dyn CallStore>,
+    security: Arc<Security>,
     router: Router,
 }
 
@@ -76,7 +82,11 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
     ) -> Self {
         let store = options.call_store.unwrap_or_else(default_call_store);
         let max_body_bytes = options.max_body_bytes;
-        Self { service, methods, implementation, max_body_bytes, store, router: Router::new() }
+        if !options.security.is_enabled() {
+            warn_unsigned_once();
+        }
+        let security = Arc::new(options.security);
+        Self { service, methods, implementation, max_body_bytes, store, security, router: Router::new() }
     }
 
     /// Adds `POST /{service}/{method}`, which decodes the arguments as `A` and runs
@@ -90,10 +100,12 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
         let info = MethodInfo { service: self.service, method, max_body_bytes: self.max_body_bytes };
-        let (implementation, store) = (Arc::clone(&self.implementation), Arc::clone(&self.store));
-        let handler = move |request: Request| {
-            handle(info, Arc::clone(&implementation), Arc::clone(&store), call.clone(), request)
+        let shared = Shared {
+            implementation: Arc::clone(&self.implementation),
+            store: Arc::clone(&self.store),
+            security: Arc::clone(&self.security),
         };
+        let handler = move |request: Request| handle(info, shared.clone(), call.clone(), request);
         let route =
             post(handler).fallback(move |request: Request| async move { method_not_allowed(info, request.method()) });
         self.router = self.router.route(&format!("/{}/{method}", self.service), route);
@@ -112,13 +124,24 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
     }
 }
 
-async fn handle<S, A, T, E, F, Fut>(
-    info: MethodInfo,
+/// What every request to one service shares.
+struct Shared<S> {
     implementation: Arc<S>,
     store: Arc<dyn CallStore>,
-    call: F,
-    request: Request,
-) -> Response
+    security: Arc<Security>,
+}
+
+impl<S> Clone for Shared<S> {
+    fn clone(&self) -> Self {
+        Self {
+            implementation: Arc::clone(&self.implementation),
+            store: Arc::clone(&self.store),
+            security: Arc::clone(&self.security),
+        }
+    }
+}
+
+async fn handle<S, A, T, E, F, Fut>(info: MethodInfo, shared: Shared<S>, call: F, request: Request) -> Response
 where
     A: DeserializeOwned,
     T: Serialize,
@@ -126,11 +149,13 @@ where
     F: FnOnce(Arc<S>, A) -> Fut,
     Fut: Future<Output = Result<T, E>> + Send + 'static,
 {
+    let arrived = Instant::now();
     let (parts, body) = request.into_parts();
     let checked = async {
         request::check_content_type(&parts.headers)?;
         let call = CallHeaders::parse(&parts.headers)?;
         let bytes = request::read_body(&parts.headers, body, info.max_body_bytes).await?;
+        call.verify(&shared.security, info.service, info.method, &parts.headers, &bytes)?;
         let args = request::decode_args::<A>(&bytes)?;
         Ok::<_, Rejection>((call, bytes, args))
     };
@@ -138,16 +163,51 @@ where
         Ok(checked) => checked,
         Err(rejection) => return rejection.into_reply().into_response(),
     };
-    let future = call(implementation, args);
+    let activity = headers.activity.unwrap_or_default();
+    let span = tracing::info_span!(
+        "intercall.serve",
+        service = info.service,
+        method = info.method,
+        call_id = headers.call_id.map(tracing::field::display),
+        activity_id = %activity,
+        attempt = headers.attempt,
+    );
+    if headers.deadline.is_some_and(|left| left.is_zero()) {
+        let message = format!("{}.{} arrived after its caller's deadline; it did not run", info.service, info.method);
+        return reply::error(ErrorKind::DeadlineExceeded, &message, None).into_response();
+    }
+    let user = headers.user.clone();
+    let context = CallContext { user, activity: Some(activity), deadline: headers.deadline.map(|left| arrived + left) };
+    // The implementation, and every proxy call it makes, runs inside the request's
+    // context: same user, same activity, the caller's deadline.
+    let future = context.scope(call(shared.implementation, args));
     let reply = match headers.call_id {
         // A plain HTTP client: run inline, store nothing.
-        None => reply::run(info, future).await,
+        None => reply::run(info, future).instrument(span).await,
         Some(call_id) => {
-            let key = CallKey::new(call_id, info.service, info.method, headers.user_type, headers.user_id);
-            dedup::run_once(info, store, key, fingerprint(&bytes), headers.deadline, future).await
+            let (user_type, user_id) = match &headers.user {
+                Some(user) => (Some(Arc::from(user.user_type().as_str())), user.user_id().map(Arc::from)),
+                None => (None, None),
+            };
+            let key = CallKey::new(call_id, info.service, info.method, user_type, user_id);
+            let fingerprint = fingerprint(&bytes);
+            dedup::run_once(info, shared.store, key, fingerprint, headers.deadline, future.instrument(span.clone()))
+                .instrument(span)
+                .await
         }
     };
     reply.into_response()
+}
+
+/// One warning per process: without a secret, context headers are trusted as sent.
+fn warn_unsigned_once() {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        tracing::warn!(
+            "intercall servers accept calls without signatures: x-user-type/x-user-id are trusted as sent. \
+             Fine on a closed network; otherwise set a shared secret (see docs/SECURITY.md)"
+        );
+    });
 }
 
 fn method_not_allowed(info: MethodInfo, method: &Method) -> Response {

@@ -1,7 +1,6 @@
 //! Everything checked before the implementation runs: content type, call headers,
 //! body size, argument decoding. Each failure is a [`Rejection`].
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -10,6 +9,8 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
 
 use super::reply::{self, Reply, truncate};
+use crate::context::{ActivityId, UserContext};
+use crate::security::{self, Security, Signed};
 use crate::wire::{self, ErrorKind};
 
 /// Why a request was turned away before the implementation ran.
@@ -32,11 +33,11 @@ impl Rejection {
 /// The call headers of a request (all optional: a plain HTTP client sends none).
 pub(crate) struct CallHeaders {
     pub(crate) call_id: Option<uuid::Uuid>,
+    pub(crate) attempt: Option<u32>,
     /// How long the caller waits for this attempt.
     pub(crate) deadline: Option<Duration>,
-    /// `x-user-type` and `x-user-id`, part of the call-id key.
-    pub(crate) user_type: Option<Arc<str>>,
-    pub(crate) user_id: Option<Arc<str>>,
+    pub(crate) user: Option<UserContext>,
+    pub(crate) activity: Option<ActivityId>,
 }
 
 impl CallHeaders {
@@ -48,12 +49,12 @@ impl CallHeaders {
                 })
             })
             .transpose()?;
-        if let Some(text) = header(headers, wire::CALL_ATTEMPT)? {
-            match text.parse::<u32>() {
-                Ok(1..) => {}
-                _ => return Err(bad_header(wire::CALL_ATTEMPT, text, "an attempt number from 1")),
-            }
-        }
+        let attempt = header(headers, wire::CALL_ATTEMPT)?
+            .map(|text| match text.parse::<u32>() {
+                Ok(n @ 1..) => Ok(n),
+                _ => Err(bad_header(wire::CALL_ATTEMPT, text, "an attempt number from 1")),
+            })
+            .transpose()?;
         let deadline = header(headers, wire::DEADLINE_MS)?
             .map(|text| {
                 text.parse::<u64>()
@@ -61,9 +62,43 @@ impl CallHeaders {
                     .map_err(|_| bad_header(wire::DEADLINE_MS, text, "a number of milliseconds"))
             })
             .transpose()?;
-        let user_type = header(headers, "x-user-type")?.map(Arc::from);
-        let user_id = header(headers, "x-user-id")?.map(Arc::from);
-        Ok(Self { call_id, deadline, user_type, user_id })
+        let user_type = headers.get(wire::USER_TYPE).map(|v| v.as_bytes());
+        let user_id = headers.get(wire::USER_ID).map(|v| v.as_bytes());
+        let user = UserContext::from_headers(user_type, user_id)
+            .map_err(|e| Rejection::new(ErrorKind::BadRequest, format!("invalid user context: {e}")))?;
+        let activity = header(headers, wire::ACTIVITY_ID)?
+            .map(|text| ActivityId::parse(text).ok_or_else(|| bad_header(wire::ACTIVITY_ID, text, "a UUID")))
+            .transpose()?;
+        Ok(Self { call_id, attempt, deadline, user, activity })
+    }
+
+    /// Verifies the request's signature, when `security` requires one.
+    pub(crate) fn verify(
+        &self,
+        security: &Security,
+        service: &str,
+        method: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<(), Rejection> {
+        if !security.is_enabled() {
+            return Ok(());
+        }
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let body_sha256 = security::body_sha256(body);
+        let user = self.user.as_ref();
+        let signed = Signed {
+            service,
+            method,
+            call_id: text(wire::CALL_ID),
+            user_type: user.map(|u| u.user_type().as_str()),
+            user_id: user.and_then(UserContext::user_id),
+            activity: text(wire::ACTIVITY_ID),
+            body_sha256: &body_sha256,
+        };
+        security
+            .verify(&signed, text(wire::TIMESTAMP), text(wire::SIGNATURE))
+            .map_err(|reason| Rejection::new(ErrorKind::Unauthorized, format!("unauthorized: {reason}")))
     }
 }
 

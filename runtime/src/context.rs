@@ -1,0 +1,322 @@
+//! The context a call carries across hops: who the end user is, which activity the
+//! call belongs to, and how long the first caller still waits.
+//!
+//! It lives in a tokio task-local. A server runs every implementation inside the
+//! context its request carried, and every proxy call reads the current context and
+//! sends it on, so a chain of services sees the same user and activity with no code at
+//! the call sites. (A task the implementation spawns itself starts without a context:
+//! wrap it in [`UserContext::scope`] or [`CallContext::scope`] to carry it over.)
+
+use std::fmt;
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The longest user type or user id accepted, in bytes.
+pub const MAX_USER_FIELD_BYTES: usize = 256;
+
+/// What kind of user a call is made for. The four the seed design uses have variants;
+/// any other name is [`UserType::Other`], so new kinds need no new release.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum UserType {
+    /// Another system, calling with its own credentials.
+    Integration,
+    /// Staff with administrative rights.
+    Admin,
+    /// A signed-in customer.
+    Customer,
+    /// A visitor who has not signed in; usually without an id.
+    Guest,
+    /// Any other kind, by its wire name.
+    Other(Arc<str>),
+}
+
+impl UserType {
+    /// The name on the wire: `integration`, `admin`, `customer`, `guest`, or the
+    /// `Other` name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            UserType::Integration => "integration",
+            UserType::Admin => "admin",
+            UserType::Customer => "customer",
+            UserType::Guest => "guest",
+            UserType::Other(name) => name,
+        }
+    }
+}
+
+impl From<&str> for UserType {
+    fn from(name: &str) -> Self {
+        match name {
+            "integration" => UserType::Integration,
+            "admin" => UserType::Admin,
+            "customer" => UserType::Customer,
+            "guest" => UserType::Guest,
+            other => UserType::Other(Arc::from(other)),
+        }
+    }
+}
+
+impl FromStr for UserType {
+    type Err = std::convert::Infallible;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Ok(UserType::from(name))
+    }
+}
+
+impl fmt::Display for UserType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A user context that cannot be sent: empty, too long, or not text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidContext(String);
+
+impl fmt::Display for InvalidContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InvalidContext {}
+
+/// Who a call is made for: a user type and, except for guests, an id.
+///
+/// ```
+/// use intercall::{UserContext, UserType};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), intercall::InvalidContext> {
+/// let alice = UserContext::new(UserType::Customer, "42")?;
+/// alice.clone().scope(async {
+///     // Every proxy call made here sends x-user-type: customer, x-user-id: 42.
+///     assert_eq!(UserContext::current(), Some(alice));
+/// }).await;
+/// assert_eq!(UserContext::current(), None);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UserContext {
+    user_type: UserType,
+    user_id: Option<Arc<str>>,
+}
+
+impl UserContext {
+    /// A user of `user_type` with `user_id`. Both must be non-empty and at most
+    /// [`MAX_USER_FIELD_BYTES`] bytes, without control characters.
+    pub fn new(user_type: impl Into<UserType>, user_id: impl AsRef<str>) -> Result<Self, InvalidContext> {
+        let user_type = user_type.into();
+        check_field("user type", user_type.as_str())?;
+        check_field("user id", user_id.as_ref())?;
+        Ok(Self { user_type, user_id: Some(Arc::from(user_id.as_ref())) })
+    }
+
+    /// A user of `user_type` without an id.
+    pub fn anonymous(user_type: impl Into<UserType>) -> Result<Self, InvalidContext> {
+        let user_type = user_type.into();
+        check_field("user type", user_type.as_str())?;
+        Ok(Self { user_type, user_id: None })
+    }
+
+    /// A guest: type `guest`, no id.
+    pub fn guest() -> Self {
+        Self { user_type: UserType::Guest, user_id: None }
+    }
+
+    /// The user's type.
+    pub fn user_type(&self) -> &UserType {
+        &self.user_type
+    }
+
+    /// The user's id; `None` for a guest.
+    pub fn user_id(&self) -> Option<&str> {
+        self.user_id.as_deref()
+    }
+
+    /// The user the current call is made for: inside an implementation, the one the
+    /// request carried; inside [`scope`](Self::scope), that one.
+    pub fn current() -> Option<UserContext> {
+        CallContext::current().user
+    }
+
+    /// Runs `future` as this user: every proxy call inside it sends this user on.
+    /// The activity id and deadline of the enclosing context, if any, are kept.
+    pub fn scope<F: Future>(self, future: F) -> impl Future<Output = F::Output> {
+        CallContext { user: Some(self), ..CallContext::current() }.scope(future)
+    }
+
+    /// Reads a user from header values, as a server does. `None` when both are absent.
+    pub(crate) fn from_headers(
+        user_type: Option<&[u8]>,
+        user_id: Option<&[u8]>,
+    ) -> Result<Option<Self>, InvalidContext> {
+        fn text<'a>(name: &str, bytes: &'a [u8]) -> Result<&'a str, InvalidContext> {
+            std::str::from_utf8(bytes).map_err(|_| InvalidContext(format!("header `{name}` is not UTF-8")))
+        }
+        match (user_type, user_id) {
+            (None, None) => Ok(None),
+            (None, Some(_)) => {
+                Err(InvalidContext("header `x-user-id` without `x-user-type`; send the user's type too".to_owned()))
+            }
+            (Some(user_type), None) => Ok(Some(Self::anonymous(text("x-user-type", user_type)?)?)),
+            (Some(user_type), Some(user_id)) => {
+                Ok(Some(Self::new(text("x-user-type", user_type)?, text("x-user-id", user_id)?)?))
+            }
+        }
+    }
+}
+
+fn check_field(what: &str, value: &str) -> Result<(), InvalidContext> {
+    if value.is_empty() {
+        return Err(InvalidContext(format!("the {what} is empty")));
+    }
+    if value.len() > MAX_USER_FIELD_BYTES {
+        return Err(InvalidContext(format!(
+            "the {what} is {} bytes long; the limit is {MAX_USER_FIELD_BYTES}",
+            value.len()
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(InvalidContext(format!("the {what} contains a control character")));
+    }
+    Ok(())
+}
+
+/// The id of the activity a call belongs to: minted where a chain of calls starts and
+/// carried unchanged by every call the chain makes, so logs and traces of all hops can
+/// be joined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ActivityId(uuid::Uuid);
+
+impl ActivityId {
+    /// A new random activity id.
+    pub fn new() -> Self {
+        Self(uuid::Uuid::new_v4())
+    }
+
+    /// The activity id as a UUID.
+    pub fn as_uuid(&self) -> uuid::Uuid {
+        self.0
+    }
+
+    /// The activity of the current call, inside an implementation or a scope.
+    pub fn current() -> Option<ActivityId> {
+        CallContext::current().activity
+    }
+
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        uuid::Uuid::try_parse(text).ok().map(Self)
+    }
+}
+
+impl Default for ActivityId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for ActivityId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// Everything a call carries: user, activity and deadline.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallContext {
+    /// The end user, if any.
+    pub user: Option<UserContext>,
+    /// The activity; a proxy call without one mints one.
+    pub activity: Option<ActivityId>,
+    /// When the first caller stops waiting; nested calls stop by then too.
+    pub deadline: Option<Instant>,
+}
+
+tokio::task_local! {
+    static CURRENT: CallContext;
+}
+
+impl CallContext {
+    /// The context of the current call; empty outside any call or scope.
+    pub fn current() -> CallContext {
+        CURRENT.try_with(Clone::clone).unwrap_or_default()
+    }
+
+    /// Runs `future` inside this context.
+    pub fn scope<F: Future>(self, future: F) -> impl Future<Output = F::Output> {
+        CURRENT.scope(self, future)
+    }
+
+    /// The time left before the deadline; `None` without one.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()))
+    }
+}
+
+/// Runs `future` with a deadline `budget` from now (or the enclosing one, if sooner):
+/// every proxy call inside it, and every call those make, gives up by then.
+pub fn with_deadline<F: Future>(budget: Duration, future: F) -> impl Future<Output = F::Output> {
+    let outer = CallContext::current();
+    let ours = Instant::now() + budget;
+    let deadline = Some(outer.deadline.map_or(ours, |theirs| theirs.min(ours)));
+    CallContext { deadline, ..outer }.scope(future)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_types_round_trip_through_their_wire_names() {
+        for name in ["integration", "admin", "customer", "guest", "partner"] {
+            assert_eq!(UserType::from(name).as_str(), name);
+        }
+        assert_eq!(UserType::from("partner"), UserType::Other(Arc::from("partner")));
+    }
+
+    #[test]
+    fn malformed_users_are_rejected() {
+        assert!(UserContext::new(UserType::Customer, "").is_err());
+        assert!(UserContext::new("", "1").is_err());
+        assert!(UserContext::new(UserType::Customer, "x".repeat(257)).is_err());
+        assert!(UserContext::new(UserType::Customer, "x".repeat(256)).is_ok());
+        assert!(UserContext::new(UserType::Customer, "a\nb").is_err());
+        assert!(UserContext::from_headers(None, Some(b"7")).is_err());
+        assert!(UserContext::from_headers(Some(b"customer"), Some(b"\xff")).is_err());
+        assert_eq!(UserContext::from_headers(Some(b"guest"), None).unwrap(), Some(UserContext::guest()));
+    }
+
+    #[tokio::test]
+    async fn scopes_nest_and_keep_what_they_do_not_set() {
+        let alice = UserContext::new(UserType::Customer, "alice").unwrap();
+        let activity = ActivityId::new();
+        let outer = CallContext { activity: Some(activity), ..CallContext::default() };
+        outer
+            .scope(async {
+                alice
+                    .clone()
+                    .scope(async {
+                        assert_eq!(UserContext::current(), Some(alice.clone()));
+                        assert_eq!(ActivityId::current(), Some(activity));
+                    })
+                    .await;
+                assert_eq!(UserContext::current(), None);
+            })
+            .await;
+    }
+
+    #[tokio::test]
+    async fn an_inner_deadline_never_extends_an_outer_one() {
+        with_deadline(Duration::from_millis(10), async {
+            let outer = CallContext::current().deadline.unwrap();
+            with_deadline(Duration::from_secs(60), async {
+                assert_eq!(CallContext::current().deadline, Some(outer));
+            })
+            .await;
+        })
+        .await;
+    }
+}
