@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use example_api::{Catalog, CatalogServer, Checkout, CheckoutProxy, CheckoutServer, OrderLine, Product};
 use example_services::{InMemoryCatalog, ShopCheckout};
-use intercall::Invoker;
+use intercall::{ActivityId, Invoker, UserContext, UserType};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -51,8 +51,9 @@ async fn run() -> Result<(), Failure> {
 
 /// The catalog node: the real `Catalog`, seeded with a few products.
 async fn catalog_node(invoker: Invoker) -> Result<(), Failure> {
-    let catalog = seeded_catalog().await;
-    serve(&invoker, "Catalog", CatalogServer::new(catalog).into_router()).await
+    let catalog = Logged { inner: Arc::new(seeded_catalog().await), place: "served here".into() };
+    let router = CatalogServer::new(catalog).security(invoker.security()).into_router();
+    serve(&invoker, "Catalog", router).await
 }
 
 /// The checkout node: `Checkout`, on top of the real or the remote `Catalog`.
@@ -60,7 +61,7 @@ async fn checkout_node(invoker: Invoker) -> Result<(), Failure> {
     #[cfg(not(feature = "remote-catalog"))]
     let (catalog, router) = {
         let catalog = Arc::new(seeded_catalog().await);
-        let router = CatalogServer::from_arc(Arc::clone(&catalog)).into_router();
+        let router = CatalogServer::from_arc(Arc::clone(&catalog)).security(invoker.security()).into_router();
         (Logged { inner: catalog as Arc<dyn Catalog>, place: "local".into() }, router)
     };
     #[cfg(feature = "remote-catalog")]
@@ -70,7 +71,8 @@ async fn checkout_node(invoker: Invoker) -> Result<(), Failure> {
         (Logged { inner: Arc::new(proxy) as Arc<dyn Catalog>, place }, intercall::Router::new())
     };
     let checkout = ShopCheckout::new(catalog);
-    serve(&invoker, "Checkout", router.merge(CheckoutServer::new(checkout).into_router())).await
+    let checkout = CheckoutServer::new(checkout).security(invoker.security()).into_router();
+    serve(&invoker, "Checkout", router.merge(checkout)).await
 }
 
 /// Binds the host and port of `service`'s URL in the config, then serves `router`.
@@ -110,7 +112,10 @@ impl Catalog for Logged {
 
     async fn get(&self, id: String) -> Result<Product, example_api::CatalogError> {
         let result = self.inner.get(id.clone()).await;
-        println!("  Catalog.get({id:?}) ({}) -> {result:?}", self.place);
+        // The user and activity arrived with the call, through every hop.
+        let user = UserContext::current().map_or("nobody".to_owned(), |u| describe(&u));
+        let activity = ActivityId::current().map_or("-".to_owned(), |a| a.to_string()[..8].to_owned());
+        println!("  Catalog.get({id:?}) ({}, for {user}, activity {activity}..) -> {result:?}", self.place);
         result
     }
 
@@ -118,6 +123,13 @@ impl Catalog for Logged {
         let result = self.inner.delete(id.clone()).await;
         println!("  Catalog.delete({id:?}) ({}) -> {result:?}", self.place);
         result
+    }
+}
+
+fn describe(user: &UserContext) -> String {
+    match user.user_id() {
+        Some(id) => format!("{} {id}", user.user_type()),
+        None => user.user_type().to_string(),
     }
 }
 
@@ -134,6 +146,7 @@ async fn demo(invoker: Invoker) -> Result<(), Failure> {
     }
     nodes.push(start_node("checkout").await?);
 
+    let checkout_invoker_signs = invoker.security().is_enabled();
     let checkout = CheckoutProxy::new(invoker)?;
     let line = |product_id: &str, quantity| OrderLine { product_id: product_id.into(), quantity };
     let calls = [
@@ -142,9 +155,12 @@ async fn demo(invoker: Invoker) -> Result<(), Failure> {
         ("an unknown coupon", vec![line("p-3", 1)], Some("FREE")),
         ("an empty order", vec![], None),
     ];
+    let alice = UserContext::new(UserType::Customer, "alice")?;
+    println!("signing calls: {}", if checkout_invoker_signs { "yes (shared secret)" } else { "no" });
     for (what, lines, coupon) in calls {
-        println!("\n-> Checkout.quote: {what}");
-        let result = checkout.quote(lines, coupon.map(String::from)).await;
+        println!("\n-> Checkout.quote as customer alice: {what}");
+        // Every call made inside the scope carries alice to every hop.
+        let result = alice.clone().scope(checkout.quote(lines, coupon.map(String::from))).await;
         match &result {
             Ok(quote) => println!("<- Ok: total {} cents, {} lines", quote.total_cents, quote.lines.len()),
             Err(error) => println!("<- Err (typed {}): {error:?}", std::any::type_name_of_val(error)),
