@@ -18,7 +18,7 @@
 //!
 //! [security]                 # sign every call (else INTERCALL_SECRET, else none)
 //! secret = "..."             # at least 16 bytes
-//! previous_secret = "..."    # still accepted while rotating
+//! accepted_secret = "..."    # still accepted while rotating
 //! max_age_ms = 300000        # signed requests older than this get 401
 //! ```
 //!
@@ -137,7 +137,7 @@ struct RawFile {
 #[serde(deny_unknown_fields)]
 struct RawSecurity {
     secret: Spanned<String>,
-    previous_secret: Option<Spanned<String>>,
+    accepted_secret: Option<Spanned<String>>,
     max_age_ms: Option<Spanned<u64>>,
 }
 
@@ -322,9 +322,9 @@ fn security(raw: RawSecurity) -> Result<Security, Located> {
     let located = |span: Range<usize>, key: &'static str| move |e: Error| (span, format!("`security.{key}`: {e}"));
     let secret = &raw.secret;
     let mut security = Security::shared_secret(secret.get_ref()).map_err(located(secret.span(), "secret"))?;
-    if let Some(previous) = &raw.previous_secret {
+    if let Some(accepted) = &raw.accepted_secret {
         security =
-            security.with_previous_secret(previous.get_ref()).map_err(located(previous.span(), "previous_secret"))?;
+            security.with_accepted_secret(accepted.get_ref()).map_err(located(accepted.span(), "accepted_secret"))?;
     }
     if let Some(ms) = &raw.max_age_ms {
         if *ms.get_ref() == 0 {

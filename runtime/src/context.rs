@@ -182,6 +182,10 @@ fn check_field(what: &str, value: &str) -> Result<(), InvalidContext> {
     if value.chars().any(char::is_control) {
         return Err(InvalidContext(format!("the {what} contains a control character")));
     }
+    // HTTP drops whitespace around header values: `" 42 "` would arrive as `"42"`.
+    if value.trim() != value {
+        return Err(InvalidContext(format!("the {what} starts or ends with whitespace")));
+    }
     Ok(())
 }
 
@@ -260,8 +264,11 @@ impl CallContext {
 /// every proxy call inside it, and every call those make, gives up by then.
 pub fn with_deadline<F: Future>(budget: Duration, future: F) -> impl Future<Output = F::Output> {
     let outer = CallContext::current();
-    let ours = Instant::now() + budget;
-    let deadline = Some(outer.deadline.map_or(ours, |theirs| theirs.min(ours)));
+    // A budget too large to represent is no deadline of our own.
+    let deadline = match (Instant::now().checked_add(budget), outer.deadline) {
+        (Some(ours), Some(theirs)) => Some(ours.min(theirs)),
+        (ours, theirs) => ours.or(theirs),
+    };
     CallContext { deadline, ..outer }.scope(future)
 }
 
@@ -284,6 +291,8 @@ mod tests {
         assert!(UserContext::new(UserType::Customer, "x".repeat(257)).is_err());
         assert!(UserContext::new(UserType::Customer, "x".repeat(256)).is_ok());
         assert!(UserContext::new(UserType::Customer, "a\nb").is_err());
+        assert!(UserContext::new(UserType::Customer, " 42").is_err());
+        assert!(UserContext::new(UserType::Customer, "4 2").is_ok());
         assert!(UserContext::from_headers(None, Some(b"7")).is_err());
         assert!(UserContext::from_headers(Some(b"customer"), Some(b"\xff")).is_err());
         assert_eq!(UserContext::from_headers(Some(b"guest"), None).unwrap(), Some(UserContext::guest()));

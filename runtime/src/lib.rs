@@ -84,7 +84,7 @@ pub use context::{
 };
 pub use error::{CallError, Error};
 pub use intercall_macros::service;
-pub use security::{PREVIOUS_SECRET_ENV, SECRET_ENV, Security};
+pub use security::{ACCEPTED_SECRET_ENV, SECRET_ENV, Security};
 pub use server::{DEFAULT_MAX_BODY_BYTES, default_call_store, unknown_service};
 
 /// Serves `router` on `listener` until the process ends, with intercall's

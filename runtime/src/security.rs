@@ -14,8 +14,9 @@ use crate::error::Error;
 /// The environment variable holding the shared secret.
 pub const SECRET_ENV: &str = "INTERCALL_SECRET";
 
-/// The environment variable holding the previous secret, accepted during a rotation.
-pub const PREVIOUS_SECRET_ENV: &str = "INTERCALL_PREVIOUS_SECRET";
+/// The environment variable holding a second secret that is accepted, never used to
+/// sign: the next or the last one, during a rotation.
+pub const ACCEPTED_SECRET_ENV: &str = "INTERCALL_ACCEPTED_SECRET";
 
 /// The shortest secret accepted, in bytes.
 pub const MIN_SECRET_BYTES: usize = 16;
@@ -28,8 +29,8 @@ pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(5 * 60);
 /// Without a secret (the default), a server trusts the context headers as sent: right
 /// for a closed network, and it logs a warning once. With one, a proxy signs every
 /// call and a server answers `401` to any request that is unsigned, wrongly signed, or
-/// older than `max_age`, before anything runs. To rotate, deploy the new secret with
-/// the old one as `previous` everywhere, then drop the old one.
+/// older than `max_age`, before anything runs. To rotate without downtime, see
+/// `docs/SECURITY.md`: a second, accepted secret makes a three-step rollout possible.
 ///
 /// `Debug` shows whether secrets are set, never their value.
 #[derive(Clone, Default)]
@@ -39,7 +40,7 @@ pub struct Security {
 
 struct Keys {
     current: Vec<u8>,
-    previous: Option<Vec<u8>>,
+    accepted: Option<Vec<u8>>,
     max_age: Duration,
 }
 
@@ -52,16 +53,17 @@ impl Security {
     /// Signs with `secret` and accepts only calls signed with it.
     pub fn shared_secret(secret: impl AsRef<[u8]>) -> Result<Self, Error> {
         let current = checked(secret.as_ref(), "the shared secret")?;
-        Ok(Self { keys: Some(Arc::new(Keys { current, previous: None, max_age: DEFAULT_MAX_AGE })) })
+        Ok(Self { keys: Some(Arc::new(Keys { current, accepted: None, max_age: DEFAULT_MAX_AGE })) })
     }
 
-    /// Also accepts calls signed with `secret`, the one being rotated out.
-    pub fn with_previous_secret(self, secret: impl AsRef<[u8]>) -> Result<Self, Error> {
-        let previous = checked(secret.as_ref(), "the previous secret")?;
+    /// Also accepts calls signed with `secret`, without signing with it: the next or
+    /// the last secret, during a rotation.
+    pub fn with_accepted_secret(self, secret: impl AsRef<[u8]>) -> Result<Self, Error> {
+        let accepted = checked(secret.as_ref(), "the accepted secret")?;
         let keys = self.keys.as_deref().ok_or_else(|| {
-            Error::config("a previous secret was given without a current one; set the current secret first")
+            Error::config("an accepted secret was given without a signing secret; set `secret` first")
         })?;
-        let keys = Keys { current: keys.current.clone(), previous: Some(previous), max_age: keys.max_age };
+        let keys = Keys { current: keys.current.clone(), accepted: Some(accepted), max_age: keys.max_age };
         Ok(Self { keys: Some(Arc::new(keys)) })
     }
 
@@ -70,26 +72,26 @@ impl Security {
         match self.keys.as_deref() {
             None => self,
             Some(keys) => {
-                let keys = Keys { current: keys.current.clone(), previous: keys.previous.clone(), max_age };
+                let keys = Keys { current: keys.current.clone(), accepted: keys.accepted.clone(), max_age };
                 Self { keys: Some(Arc::new(keys)) }
             }
         }
     }
 
-    /// Reads `INTERCALL_SECRET` and `INTERCALL_PREVIOUS_SECRET`; none when unset.
+    /// Reads `INTERCALL_SECRET` and `INTERCALL_ACCEPTED_SECRET`; none when unset.
     pub fn from_env() -> Result<Self, Error> {
         let Some(secret) = std::env::var_os(SECRET_ENV) else {
-            if std::env::var_os(PREVIOUS_SECRET_ENV).is_some() {
-                return Err(Error::config(format!("{PREVIOUS_SECRET_ENV} is set but {SECRET_ENV} is not")));
+            if std::env::var_os(ACCEPTED_SECRET_ENV).is_some() {
+                return Err(Error::config(format!("{ACCEPTED_SECRET_ENV} is set but {SECRET_ENV} is not")));
             }
             return Ok(Self::none());
         };
         let security =
             Self::shared_secret(secret.as_encoded_bytes()).map_err(|e| Error::config(format!("{SECRET_ENV}: {e}")))?;
-        match std::env::var_os(PREVIOUS_SECRET_ENV) {
-            Some(previous) => security
-                .with_previous_secret(previous.as_encoded_bytes())
-                .map_err(|e| Error::config(format!("{PREVIOUS_SECRET_ENV}: {e}"))),
+        match std::env::var_os(ACCEPTED_SECRET_ENV) {
+            Some(accepted) => security
+                .with_accepted_secret(accepted.as_encoded_bytes())
+                .map_err(|e| Error::config(format!("{ACCEPTED_SECRET_ENV}: {e}"))),
             None => Ok(security),
         }
     }
@@ -132,7 +134,7 @@ impl Security {
             .and_then(unhex)
             .ok_or_else(|| format!("`{SIGNATURE}` must be `v1=` and 64 hex digits"))?;
         let matches = |key: &[u8]| mac(key, signed, timestamp).verify_slice(&digest).is_ok();
-        if matches(&keys.current) || keys.previous.as_deref().is_some_and(matches) {
+        if matches(&keys.current) || keys.accepted.as_deref().is_some_and(matches) {
             Ok(())
         } else {
             Err("the signature does not match the request".to_owned())
@@ -146,7 +148,7 @@ impl fmt::Debug for Security {
             None => f.write_str("Security(none)"),
             Some(keys) => f
                 .debug_struct("Security")
-                .field("secrets", &(1 + usize::from(keys.previous.is_some())))
+                .field("secrets", &(1 + usize::from(keys.accepted.is_some())))
                 .field("max_age", &keys.max_age)
                 .finish(),
         }
@@ -247,11 +249,11 @@ mod tests {
     }
 
     #[test]
-    fn rotation_accepts_the_previous_secret_and_debug_hides_both() {
+    fn rotation_accepts_the_accepted_secret_and_debug_hides_both() {
         let old = Security::shared_secret("old secret, 16 bytes at least").unwrap();
         let rotating = Security::shared_secret("new secret, 16 bytes at least")
             .unwrap()
-            .with_previous_secret("old secret, 16 bytes at least")
+            .with_accepted_secret("old secret, 16 bytes at least")
             .unwrap();
         let (timestamp, signature) = old.sign(&signed("1")).unwrap();
         assert_eq!(rotating.verify(&signed("1"), Some(&timestamp), Some(&signature)), Ok(()));

@@ -98,7 +98,7 @@ impl CallHeaders {
         };
         security
             .verify(&signed, text(wire::TIMESTAMP), text(wire::SIGNATURE))
-            .map_err(|reason| Rejection::new(ErrorKind::Unauthorized, format!("unauthorized: {reason}")))
+            .map_err(|reason| Rejection::new(ErrorKind::Unauthorized, reason))
     }
 }
 
