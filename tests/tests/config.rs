@@ -562,3 +562,37 @@ fn a_setup_error_converts_into_a_lookup_call_error() {
         other => panic!("not Unavailable: {other:?}"),
     }
 }
+
+// ---- [security] -------------------------------------------------------------------
+
+#[test]
+fn a_security_table_enables_signing() {
+    let text = "[security]\nsecret = \"0123456789abcdef-long-enough\"\nmax_age_ms = 60000\n";
+    let invoker = Invoker::from_toml(text).unwrap();
+    assert!(invoker.security().is_enabled());
+    let debug = format!("{:?}", invoker.security());
+    assert!(!debug.contains("0123456789abcdef"), "Debug shows the secret: {debug}");
+}
+
+#[test]
+fn a_short_secret_is_rejected_without_being_echoed() {
+    let message =
+        rejected("short-secret", "[security]\nsecret = \"hunter2\"\n", &["line 2", "security.secret", "7 bytes"]);
+    assert!(!message.contains("hunter2"), "the secret leaked: {message}");
+}
+
+#[test]
+fn a_short_accepted_secret_is_rejected_without_being_echoed() {
+    let text = "[security]\nsecret = \"0123456789abcdef-long-enough\"\naccepted_secret = \"tiny-pw\"\n";
+    let message = rejected("short-accepted", text, &["line 3", "security.accepted_secret"]);
+    assert!(!message.contains("tiny-pw") && !message.contains("0123456789abcdef"), "a secret leaked: {message}");
+}
+
+#[test]
+fn security_mistakes_name_the_key() {
+    let text = "[security]\nsecret = \"0123456789abcdef-long-enough\"\nmax_age_ms = 0\n";
+    rejected("zero-max-age", text, &["line 3", "security.max_age_ms", "is 0"]);
+    let text = "[security]\nsecret = \"0123456789abcdef-long-enough\"\nsecrets = []\n";
+    rejected("unknown-security-key", text, &["line 3", "secrets"]);
+    rejected("missing-secret", "[security]\nmax_age_ms = 1000\n", &["line 1", "secret"]);
+}
