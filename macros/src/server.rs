@@ -76,14 +76,21 @@ pub(crate) fn server(service: &Service<'_>) -> TokenStream {
             /// calls get `401` and nothing runs (default: none; pass the node's
             /// `invoker.security()`).
             #vis fn security(mut self, security: #krate::Security) -> Self {
-                self.options.security = security;
+                self.options.settings.security = security;
+                self
+            }
+
+            /// Applies a node's server settings at once (security, call-id store, what to
+            /// do when the store fails): usually `invoker.server_settings()`.
+            #vis fn settings(mut self, settings: #krate::ServerSettings) -> Self {
+                self.options.settings = settings;
                 self
             }
 
             /// Where calls with an `x-call-id` are recorded, so that a retried call runs
             /// once (default: the process-wide `intercall::default_call_store()`).
             #vis fn call_store(mut self, store: ::std::sync::Arc<dyn #krate::calls::CallStore>) -> Self {
-                self.options.call_store = ::core::option::Option::Some(store);
+                self.options.settings.call_store = ::core::option::Option::Some(store);
                 self
             }
 

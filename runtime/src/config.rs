@@ -20,6 +20,14 @@
 //! secret = "..."             # at least 16 bytes
 //! accepted_secret = "..."    # still accepted while rotating
 //! max_age_ms = 300000        # signed requests older than this get 401
+//!
+//! [server]                   # for the services this node serves
+//! call_store = "redis://127.0.0.1:6379/0"   # or "memory" (the default)
+//! call_store_prefix = "intercall:"          # Redis key prefix
+//! call_ttl_ms = 300000       # how long a finished call is kept
+//! call_lease_ms = 10000      # Redis: how long a running call survives its owner
+//! call_store_capacity = 100000              # memory: entries kept
+//! on_store_error = "fail"    # or "run": without deduplication when the store fails
 //! ```
 //!
 //! Every mistake is a start-up [`Error`] naming the source, the line, the column and the
@@ -38,8 +46,12 @@ use reqwest::Url;
 use serde::Deserialize;
 use toml::Spanned;
 
+use std::sync::Arc;
+
+use crate::calls::{CallStore, MemoryCallStore, OnStoreError};
 use crate::error::Error;
 use crate::security::Security;
+use crate::server::ServerSettings;
 
 /// The per-attempt timeout a service gets when neither its entry nor `[defaults]` sets one.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -103,6 +115,7 @@ pub(crate) struct Config {
     pub(crate) services: BTreeMap<String, ServiceConfig>,
     pub(crate) budget: BudgetConfig,
     pub(crate) security: Security,
+    pub(crate) server: ServerSettings,
 }
 
 /// How to reach one service.
@@ -131,6 +144,20 @@ struct RawFile {
     #[serde(default)]
     retry_budget: RawBudget,
     security: Option<Spanned<RawSecurity>>,
+    #[serde(default)]
+    server: RawServer,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    call_store: Option<Spanned<String>>,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    call_store_prefix: Option<Spanned<String>>,
+    call_ttl_ms: Option<Spanned<u64>>,
+    call_lease_ms: Option<Spanned<u64>>,
+    call_store_capacity: Option<Spanned<u64>>,
+    on_store_error: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -220,7 +247,8 @@ impl Config {
             Some(table) => security(table.into_inner()).map_err(|(span, m)| at(Some(span), &m))?,
             None => Security::from_env()?,
         };
-        Ok(Config { source, services, budget, security })
+        let server = server(&raw.server, security.clone()).map_err(|(span, m)| at(Some(span), &m))?;
+        Ok(Config { source, services, budget, security, server })
     }
 }
 
@@ -336,6 +364,60 @@ fn security(raw: RawSecurity) -> Result<Security, Located> {
         security = security.max_age(Duration::from_millis(*ms.get_ref()));
     }
     Ok(security)
+}
+
+fn server(raw: &RawServer, security: Security) -> Result<ServerSettings, Located> {
+    let positive = |value: &Option<Spanned<u64>>, key: &str| match value {
+        Some(v) if *v.get_ref() == 0 => Err((v.span(), format!("`server.{key}` is 0; write a positive number"))),
+        Some(v) => Ok(Some(*v.get_ref())),
+        None => Ok(None),
+    };
+    let ttl = positive(&raw.call_ttl_ms, "call_ttl_ms")?.map_or(crate::calls::DEFAULT_TTL, Duration::from_millis);
+    let lease = positive(&raw.call_lease_ms, "call_lease_ms")?;
+    let capacity = positive(&raw.call_store_capacity, "call_store_capacity")?;
+    let on_store_error = match &raw.on_store_error {
+        None => OnStoreError::Fail,
+        Some(v) => match v.get_ref().as_str() {
+            "fail" => OnStoreError::Fail,
+            "run" => OnStoreError::Run,
+            other => {
+                return Err((v.span(), format!("`server.on_store_error` is `{other}`; write \"fail\" or \"run\"")));
+            }
+        },
+    };
+    let kind = raw.call_store.as_ref().map(|s| (s.get_ref().as_str(), s.span()));
+    let call_store: Option<Arc<dyn CallStore>> = match kind {
+        None if raw.call_ttl_ms.is_none() && capacity.is_none() => None,
+        None | Some(("memory", _)) => {
+            Some(Arc::new(MemoryCallStore::new(capacity.unwrap_or(crate::calls::DEFAULT_CAPACITY), ttl)))
+        }
+        Some((url, span)) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            Some(redis_store(url, raw, ttl, lease).map_err(|m| (span, m))?)
+        }
+        Some((other, span)) => {
+            let shown = if other.contains('@') { "<a URL with credentials>" } else { other };
+            return Err((span, format!("`server.call_store` is `{shown}`; write \"memory\" or a redis:// URL")));
+        }
+    };
+    Ok(ServerSettings { security, call_store, on_store_error })
+}
+
+#[cfg(feature = "redis")]
+fn redis_store(url: &str, raw: &RawServer, ttl: Duration, lease: Option<u64>) -> Result<Arc<dyn CallStore>, String> {
+    let mut store = crate::calls::RedisCallStore::new(url).map_err(|e| format!("`server.call_store`: {e}"))?.ttl(ttl);
+    if let Some(prefix) = &raw.call_store_prefix {
+        store = store.prefix(prefix.get_ref().clone());
+    }
+    if let Some(lease) = lease {
+        store = store.lease(Duration::from_millis(lease));
+    }
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_store(_: &str, _: &RawServer, _: Duration, _: Option<u64>) -> Result<Arc<dyn CallStore>, String> {
+    Err("`server.call_store` is a Redis URL, which needs intercall's `redis` feature; enable it or use \"memory\""
+        .to_owned())
 }
 
 fn budget(raw: &RawBudget) -> Result<BudgetConfig, Located> {

@@ -85,7 +85,7 @@ pub use context::{
 pub use error::{CallError, Error};
 pub use intercall_macros::service;
 pub use security::{ACCEPTED_SECRET_ENV, SECRET_ENV, Security};
-pub use server::{DEFAULT_MAX_BODY_BYTES, default_call_store, unknown_service};
+pub use server::{DEFAULT_MAX_BODY_BYTES, ServerSettings, default_call_store, unknown_service};
 
 /// Serves `router` on `listener` until the process ends, with intercall's
 /// `unknown_service` reply for paths no service claims.

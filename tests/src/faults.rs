@@ -39,7 +39,8 @@ pub enum Fault {
     Respond { status: u16, headers: Vec<(String, String)>, body: String },
 }
 
-type Policy = dyn Fn(&Seen) -> Fault + Send + Sync;
+/// Decides, per request, which upstream gets it and what fault applies.
+type Policy = dyn Fn(&Seen) -> (usize, Fault) + Send + Sync;
 
 /// A running proxy; stops accepting when dropped.
 pub struct FaultProxy {
@@ -52,6 +53,16 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Starts a proxy in front of `upstream`.
     pub async fn start(upstream: SocketAddr, policy: impl Fn(&Seen) -> Fault + Send + Sync + 'static) -> Self {
+        Self::start_routed(vec![upstream], move |seen| (0, policy(seen))).await
+    }
+
+    /// Starts a balancer in front of several `upstreams`: the policy picks, per
+    /// request, the index of the upstream that gets it, and the fault.
+    pub async fn start_routed(
+        upstreams: Vec<SocketAddr>,
+        policy: impl Fn(&Seen) -> (usize, Fault) + Send + Sync + 'static,
+    ) -> Self {
+        let upstreams: Arc<[SocketAddr]> = upstreams.into();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
         let addr = listener.local_addr().expect("local address");
         let policy: Arc<Policy> = Arc::new(policy);
@@ -61,8 +72,9 @@ impl FaultProxy {
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let (policy, seen, faults) = (Arc::clone(&policy), Arc::clone(&seen_in), Arc::clone(&faults_in));
+                let upstreams = Arc::clone(&upstreams);
                 tokio::spawn(async move {
-                    let _ = serve_connection(client, upstream, &*policy, &seen, &faults).await;
+                    let _ = serve_connection(client, &upstreams, &*policy, &seen, &faults).await;
                 });
             }
         })
@@ -94,7 +106,7 @@ impl Drop for FaultProxy {
 
 async fn serve_connection(
     mut client: TcpStream,
-    upstream: SocketAddr,
+    upstreams: &[SocketAddr],
     policy: &Policy,
     seen: &Mutex<Vec<Seen>>,
     faults: &AtomicUsize,
@@ -115,7 +127,8 @@ async fn serve_connection(
             seen.push(entry.clone());
             entry
         };
-        let fault = policy(&seen_now);
+        let (upstream, fault) = policy(&seen_now);
+        let upstream = upstreams[upstream % upstreams.len()];
         if !matches!(fault, Fault::Pass) {
             faults.fetch_add(1, Ordering::SeqCst);
         }

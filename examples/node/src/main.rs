@@ -52,7 +52,7 @@ async fn run() -> Result<(), Failure> {
 /// The catalog node: the real `Catalog`, seeded with a few products.
 async fn catalog_node(invoker: Invoker) -> Result<(), Failure> {
     let catalog = Logged { inner: Arc::new(seeded_catalog().await), place: "served here".into() };
-    let router = CatalogServer::new(catalog).security(invoker.security()).into_router();
+    let router = CatalogServer::new(catalog).settings(invoker.server_settings()).into_router();
     serve(&invoker, "Catalog", router).await
 }
 
@@ -61,7 +61,7 @@ async fn checkout_node(invoker: Invoker) -> Result<(), Failure> {
     #[cfg(not(feature = "remote-catalog"))]
     let (catalog, router) = {
         let catalog = Arc::new(seeded_catalog().await);
-        let router = CatalogServer::from_arc(Arc::clone(&catalog)).security(invoker.security()).into_router();
+        let router = CatalogServer::from_arc(Arc::clone(&catalog)).settings(invoker.server_settings()).into_router();
         (Logged { inner: catalog as Arc<dyn Catalog>, place: "local".into() }, router)
     };
     #[cfg(feature = "remote-catalog")]
@@ -71,7 +71,7 @@ async fn checkout_node(invoker: Invoker) -> Result<(), Failure> {
         (Logged { inner: Arc::new(proxy) as Arc<dyn Catalog>, place }, intercall::Router::new())
     };
     let checkout = ShopCheckout::new(catalog);
-    let checkout = CheckoutServer::new(checkout).security(invoker.security()).into_router();
+    let checkout = CheckoutServer::new(checkout).settings(invoker.server_settings()).into_router();
     serve(&invoker, "Checkout", router.merge(checkout)).await
 }
 

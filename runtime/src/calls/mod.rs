@@ -7,6 +7,8 @@
 //! shared by several replicas implements the same trait.
 
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::any::Any;
 use std::fmt;
@@ -15,7 +17,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-pub use memory::MemoryCallStore;
+pub use memory::{DEFAULT_CAPACITY, DEFAULT_TTL, MemoryCallStore};
+#[cfg(feature = "redis")]
+pub use redis::RedisCallStore;
 
 /// A boxed future, as the store's methods return (the trait is object-safe so that a
 /// node can pick its store at run time).
@@ -130,7 +134,8 @@ pub struct CallKey {
 }
 
 impl CallKey {
-    pub(crate) fn new(
+    /// The key of call `call_id` to `service.method` for the given user.
+    pub fn new(
         call_id: uuid::Uuid,
         service: &'static str,
         method: &'static str,
@@ -182,9 +187,22 @@ impl fmt::Display for CallKey {
     }
 }
 
-/// The fingerprint of a request body: 128-bit XXH3, a specified hash, so that every
-/// replica (whatever its Rust version) computes the same value.
-pub(crate) fn fingerprint(body: &[u8]) -> u128 {
+/// What a server does when its call-id store fails (unreachable, timed out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnStoreError {
+    /// Answer `503 store_unavailable` (retryable) and run nothing: the at-most-once
+    /// guarantee holds, availability suffers (the default).
+    #[default]
+    Fail,
+    /// Run the call without deduplication and log it: availability holds, a retry may
+    /// run the method twice.
+    Run,
+}
+
+/// The fingerprint of a request body, as servers pass it to [`CallStore::claim`]:
+/// 128-bit XXH3, a specified hash, so that every replica (whatever its Rust version)
+/// computes the same value.
+pub fn fingerprint(body: &[u8]) -> u128 {
     xxhash_rust::xxh3::xxh3_128(body)
 }
 

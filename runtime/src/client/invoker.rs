@@ -87,6 +87,12 @@ impl Invoker {
         self.shared.config.security.clone()
     }
 
+    /// The settings of the servers this node runs, from `[security]` and `[server]`:
+    /// apply them with `XServer::settings(invoker.server_settings())`.
+    pub fn server_settings(&self) -> crate::ServerSettings {
+        self.shared.config.server.clone()
+    }
+
     /// How many attempts a call to `service` may make (1 when its retries are off).
     pub fn tries(&self, service: &str) -> Option<u32> {
         self.shared.config.services.get(service).map(|s| s.policy.tries)
@@ -274,6 +280,7 @@ impl InvokerBuilder {
             Some(security) => security,
             None => Security::from_env()?,
         };
-        Ok(Invoker::with_config(Config { source: Source::Builder, services, budget, security }))
+        let server = crate::ServerSettings { security: security.clone(), ..Default::default() };
+        Ok(Invoker::with_config(Config { source: Source::Builder, services, budget, security, server }))
     }
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::MethodInfo;
 use super::reply::{self, Reply};
-use crate::calls::{CallKey, CallStore, Claim, StoreError, Ticket};
+use crate::calls::{CallKey, CallStore, Claim, OnStoreError, StoreError, Ticket};
 use crate::wire::ErrorKind;
 
 pub(crate) async fn run_once<T, E, Fut>(
@@ -33,6 +33,10 @@ where
         let (store, key) = (Arc::clone(&store), key.clone());
         async move {
             let claim = store.claim(&key, fingerprint).await;
+            if let (Err(e), OnStoreError::Run) = (&claim, info.on_store_error) {
+                tracing::warn!(%key, "call-id store unavailable ({e}); running without deduplication");
+                return Outcome::Ran(reply::run(info, future).await);
+            }
             let Ok(Claim::Run(ticket)) = claim else { return Outcome::Claimed(claim) };
             let guard = Release { store: &*store, key: &key, ticket: Some(ticket) };
             let reply = reply::run(info, future).await;

@@ -20,7 +20,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
-use crate::calls::{CallKey, CallStore, MemoryCallStore, fingerprint};
+use crate::calls::{CallKey, CallStore, MemoryCallStore, OnStoreError, fingerprint};
 use crate::context::CallContext;
 use crate::security::Security;
 use crate::wire::ErrorKind;
@@ -42,13 +42,36 @@ pub fn default_call_store() -> Arc<dyn CallStore> {
 #[derive(Clone)]
 pub struct ServerOptions {
     pub max_body_bytes: usize,
-    pub call_store: Option<Arc<dyn CallStore>>,
-    pub security: Security,
+    pub settings: ServerSettings,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        Self { max_body_bytes: DEFAULT_MAX_BODY_BYTES, call_store: None, security: Security::none() }
+        Self { max_body_bytes: DEFAULT_MAX_BODY_BYTES, settings: ServerSettings::default() }
+    }
+}
+
+/// The settings a node's configuration gives its servers: how calls are verified and
+/// where call ids are recorded. [`Invoker::server_settings`](crate::Invoker::server_settings)
+/// reads them from `services.toml`; `XServer::settings(..)` applies them.
+#[derive(Clone, Default)]
+pub struct ServerSettings {
+    /// How calls are verified (default: not at all).
+    pub security: Security,
+    /// Where calls with an `x-call-id` are recorded (default: the process-wide
+    /// [`default_call_store`]).
+    pub call_store: Option<Arc<dyn CallStore>>,
+    /// What to do when the store fails (default: answer 503, run nothing).
+    pub on_store_error: OnStoreError,
+}
+
+impl std::fmt::Debug for ServerSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerSettings")
+            .field("security", &self.security)
+            .field("call_store", &self.call_store.as_ref().map(|_| "custom"))
+            .field("on_store_error", &self.on_store_error)
+            .finish()
     }
 }
 
@@ -61,6 +84,7 @@ pub struct ServiceRouter<S> {
     implementation: Arc<S>,
     max_body_bytes: usize,
     store: Arc<dyn CallStore>,
+    on_store_error: OnStoreError,
     security: Arc<Security>,
     router: Router,
 }
@@ -71,6 +95,7 @@ pub(crate) struct MethodInfo {
     pub(crate) service: &'static str,
     pub(crate) method: &'static str,
     max_body_bytes: usize,
+    pub(crate) on_store_error: OnStoreError,
 }
 
 impl<S: Send + Sync + 'static> ServiceRouter<S> {
@@ -80,13 +105,15 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
         implementation: Arc<S>,
         options: ServerOptions,
     ) -> Self {
-        let store = options.call_store.unwrap_or_else(default_call_store);
-        let max_body_bytes = options.max_body_bytes;
-        if !options.security.is_enabled() {
+        let ServerSettings { security, call_store, on_store_error } = options.settings;
+        let store = call_store.unwrap_or_else(default_call_store);
+        if !security.is_enabled() {
             warn_unsigned_once();
         }
-        let security = Arc::new(options.security);
-        Self { service, methods, implementation, max_body_bytes, store, security, router: Router::new() }
+        let security = Arc::new(security);
+        let max_body_bytes = options.max_body_bytes;
+        let router = Router::new();
+        Self { service, methods, implementation, max_body_bytes, store, on_store_error, security, router }
     }
 
     /// Adds `POST /{service}/{method}`, which decodes the arguments as `A` and runs
@@ -99,7 +126,12 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
         F: Fn(Arc<S>, A) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
-        let info = MethodInfo { service: self.service, method, max_body_bytes: self.max_body_bytes };
+        let info = MethodInfo {
+            service: self.service,
+            method,
+            max_body_bytes: self.max_body_bytes,
+            on_store_error: self.on_store_error,
+        };
         let shared = Shared {
             implementation: Arc::clone(&self.implementation),
             store: Arc::clone(&self.store),
