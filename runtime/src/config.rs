@@ -386,17 +386,46 @@ fn server(raw: &RawServer, security: Security) -> Result<ServerSettings, Located
         },
     };
     let kind = raw.call_store.as_ref().map(|s| (s.get_ref().as_str(), s.span()));
+    let is_redis = matches!(kind, Some((url, _)) if url.starts_with("redis://"));
+    // Redis-only settings beside another store would be silently ignored.
+    for (value, key) in [
+        (raw.call_store_prefix.as_ref().map(Spanned::span), "call_store_prefix"),
+        (raw.call_lease_ms.as_ref().map(Spanned::span), "call_lease_ms"),
+    ] {
+        if let (Some(span), false) = (value, is_redis) {
+            return Err((
+                span,
+                format!("`server.{key}` applies only to a Redis store; set `call_store = \"redis://...\"`"),
+            ));
+        }
+    }
+    if let (Some(lease), Some(v)) = (lease, &raw.call_lease_ms) {
+        let minimum = 3 * crate::calls::DEFAULT_REDIS_OP_TIMEOUT.as_millis() as u64;
+        if lease < minimum {
+            return Err((
+                v.span(),
+                format!(
+                    "`server.call_lease_ms` is {lease}; write at least {minimum} (three Redis operation timeouts), or one slow renewal loses the lease"
+                ),
+            ));
+        }
+    }
     let call_store: Option<Arc<dyn CallStore>> = match kind {
         None if raw.call_ttl_ms.is_none() && capacity.is_none() => None,
         None | Some(("memory", _)) => {
             Some(Arc::new(MemoryCallStore::new(capacity.unwrap_or(crate::calls::DEFAULT_CAPACITY), ttl)))
         }
-        Some((url, span)) if url.starts_with("redis://") || url.starts_with("rediss://") => {
-            Some(redis_store(url, raw, ttl, lease).map_err(|m| (span, m))?)
+        Some((url, span)) if is_redis => Some(redis_store(url, raw, ttl, lease).map_err(|m| (span, m))?),
+        // The value may hold a password: never echo it.
+        Some((url, span)) if url.starts_with("rediss://") => {
+            return Err((
+                span,
+                "`server.call_store`: TLS to Redis (rediss://) is not supported; use redis:// on a private network"
+                    .to_owned(),
+            ));
         }
-        Some((other, span)) => {
-            let shown = if other.contains('@') { "<a URL with credentials>" } else { other };
-            return Err((span, format!("`server.call_store` is `{shown}`; write \"memory\" or a redis:// URL")));
+        Some((_, span)) => {
+            return Err((span, "`server.call_store` must be \"memory\" or a redis:// URL".to_owned()));
         }
     };
     Ok(ServerSettings { security, call_store, on_store_error })

@@ -118,8 +118,9 @@ async fn five_hundred_retried_calls(stores: [Arc<dyn CallStore>; 2]) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_sharing_redis_run_each_retried_call_once_and_in_process_stores_do_not() {
     let Some(redis) = RedisServer::start("replicas") else { return };
-    let shared: Arc<dyn CallStore> = Arc::new(redis_store(&redis, "replicas"));
-    assert_eq!(five_hundred_retried_calls([Arc::clone(&shared), shared]).await, 500);
+    // One store instance per replica, as two processes would have, on one Redis.
+    let shared = || Arc::new(redis_store(&redis, "replicas")) as Arc<dyn CallStore>;
+    assert_eq!(five_hundred_retried_calls([shared(), shared()]).await, 500);
 
     // The control: each replica with its own in-process store runs every retry again.
     let own = || Arc::new(MemoryCallStore::default()) as Arc<dyn CallStore>;
@@ -129,10 +130,10 @@ async fn replicas_sharing_redis_run_each_retried_call_once_and_in_process_stores
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_duplicates_across_two_replicas_run_once() {
     let Some(redis) = RedisServer::start("fifty") else { return };
-    let store: Arc<dyn CallStore> = Arc::new(redis_store(&redis, "fifty"));
+    let store = || Arc::new(redis_store(&redis, "fifty")) as Arc<dyn CallStore>;
     let (a, b) = (replica(), replica());
     let servers =
-        Arc::new([serve(&a, Arc::clone(&store), OnStoreError::Fail).await, serve(&b, store, OnStoreError::Fail).await]);
+        Arc::new([serve(&a, store(), OnStoreError::Fail).await, serve(&b, store(), OnStoreError::Fail).await]);
     let requests: Vec<_> = (0..50)
         .map(|i| {
             let servers = Arc::clone(&servers);
@@ -168,13 +169,27 @@ async fn post(server: &TestServer, method: &str, call_id: &str, body: &str) -> (
     (status, serde_json::from_slice(&response.bytes().await.unwrap()).expect("a JSON reply"))
 }
 
+/// A request with a short deadline, for checking that a call is still running.
+async fn status_within(server: &TestServer, method: &str, body: &str, deadline_ms: &str) -> u16 {
+    let response = reqwest::Client::new()
+        .post(server.at(&format!("Tally/{method}")))
+        .header("content-type", "application/json")
+        .header("x-call-id", ID)
+        .header("x-deadline-ms", deadline_ms)
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    response.status().as_u16()
+}
+
 #[tokio::test]
-async fn a_dead_owners_call_runs_again_after_its_lease_and_its_late_write_cannot_replace_the_result() {
+async fn a_dead_owners_call_runs_again_after_its_lease_and_its_late_write_is_fenced_off() {
     let Some(redis) = RedisServer::start("lease") else { return };
     let lease = Duration::from_millis(300);
     let dead = redis_store(&redis, "lease").lease(lease);
     let body = r#"{"n": 21}"#;
-    let key = CallKey::new(ID.parse().unwrap(), "Tally", "add", None, None);
+    let key = CallKey::new(ID.parse().unwrap(), "Tally", "gated", None, None);
     let fingerprint = intercall::calls::fingerprint(body.as_bytes());
 
     // Replica A claims the call and dies: its lease renewal stops with it.
@@ -182,31 +197,71 @@ async fn a_dead_owners_call_runs_again_after_its_lease_and_its_late_write_cannot
     let token = ticket.token();
     drop(ticket);
 
-    // Meanwhile a duplicate on replica B finds it running and does not run it.
+    // A duplicate on replica B finds it running under A's lease and runs nothing.
     let b = replica();
     let server_b = serve(&b, Arc::new(redis_store(&redis, "lease").lease(lease)), OnStoreError::Fail).await;
-    let early = reqwest::Client::new()
-        .post(server_b.at("Tally/add"))
-        .header("content-type", "application/json")
-        .header("x-call-id", ID)
-        .header("x-deadline-ms", "50")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(early.status(), 409, "still running under A's lease");
+    assert_eq!(status_within(&server_b, "gated", body, "50").await, 409, "still running under A's lease");
     assert_eq!(b.runs.load(Ordering::SeqCst), 0);
 
-    // Not synchronisation: A's lease has to run out on Redis's clock.
+    // Not synchronisation: A's lease has to run out on Redis's clock. Then B runs it.
     tokio::time::sleep(lease * 3).await;
-    assert_eq!(post(&server_b, "add", ID, body).await, (200, serde_json::json!(42)));
-    assert_eq!(b.runs.load(Ordering::SeqCst), 1, "B ran it once A's lease expired");
+    let first = {
+        let server_b = server_b.url();
+        tokio::spawn(async move {
+            let client = reqwest::Client::builder().timeout(HANG).build().unwrap();
+            client
+                .post(format!("{server_b}Tally/gated"))
+                .header("content-type", "application/json")
+                .header("x-call-id", ID)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::timeout(HANG, b.started.notified()).await.expect("B runs the call once A's lease expired");
 
-    // A wakes up and tries to store its own, late result: fenced off.
+    // A wakes up while B's run is in progress and stores its own late result: fenced
+    // off, the entry stays B's running claim.
     let stale = StoredReply { status: 200, body: b"999".to_vec().into() };
     dead.complete(&key, Ticket::new(token), stale).await.unwrap();
-    assert_eq!(post(&server_b, "add", ID, body).await, (200, serde_json::json!(42)), "B's result stands");
+    assert_eq!(status_within(&server_b, "gated", body, "50").await, 409, "A's late write did not land");
+
+    b.gate.add_permits(10);
+    assert_eq!(first.await.unwrap(), "42");
+    assert_eq!(post(&server_b, "gated", ID, body).await, (200, serde_json::json!(42)), "B's result stands");
     assert_eq!(b.runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_run_longer_than_its_lease_keeps_its_claim_by_renewing_it() {
+    let Some(redis) = RedisServer::start("renew") else { return };
+    let lease = Duration::from_millis(300);
+    let store = || Arc::new(redis_store(&redis, "renew").lease(lease)) as Arc<dyn CallStore>;
+    let (a, b) = (replica(), replica());
+    let server_a = serve(&a, store(), OnStoreError::Fail).await;
+    let server_b = serve(&b, store(), OnStoreError::Fail).await;
+    let body = r#"{"n": 5}"#;
+    let owner = {
+        let url = server_a.url();
+        tokio::spawn(async move {
+            let client = reqwest::Client::builder().timeout(HANG).build().unwrap();
+            let request = client.post(format!("{url}Tally/gated")).header("content-type", "application/json");
+            request.header("x-call-id", ID).body(body).send().await.unwrap().text().await.unwrap()
+        })
+    };
+    tokio::time::timeout(HANG, a.started.notified()).await.expect("A runs the call");
+    // Not synchronisation: three leases pass on the clock while A's run goes on.
+    tokio::time::sleep(lease * 3).await;
+    assert_eq!(status_within(&server_b, "gated", body, "50").await, 409, "A's renewed claim still holds");
+    assert_eq!(runs(&[&a, &b]), 1, "B did not run it a second time");
+    a.gate.add_permits(10);
+    assert_eq!(owner.await.unwrap(), "10");
+    assert_eq!(post(&server_b, "gated", ID, body).await, (200, serde_json::json!(10)));
+    assert_eq!(runs(&[&a, &b]), 1);
 }
 
 #[tokio::test]
@@ -251,4 +306,15 @@ fn services_toml_selects_the_redis_store_for_the_node() {
     assert!(error.contains("server.call_store") && error.contains("line 2"), "{error}");
     let error = Invoker::from_toml("[server]\non_store_error = \"maybe\"\n").unwrap_err().to_string();
     assert!(error.contains("on_store_error") && error.contains("\"fail\" or \"run\""), "{error}");
+    // A store value is never echoed: it may hold a password.
+    let error = Invoker::from_toml("[server]\ncall_store = \"redis+unix:///r.sock?pass=hunter2\"\n").unwrap_err();
+    assert!(!error.to_string().contains("hunter2"), "{error}");
+    let error = Invoker::from_toml("[server]\ncall_store = \"rediss://:hunter2@h:6380\"\n").unwrap_err();
+    assert!(error.to_string().contains("TLS") && !error.to_string().contains("hunter2"), "{error}");
+    // Redis-only settings without Redis, and a lease too short for its own renewals.
+    let error = Invoker::from_toml("[server]\ncall_store_prefix = \"x:\"\n").unwrap_err().to_string();
+    assert!(error.contains("call_store_prefix") && error.contains("only to a Redis store"), "{error}");
+    let text = "[server]\ncall_store = \"redis://127.0.0.1:6399/0\"\ncall_lease_ms = 5\n";
+    let error = Invoker::from_toml(text).unwrap_err().to_string();
+    assert!(error.contains("call_lease_ms") && error.contains("line 3"), "{error}");
 }

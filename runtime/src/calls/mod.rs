@@ -21,6 +21,9 @@ pub use memory::{DEFAULT_CAPACITY, DEFAULT_TTL, MemoryCallStore};
 #[cfg(feature = "redis")]
 pub use redis::RedisCallStore;
 
+/// The bound on one Redis operation of a [`RedisCallStore`](self): 1 s.
+pub const DEFAULT_REDIS_OP_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// A boxed future, as the store's methods return (the trait is object-safe so that a
 /// node can pick its store at run time).
 pub type StoreFuture<'a, T> = crate::__private::BoxFuture<'a, Result<T, StoreError>>;

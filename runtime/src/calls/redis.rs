@@ -28,9 +28,9 @@ pub const DEFAULT_PREFIX: &str = "intercall:";
 /// Default lease of a running call: 10 s, renewed every third of it.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 
-/// Default bound on one Redis operation: 1 s. A store that does not answer in time is
+/// Default bound on one Redis operation: a store that does not answer in time is
 /// unavailable, never a hang.
-pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(1);
+const DEFAULT_OP_TIMEOUT: Duration = super::DEFAULT_REDIS_OP_TIMEOUT;
 
 /// A call-id store on Redis, for services that run as several replicas or must keep
 /// their guarantee across restarts. Requires intercall's `redis` feature.
@@ -146,18 +146,23 @@ impl RedisCallStore {
             let mut connection = self.connection().await?;
             let mut set = redis::cmd("SET");
             set.arg(&redis_key).arg(&marker).arg("NX").arg("PX").arg(millis(self.lease));
-            if self.bounded("claim", set.query_async::<Option<String>>(&mut connection)).await?.is_some() {
+            let claimed = match self.bounded("claim", set.query_async::<Option<String>>(&mut connection)).await {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    // The SET may have taken effect with its answer lost: release our
+                    // token, best effort, so no orphan marker blocks retries for a lease.
+                    let (store, key) = (self.clone(), key.clone());
+                    tokio::spawn(
+                        async move { store.finish_once(&key, &Ticket::new(token), &FinishWith::Release).await },
+                    );
+                    return Err(e);
+                }
+            };
+            if claimed.is_some() {
                 let renewal = self.renew_while_running(redis_key, marker);
                 return Ok(Claim::Run(Ticket::with_local(token, Arc::new(renewal))));
             }
-            let mut get = redis::cmd("GET");
-            get.arg(&redis_key);
-            match self
-                .bounded("read a claim", get.query_async::<Option<Vec<u8>>>(&mut connection))
-                .await?
-                .as_deref()
-                .map(parse)
-            {
+            match self.read(&redis_key).await? {
                 None => continue,
                 Some(Some(Entry::Running { fingerprint: theirs })) if theirs == fingerprint => {
                     return Ok(Claim::Running);
@@ -170,6 +175,16 @@ impl RedisCallStore {
             }
         }
         Err(StoreError::new(format!("Redis at {}: the claim kept changing under us", self.address)))
+    }
+
+    /// The entry at `redis_key`: `None` when there is none, `Some(None)` when it is
+    /// unreadable.
+    async fn read(&self, redis_key: &str) -> Result<Option<Option<Entry>>, StoreError> {
+        let mut connection = self.connection().await?;
+        let mut get = redis::cmd("GET");
+        get.arg(redis_key);
+        let value = self.bounded("read a call", get.query_async::<Option<Vec<u8>>>(&mut connection)).await?;
+        Ok(value.as_deref().map(parse))
     }
 
     /// Renews the lease every third of it until the returned guard is dropped (when
@@ -196,9 +211,26 @@ impl RedisCallStore {
     /// Completes or releases the claim `ticket` holds. The ticket (with its lease
     /// renewal) is dropped when this returns.
     async fn finish(&self, key: &CallKey, ticket: &Ticket, with: FinishWith<'_>) -> Result<(), StoreError> {
+        // The scripts are idempotent (they check the token), so a failed attempt is
+        // retried for up to a lease, while the ticket keeps the lease renewed: giving
+        // up early would let the marker expire and a retry run the method again.
+        let give_up = Instant::now() + self.lease;
+        loop {
+            match self.finish_once(key, ticket, &with).await {
+                Ok(()) => return Ok(()),
+                Err(e) if Instant::now() + FINISH_RETRY >= give_up => return Err(e),
+                Err(e) => {
+                    tracing::warn!(%key, "cannot record a call's outcome yet, retrying: {e}");
+                    tokio::time::sleep(FINISH_RETRY).await;
+                }
+            }
+        }
+    }
+
+    async fn finish_once(&self, key: &CallKey, ticket: &Ticket, with: &FinishWith<'_>) -> Result<(), StoreError> {
         let redis_key = self.key(key);
         let mut connection = self.connection().await?;
-        let (script, done) = match &with {
+        let (script, done) = match with {
             FinishWith::Reply(reply) => (COMPLETE, Some(reply)),
             FinishWith::Release => (RELEASE, None),
         };
@@ -227,15 +259,7 @@ impl RedisCallStore {
         self.bounded("subscribe", pubsub.subscribe(self.channel(key))).await?;
         let redis_key = self.key(key);
         loop {
-            let mut connection = self.connection().await?;
-            let mut get = redis::cmd("GET");
-            get.arg(&redis_key);
-            match self
-                .bounded("read a call", get.query_async::<Option<Vec<u8>>>(&mut connection))
-                .await?
-                .as_deref()
-                .map(parse)
-            {
+            match self.read(&redis_key).await? {
                 Some(Some(Entry::Done { fingerprint: theirs, reply })) if theirs == fingerprint => {
                     return Ok(Some(reply));
                 }
@@ -253,10 +277,18 @@ impl RedisCallStore {
                 }
                 slice = slice.min(left);
             }
-            let _ = tokio::time::timeout(slice, pubsub.on_message().next()).await;
+            match tokio::time::timeout(slice, pubsub.on_message().next()).await {
+                Ok(Some(_)) | Err(_) => {}
+                // The subscription is gone (Redis restarted, the connection broke):
+                // fall back to one read per slice instead of spinning.
+                Ok(None) => tokio::time::sleep(slice).await,
+            }
         }
     }
 }
+
+/// The pause between attempts to record a call's outcome while Redis is unavailable.
+const FINISH_RETRY: Duration = Duration::from_millis(100);
 
 /// Aborts the lease renewal when the claim ends.
 struct Renewal(tokio::task::AbortHandle);
@@ -283,7 +315,15 @@ impl CallStore for RedisCallStore {
         fingerprint: u128,
         timeout: Option<Duration>,
     ) -> StoreFuture<'a, Option<StoredReply>> {
-        Box::pin(self.wait_for(key, fingerprint, timeout))
+        Box::pin(async move {
+            match timeout {
+                // Connecting and reading count against the waiter's deadline too.
+                Some(limit) => {
+                    tokio::time::timeout(limit, self.wait_for(key, fingerprint, timeout)).await.unwrap_or(Ok(None))
+                }
+                None => self.wait_for(key, fingerprint, None).await,
+            }
+        })
     }
 
     fn complete<'a>(&'a self, key: &'a CallKey, ticket: Ticket, reply: StoredReply) -> StoreFuture<'a, ()> {

@@ -38,7 +38,7 @@ where
                 return Outcome::Ran(reply::run(info, future).await);
             }
             let Ok(Claim::Run(ticket)) = claim else { return Outcome::Claimed(claim) };
-            let guard = Release { store: &*store, key: &key, ticket: Some(ticket) };
+            let guard = Release { store: Arc::clone(&store), key: key.clone(), ticket: Some(ticket) };
             let reply = reply::run(info, future).await;
             guard.finish(&reply).await;
             Outcome::Ran(reply)
@@ -80,20 +80,20 @@ enum Outcome {
 }
 
 /// Completes or releases the claim; if the task ends any other way (a panic in the
-/// store itself), releases it on drop, so a retry can run.
-struct Release<'a> {
-    store: &'a dyn CallStore,
-    key: &'a CallKey,
+/// store itself, a runtime shutting down), releases it on drop, so a retry can run.
+struct Release {
+    store: Arc<dyn CallStore>,
+    key: CallKey,
     ticket: Option<Ticket>,
 }
 
-impl Release<'_> {
+impl Release {
     async fn finish(mut self, reply: &Reply) {
         let ticket = self.ticket.take().expect("finished once");
         // Successes and typed errors are stored; anything else frees the id again.
         let recorded = match reply.is_storable() {
-            true => self.store.complete(self.key, ticket, reply.clone().into()).await,
-            false => self.store.release(self.key, ticket).await,
+            true => self.store.complete(&self.key, ticket, reply.clone().into()).await,
+            false => self.store.release(&self.key, ticket).await,
         };
         if let Err(e) = recorded {
             tracing::error!(key = %self.key, "cannot record the outcome of a call in the call-id store: {e}");
@@ -101,12 +101,16 @@ impl Release<'_> {
     }
 }
 
-impl Drop for Release<'_> {
+impl Drop for Release {
     fn drop(&mut self) {
-        if let Some(ticket) = self.ticket.take() {
-            // Best effort: an in-memory store releases at once; a remote one needs the
-            // runtime, which may be gone.
-            let _ = futures_util::FutureExt::now_or_never(self.store.release(self.key, ticket));
+        let Some(ticket) = self.ticket.take() else { return };
+        // Best effort, in a task of its own (a remote store needs the network); with
+        // no runtime left, the claim's lease (or time to live) frees the id instead.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (store, key) = (Arc::clone(&self.store), self.key.clone());
+            runtime.spawn(async move {
+                let _ = store.release(&key, ticket).await;
+            });
         }
     }
 }
