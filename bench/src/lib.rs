@@ -1,0 +1,48 @@
+//! intercall's benchmark harness: the systems under test, the load generator, and the
+//! driver that runs them as separate pinned processes and reports ratios to the floor.
+//!
+//! Systems so far: `floor` (hand-written axum handler + reqwest), `floor-hyper` (the same
+//! server, hyper's client), `intercall` (generated proxy and router, with call id, user
+//! context, activity id and the call-id cache). jsonrpsee, tonic and tarpc adapters are
+//! not written yet.
+
+pub mod clients;
+pub mod load;
+pub mod payload;
+pub mod servers;
+
+/// CPU time (user + system) of a process, in milliseconds, from `/proc/{pid}/stat`;
+/// `pid` may be `self`. 0 where `/proc` is missing.
+pub fn cpu_ms_of(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    // Fields after the `(comm)`, which may hold spaces: state is field 3, utime 14, stime 15.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else { return 0.0 };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15, i.e. 11 and 12 after the state (field 3).
+    (ticks(11) + ticks(12)) * 1000.0 / clock_ticks_per_second()
+}
+
+/// Resident memory of a process in bytes, from `/proc/{pid}/status`.
+pub fn rss_bytes_of(pid: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// `sysconf(_SC_CLK_TCK)`: 100 on every Linux this runs on; `getconf` confirms it.
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8(out.stdout).ok())
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}

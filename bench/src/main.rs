@@ -1,0 +1,295 @@
+//! `bench run [--quick] [--same-core]`: the comparison. Servers and load generators run
+//! as separate processes of this binary, pinned with `taskset` (server on core 0, load
+//! on core 1; `--same-core`: both on core 0), each on one tokio worker. Systems run
+//! interleaved, round after round, and each is reported as a ratio to the floor
+//! measured in the same round:
+//!
+//! `RESULT <workload> <system> <ratio_to_floor_median> <ratio_min> <ratio_max>`
+//!
+//! Throughput workloads: throughput / floor's (higher is better). Latency workloads:
+//! latency / floor's (lower is better). `dup_hit_vs_fresh`: server CPU per duplicate /
+//! per fresh call on intercall. `mem_bytes_per_cached_call`: bytes, not a ratio.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use intercall::calls::{CallKey, CallStore, Claim, MemoryCallStore, StoredReply};
+use intercall_bench::clients::{Client, Op};
+use intercall_bench::{cpu_ms_of, load, rss_bytes_of, servers};
+
+type Failure = Box<dyn std::error::Error + Send + Sync>;
+
+fn main() -> Result<(), Failure> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    match args.first().map(String::as_str) {
+        Some("serve") => runtime.block_on(serve(&args[1])),
+        Some("load") => runtime.block_on(load_command(&args[1..])),
+        Some("mem") => runtime.block_on(mem(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(100_000))),
+        Some("run") => run(args.iter().any(|a| a == "--quick"), args.iter().any(|a| a == "--same-core")),
+        _ => Err("usage: bench run [--quick] [--same-core] | serve <system> | load <system> <port> <op> <concurrency> <ms> | mem <n>".into()),
+    }
+}
+
+/// Serves `system` on a free port until stdin closes (the driver ends).
+async fn serve(system: &str) -> Result<(), Failure> {
+    let router = servers::router(system).ok_or_else(|| format!("no server for `{system}`"))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    println!("ready {}", listener.local_addr()?.port());
+    std::io::stdout().flush()?;
+    let stdin_closed = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        while std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {}
+    });
+    intercall::serve_with_shutdown(listener, router, async {
+        let _ = stdin_closed.await;
+    })
+    .await?;
+    Ok(())
+}
+
+async fn load_command(args: &[String]) -> Result<(), Failure> {
+    let [system, port, op, concurrency, millis] = args else { return Err("load <system> <port> <op> <c> <ms>".into()) };
+    let client = Client::new(system, port.parse()?).ok_or_else(|| format!("no client for `{system}`"))?;
+    let op = Op::parse(op).ok_or_else(|| format!("unknown op `{op}`"))?;
+    let sample = load::run(client, op, concurrency.parse()?, Duration::from_millis(millis.parse()?)).await;
+    println!("{}", serde_json::to_string(&sample)?);
+    Ok(())
+}
+
+/// Bytes per cached call id in the in-process store, beyond the stored body: the RSS
+/// growth of this process after filling a `MemoryCallStore` with `n` completed calls.
+async fn mem(n: u64) -> Result<(), Failure> {
+    let store = MemoryCallStore::new(n + 1, Duration::from_secs(3600));
+    let body = bytes::Bytes::from_static(br#"{"id":1}"#);
+    let before = rss_bytes_of("self");
+    for i in 0..n {
+        let key = CallKey::new(uuid::Uuid::from_u128(u128::from(i) + 1), "Bench", "echo", None, None);
+        let Claim::Run(ticket) = store.claim(&key, 1).await? else { return Err("a fresh key must be claimed".into()) };
+        store.complete(&key, ticket, StoredReply { status: 200, body: body.clone() }).await?;
+    }
+    let _ = store.len();
+    let grown = rss_bytes_of("self").saturating_sub(before) as f64;
+    println!("{}", grown / n as f64 - body.len() as f64);
+    Ok(())
+}
+
+/// One measurement: which server, which client, which operation.
+#[derive(Clone, Copy)]
+struct Case {
+    system: &'static str,
+    server: &'static str,
+    client: &'static str,
+    op: &'static str,
+}
+
+const ECHO: [Case; 3] = [
+    Case { system: "floor", server: "floor", client: "floor", op: "echo" },
+    Case { system: "floor-hyper", server: "floor", client: "floor-hyper", op: "echo" },
+    Case { system: "intercall", server: "intercall", client: "intercall", op: "echo" },
+];
+
+fn with_op(cases: [Case; 3], op: &'static str) -> [Case; 3] {
+    cases.map(|case| Case { op, ..case })
+}
+
+/// Per system, its ratio in every round.
+type Systems = Vec<(String, Vec<f64>)>;
+
+/// A set of cases measured together in each round.
+struct Run {
+    cases: Vec<Case>,
+    concurrency: usize,
+}
+
+/// What a reported workload compares, from which run.
+#[derive(Clone, Copy)]
+enum Metric {
+    Throughput,
+    Latency(fn(&load::Sample) -> f64),
+    /// Server CPU per call of the run's second case over its first.
+    ServerCpuRatio,
+}
+
+struct Measured {
+    sample: load::Sample,
+    server_cpu_ms: f64,
+}
+
+fn run(quick: bool, same_core: bool) -> Result<(), Failure> {
+    let (rounds, millis) = if quick { (3, 700) } else { (5, 3_000) };
+    let (server_core, client_core) = if same_core { ("0", "0") } else { ("0", "1") };
+    let runs = [
+        Run { cases: ECHO.to_vec(), concurrency: 1 },
+        Run { cases: ECHO.to_vec(), concurrency: 64 },
+        Run { cases: with_op(ECHO, "large").to_vec(), concurrency: 64 },
+        Run { cases: with_op(ECHO, "fail").to_vec(), concurrency: 64 },
+        Run {
+            cases: vec![
+                Case { system: "intercall-fresh", server: "intercall", client: "floor", op: "fresh" },
+                Case { system: "intercall", server: "intercall", client: "floor", op: "duplicate" },
+            ],
+            concurrency: 16,
+        },
+    ];
+    let reports: [(&str, usize, Metric); 7] = [
+        ("echo_c1_p50", 0, Metric::Latency(|s| s.p50_us)),
+        ("echo_c1_p99", 0, Metric::Latency(|s| s.p99_us)),
+        ("echo_c1_p999", 0, Metric::Latency(|s| s.p999_us)),
+        ("echo_c64_tput", 1, Metric::Throughput),
+        ("large_c64_tput", 2, Metric::Throughput),
+        ("error_c64_tput", 3, Metric::Throughput),
+        ("dup_hit_vs_fresh", 4, Metric::ServerCpuRatio),
+    ];
+    println!("# bench: {rounds} rounds x {millis} ms, server on core {server_core}, load on core {client_core}");
+
+    // measured[round][run][case], systems interleaved within every round.
+    let mut measured: Vec<Vec<Vec<Measured>>> = Vec::new();
+    for round in 0..rounds {
+        let mut this_round = Vec::new();
+        for run in &runs {
+            let mut cases = Vec::new();
+            for case in &run.cases {
+                let m = measure(*case, run.concurrency, millis, server_core, client_core)?;
+                if m.sample.errors > 0 || m.sample.calls == 0 {
+                    let why = format!("{:?}", m.sample.first_error);
+                    return Err(format!(
+                        "round {round}, {} {}: {} errors: {why}",
+                        case.system, case.op, m.sample.errors
+                    )
+                    .into());
+                }
+                cases.push(m);
+            }
+            this_round.push(cases);
+        }
+        measured.push(this_round);
+    }
+
+    let mut chart = Vec::new();
+    for (name, run, metric) in reports {
+        let value = |m: &Measured| match metric {
+            Metric::Throughput => m.sample.throughput(),
+            Metric::Latency(pick) => pick(&m.sample),
+            Metric::ServerCpuRatio => m.server_cpu_ms / m.sample.calls.max(1) as f64,
+        };
+        let systems: Systems = match metric {
+            Metric::ServerCpuRatio => {
+                let ratios = measured.iter().map(|r| value(&r[run][1]) / value(&r[run][0])).collect();
+                vec![(runs[run].cases[1].system.to_owned(), ratios)]
+            }
+            _ => (0..runs[run].cases.len())
+                .map(|i| {
+                    let ratios = measured.iter().map(|r| value(&r[run][i]) / value(&r[run][0])).collect();
+                    (runs[run].cases[i].system.to_owned(), ratios)
+                })
+                .collect(),
+        };
+        for (system, ratios) in &systems {
+            let (median, min, max) = spread(ratios);
+            println!("RESULT {name} {system} {median:.3} {min:.3} {max:.3}");
+        }
+        chart.push((name, systems));
+    }
+
+    let mut mem_values = Vec::new();
+    for n in if quick { vec![100_000] } else { vec![100_000, 1_000_000] } {
+        let out = Command::new(std::env::current_exe()?).args(["mem", &n.to_string()]).output()?;
+        let bytes: f64 = String::from_utf8(out.stdout)?.trim().parse()?;
+        println!("# mem: {n} cached call ids: {bytes:.0} bytes each beyond the body");
+        mem_values.push(bytes);
+    }
+    let (median, min, max) = spread(&mem_values);
+    println!("RESULT mem_bytes_per_cached_call intercall {median:.1} {min:.1} {max:.1}");
+    std::fs::create_dir_all("target/bench")?;
+    std::fs::write("target/bench/ratios.svg", svg(&chart))?;
+    println!("# chart: target/bench/ratios.svg");
+    Ok(())
+}
+
+fn spread(values: &[f64]) -> (f64, f64, f64) {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN);
+    (median, sorted.first().copied().unwrap_or(f64::NAN), sorted.last().copied().unwrap_or(f64::NAN))
+}
+
+/// Starts the server, runs the load against it, and returns both sides' numbers.
+fn measure(
+    case: Case,
+    concurrency: usize,
+    millis: u64,
+    server_core: &str,
+    client_core: &str,
+) -> Result<Measured, Failure> {
+    let exe = std::env::current_exe()?;
+    let mut server = Command::new("taskset")
+        .args(["-c", server_core])
+        .arg(&exe)
+        .args(["serve", case.server])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let port = ready_port(&mut server)?;
+    let pid = server.id().to_string();
+    let cpu_before = cpu_ms_of(&pid);
+    let out = Command::new("taskset")
+        .args(["-c", client_core])
+        .arg(&exe)
+        .args(["load", case.client, &port.to_string(), case.op, &concurrency.to_string(), &millis.to_string()])
+        .output()?;
+    let server_cpu_ms = cpu_ms_of(&pid) - cpu_before;
+    drop(server.stdin.take());
+    let _ = server.kill();
+    let _ = server.wait();
+    if !out.status.success() {
+        return Err(format!("load {}: {}", case.system, String::from_utf8_lossy(&out.stderr)).into());
+    }
+    let sample: load::Sample = serde_json::from_slice(&out.stdout)?;
+    Ok(Measured { sample, server_cpu_ms })
+}
+
+fn ready_port(server: &mut Child) -> Result<u16, Failure> {
+    let stdout = server.stdout.take().ok_or("server stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    Ok(line.trim().strip_prefix("ready ").ok_or_else(|| format!("server said `{line}`"))?.parse()?)
+}
+
+/// A bar chart of the median ratios with min-max whiskers, one group per workload.
+fn svg(chart: &[(&str, Systems)]) -> String {
+    let (width, row) = (760.0, 22.0);
+    let rows: usize = chart.iter().map(|(_, systems)| systems.len() + 1).sum();
+    let height = 40.0 + row * rows as f64;
+    let max = chart.iter().flat_map(|(_, s)| s).flat_map(|(_, v)| v.iter().copied()).fold(1.5_f64, f64::max).min(4.0);
+    let x = |v: f64| 260.0 + (v.min(max) / max) * (width - 300.0);
+    let mut out = format!(
+        "<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' font-family='sans-serif' font-size='12'>\n\
+         <line x1='{one}' y1='20' x2='{one}' y2='{bottom}' stroke='#999' stroke-dasharray='4'/>\n\
+         <text x='{one}' y='14' text-anchor='middle'>1.0 = floor</text>\n",
+        one = x(1.0),
+        bottom = height - 10.0
+    );
+    let mut y = 30.0;
+    for (name, systems) in chart {
+        out.push_str(&format!("<text x='4' y='{}' font-weight='bold'>{name}</text>\n", y + 14.0));
+        y += row;
+        for (system, values) in systems {
+            let (median, min, max_v) = spread(values);
+            out.push_str(&format!(
+                "<text x='20' y='{ty}'>{system}</text><rect x='260' y='{y}' width='{w:.1}' height='14' fill='#4a7ebb'/>\
+                 <line x1='{a:.1}' y1='{my}' x2='{b:.1}' y2='{my}' stroke='#222'/><text x='{t:.1}' y='{ty}'>{median:.2}</text>\n",
+                ty = y + 12.0,
+                w = x(median) - 260.0,
+                a = x(min),
+                b = x(max_v),
+                my = y + 7.0,
+                t = x(max_v) + 6.0,
+            ));
+            y += row;
+        }
+    }
+    out.push_str("</svg>\n");
+    out
+}
