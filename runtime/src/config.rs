@@ -506,7 +506,9 @@ pub(crate) fn base_url(text: &str) -> Result<String, String> {
         "https" => {
             return Err(format!("`{text}` uses https, which needs intercall's `tls` feature; enable it or use http"));
         }
-        other => return Err(format!("`{text}` has scheme `{other}`; write an http:// or https:// URL")),
+        // `localhost:8081` parses as scheme `localhost`: the scheme was left out.
+        _ if !text.contains("://") => return Err(format!("`{text}` has no scheme; write \"http://{text}\"")),
+        other => return Err(format!("`{text}` has scheme `{other}`; write an http:// URL")),
     }
     if url.host().is_none() {
         return Err(format!("`{text}` has no host; write e.g. \"http://127.0.0.1:8081/\""));

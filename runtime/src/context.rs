@@ -154,7 +154,10 @@ impl UserContext {
         user_id: Option<&[u8]>,
     ) -> Result<Option<Self>, InvalidContext> {
         fn text<'a>(name: &str, bytes: &'a [u8]) -> Result<&'a str, InvalidContext> {
-            std::str::from_utf8(bytes).map_err(|_| InvalidContext(format!("header `{name}` is not UTF-8")))
+            let text =
+                std::str::from_utf8(bytes).map_err(|_| InvalidContext(format!("header `{name}` is not UTF-8")))?;
+            check_field(&format!("header `{name}`"), text)?;
+            Ok(text)
         }
         match (user_type, user_id) {
             (None, None) => Ok(None),

@@ -39,7 +39,15 @@ impl Error {
     }
 
     pub(crate) fn unreadable_file(path: &Path, err: &std::io::Error) -> Self {
-        Self::config(format!("cannot read services config `{}`: {err}", path.display()))
+        let hint = match err.kind() {
+            std::io::ErrorKind::NotFound if path.is_relative() => format!(
+                "; the path is relative to the current directory ({}), or set {} to the file's path",
+                std::env::current_dir().map_or_else(|_| "unknown".to_owned(), |d| d.display().to_string()),
+                crate::SERVICES_ENV
+            ),
+            _ => String::new(),
+        };
+        Self::config(format!("cannot read services config `{}`: {err}{hint}", path.display()))
     }
 
     /// The configuration could not be read or is invalid.
@@ -124,8 +132,18 @@ impl CallError {
         self
     }
 
-    pub(crate) fn timeout(service: &str, method: &str, after: Duration) -> Self {
-        let message = format!("no reply within {} ms", after.as_millis());
+    /// No reply within `after`, the attempt's time: the configured per-attempt timeout,
+    /// or less when the call's deadline left less.
+    pub(crate) fn timeout(service: &str, method: &str, after: Duration, configured: Duration) -> Self {
+        let message = if after >= configured {
+            format!("no reply within {} ms", after.as_millis())
+        } else {
+            format!(
+                "no reply within {} ms, the time left of the call's deadline (the attempt timeout is {} ms)",
+                after.as_millis(),
+                configured.as_millis()
+            )
+        };
         Self::new(CallErrorKind::Timeout, service, method, message)
     }
 

@@ -84,8 +84,10 @@ pub use context::{
 };
 pub use error::{CallError, Error};
 pub use intercall_macros::service;
-pub use security::{ACCEPTED_SECRET_ENV, SECRET_ENV, Security};
+pub use security::{ACCEPTED_SECRET_ENV, DEFAULT_MAX_AGE, MIN_SECRET_BYTES, SECRET_ENV, Security};
 pub use server::{DEFAULT_MAX_BODY_BYTES, ServerSettings, default_call_store, unknown_service};
+/// The `uuid` crate, for [`ActivityId::as_uuid`] and [`calls::CallKey::call_id`].
+pub use uuid;
 
 /// Serves `router` on `listener` until the process ends, with intercall's
 /// `unknown_service` reply for paths no service claims.

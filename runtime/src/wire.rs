@@ -44,8 +44,9 @@ pub enum ErrorKind {
     /// 409: another request with this call id is still running and did not finish
     /// within this request's deadline. Retryable: retry with the same call id.
     InProgress,
-    /// 422: this call id was used before with a different body (or another method or
-    /// user); nothing ran. Not retryable: it is a client bug.
+    /// 422: this call id was used before, for this method and user, with a different
+    /// body; nothing ran. Not retryable: it is a client bug. (The same call id for
+    /// another method or user is another call.)
     CallIdMismatch,
     /// 404: no service of that name on this node.
     UnknownService,

@@ -19,7 +19,7 @@ use bytes::Bytes;
 
 pub use memory::{DEFAULT_CAPACITY, DEFAULT_TTL, MemoryCallStore};
 #[cfg(feature = "redis")]
-pub use redis::RedisCallStore;
+pub use redis::{DEFAULT_LEASE, DEFAULT_PREFIX, RedisCallStore};
 
 /// The bound on one Redis operation of a [`RedisCallStore`](self): 1 s.
 pub const DEFAULT_REDIS_OP_TIMEOUT: Duration = Duration::from_secs(1);

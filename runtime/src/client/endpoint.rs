@@ -214,7 +214,7 @@ impl Endpoint {
         }
         let request = this.http.post(this.urls[index].clone()).headers(headers).timeout(timeout);
         let sent = request.body(outgoing.body.clone()).send().await;
-        let transport = |err: reqwest::Error| self.transport_error(method, &err);
+        let transport = |err: reqwest::Error| self.transport_error(method, &err, timeout);
         let response = match sent {
             Ok(response) => response,
             Err(e) => return Attempt::retryable(transport(e), None),
@@ -271,12 +271,10 @@ impl Endpoint {
         if status == 503 || in_progress { Attempt::retryable(error, retry_after) } else { Attempt::failed(error) }
     }
 
-    fn transport_error(&self, method: &str, err: &reqwest::Error) -> CallError {
+    fn transport_error(&self, method: &str, err: &reqwest::Error, timeout: Duration) -> CallError {
         let service = self.0.service;
         if err.is_timeout() {
-            // The configured timeout; the last attempt may have had less, the rest of
-            // the call's deadline.
-            return CallError::timeout(service, method, self.0.policy.timeout);
+            return CallError::timeout(service, method, timeout, self.0.policy.timeout);
         }
         // reqwest's Display stops at the outermost layer; the cause (refused, reset)
         // is further down the source chain, and it is what the reader needs.
