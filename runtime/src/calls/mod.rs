@@ -26,7 +26,7 @@ pub const DEFAULT_REDIS_OP_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A boxed future, as the store's methods return (the trait is object-safe so that a
 /// node can pick its store at run time).
-pub type StoreFuture<'a, T> = crate::__private::BoxFuture<'a, Result<T, StoreError>>;
+pub type StoreFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// Where a node keeps the results of calls that carry an `x-call-id`.
 ///
