@@ -7,6 +7,7 @@
 //! backoff_ms = 50            # first backoff; doubles per retry, with full jitter
 //! max_backoff_ms = 1000
 //! retries = true             # false: one attempt; a mesh or balancer retries
+//! max_reply_bytes = 16777216 # larger replies are refused (a decode failure)
 //!
 //! [services.Catalog]
 //! url = "http://127.0.0.1:8081/"
@@ -64,7 +65,12 @@ pub(crate) struct CallPolicy {
     pub(crate) tries: u32,
     pub(crate) backoff: Duration,
     pub(crate) max_backoff: Duration,
+    /// The largest reply body accepted; a larger one is a decode failure.
+    pub(crate) max_reply_bytes: u64,
 }
+
+/// The largest reply body a client accepts unless configured: 16 MiB.
+pub const DEFAULT_MAX_REPLY_BYTES: u64 = 16 * 1024 * 1024;
 
 impl Default for CallPolicy {
     fn default() -> Self {
@@ -73,6 +79,7 @@ impl Default for CallPolicy {
             tries: 3,
             backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(1),
+            max_reply_bytes: DEFAULT_MAX_REPLY_BYTES,
         }
     }
 }
@@ -176,6 +183,7 @@ struct RawDefaults {
     tries: Option<Spanned<u32>>,
     backoff_ms: Option<Spanned<u64>>,
     max_backoff_ms: Option<Spanned<u64>>,
+    max_reply_bytes: Option<Spanned<u64>>,
     retries: Option<bool>,
 }
 
@@ -187,6 +195,7 @@ struct RawService {
     tries: Option<Spanned<u32>>,
     backoff_ms: Option<Spanned<u64>>,
     max_backoff_ms: Option<Spanned<u64>>,
+    max_reply_bytes: Option<Spanned<u64>>,
     retries: Option<bool>,
 }
 
@@ -219,6 +228,7 @@ impl Config {
             tries: d.tries.clone(),
             backoff_ms: d.backoff_ms.clone(),
             max_backoff_ms: d.max_backoff_ms.clone(),
+            max_reply_bytes: d.max_reply_bytes.clone(),
             retries: d.retries,
         };
         let none = Settings::empty("defaults");
@@ -237,6 +247,7 @@ impl Config {
                 tries: entry.tries,
                 backoff_ms: entry.backoff_ms,
                 max_backoff_ms: entry.max_backoff_ms,
+                max_reply_bytes: entry.max_reply_bytes,
                 retries: entry.retries,
             };
             let policy = own.policy(&defaults).map_err(|(span, m)| at(Some(span), &m))?;
@@ -259,6 +270,7 @@ struct Settings {
     tries: Option<Spanned<u32>>,
     backoff_ms: Option<Spanned<u64>>,
     max_backoff_ms: Option<Spanned<u64>>,
+    max_reply_bytes: Option<Spanned<u64>>,
     retries: Option<bool>,
 }
 
@@ -272,6 +284,7 @@ impl Settings {
             tries: None,
             backoff_ms: None,
             max_backoff_ms: None,
+            max_reply_bytes: None,
             retries: None,
         }
     }
@@ -319,12 +332,18 @@ impl Settings {
             );
             return Err(blamed.error(&message));
         }
+        let max_reply_bytes = match pick(&self.max_reply_bytes, &defaults.max_reply_bytes, "max_reply_bytes") {
+            Some(p) if p.value == 0 => return Err(p.error("is 0; write a limit in bytes, such as 16777216")),
+            Some(p) => p.value,
+            None => builtin.max_reply_bytes,
+        };
         let retries = self.retries.or(defaults.retries).unwrap_or(true);
         Ok(CallPolicy {
             timeout,
             tries: if retries { tries } else { 1 },
             backoff: Duration::from_millis(backoff_ms),
             max_backoff: Duration::from_millis(max_backoff_ms),
+            max_reply_bytes,
         })
     }
 }

@@ -596,3 +596,9 @@ fn security_mistakes_name_the_key() {
     rejected("unknown-security-key", text, &["line 3", "secrets"]);
     rejected("missing-secret", "[security]\nmax_age_ms = 1000\n", &["line 1", "secret"]);
 }
+
+#[test]
+fn a_zero_reply_limit_is_rejected() {
+    let text = "[defaults]\nmax_reply_bytes = 0\n\n[services.Catalog]\nurl = \"http://127.0.0.1:8081/\"\n";
+    rejected("zero-reply-limit", text, &["line 2", "defaults.max_reply_bytes", "is 0"]);
+}

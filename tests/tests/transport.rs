@@ -236,3 +236,32 @@ async fn a_path_prefix_in_the_base_url_is_kept() {
     let saved = catalog.save(product("desk", 12000)).await.unwrap();
     assert_eq!(catalog.get(saved.id.clone()).await, Ok(saved));
 }
+
+/// A reply larger than `max_reply_bytes` is refused, whether its size is declared or
+/// only found while reading a chunked body; a reply within the limit still decodes.
+#[tokio::test]
+async fn a_reply_over_the_size_limit_is_refused_not_buffered() {
+    let big = || format!(r#"{{"id":"p","name":"{}","price_cents":1,"tags":[]}}"#, "x".repeat(4096));
+    let chunked = move || {
+        let chunks: Vec<Result<String, std::io::Error>> = (0..8).map(|_| Ok("x".repeat(1024))).collect();
+        axum::body::Body::from_stream(futures_util::stream::iter(chunks))
+    };
+    let router = axum::Router::new()
+        .route(
+            "/Catalog/get",
+            post(move || async move { (StatusCode::OK, [(CONTENT_TYPE, "application/json")], big()) }),
+        )
+        .route("/Catalog/save", post(move || async move { (StatusCode::OK, chunked()) }))
+        .route("/Catalog/delete", post(|| async { json(StatusCode::OK, "null") }));
+    let url = serve_foreign(router).await;
+    let config = format!("[defaults]\nmax_reply_bytes = 1024\n\n[services.Catalog]\nurl = \"{url}\"\n");
+    let catalog = CatalogProxy::new(intercall::Invoker::from_toml(&config).unwrap()).unwrap();
+
+    let declared = unavailable(catalog.get("p".into()).await);
+    assert_eq!(kinds(&declared), ["decode"], "{declared:?}");
+    assert!(declared.message().contains("max_reply_bytes"), "{declared}");
+    let streamed = unavailable(catalog.save(product("lamp", 1)).await);
+    assert_eq!(kinds(&streamed), ["decode"], "{streamed:?}");
+    assert!(streamed.message().contains("more than 1024"), "{streamed}");
+    assert_eq!(catalog.delete("p".into()).await, Ok(()));
+}

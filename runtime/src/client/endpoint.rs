@@ -215,7 +215,7 @@ impl Endpoint {
         let request = this.http.post(this.urls[index].clone()).headers(headers).timeout(timeout);
         let sent = request.body(outgoing.body.clone()).send().await;
         let transport = |err: reqwest::Error| self.transport_error(method, &err, timeout);
-        let response = match sent {
+        let mut response = match sent {
             Ok(response) => response,
             Err(e) => return Attempt::retryable(transport(e), None),
         };
@@ -226,10 +226,27 @@ impl Endpoint {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let bytes = match response.bytes().await {
-            Ok(bytes) => bytes,
-            Err(e) => return Attempt::retryable(transport(e), None),
+        // Read at most `max_reply_bytes`: a reply that is too large is refused, not
+        // buffered whole.
+        let limit = this.policy.max_reply_bytes;
+        let too_large = |size: String| {
+            let message = format!("the reply is {size} bytes; this client accepts at most {limit} (`max_reply_bytes`)");
+            Attempt::failed(CallError::decode(this.service, method, status, message))
         };
+        if let Some(declared) = response.content_length().filter(|&n| n > limit) {
+            return too_large(declared.to_string());
+        }
+        let mut bytes = Vec::with_capacity(response.content_length().unwrap_or(0) as usize);
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) if (bytes.len() + chunk.len()) as u64 > limit => {
+                    return too_large(format!("more than {limit}"));
+                }
+                Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+                Ok(None) => break,
+                Err(e) => return Attempt::retryable(transport(e), None),
+            }
+        }
         if (200..300).contains(&status) {
             return match serde_json::from_slice(&bytes) {
                 Ok(value) => Attempt::Ok(value),

@@ -252,6 +252,7 @@ impl InvokerBuilder {
             tries: if d.retries.unwrap_or(true) { tries } else { 1 },
             backoff,
             max_backoff,
+            max_reply_bytes: builtin.max_reply_bytes,
         };
         let budget = self.budget.unwrap_or_default();
         if !(budget.ratio.is_finite() && budget.ratio >= 0.0) {
