@@ -265,3 +265,23 @@ async fn a_reply_over_the_size_limit_is_refused_not_buffered() {
     assert!(streamed.message().contains("more than 1024"), "{streamed}");
     assert_eq!(catalog.delete("p".into()).await, Ok(()));
 }
+
+/// Regression: a timeout too large to add to the clock must not panic at call time, on
+/// the client (huge `timeout_ms`) or the server (huge `x-deadline-ms`).
+#[tokio::test]
+async fn huge_timeouts_and_deadlines_are_no_deadline_not_a_panic() {
+    let server = spawn(CatalogServer::new(InMemoryCatalog::default()).into_router()).await;
+    let config = format!("[defaults]\ntimeout_ms = {}\n\n[services.Catalog]\nurl = \"{}\"\n", u64::MAX, server.url());
+    let catalog = CatalogProxy::new(intercall::Invoker::from_toml(&config).unwrap()).unwrap();
+    assert_eq!(catalog.get("p-9".into()).await, Err(CatalogError::NotFound { id: "p-9".into() }));
+
+    let reply = reqwest::Client::new()
+        .post(format!("{}Catalog/get", server.url()))
+        .header("content-type", "application/json")
+        .header("x-deadline-ms", u64::MAX.to_string())
+        .body(r#"{"id": "p-9"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 422);
+}

@@ -125,7 +125,9 @@ impl Endpoint {
         let context = CallContext::current();
         let policy = this.policy;
         let now = Instant::now();
-        let mut deadline = now + policy.timeout.saturating_mul(policy.tries);
+        // A timeout too large to add to the clock means no deadline of our own.
+        let far = Duration::from_secs(100 * 365 * 24 * 3600);
+        let mut deadline = now.checked_add(policy.timeout.saturating_mul(policy.tries).min(far)).unwrap_or(now);
         if let Some(callers) = context.deadline {
             if callers <= now {
                 return Err(CallError::deadline_passed(this.service, method).into());

@@ -44,6 +44,7 @@ where
             Outcome::Ran(reply)
         }
     };
+    let started = std::time::Instant::now();
     let task = tokio::spawn(detached);
     let outcome = match deadline {
         Some(deadline) => match tokio::time::timeout(deadline, task).await {
@@ -56,7 +57,11 @@ where
     match outcome {
         Ok(Outcome::Ran(reply)) => reply,
         Ok(Outcome::Claimed(Ok(Claim::Done(stored)))) => stored.into(),
-        Ok(Outcome::Claimed(Ok(Claim::Running))) => wait(info, &*store, &key, fingerprint, deadline).await,
+        Ok(Outcome::Claimed(Ok(Claim::Running))) => {
+            // The claim took some of this request's time already.
+            let left = deadline.map(|deadline| deadline.saturating_sub(started.elapsed()));
+            wait(info, &*store, &key, fingerprint, left).await
+        }
         Ok(Outcome::Claimed(Ok(Claim::Mismatch))) => {
             let message = format!(
                 "call id `{}` was already used for {}.{} with a different request body; a new call needs a new call id",

@@ -209,7 +209,9 @@ where
         return reply::error(ErrorKind::DeadlineExceeded, &message, None).into_response();
     }
     let user = headers.user.clone();
-    let context = CallContext { user, activity: Some(activity), deadline: headers.deadline.map(|left| arrived + left) };
+    // `checked_add`: a huge `x-deadline-ms` is no deadline, not an overflow.
+    let deadline = headers.deadline.and_then(|left| arrived.checked_add(left));
+    let context = CallContext { user, activity: Some(activity), deadline };
     // The implementation, and every proxy call it makes, runs inside the request's
     // context: same user, same activity, the caller's deadline.
     let future = context.scope(call(shared.implementation, args));
