@@ -26,12 +26,10 @@ pub(crate) fn service_trait(service: &Service<'_>, original: &syn::ItemTrait) ->
     let dyn_trait = dyn_trait_ident(service);
     let attrs = &original.attrs;
     let methods = service.methods.iter().map(|method| {
-        let Method { ident, attrs, .. } = method;
-        let args = typed_args(method);
-        let output = output(method);
+        let (attrs, signature) = (method.attrs, future_signature(method));
         quote! {
             #(#attrs)*
-            fn #ident(&self, #(#args),*) -> impl ::core::future::Future<Output = #output> + ::core::marker::Send
+            #signature
             where
                 Self: ::core::marker::Sized;
         }
@@ -54,43 +52,30 @@ pub(crate) fn dyn_support(service: &Service<'_>) -> TokenStream {
     let doc = format!("Object-safe twin of [`{ident}`] that makes `dyn {ident}` work; generated, not for direct use.");
 
     let declarations = service.methods.iter().map(|method| {
-        let twin = twin_ident(method);
-        let args = typed_args(method);
-        let output = output(method);
-        quote! {
-            fn #twin<'__intercall>(&'__intercall self, #(#args),*) -> #krate::__private::BoxFuture<'__intercall, #output>;
-        }
+        let signature = twin_signature(krate, method);
+        quote!(#signature;)
     });
     let boxing = service.methods.iter().map(|method| {
-        let (name, twin) = (method.ident, twin_ident(method));
-        let args = typed_args(method);
-        let names = method.args.iter().map(|arg| arg.ident);
-        let output = output(method);
+        let (signature, name, names) = (twin_signature(krate, method), method.ident, arg_names(method));
         quote! {
-            fn #twin<'__intercall>(&'__intercall self, #(#args),*) -> #krate::__private::BoxFuture<'__intercall, #output> {
+            #signature {
                 ::std::boxed::Box::pin(<__IntercallImpl as #ident>::#name(self, #(#names),*))
             }
         }
     });
     let through_dyn = service.methods.iter().map(|method| {
-        let (name, twin) = (method.ident, twin_ident(method));
-        let args = typed_args(method);
-        let names = method.args.iter().map(|arg| arg.ident);
-        let output = output(method);
+        let (signature, twin, names) = (future_signature(method), twin_ident(method), arg_names(method));
         quote! {
-            fn #name(&self, #(#args),*) -> impl ::core::future::Future<Output = #output> + ::core::marker::Send {
+            #signature {
                 #dyn_trait::#twin(&**self, #(#names),*)
             }
         }
     });
     let through_dyn = quote!(#(#through_dyn)*);
     let through_arc = service.methods.iter().map(|method| {
-        let name = method.ident;
-        let args = typed_args(method);
-        let names = method.args.iter().map(|arg| arg.ident);
-        let output = output(method);
+        let (signature, name, names) = (future_signature(method), method.ident, arg_names(method));
         quote! {
-            fn #name(&self, #(#args),*) -> impl ::core::future::Future<Output = #output> + ::core::marker::Send {
+            #signature {
                 <__IntercallImpl as #ident>::#name(self, #(#names),*)
             }
         }
@@ -121,6 +106,25 @@ pub(crate) fn dyn_support(service: &Service<'_>) -> TokenStream {
             #(#through_arc)*
         }
     }
+}
+
+/// `fn get(&self, id: String) -> impl Future<Output = Result<P, E>> + Send`
+fn future_signature(method: &Method<'_>) -> TokenStream {
+    let (name, args, output) = (method.ident, typed_args(method), output(method));
+    quote!(fn #name(&self, #(#args),*) -> impl ::core::future::Future<Output = #output> + ::core::marker::Send)
+}
+
+/// `fn __intercall_get<'a>(&'a self, id: String) -> BoxFuture<'a, Result<P, E>>`
+fn twin_signature(krate: &syn::Path, method: &Method<'_>) -> TokenStream {
+    let (twin, args, output) = (twin_ident(method), typed_args(method), output(method));
+    quote! {
+        fn #twin<'__intercall>(&'__intercall self, #(#args),*) -> #krate::__private::BoxFuture<'__intercall, #output>
+    }
+}
+
+/// `id, product`: the argument names, to pass the arguments on.
+fn arg_names<'a>(method: &'a Method<'_>) -> impl Iterator<Item = &'a syn::Ident> + 'a {
+    method.args.iter().map(|arg| arg.ident)
 }
 
 fn dyn_trait_ident(service: &Service<'_>) -> syn::Ident {
