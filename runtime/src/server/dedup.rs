@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::MethodInfo;
 use super::reply::{self, Reply};
-use crate::calls::{CallKey, CallStore, Claim, OnStoreError, StoreError, Ticket};
+use crate::calls::{CallKey, CallStore, Claim, OnStoreError, StoreError, StoredReply, Ticket};
 use crate::wire::ErrorKind;
 
 pub(crate) async fn run_once<T, E, Fut>(
@@ -32,12 +32,17 @@ where
     let detached = {
         let (store, key) = (Arc::clone(&store), key.clone());
         async move {
-            let claim = store.claim(&key, fingerprint).await;
-            if let (Err(e), OnStoreError::Run) = (&claim, info.on_store_error) {
-                tracing::warn!(%key, "call-id store unavailable ({e}); running without deduplication");
-                return Outcome::Ran(reply::run(info, future).await);
-            }
-            let Ok(Claim::Run(ticket)) = claim else { return Outcome::Claimed(claim) };
+            let ticket = match store.claim(&key, fingerprint).await {
+                Ok(Claim::Run(ticket)) => ticket,
+                Ok(Claim::Done(stored)) => return Outcome::Done(stored),
+                Ok(Claim::Running) => return Outcome::Running,
+                Ok(Claim::Mismatch) => return Outcome::Mismatch,
+                Err(e) if info.on_store_error == OnStoreError::Run => {
+                    tracing::warn!(%key, "call-id store unavailable ({e}); running without deduplication");
+                    return Outcome::Ran(reply::run(info, future).await);
+                }
+                Err(e) => return Outcome::StoreFailed(e),
+            };
             let guard = Release { store: Arc::clone(&store), key: key.clone(), ticket: Some(ticket) };
             let reply = reply::run(info, future).await;
             guard.finish(&reply).await;
@@ -56,13 +61,13 @@ where
     };
     match outcome {
         Ok(Outcome::Ran(reply)) => reply,
-        Ok(Outcome::Claimed(Ok(Claim::Done(stored)))) => stored.into(),
-        Ok(Outcome::Claimed(Ok(Claim::Running))) => {
+        Ok(Outcome::Done(stored)) => stored.into(),
+        Ok(Outcome::Running) => {
             // The claim took some of this request's time already.
             let left = deadline.map(|deadline| deadline.saturating_sub(started.elapsed()));
             wait(info, &*store, &key, fingerprint, left).await
         }
-        Ok(Outcome::Claimed(Ok(Claim::Mismatch))) => {
+        Ok(Outcome::Mismatch) => {
             let message = format!(
                 "call id `{}` was already used for {}.{} with a different request body; a new call needs a new call id",
                 key.call_id(),
@@ -71,17 +76,20 @@ where
             );
             reply::error(ErrorKind::CallIdMismatch, &message, None)
         }
-        Ok(Outcome::Claimed(Ok(Claim::Run(_)))) => unreachable!("a claim to run is run in the task"),
-        Ok(Outcome::Claimed(Err(e))) => store_unavailable(info, &e),
+        Ok(Outcome::StoreFailed(e)) => store_unavailable(info, &e),
         // `reply::run` catches panics; this is a panic in the store, or a runtime
         // shutting down. Its message goes to the log, not to the client.
         Err(lost) => reply::panicked(info, &lost.to_string()),
     }
 }
 
+/// What the detached task came to: it ran the call, or the claim said why not.
 enum Outcome {
-    Claimed(Result<Claim, StoreError>),
     Ran(Reply),
+    Done(StoredReply),
+    Running,
+    Mismatch,
+    StoreFailed(StoreError),
 }
 
 /// Completes or releases the claim; if the task ends any other way (a panic in the
