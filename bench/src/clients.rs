@@ -11,6 +11,8 @@ use hyper_util::rt::TokioExecutor;
 use intercall::{Invoker, UserContext, UserType};
 
 use crate::payload::{Bench, BenchError, BenchProxy, Blob, Echo};
+use crate::peers;
+use crate::peers::jsonrpsee::BenchRpcClient as _;
 
 /// One operation of a workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,20 +48,34 @@ pub enum Client {
     Hyper { http: HyperClient<HttpConnector, Full<Bytes>>, base: Arc<str> },
     /// The generated proxy, everything on: call id, user context, activity id.
     Intercall { proxy: BenchProxy, user: UserContext },
+    /// jsonrpsee's HTTP client, through the methods its `rpc` macro generates.
+    Jsonrpsee { http: Arc<jsonrpsee_http_client::HttpClient> },
+    /// tonic's generated client; clones share one HTTP/2 connection.
+    Tonic(peers::tonic::Client),
+    /// tarpc's generated client; clones share one TCP connection.
+    Tarpc(peers::tarpc::BenchRpcClient),
 }
 
 impl Client {
-    pub fn new(system: &str, port: u16) -> Option<Self> {
+    /// The client of `system` for a server on `port`; the tonic and tarpc clients connect
+    /// here, the others on their first call.
+    pub async fn new(system: &str, port: u16) -> Result<Self, String> {
         let base: Arc<str> = Arc::from(format!("http://127.0.0.1:{port}"));
-        Some(match system {
+        let failed = |e: &dyn std::fmt::Display| format!("{system} client: {e}");
+        Ok(match system {
             "floor" => Client::Floor { http: reqwest::Client::new(), base },
             "floor-hyper" => Client::Hyper { http: HyperClient::builder(TokioExecutor::new()).build_http(), base },
             "intercall" => {
-                let invoker = Invoker::builder().service("Bench", base.to_string()).build().ok()?;
-                let user = UserContext::new(UserType::Customer, "bench-user").ok()?;
-                Client::Intercall { proxy: BenchProxy::new(invoker).ok()?, user }
+                let invoker = Invoker::builder().service("Bench", base.to_string()).build().map_err(|e| failed(&e))?;
+                let user = UserContext::new(UserType::Customer, "bench-user").map_err(|e| failed(&e))?;
+                Client::Intercall { proxy: BenchProxy::new(invoker).map_err(|e| failed(&e))?, user }
             }
-            _ => return None,
+            "jsonrpsee" => {
+                Client::Jsonrpsee { http: Arc::new(peers::jsonrpsee::client(port).map_err(|e| failed(&e))?) }
+            }
+            "tonic" => Client::Tonic(peers::tonic::Client::connect(port).await.map_err(|e| failed(&e))?),
+            "tarpc" => Client::Tarpc(peers::tarpc::client(port).await.map_err(|e| failed(&e))?),
+            _ => return Err(format!("no client for `{system}`")),
         })
     }
 
@@ -77,7 +93,36 @@ impl Client {
                 };
                 user.clone().scope(call).await
             }
-            _ => self.raw(op, id).await,
+            Client::Jsonrpsee { http } => match op {
+                Op::Echo => check(http.echo(Echo::sample(id)).await.map_err(text)? == Echo::sample(id)),
+                Op::Large => check(http.large(Blob::sample()).await.map_err(text)?.data.len() == 64 * 1024),
+                Op::Fail => match http.fail(7).await {
+                    Err(e) if peers::jsonrpsee::is_rejected_7(&e) => Ok(()),
+                    Err(e) => Err(e.to_string()),
+                    Ok(_) => check(false),
+                },
+                Op::Fresh | Op::Duplicate => Err("raw-client operation".to_owned()),
+            },
+            Client::Tonic(grpc) => match op {
+                Op::Echo => check(grpc.echo(id).await.map_err(text)?),
+                Op::Large => check(grpc.large().await.map_err(text)?),
+                Op::Fail => check(grpc.fail().await.map_err(text)?),
+                Op::Fresh | Op::Duplicate => Err("raw-client operation".to_owned()),
+            },
+            Client::Tarpc(client) => {
+                let context = ::tarpc::context::current();
+                match op {
+                    Op::Echo => check(client.echo(context, Echo::sample(id)).await.map_err(text)? == Echo::sample(id)),
+                    Op::Large => {
+                        check(client.large(context, Blob::sample()).await.map_err(text)?.data.len() == 64 * 1024)
+                    }
+                    Op::Fail => {
+                        check(client.fail(context, 7).await.map_err(text)? == Err(BenchError::Rejected { code: 7 }))
+                    }
+                    Op::Fresh | Op::Duplicate => Err("raw-client operation".to_owned()),
+                }
+            }
+            Client::Floor { .. } | Client::Hyper { .. } => self.raw(op, id).await,
         }
     }
 
@@ -119,7 +164,7 @@ impl Client {
                 let bytes = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
                 (status, bytes)
             }
-            Client::Intercall { .. } => return Err("the proxy makes its own requests".to_owned()),
+            _ => return Err("only the floor clients make hand-written requests".to_owned()),
         };
         if status != expect {
             return Err(format!("{path}: HTTP {status}"));
@@ -130,6 +175,10 @@ impl Client {
             _ => check(serde_json::from_slice::<Echo>(&reply).is_ok()),
         }
     }
+}
+
+fn text(error: impl std::fmt::Display) -> String {
+    error.to_string()
 }
 
 fn check(ok: bool) -> Result<(), String> {

@@ -1,15 +1,23 @@
 //! intercall's benchmark harness: the systems under test, the load generator, and the
 //! driver that runs them as separate pinned processes and reports ratios to the floor.
 //!
-//! Systems so far: `floor` (hand-written axum handler + reqwest), `floor-hyper` (the same
-//! server, hyper's client), `intercall` (generated proxy and router, with call id, user
-//! context, activity id and the call-id cache). jsonrpsee, tonic and tarpc adapters are
-//! not written yet.
+//! The systems ([`SYSTEMS`]), each a server and a client making the same calls:
+//! - `floor`: hand-written axum handlers + reqwest, intercall's wire with nothing added;
+//! - `floor-hyper`: the same server, hyper's client;
+//! - `intercall`: the generated proxy and router, with call id, user context, activity
+//!   id and the call-id cache;
+//! - `jsonrpsee`: JSON-RPC 2.0 over HTTP/1, jsonrpsee's server and HTTP client;
+//! - `tonic`: gRPC over h2c, protobuf, tonic's server and client;
+//! - `tarpc`: tarpc over TCP with bincode frames.
 
 pub mod clients;
 pub mod load;
 pub mod payload;
+pub mod peers;
 pub mod servers;
+
+/// Every system under test, the floor first.
+pub const SYSTEMS: [&str; 6] = ["floor", "floor-hyper", "intercall", "jsonrpsee", "tonic", "tarpc"];
 
 /// CPU time (user + system) of a process, in milliseconds, from `/proc/{pid}/stat`;
 /// `pid` may be `self`. 0 where `/proc` is missing.

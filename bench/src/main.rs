@@ -34,7 +34,9 @@ fn main() -> Result<(), Failure> {
 
 /// Serves `system` on a free port until stdin closes (the driver ends).
 async fn serve(system: &str) -> Result<(), Failure> {
-    let router = servers::router(system).ok_or_else(|| format!("no server for `{system}`"))?;
+    if !intercall_bench::SYSTEMS.contains(&system) {
+        return Err(format!("no server for `{system}`").into());
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     println!("ready {}", listener.local_addr()?.port());
     std::io::stdout().flush()?;
@@ -42,16 +44,15 @@ async fn serve(system: &str) -> Result<(), Failure> {
         let mut line = String::new();
         while std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {}
     });
-    intercall::serve_with_shutdown(listener, router, async {
+    servers::serve(system, listener, async {
         let _ = stdin_closed.await;
     })
-    .await?;
-    Ok(())
+    .await
 }
 
 async fn load_command(args: &[String]) -> Result<(), Failure> {
     let [system, port, op, concurrency, millis] = args else { return Err("load <system> <port> <op> <c> <ms>".into()) };
-    let client = Client::new(system, port.parse()?).ok_or_else(|| format!("no client for `{system}`"))?;
+    let client = Client::new(system, port.parse()?).await?;
     let op = Op::parse(op).ok_or_else(|| format!("unknown op `{op}`"))?;
     let sample = load::run(client, op, concurrency.parse()?, Duration::from_millis(millis.parse()?)).await;
     println!("{}", serde_json::to_string(&sample)?);
@@ -84,13 +85,17 @@ struct Case {
     op: &'static str,
 }
 
-const ECHO: [Case; 3] = [
+/// Every system on `echo`, the floor first: the ratios are to it.
+const ECHO: [Case; 6] = [
     Case { system: "floor", server: "floor", client: "floor", op: "echo" },
     Case { system: "floor-hyper", server: "floor", client: "floor-hyper", op: "echo" },
     Case { system: "intercall", server: "intercall", client: "intercall", op: "echo" },
+    Case { system: "jsonrpsee", server: "jsonrpsee", client: "jsonrpsee", op: "echo" },
+    Case { system: "tonic", server: "tonic", client: "tonic", op: "echo" },
+    Case { system: "tarpc", server: "tarpc", client: "tarpc", op: "echo" },
 ];
 
-fn with_op(cases: [Case; 3], op: &'static str) -> [Case; 3] {
+fn with_op<const N: usize>(cases: [Case; N], op: &'static str) -> [Case; N] {
     cases.map(|case| Case { op, ..case })
 }
 

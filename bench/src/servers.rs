@@ -1,5 +1,8 @@
 //! The servers under test: the floor (hand-written axum handlers, the same wire as
-//! intercall with nothing added) and intercall's generated router.
+//! intercall with nothing added), intercall's generated router, and the peers' own
+//! servers ([`crate::peers`]).
+
+use std::future::Future;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -9,8 +12,29 @@ use axum::routing::post;
 use serde::Deserialize;
 
 use crate::payload::{BenchServer, Blob, Echo, Echoer};
+use crate::peers;
 
-/// The systems that have a server of their own.
+/// Why a server stopped early.
+pub type ServeError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Serves `system` on `listener` until `shutdown` completes: the axum systems through
+/// [`intercall::serve_with_shutdown`], the peers through their own servers.
+pub async fn serve<F>(system: &str, listener: tokio::net::TcpListener, shutdown: F) -> Result<(), ServeError>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    if let Some(router) = router(system) {
+        return Ok(intercall::serve_with_shutdown(listener, router, shutdown).await?);
+    }
+    match system {
+        "jsonrpsee" => Ok(peers::jsonrpsee::serve(listener, shutdown).await?),
+        "tonic" => Ok(peers::tonic::serve(listener, shutdown).await?),
+        "tarpc" => Ok(peers::tarpc::serve(listener, shutdown).await?),
+        _ => Err(format!("no server for `{system}`").into()),
+    }
+}
+
+/// The axum servers: the floor's (also `floor-hyper`'s) and intercall's.
 pub fn router(system: &str) -> Option<Router> {
     match system {
         "floor" | "floor-hyper" => Some(floor()),

@@ -1,28 +1,28 @@
 //! CI's smoke round: every adapter answers every operation correctly. No timing.
 
 use intercall_bench::clients::{Client, Op};
-use intercall_bench::servers;
+use intercall_bench::{SYSTEMS, servers};
 
 async fn serve(system: &str) -> u16 {
-    let router = servers::router(system).expect("a server for the system");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    tokio::spawn(intercall::serve(listener, router));
+    let system = system.to_owned();
+    tokio::spawn(async move { servers::serve(&system, listener, std::future::pending()).await });
     port
 }
 
 #[tokio::test]
 async fn every_adapter_answers_every_operation_correctly() {
-    for system in ["floor", "floor-hyper", "intercall"] {
+    for system in SYSTEMS {
         let port = serve(system).await;
-        let client = Client::new(system, port).expect("a client for the system");
+        let client = Client::new(system, port).await.expect("a client for the system");
         for op in [Op::Echo, Op::Large, Op::Fail] {
             assert_eq!(client.call(op, 42).await, Ok(()), "{system} {op:?}");
         }
     }
     // The call-id workloads: a raw client against intercall's server.
     let port = serve("intercall").await;
-    let raw = Client::new("floor", port).unwrap();
+    let raw = Client::new("floor", port).await.unwrap();
     for op in [Op::Fresh, Op::Duplicate, Op::Duplicate] {
         assert_eq!(raw.call(op, 7).await, Ok(()), "{op:?}");
     }
@@ -32,11 +32,25 @@ async fn every_adapter_answers_every_operation_correctly() {
 async fn a_wrong_answer_is_reported() {
     // The floor client pointed at a server that answers something else must fail.
     let port = serve("floor").await;
-    let client = Client::new("floor", port).unwrap();
+    let client = Client::new("floor", port).await.unwrap();
     let wrong = axum::Router::new().route("/Bench/echo", axum::routing::post(|| async { "not json" }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let wrong_port = listener.local_addr().unwrap().port();
     tokio::spawn(intercall::serve(listener, wrong));
-    assert!(Client::new("floor", wrong_port).unwrap().call(Op::Echo, 1).await.is_err());
+    assert!(Client::new("floor", wrong_port).await.unwrap().call(Op::Echo, 1).await.is_err());
     assert_eq!(client.call(Op::Echo, 1).await, Ok(()));
+}
+
+#[tokio::test]
+async fn a_peer_client_refuses_another_wire() {
+    // Each peer's client pointed at the floor's server (plain HTTP/1 JSON) must fail, and
+    // promptly: on connecting (tonic's HTTP/2 handshake) or on the call.
+    let port = serve("floor").await;
+    for system in ["jsonrpsee", "tonic", "tarpc"] {
+        let outcome = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            Client::new(system, port).await?.call(Op::Echo, 1).await
+        })
+        .await;
+        assert!(matches!(outcome, Ok(Err(_))), "{system}: {outcome:?}");
+    }
 }
