@@ -27,8 +27,13 @@ fn main() -> Result<(), Failure> {
         Some("serve") => runtime.block_on(serve(&args[1])),
         Some("load") => runtime.block_on(load_command(&args[1..])),
         Some("mem") => runtime.block_on(mem(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(100_000))),
-        Some("run") => run(args.iter().any(|a| a == "--quick"), args.iter().any(|a| a == "--same-core")),
-        _ => Err("usage: bench run [--quick] [--same-core] | serve <system> | load <system> <port> <op> <concurrency> <ms> | mem <n>".into()),
+        Some("run") => {
+            // `--only floor,intercall`: a subset of the systems, for quicker iterations.
+            let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1));
+            let only: Option<Vec<&str>> = only.map(|list| list.split(',').collect());
+            run(args.iter().any(|a| a == "--quick"), args.iter().any(|a| a == "--same-core"), only.as_deref())
+        }
+        _ => Err("usage: bench run [--quick] [--same-core] [--only a,b] | serve <system> | load <system> <port> <op> <concurrency> <ms> | mem <n>".into()),
     }
 }
 
@@ -66,7 +71,7 @@ async fn mem(n: u64) -> Result<(), Failure> {
     let body = bytes::Bytes::from_static(br#"{"id":1}"#);
     let before = rss_bytes_of("self");
     for i in 0..n {
-        let key = CallKey::new(uuid::Uuid::from_u128(u128::from(i) + 1), "Bench", "echo", None, None);
+        let key = CallKey::new(uuid::Uuid::from_u128(u128::from(i) + 1), "Bench", "echo", None);
         let Claim::Run(ticket) = store.claim(&key, 1).await? else { return Err("a fresh key must be claimed".into()) };
         store.complete(&key, ticket, StoredReply { status: 200, body: body.clone() }).await?;
     }
@@ -95,8 +100,8 @@ const ECHO: [Case; 6] = [
     Case { system: "tarpc", server: "tarpc", client: "tarpc", op: "echo" },
 ];
 
-fn with_op<const N: usize>(cases: [Case; N], op: &'static str) -> [Case; N] {
-    cases.map(|case| Case { op, ..case })
+fn with_op(cases: &[Case], op: &'static str) -> Vec<Case> {
+    cases.iter().map(|&case| Case { op, ..case }).collect()
 }
 
 /// Per system, its ratio in every round.
@@ -122,14 +127,17 @@ struct Measured {
     server_cpu_ms: f64,
 }
 
-fn run(quick: bool, same_core: bool) -> Result<(), Failure> {
+fn run(quick: bool, same_core: bool, only: Option<&[&str]>) -> Result<(), Failure> {
     let (rounds, millis) = if quick { (3, 700) } else { (5, 3_000) };
     let (server_core, client_core) = if same_core { ("0", "0") } else { ("0", "1") };
+    // The floor always runs: every ratio is to it.
+    let echo: Vec<Case> =
+        ECHO.into_iter().filter(|c| c.system == "floor" || only.is_none_or(|o| o.contains(&c.system))).collect();
     let runs = [
-        Run { cases: ECHO.to_vec(), concurrency: 1 },
-        Run { cases: ECHO.to_vec(), concurrency: 64 },
-        Run { cases: with_op(ECHO, "large").to_vec(), concurrency: 64 },
-        Run { cases: with_op(ECHO, "fail").to_vec(), concurrency: 64 },
+        Run { cases: echo.clone(), concurrency: 1 },
+        Run { cases: echo.clone(), concurrency: 64 },
+        Run { cases: with_op(&echo, "large"), concurrency: 64 },
+        Run { cases: with_op(&echo, "fail"), concurrency: 64 },
         Run {
             cases: vec![
                 Case { system: "intercall-fresh", server: "intercall", client: "floor", op: "fresh" },

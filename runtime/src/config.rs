@@ -43,9 +43,9 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use reqwest::Url;
 use serde::Deserialize;
 use toml::Spanned;
+use url::Url;
 
 use std::sync::Arc;
 
@@ -135,9 +135,10 @@ pub(crate) struct ServiceConfig {
 
 impl ServiceConfig {
     /// The URL of one method: `{base}/{service}/{method}`.
-    pub(crate) fn method_url(&self, service: &str, method: &str) -> Url {
-        Url::parse(&format!("{}/{service}/{method}", self.base))
-            .expect("a validated base URL joined with path-safe names is a valid URL")
+    pub(crate) fn method_url(&self, service: &str, method: &str) -> hyper::http::Uri {
+        // `base` is `Url`'s own serialization (ASCII, percent-encoded), so it is a URI too.
+        hyper::http::Uri::try_from(format!("{}/{service}/{method}", self.base))
+            .expect("a validated base URL joined with path-safe names is a valid URI")
     }
 }
 

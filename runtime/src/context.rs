@@ -156,7 +156,7 @@ impl UserContext {
         fn text<'a>(name: &str, bytes: &'a [u8]) -> Result<&'a str, InvalidContext> {
             let text =
                 std::str::from_utf8(bytes).map_err(|_| InvalidContext(format!("header `{name}` is not UTF-8")))?;
-            check_field(&format!("header `{name}`"), text)?;
+            check_field(format_args!("header `{name}`"), text)?;
             Ok(text)
         }
         match (user_type, user_id) {
@@ -172,7 +172,8 @@ impl UserContext {
     }
 }
 
-fn check_field(what: &str, value: &str) -> Result<(), InvalidContext> {
+/// `what` is formatted only when the value is refused.
+fn check_field(what: impl std::fmt::Display, value: &str) -> Result<(), InvalidContext> {
     if value.is_empty() {
         return Err(InvalidContext(format!("the {what} is empty")));
     }

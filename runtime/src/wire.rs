@@ -32,6 +32,20 @@ pub const ACTIVITY_ID: &str = "x-activity-id";
 
 pub use crate::security::{SIGNATURE, TIMESTAMP};
 
+/// The call headers as parsed names, built once rather than on every lookup.
+pub(crate) mod names {
+    use axum::http::HeaderName;
+
+    pub(crate) const CALL_ID: HeaderName = HeaderName::from_static(super::CALL_ID);
+    pub(crate) const CALL_ATTEMPT: HeaderName = HeaderName::from_static(super::CALL_ATTEMPT);
+    pub(crate) const DEADLINE_MS: HeaderName = HeaderName::from_static(super::DEADLINE_MS);
+    pub(crate) const USER_TYPE: HeaderName = HeaderName::from_static(super::USER_TYPE);
+    pub(crate) const USER_ID: HeaderName = HeaderName::from_static(super::USER_ID);
+    pub(crate) const ACTIVITY_ID: HeaderName = HeaderName::from_static(super::ACTIVITY_ID);
+    pub(crate) const TIMESTAMP: HeaderName = HeaderName::from_static(super::TIMESTAMP);
+    pub(crate) const SIGNATURE: HeaderName = HeaderName::from_static(super::SIGNATURE);
+}
+
 /// The `kind` of every error reply, each with its own HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {

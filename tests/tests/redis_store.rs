@@ -189,7 +189,7 @@ async fn a_dead_owners_call_runs_again_after_its_lease_and_its_late_write_is_fen
     let lease = Duration::from_millis(300);
     let dead = redis_store(&redis, "lease").lease(lease);
     let body = r#"{"n": 21}"#;
-    let key = CallKey::new(ID.parse().unwrap(), "Tally", "gated", None, None);
+    let key = CallKey::new(ID.parse().unwrap(), "Tally", "gated", None);
     let fingerprint = intercall::calls::fingerprint(body.as_bytes());
 
     // Replica A claims the call and dies: its lease renewal stops with it.

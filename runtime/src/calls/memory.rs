@@ -1,10 +1,11 @@
-//! The in-process call-id store, on moka.
+//! The in-process call-id store: completed calls in moka, running claims beside it.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-use moka::ops::compute::Op;
+use bytes::Bytes;
 use moka::policy::EvictionPolicy;
 use tokio::sync::watch;
 
@@ -18,21 +19,51 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(5 * 60);
 /// retry window of 15 s (5 s timeout x 3 tries).
 pub const DEFAULT_CAPACITY: u64 = 100_000;
 
+/// Running claims are split over this many locks, so concurrent calls rarely share one.
+const SHARDS: usize = 64;
+
 /// The call-id store of a single node, in memory.
 ///
-/// Entries live `ttl` after their run completes (or after their claim, while it runs)
-/// and at most `capacity` of them are kept, least recently used evicted first. The
-/// guarantee holds for a duplicate that arrives while its entry is kept: size the
-/// store so that `capacity` >= peak calls/s x the longest retry window, or an entry
-/// can be evicted before its retry arrives, and the retry runs the method again. A
-/// restart loses every entry. Several replicas need a shared store.
+/// Completed calls live `ttl` after their run completes and at most `capacity` of them
+/// are kept, least recently used evicted first. The guarantee holds for a duplicate
+/// that arrives while its entry is kept: size the store so that `capacity` >= peak
+/// calls/s x the longest retry window, or an entry can be evicted before its retry
+/// arrives, and the retry runs the method again. A claim whose run takes longer than
+/// `ttl` can be claimed again. A restart loses every entry. Several replicas need a
+/// shared store.
+///
+/// Layout: a completed call is one moka entry keyed by a 128-bit digest of its
+/// [`CallKey`] (the key's strings are not kept), holding the body fingerprint, the
+/// status and the body. Calls still running sit in a small sharded map with a channel
+/// for their waiters; they leave it when they complete.
 pub struct MemoryCallStore {
-    slots: moka::sync::Cache<CallKey, Arc<Slot>>,
+    done: moka::sync::Cache<u128, Done>,
+    running: Box<[Mutex<HashMap<u128, Arc<Running>>>]>,
+    /// Seeds the key digests: secret, so that clients cannot choose colliding keys.
+    seed: u64,
+    ttl: Duration,
     next_ticket: AtomicU64,
 }
 
-struct Slot {
+/// A completed call, as kept.
+#[derive(Clone)]
+struct Done {
     fingerprint: u128,
+    status: u16,
+    body: Bytes,
+}
+
+impl Done {
+    fn reply(self) -> StoredReply {
+        StoredReply { status: self.status, body: self.body }
+    }
+}
+
+/// A claimed call whose run has not finished; its ticket holds it too, so the run can
+/// always wake its waiters.
+struct Running {
+    fingerprint: u128,
+    claimed: Instant,
     state: watch::Sender<State>,
 }
 
@@ -52,20 +83,24 @@ impl Default for MemoryCallStore {
 impl MemoryCallStore {
     /// A store keeping at most `capacity` calls, each for `ttl`.
     pub fn new(capacity: u64, ttl: Duration) -> Self {
-        let slots = moka::sync::Cache::builder()
+        let done = moka::sync::Cache::builder()
             .max_capacity(capacity)
             .time_to_live(ttl)
             // LRU rather than moka's default TinyLFU, which may refuse to admit a new
-            // entry at all: a claim must always be recorded.
+            // entry at all: a completed call must always be recorded.
             .eviction_policy(EvictionPolicy::lru())
             .build();
-        Self { slots, next_ticket: AtomicU64::new(1) }
+        let running = (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect();
+        let seed = u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().expect("8 bytes"));
+        Self { done, running, seed, ttl, next_ticket: AtomicU64::new(1) }
     }
 
-    /// How many calls the store holds (approximate: moka applies writes lazily).
+    /// How many calls the store holds, completed or running (approximate: moka applies
+    /// writes lazily).
     pub fn len(&self) -> u64 {
-        self.slots.run_pending_tasks();
-        self.slots.entry_count()
+        self.done.run_pending_tasks();
+        let running: usize = self.running.iter().map(|shard| lock(shard).len()).sum();
+        self.done.entry_count() + running as u64
     }
 
     /// Whether the store holds no call.
@@ -73,62 +108,93 @@ impl MemoryCallStore {
         self.len() == 0
     }
 
+    /// The shard of running claims `digest` belongs to, locked. Claims, completions and
+    /// releases of one key all happen under its shard's lock, so they exclude each other.
+    fn shard(&self, digest: u128) -> MutexGuard<'_, HashMap<u128, Arc<Running>>> {
+        lock(&self.running[digest as usize % SHARDS])
+    }
+
     fn claim_now(&self, key: &CallKey, fingerprint: u128) -> Claim {
-        let token = self.next_ticket.fetch_add(1, Ordering::Relaxed);
-        let fresh = Arc::new(Slot { fingerprint, state: watch::Sender::new(State::Running) });
-        // Claims, completions and releases all go through `and_compute_with`, so they
-        // exclude each other per key.
-        let mut found = None;
-        self.slots.entry_by_ref(key).and_compute_with(|entry| match entry {
-            Some(entry) => {
-                found = Some(entry.into_value());
-                Op::Nop
-            }
-            None => Op::Put(Arc::clone(&fresh)),
-        });
-        let Some(slot) = found else {
-            // The ticket holds the slot, so the run can always finish it and wake its
-            // waiters, even after the entry has expired or been evicted.
-            return Claim::Run(Ticket::with_local(token, fresh));
-        };
-        if slot.fingerprint != fingerprint {
-            return Claim::Mismatch;
+        let digest = key.digest(self.seed);
+        let mut running = self.shard(digest);
+        if let Some(done) = self.done.get(&digest) {
+            return match done.fingerprint == fingerprint {
+                true => Claim::Done(done.reply()),
+                false => Claim::Mismatch,
+            };
         }
-        match &*slot.state.borrow() {
-            State::Done(reply) => Claim::Done(reply.clone()),
-            // Released: the slot is on its way out; the retry will find the key free.
-            State::Running | State::Released => Claim::Running,
+        match running.get(&digest) {
+            Some(claim) if claim.claimed.elapsed() < self.ttl => match claim.fingerprint == fingerprint {
+                true => Claim::Running,
+                false => Claim::Mismatch,
+            },
+            // Free, or a claim older than the time to live: it may be claimed (again).
+            _ => {
+                let claim = Arc::new(Running {
+                    fingerprint,
+                    claimed: Instant::now(),
+                    state: watch::Sender::new(State::Running),
+                });
+                running.insert(digest, Arc::clone(&claim));
+                let token = self.next_ticket.fetch_add(1, Ordering::Relaxed);
+                Claim::Run(Ticket::with_local(token, claim))
+            }
         }
     }
 
     /// Records the final state of the claim `ticket` holds, and wakes its waiters.
     fn finish(&self, key: &CallKey, ticket: &Ticket, state: State) {
-        let Some(slot) = ticket.local().and_then(|local| Arc::clone(local).downcast::<Slot>().ok()) else {
+        let Some(claim) = ticket.local().and_then(|local| Arc::clone(local).downcast::<Running>().ok()) else {
             tracing::error!(%key, "a ticket from another store was handed to the in-memory call store");
             return;
         };
-        let mut owned = false;
-        self.slots.entry_by_ref(key).and_compute_with(|entry| match entry {
-            Some(entry) if Arc::ptr_eq(entry.value(), &slot) => {
-                owned = true;
-                match state {
-                    // Put again: the entry's time to live restarts at completion.
-                    State::Done(_) => Op::Put(Arc::clone(&slot)),
-                    _ => Op::Remove,
+        let digest = key.digest(self.seed);
+        let owned = {
+            let mut running = self.shard(digest);
+            let owned = running.get(&digest).is_some_and(|current| Arc::ptr_eq(current, &claim));
+            if owned {
+                running.remove(&digest);
+                if let State::Done(reply) = &state {
+                    // Inserted under the shard's lock: a claim never sees the call in
+                    // neither place.
+                    let done = Done { fingerprint: claim.fingerprint, status: reply.status, body: reply.body.clone() };
+                    self.done.insert(digest, done);
                 }
             }
-            _ => Op::Nop,
-        });
+            owned
+        };
         if !owned && matches!(state, State::Done(_)) {
-            tracing::warn!(%key, "a call finished after its call-id entry expired; its result was not stored");
+            tracing::warn!(%key, "a call finished after its claim expired; its result was not stored");
         }
-        slot.state.send_replace(state);
+        claim.state.send_replace(state);
     }
+
+    /// What a duplicate of `key` can wait on: the stored reply, or its run's channel.
+    fn find(&self, key: &CallKey, fingerprint: u128) -> Option<Result<StoredReply, watch::Receiver<State>>> {
+        let digest = key.digest(self.seed);
+        let running = self.shard(digest);
+        if let Some(done) = self.done.get(&digest) {
+            // A call of another body is another call: this request's own call is gone.
+            return (done.fingerprint == fingerprint).then(|| Ok(done.reply()));
+        }
+        let claim = running.get(&digest).filter(|claim| claim.fingerprint == fingerprint)?;
+        Some(Err(claim.state.subscribe()))
+    }
+}
+
+/// A poisoned shard only means a panic elsewhere while it was held; its map is still
+/// consistent (every change is one insert or remove).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl CallStore for MemoryCallStore {
     fn claim<'a>(&'a self, key: &'a CallKey, fingerprint: u128) -> StoreFuture<'a, Claim> {
         Box::pin(std::future::ready(Ok(self.claim_now(key, fingerprint))))
+    }
+
+    fn claim_at_once(&self, key: &CallKey, fingerprint: u128) -> Option<Result<Claim, super::StoreError>> {
+        Some(Ok(self.claim_now(key, fingerprint)))
     }
 
     fn wait<'a>(
@@ -137,11 +203,13 @@ impl CallStore for MemoryCallStore {
         fingerprint: u128,
         timeout: Option<Duration>,
     ) -> StoreFuture<'a, Option<StoredReply>> {
-        // A slot of another body is another call: this request's own call is gone.
-        let receiver =
-            self.slots.get(key).filter(|slot| slot.fingerprint == fingerprint).map(|slot| slot.state.subscribe());
+        let found = self.find(key, fingerprint);
         Box::pin(async move {
-            let Some(mut receiver) = receiver else { return Ok(None) };
+            let mut receiver = match found {
+                None => return Ok(None),
+                Some(Ok(reply)) => return Ok(Some(reply)),
+                Some(Err(receiver)) => receiver,
+            };
             let finished = receiver.wait_for(|state| !matches!(state, State::Running));
             let state = match timeout {
                 Some(timeout) => match tokio::time::timeout(timeout, finished).await {
@@ -152,7 +220,7 @@ impl CallStore for MemoryCallStore {
             };
             Ok(match state {
                 Ok(State::Done(reply)) => Some(reply),
-                // Released, or the slot was dropped without a result.
+                // Released, or the claim was dropped without a result.
                 _ => None,
             })
         })
@@ -172,9 +240,15 @@ impl CallStore for MemoryCallStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::context::{UserContext, UserType};
 
     fn key(user: Option<&str>) -> CallKey {
-        CallKey::new(uuid::Uuid::from_u128(7), "Catalog", "get", user.map(Arc::from), None)
+        CallKey::new(
+            uuid::Uuid::from_u128(7),
+            "Catalog",
+            "get",
+            user.map(|id| UserContext::new(UserType::Customer, id).unwrap()),
+        )
     }
 
     fn reply(body: &'static str) -> StoredReply {
@@ -240,7 +314,7 @@ mod expiry_tests {
     #[tokio::test]
     async fn a_run_that_outlives_its_entry_still_wakes_its_waiters() {
         let store = MemoryCallStore::new(10, Duration::from_millis(20));
-        let key = CallKey::new(uuid::Uuid::from_u128(1), "S", "m", None, None);
+        let key = CallKey::new(uuid::Uuid::from_u128(1), "S", "m", None);
         let Claim::Run(ticket) = store.claim(&key, 1).await.unwrap() else { panic!("runs") };
         let waiter = store.wait(&key, 1, None);
         // Not synchronisation: the entry's time to live has to pass on the clock.

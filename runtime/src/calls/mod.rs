@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::context::UserContext;
+
 pub use memory::{DEFAULT_CAPACITY, DEFAULT_TTL, MemoryCallStore};
 #[cfg(feature = "redis")]
 pub use redis::{DEFAULT_LEASE, DEFAULT_PREFIX, RedisCallStore};
@@ -55,6 +57,14 @@ pub trait CallStore: Send + Sync + 'static {
 
     /// Gives the claim up without a result (the run panicked), so a retry can run.
     fn release<'a>(&'a self, key: &'a CallKey, ticket: Ticket) -> StoreFuture<'a, ()>;
+
+    /// [`claim`](Self::claim) without waiting, for a store that can answer at once
+    /// (an in-process one); `None` (the default) means "call `claim`". A server answers
+    /// a duplicate found this way without spawning a task.
+    fn claim_at_once(&self, key: &CallKey, fingerprint: u128) -> Option<Result<Claim, StoreError>> {
+        let _ = (key, fingerprint);
+        None
+    }
 }
 
 /// What a [`CallStore::claim`] found.
@@ -130,22 +140,14 @@ pub struct CallKey {
     call_id: u128,
     service: &'static str,
     method: &'static str,
-    /// User type and id, kept apart: joined in one string, `a` + `b/c` and `a/b` + `c`
-    /// would be one user.
-    user_type: Option<Arc<str>>,
-    user_id: Option<Arc<str>>,
+    user: Option<UserContext>,
 }
 
 impl CallKey {
-    /// The key of call `call_id` to `service.method` for the given user.
-    pub fn new(
-        call_id: uuid::Uuid,
-        service: &'static str,
-        method: &'static str,
-        user_type: Option<Arc<str>>,
-        user_id: Option<Arc<str>>,
-    ) -> Self {
-        Self { call_id: call_id.as_u128(), service, method, user_type, user_id }
+    /// The key of call `call_id` to `service.method` for `user` (`None`: a call
+    /// without user context).
+    pub fn new(call_id: uuid::Uuid, service: &'static str, method: &'static str, user: Option<UserContext>) -> Self {
+        Self { call_id: call_id.as_u128(), service, method, user }
     }
 
     /// The call id.
@@ -165,12 +167,31 @@ impl CallKey {
 
     /// The caller's user type, when the request carried one.
     pub fn user_type(&self) -> Option<&str> {
-        self.user_type.as_deref()
+        self.user.as_ref().map(|user| user.user_type().as_str())
     }
 
     /// The caller's user id, when the request carried one.
     pub fn user_id(&self) -> Option<&str> {
-        self.user_id.as_deref()
+        self.user.as_ref().and_then(UserContext::user_id)
+    }
+
+    /// A 128-bit digest of the whole key (XXH3 seeded with `seed`): what an in-process
+    /// store keys by, 16 bytes instead of the key's strings. Parts are length-prefixed,
+    /// like the text form, so that no two keys share an input; a secret `seed` keeps
+    /// clients from choosing keys that collide.
+    pub fn digest(&self, seed: u64) -> u128 {
+        let mut hasher = xxhash_rust::xxh3::Xxh3::with_seed(seed);
+        hasher.update(&self.call_id.to_le_bytes());
+        for part in [Some(self.service), Some(self.method), self.user_type(), self.user_id()] {
+            match part {
+                Some(text) => {
+                    hasher.update(&(text.len() as u64 + 1).to_le_bytes());
+                    hasher.update(text.as_bytes());
+                }
+                None => hasher.update(&0u64.to_le_bytes()),
+            }
+        }
+        hasher.digest128()
     }
 }
 
@@ -180,7 +201,7 @@ impl CallKey {
 impl fmt::Display for CallKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}/", self.service, self.method)?;
-        for part in [&self.user_type, &self.user_id] {
+        for part in [self.user_type(), self.user_id()] {
             match part {
                 Some(text) => write!(f, "{}:{text}/", text.len())?,
                 None => f.write_str("-/")?,

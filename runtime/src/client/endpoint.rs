@@ -5,18 +5,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use reqwest::Url;
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use hyper::http::Uri;
+use hyper::http::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-
 use tracing::Instrument;
 
 use super::retry::{RetryBudget, backoff};
+use super::transport::{Failure, Transport};
 use crate::config::CallPolicy;
 use crate::context::{CallContext, UserContext};
 use crate::error::CallError;
 use crate::security::{self, Signed};
+use crate::wire::names::{ACTIVITY_ID, CALL_ATTEMPT, CALL_ID, DEADLINE_MS, SIGNATURE, TIMESTAMP, USER_ID, USER_TYPE};
 use crate::wire::{self, ErrorKind, ErrorReply};
 
 /// One service as a generated proxy sees it: the method URLs resolved once, the shared
@@ -27,10 +28,10 @@ use crate::wire::{self, ErrorKind, ErrorReply};
 pub struct Endpoint(Arc<EndpointInner>);
 
 pub(super) struct EndpointInner {
-    pub(super) http: reqwest::Client,
+    pub(super) http: Transport,
     pub(super) service: &'static str,
     pub(super) methods: &'static [&'static str],
-    pub(super) urls: Vec<Url>,
+    pub(super) urls: Vec<Uri>,
     pub(super) policy: CallPolicy,
     pub(super) budget: Arc<RetryBudget>,
     pub(super) security: crate::Security,
@@ -86,15 +87,15 @@ impl Outgoing {
         let mut headers = HeaderMap::with_capacity(10);
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(wire::JSON));
         headers.insert(ACCEPT, HeaderValue::from_static(wire::JSON));
-        headers.insert(wire::CALL_ID, HeaderValue::from_str(&call_id).expect("a UUID is a header value"));
-        headers.insert(wire::ACTIVITY_ID, HeaderValue::from_str(&activity).expect("a UUID is a header value"));
+        headers.insert(CALL_ID, HeaderValue::from_str(&call_id).expect("a UUID is a header value"));
+        headers.insert(ACTIVITY_ID, HeaderValue::from_str(&activity).expect("a UUID is a header value"));
         if let Some(user) = &context.user {
             // `UserContext` admits no control characters, so any of its values is a
             // valid header value (UTF-8 beyond ASCII travels as raw bytes).
             let value = |text: &str| HeaderValue::from_bytes(text.as_bytes()).expect("validated user field");
-            headers.insert(wire::USER_TYPE, value(user.user_type().as_str()));
+            headers.insert(USER_TYPE, value(user.user_type().as_str()));
             if let Some(id) = user.user_id() {
-                headers.insert(wire::USER_ID, value(id));
+                headers.insert(USER_ID, value(id));
             }
         }
         let body_sha256 = signed.then(|| security::body_sha256(&body));
@@ -195,9 +196,9 @@ impl Endpoint {
         let this = &*self.0;
         let method = this.methods[index];
         let mut headers = outgoing.headers.clone();
-        headers.insert(wire::CALL_ATTEMPT, HeaderValue::from(attempt));
+        headers.insert(CALL_ATTEMPT, HeaderValue::from(attempt));
         let server_deadline = u64::try_from(server_deadline(timeout).as_millis()).unwrap_or(u64::MAX);
-        headers.insert(wire::DEADLINE_MS, HeaderValue::from(server_deadline));
+        headers.insert(DEADLINE_MS, HeaderValue::from(server_deadline));
         if let Some(body_sha256) = &outgoing.body_sha256 {
             let user = outgoing.user.as_ref();
             let signed = Signed {
@@ -210,45 +211,38 @@ impl Endpoint {
                 body_sha256,
             };
             if let Some((timestamp, signature)) = this.security.sign(&signed) {
-                headers.insert(wire::TIMESTAMP, HeaderValue::from_str(&timestamp).expect("digits"));
-                headers.insert(wire::SIGNATURE, HeaderValue::from_str(&signature).expect("hex"));
+                headers.insert(TIMESTAMP, HeaderValue::from_str(&timestamp).expect("digits"));
+                headers.insert(SIGNATURE, HeaderValue::from_str(&signature).expect("hex"));
             }
         }
-        let request = this.http.post(this.urls[index].clone()).headers(headers).timeout(timeout);
-        let sent = request.body(outgoing.body.clone()).send().await;
-        let transport = |err: reqwest::Error| self.transport_error(method, &err, timeout);
-        let mut response = match sent {
-            Ok(response) => response,
-            Err(e) => return Attempt::retryable(transport(e), None),
+        let limit = this.policy.max_reply_bytes;
+        let exchange = this.http.post(&this.urls[index], headers, outgoing.body.clone(), limit);
+        let reply = match tokio::time::timeout(timeout, exchange).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(Failure::Transport(message))) => {
+                return Attempt::retryable(CallError::connect(this.service, method, message), None);
+            }
+            // Refused, not buffered whole.
+            Ok(Err(Failure::TooLarge { status, size })) => {
+                let message =
+                    format!("the reply is {size} bytes; this client accepts at most {limit} (`max_reply_bytes`)");
+                return Attempt::failed(CallError::decode(this.service, method, status.as_u16(), message));
+            }
+            Err(_) => {
+                return Attempt::retryable(
+                    CallError::timeout(this.service, method, timeout, this.policy.timeout),
+                    None,
+                );
+            }
         };
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
+        let status = reply.status.as_u16();
+        let retry_after = reply
+            .headers
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        // Read at most `max_reply_bytes`: a reply that is too large is refused, not
-        // buffered whole.
-        let limit = this.policy.max_reply_bytes;
-        let too_large = |size: String| {
-            let message = format!("the reply is {size} bytes; this client accepts at most {limit} (`max_reply_bytes`)");
-            Attempt::failed(CallError::decode(this.service, method, status, message))
-        };
-        if let Some(declared) = response.content_length().filter(|&n| n > limit) {
-            return too_large(declared.to_string());
-        }
-        let mut bytes = Vec::with_capacity(response.content_length().unwrap_or(0) as usize);
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) if (bytes.len() + chunk.len()) as u64 > limit => {
-                    return too_large(format!("more than {limit}"));
-                }
-                Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
-                Ok(None) => break,
-                Err(e) => return Attempt::retryable(transport(e), None),
-            }
-        }
+        let bytes = reply.body;
         if (200..300).contains(&status) {
             return match serde_json::from_slice(&bytes) {
                 Ok(value) => Attempt::Ok(value),
@@ -289,30 +283,13 @@ impl Endpoint {
         // this call id still in progress. Never a typed error or another 4xx.
         if status == 503 || in_progress { Attempt::retryable(error, retry_after) } else { Attempt::failed(error) }
     }
-
-    fn transport_error(&self, method: &str, err: &reqwest::Error, timeout: Duration) -> CallError {
-        let service = self.0.service;
-        if err.is_timeout() {
-            return CallError::timeout(service, method, timeout, self.0.policy.timeout);
-        }
-        // reqwest's Display stops at the outermost layer; the cause (refused, reset)
-        // is further down the source chain, and it is what the reader needs.
-        let mut message = err.to_string();
-        let mut source = std::error::Error::source(err);
-        while let Some(cause) = source {
-            message.push_str(": ");
-            message.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        CallError::connect(service, method, message)
-    }
 }
 
 impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Endpoint")
             .field("service", &self.0.service)
-            .field("urls", &self.0.urls.iter().map(Url::as_str).collect::<Vec<_>>())
+            .field("urls", &self.0.urls.iter().map(Uri::to_string).collect::<Vec<_>>())
             .field("policy", &self.0.policy)
             .finish()
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::endpoint::{Endpoint, EndpointInner};
 use super::retry::RetryBudget;
+use super::transport::Transport;
 use crate::config::{self, BudgetConfig, CallPolicy, Config, ServiceConfig, Source};
 use crate::error::Error;
 use crate::security::Security;
@@ -30,7 +31,7 @@ pub struct Invoker {
 }
 
 struct Shared {
-    http: reqwest::Client,
+    http: Transport,
     config: Config,
     budget: Arc<RetryBudget>,
 }
@@ -60,12 +61,9 @@ impl Invoker {
     }
 
     fn with_config(config: Config) -> Self {
-        // No system proxy (the `system-proxy` feature is off) and no redirects: a
-        // redirect of a POST would silently change what is called.
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("a reqwest client without TLS or proxies always builds");
+        // No proxy and no redirects: a redirect of a POST would silently change what is
+        // called.
+        let http = Transport::new();
         let budget = Arc::new(RetryBudget::new(config.budget));
         Self { shared: Arc::new(Shared { http, config, budget }) }
     }

@@ -4,6 +4,7 @@
 mod endpoint;
 mod invoker;
 mod retry;
+mod transport;
 
 pub use endpoint::Endpoint;
 pub use invoker::{Invoker, InvokerBuilder, SERVICES_ENV};

@@ -25,39 +25,36 @@ pub(crate) async fn run_once<T, E, Fut>(
     future: Fut,
 ) -> Reply
 where
-    T: Serialize,
-    E: Serialize,
+    T: Serialize + 'static,
+    E: Serialize + 'static,
     Fut: Future<Output = Result<T, E>> + Send + 'static,
 {
-    let detached = {
-        let (store, key) = (Arc::clone(&store), key.clone());
-        async move {
-            let ticket = match store.claim(&key, fingerprint).await {
-                Ok(Claim::Run(ticket)) => ticket,
-                Ok(Claim::Done(stored)) => return Outcome::Done(stored),
-                Ok(Claim::Running) => return Outcome::Running,
-                Ok(Claim::Mismatch) => return Outcome::Mismatch,
-                Err(e) if info.on_store_error == OnStoreError::Run => {
-                    tracing::warn!(%key, "call-id store unavailable ({e}); running without deduplication");
-                    return Outcome::Ran(reply::run(info, future).await);
-                }
-                Err(e) => return Outcome::StoreFailed(e),
-            };
-            let guard = Release { store: Arc::clone(&store), key: key.clone(), ticket: Some(ticket) };
-            let reply = reply::run(info, future).await;
-            guard.finish(&reply).await;
-            Outcome::Ran(reply)
-        }
-    };
     let started = std::time::Instant::now();
-    let task = tokio::spawn(detached);
-    let outcome = match deadline {
-        Some(deadline) => match tokio::time::timeout(deadline, task).await {
-            Ok(joined) => joined,
-            // The caller stops waiting; the run goes on and its reply is stored.
-            Err(_) => return in_progress(info, &key),
-        },
-        None => task.await,
+    // An in-process store answers the claim at once: a duplicate is then answered
+    // without a task, and only a run is detached. A store across the network is asked
+    // from the detached task, so that a caller that disconnects mid-claim cannot leave
+    // a claim behind.
+    let outcome = match store.claim_at_once(&key, fingerprint).map(settle) {
+        Some(Err(outcome @ (Outcome::Done(_) | Outcome::Running | Outcome::Mismatch))) => Ok(outcome),
+        Some(Ok(ticket)) => {
+            let guard = Release { store: Arc::clone(&store), key: key.clone(), ticket: Some(ticket) };
+            join(deadline, tokio::spawn(run_claimed(info, guard, future))).await
+        }
+        Some(Err(Outcome::StoreFailed(e))) => {
+            join(deadline, tokio::spawn(async move { store_failed(info, e, future).await })).await
+        }
+        Some(Err(Outcome::Ran(reply))) => Ok(Outcome::Ran(reply)),
+        None => {
+            let (store, key) = (Arc::clone(&store), key.clone());
+            let detached = async move {
+                match settle(store.claim(&key, fingerprint).await) {
+                    Ok(ticket) => run_claimed(info, Release { store, key, ticket: Some(ticket) }, future).await,
+                    Err(Outcome::StoreFailed(e)) => store_failed(info, e, future).await,
+                    Err(outcome) => outcome,
+                }
+            };
+            join(deadline, tokio::spawn(detached)).await
+        }
     };
     match outcome {
         Ok(Outcome::Ran(reply)) => reply,
@@ -77,10 +74,69 @@ where
             reply::error(ErrorKind::CallIdMismatch, &message, None)
         }
         Ok(Outcome::StoreFailed(e)) => store_unavailable(info, &e),
+        // The caller stops waiting; the run goes on and its reply is stored.
+        Err(Joined::TimedOut) => in_progress(info, &key),
         // `reply::run` catches panics; this is a panic in the store, or a runtime
         // shutting down. Its message goes to the log, not to the client.
-        Err(lost) => reply::panicked(info, &lost.to_string()),
+        Err(Joined::Lost(lost)) => reply::panicked(info, &lost.to_string()),
     }
+}
+
+/// A claim that does not run the call, as the outcome it comes to; a run's ticket.
+fn settle(claimed: Result<Claim, StoreError>) -> Result<Ticket, Outcome> {
+    match claimed {
+        Ok(Claim::Run(ticket)) => Ok(ticket),
+        Ok(Claim::Done(stored)) => Err(Outcome::Done(stored)),
+        Ok(Claim::Running) => Err(Outcome::Running),
+        Ok(Claim::Mismatch) => Err(Outcome::Mismatch),
+        Err(e) => Err(Outcome::StoreFailed(e)),
+    }
+}
+
+/// Runs a claimed call and records its outcome.
+async fn run_claimed<T, E, Fut>(info: MethodInfo, guard: Release, future: Fut) -> Outcome
+where
+    T: Serialize,
+    E: Serialize,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let reply = reply::run(info, future).await;
+    guard.finish(&reply).await;
+    Outcome::Ran(reply)
+}
+
+/// The store failed: run without deduplication if the server is set to, else refuse.
+async fn store_failed<T, E, Fut>(info: MethodInfo, error: StoreError, future: Fut) -> Outcome
+where
+    T: Serialize,
+    E: Serialize,
+    Fut: Future<Output = Result<T, E>>,
+{
+    if info.on_store_error != OnStoreError::Run {
+        return Outcome::StoreFailed(error);
+    }
+    tracing::warn!(
+        service = info.service,
+        method = info.method,
+        "call-id store unavailable ({error}); running without deduplication"
+    );
+    Outcome::Ran(reply::run(info, future).await)
+}
+
+/// Why the detached task gave no outcome.
+enum Joined {
+    /// The request's deadline came first.
+    TimedOut,
+    Lost(tokio::task::JoinError),
+}
+
+/// Waits for the detached task, within the request's deadline.
+async fn join(deadline: Option<Duration>, task: tokio::task::JoinHandle<Outcome>) -> Result<Outcome, Joined> {
+    let joined = match deadline {
+        Some(deadline) => tokio::time::timeout(deadline, task).await.map_err(|_| Joined::TimedOut)?,
+        None => task.await,
+    };
+    joined.map_err(Joined::Lost)
 }
 
 /// What the detached task came to: it ran the call, or the claim said why not.

@@ -121,8 +121,8 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
     pub fn method<A, T, E, F, Fut>(mut self, method: &'static str, call: F) -> Self
     where
         A: DeserializeOwned + Send + 'static,
-        T: Serialize,
-        E: Serialize,
+        T: Serialize + 'static,
+        E: Serialize + 'static,
         F: Fn(Arc<S>, A) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
@@ -176,8 +176,8 @@ impl<S> Clone for Shared<S> {
 async fn handle<S, A, T, E, F, Fut>(info: MethodInfo, shared: Shared<S>, call: F, request: Request) -> Response
 where
     A: DeserializeOwned,
-    T: Serialize,
-    E: Serialize,
+    T: Serialize + 'static,
+    E: Serialize + 'static,
     F: FnOnce(Arc<S>, A) -> Fut,
     Fut: Future<Output = Result<T, E>> + Send + 'static,
 {
@@ -219,11 +219,7 @@ where
         // A plain HTTP client: run inline, store nothing.
         None => reply::run(info, future).instrument(span).await,
         Some(call_id) => {
-            let (user_type, user_id) = match &headers.user {
-                Some(user) => (Some(Arc::from(user.user_type().as_str())), user.user_id().map(Arc::from)),
-                None => (None, None),
-            };
-            let key = CallKey::new(call_id, info.service, info.method, user_type, user_id);
+            let key = CallKey::new(call_id, info.service, info.method, headers.user);
             let fingerprint = fingerprint(&bytes);
             dedup::run_once(info, shared.store, key, fingerprint, headers.deadline, future.instrument(span.clone()))
                 .instrument(span)

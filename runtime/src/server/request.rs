@@ -4,14 +4,14 @@
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
 
 use super::reply::{self, Reply, truncate};
 use crate::context::{ActivityId, UserContext};
 use crate::security::{self, Security, Signed};
-use crate::wire::{self, ErrorKind};
+use crate::wire::{self, ErrorKind, names};
 
 /// Why a request was turned away before the implementation ran.
 pub(crate) struct Rejection {
@@ -42,31 +42,31 @@ pub(crate) struct CallHeaders {
 
 impl CallHeaders {
     pub(crate) fn parse(headers: &HeaderMap) -> Result<Self, Rejection> {
-        let call_id = header(headers, wire::CALL_ID)?
+        let call_id = header(headers, &names::CALL_ID)?
             .map(|text| {
                 uuid::Uuid::try_parse(text).map_err(|_| {
                     bad_header(wire::CALL_ID, text, "a UUID such as `67e55044-10b1-426f-9247-bb680e5fe0c8`")
                 })
             })
             .transpose()?;
-        let attempt = header(headers, wire::CALL_ATTEMPT)?
+        let attempt = header(headers, &names::CALL_ATTEMPT)?
             .map(|text| match text.parse::<u32>() {
                 Ok(n @ 1..) => Ok(n),
                 _ => Err(bad_header(wire::CALL_ATTEMPT, text, "an attempt number from 1")),
             })
             .transpose()?;
-        let deadline = header(headers, wire::DEADLINE_MS)?
+        let deadline = header(headers, &names::DEADLINE_MS)?
             .map(|text| {
                 text.parse::<u64>()
                     .map(Duration::from_millis)
                     .map_err(|_| bad_header(wire::DEADLINE_MS, text, "a number of milliseconds"))
             })
             .transpose()?;
-        let user_type = headers.get(wire::USER_TYPE).map(|v| v.as_bytes());
-        let user_id = headers.get(wire::USER_ID).map(|v| v.as_bytes());
+        let user_type = headers.get(names::USER_TYPE).map(|v| v.as_bytes());
+        let user_id = headers.get(names::USER_ID).map(|v| v.as_bytes());
         let user = UserContext::from_headers(user_type, user_id)
             .map_err(|e| Rejection::new(ErrorKind::BadRequest, format!("invalid user context: {e}")))?;
-        let activity = header(headers, wire::ACTIVITY_ID)?
+        let activity = header(headers, &names::ACTIVITY_ID)?
             .map(|text| ActivityId::parse(text).ok_or_else(|| bad_header(wire::ACTIVITY_ID, text, "a UUID")))
             .transpose()?;
         Ok(Self { call_id, attempt, deadline, user, activity })
@@ -84,25 +84,25 @@ impl CallHeaders {
         if !security.is_enabled() {
             return Ok(());
         }
-        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let text = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
         let body_sha256 = security::body_sha256(body);
         let user = self.user.as_ref();
         let signed = Signed {
             service,
             method,
-            call_id: text(wire::CALL_ID),
+            call_id: text(&names::CALL_ID),
             user_type: user.map(|u| u.user_type().as_str()),
             user_id: user.and_then(UserContext::user_id),
-            activity: text(wire::ACTIVITY_ID),
+            activity: text(&names::ACTIVITY_ID),
             body_sha256: &body_sha256,
         };
         security
-            .verify(&signed, text(wire::TIMESTAMP), text(wire::SIGNATURE))
+            .verify(&signed, text(&names::TIMESTAMP), text(&names::SIGNATURE))
             .map_err(|reason| Rejection::new(ErrorKind::Unauthorized, reason))
     }
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Rejection> {
+fn header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a str>, Rejection> {
     headers
         .get(name)
         .map(|value| {
@@ -161,6 +161,11 @@ pub(crate) fn decode_args<A: DeserializeOwned>(body: &[u8]) -> Result<A, Rejecti
         Some(b'{') => body,
         Some(_) => return Err(bad("the request body must be a JSON object of named arguments".to_owned(), None)),
     };
+    // The fast path: plain serde_json. Only a body it refuses is decoded again with
+    // path tracking, to say which argument is wrong and where.
+    if let Ok(args) = serde_json::from_slice(body) {
+        return Ok(args);
+    }
     let mut json = serde_json::Deserializer::from_slice(body);
     let args = serde_path_to_error::deserialize(&mut json).map_err(|e| {
         let argument = match e.path().iter().next() {

@@ -1,0 +1,107 @@
+//! The HTTP client every proxy of a node shares: hyper's pooled client, no more.
+//!
+//! Not reqwest: the benchmarks (docs/BENCHMARKS.md) measured reqwest's layers (its own
+//! request and response types, URL parsing per request, redirect and proxy machinery)
+//! at about a third of a small call's client-side cost, and intercall uses none of
+//! them: it never follows redirects, never goes through a proxy, and sets its own
+//! timeouts. hyper is the client reqwest itself is built on.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::http::{HeaderMap, Request, Response, StatusCode, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+#[cfg(feature = "tls")]
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+#[cfg(not(feature = "tls"))]
+type Connector = HttpConnector;
+
+/// A pooled HTTP/1.1 client; cloning shares the pool.
+#[derive(Clone)]
+pub(crate) struct Transport {
+    client: Client<Connector, Full<Bytes>>,
+}
+
+/// A reply, read whole within the size limit.
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+/// Why an exchange failed before a whole reply arrived.
+pub(crate) enum Failure {
+    /// No connection, or it broke before or while the reply came: a retry may help.
+    Transport(String),
+    /// The reply's body is larger than the limit (`size` says how large, as known).
+    TooLarge { status: StatusCode, size: String },
+}
+
+impl Transport {
+    pub(crate) fn new() -> Self {
+        let mut http = HttpConnector::new();
+        // Small request/response exchanges: Nagle's algorithm would only delay them.
+        http.set_nodelay(true);
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        #[cfg(feature = "tls")]
+        let connector = {
+            http.enforce_http(false);
+            hyper_rustls::HttpsConnectorBuilder::new()
+                .with_webpki_roots()
+                .https_or_http()
+                .enable_http1()
+                .wrap_connector(http)
+        };
+        #[cfg(not(feature = "tls"))]
+        let connector = http;
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector);
+        Self { client }
+    }
+
+    /// POSTs `body` to `uri` with `headers`, and reads the reply: at most `limit` bytes
+    /// of body, refused (not buffered) when it declares or streams more.
+    pub(crate) async fn post(&self, uri: &Uri, headers: HeaderMap, body: Bytes, limit: u64) -> Result<Reply, Failure> {
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = hyper::http::Method::POST;
+        *request.uri_mut() = uri.clone();
+        *request.headers_mut() = headers;
+        let response: Response<_> = self.client.request(request).await.map_err(|e| Failure::Transport(chain(&e)))?;
+        let (parts, body) = response.into_parts();
+        let declared = parts
+            .headers
+            .get(hyper::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(declared) = declared.filter(|&n| n > limit) {
+            return Err(Failure::TooLarge { status: parts.status, size: declared.to_string() });
+        }
+        let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+        match limited.collect().await {
+            Ok(collected) => Ok(Reply { status: parts.status, headers: parts.headers, body: collected.to_bytes() }),
+            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+                Err(Failure::TooLarge { status: parts.status, size: format!("more than {limit}") })
+            }
+            Err(e) => Err(Failure::Transport(chain(&*e))),
+        }
+    }
+}
+
+/// An error with its causes: hyper's outermost message ("client error (Connect)") says
+/// little; the cause (refused, reset) is further down the chain, and the reader needs it.
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
