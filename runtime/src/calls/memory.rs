@@ -38,12 +38,15 @@ const SHARDS: usize = 64;
 /// for their waiters; they leave it when they complete.
 pub struct MemoryCallStore {
     done: moka::sync::Cache<u128, Done>,
-    running: Box<[Mutex<HashMap<u128, Arc<Running>>>]>,
+    running: Box<[Mutex<Claims>]>,
     /// Seeds the key digests: secret, so that clients cannot choose colliding keys.
     seed: u64,
     ttl: Duration,
     next_ticket: AtomicU64,
 }
+
+/// The running claims of one shard, by key digest.
+type Claims = HashMap<u128, Arc<Running>>;
 
 /// A completed call, as kept.
 #[derive(Clone)]
@@ -110,7 +113,7 @@ impl MemoryCallStore {
 
     /// The shard of running claims `digest` belongs to, locked. Claims, completions and
     /// releases of one key all happen under its shard's lock, so they exclude each other.
-    fn shard(&self, digest: u128) -> MutexGuard<'_, HashMap<u128, Arc<Running>>> {
+    fn shard(&self, digest: u128) -> MutexGuard<'_, Claims> {
         lock(&self.running[digest as usize % SHARDS])
     }
 
