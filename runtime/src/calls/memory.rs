@@ -1,12 +1,12 @@
-//! The in-process call-id store: completed calls in moka, running claims beside it.
+//! The in-process call-id store: a sharded map of running and completed calls, with
+//! completed calls expiring in the order they completed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use moka::policy::EvictionPolicy;
 use tokio::sync::watch;
 
 use super::{CallKey, CallStore, Claim, StoreFuture, StoredReply, Ticket};
@@ -19,47 +19,63 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(5 * 60);
 /// retry window of 15 s (5 s timeout x 3 tries).
 pub const DEFAULT_CAPACITY: u64 = 100_000;
 
-/// Running claims are split over this many locks, so concurrent calls rarely share one.
-const SHARDS: usize = 64;
+/// At most this many shards, each behind its own lock...
+const MAX_SHARDS: u64 = 64;
+/// ...and at least this many entries per shard, so that a small store is one shard
+/// with an exact capacity.
+const MIN_SHARD_CAPACITY: u64 = 1024;
 
 /// The call-id store of a single node, in memory.
 ///
-/// Completed calls live `ttl` after their run completes and at most `capacity` of them
-/// are kept, least recently used evicted first. The guarantee holds for a duplicate
-/// that arrives while its entry is kept: size the store so that `capacity` >= peak
-/// calls/s x the longest retry window, or an entry can be evicted before its retry
-/// arrives, and the retry runs the method again. A claim whose run takes longer than
-/// `ttl` can be claimed again. A restart loses every entry. Several replicas need a
-/// shared store.
+/// Completed calls live `ttl` after their run completes, and at most about `capacity`
+/// of them are kept: beyond that, the oldest completed is dropped first (the call
+/// least likely to be retried still). The guarantee holds for a duplicate that arrives
+/// while its entry is kept: size the store so that `capacity` >= peak calls/s x the
+/// longest retry window, or an entry can be dropped before its retry arrives, and the
+/// retry runs the method again. A claim whose run takes longer than `ttl` can be
+/// claimed again. A restart loses every entry. Several replicas need a shared store.
 ///
-/// Layout: a completed call is one moka entry keyed by a 128-bit digest of its
-/// [`CallKey`] (the key's strings are not kept), holding the body fingerprint, the
-/// status and the body. Calls still running sit in a small sharded map with a channel
-/// for their waiters; they leave it when they complete.
+/// Layout, for speed and size (docs/BENCHMARKS.md): keys are a 128-bit digest of the
+/// [`CallKey`] (its strings are not kept); a completed call is its digest, body
+/// fingerprint, status and body, plus a place in its shard's expiry queue, about 200
+/// bytes beside the body. The keys are spread over up to 64 shards, each a plain map
+/// behind a mutex; a running call also has a channel its duplicates wait on.
 pub struct MemoryCallStore {
-    done: moka::sync::Cache<u128, Done>,
-    running: Box<[Mutex<Claims>]>,
+    shards: Box<[Mutex<Shard>]>,
+    /// Completed calls a shard keeps.
+    shard_capacity: usize,
+    ttl: Duration,
     /// Seeds the key digests: secret, so that clients cannot choose colliding keys.
     seed: u64,
-    ttl: Duration,
+    /// When the store was made: expiry times are kept as nanoseconds since then.
+    epoch: Instant,
     next_ticket: AtomicU64,
 }
 
-/// The running claims of one shard, by key digest.
-type Claims = HashMap<u128, Arc<Running>>;
-
-/// A completed call, as kept.
-#[derive(Clone)]
-struct Done {
-    fingerprint: u128,
-    status: u16,
-    body: Bytes,
+#[derive(Default)]
+struct Shard {
+    running: HashMap<u128, Arc<Running>>,
+    done: HashMap<u128, Done>,
+    /// Completed calls in the order they completed, which is also the order they
+    /// expire in (every entry lives the same `ttl`).
+    expiry: VecDeque<Expiry>,
 }
 
-impl Done {
-    fn reply(self) -> StoredReply {
-        StoredReply { status: self.status, body: self.body }
-    }
+/// A completed call, as kept.
+struct Done {
+    fingerprint: u128,
+    body: Bytes,
+    /// The claim's ticket: tells this entry from a later one of the same key.
+    token: u64,
+    status: u16,
+}
+
+/// A completed call's place in the expiry queue.
+struct Expiry {
+    digest: u128,
+    token: u64,
+    /// Nanoseconds after the store's `epoch`.
+    at: u64,
 }
 
 /// A claimed call whose run has not finished; its ticket holds it too, so the run can
@@ -84,26 +100,30 @@ impl Default for MemoryCallStore {
 }
 
 impl MemoryCallStore {
-    /// A store keeping at most `capacity` calls, each for `ttl`.
+    /// A store keeping about `capacity` completed calls, each for `ttl`.
     pub fn new(capacity: u64, ttl: Duration) -> Self {
-        let done = moka::sync::Cache::builder()
-            .max_capacity(capacity)
-            .time_to_live(ttl)
-            // LRU rather than moka's default TinyLFU, which may refuse to admit a new
-            // entry at all: a completed call must always be recorded.
-            .eviction_policy(EvictionPolicy::lru())
-            .build();
-        let running = (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect();
+        let shards = (capacity / MIN_SHARD_CAPACITY).clamp(1, MAX_SHARDS);
+        let shard_capacity = usize::try_from(capacity.div_ceil(shards).max(1)).unwrap_or(usize::MAX);
         let seed = u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().expect("8 bytes"));
-        Self { done, running, seed, ttl, next_ticket: AtomicU64::new(1) }
+        Self {
+            shards: (0..shards).map(|_| Mutex::new(Shard::default())).collect(),
+            shard_capacity,
+            ttl,
+            seed,
+            epoch: Instant::now(),
+            next_ticket: AtomicU64::new(1),
+        }
     }
 
-    /// How many calls the store holds, completed or running (approximate: moka applies
-    /// writes lazily).
+    /// How many calls the store holds, completed or running.
     pub fn len(&self) -> u64 {
-        self.done.run_pending_tasks();
-        let running: usize = self.running.iter().map(|shard| lock(shard).len()).sum();
-        self.done.entry_count() + running as u64
+        let now = self.now();
+        let held = self.shards.iter().map(|shard| {
+            let mut shard = lock(shard);
+            shard.expire(now);
+            shard.done.len() + shard.running.len()
+        });
+        held.sum::<usize>() as u64
     }
 
     /// Whether the store holds no call.
@@ -111,22 +131,29 @@ impl MemoryCallStore {
         self.len() == 0
     }
 
-    /// The shard of running claims `digest` belongs to, locked. Claims, completions and
-    /// releases of one key all happen under its shard's lock, so they exclude each other.
-    fn shard(&self, digest: u128) -> MutexGuard<'_, Claims> {
-        lock(&self.running[digest as usize % SHARDS])
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The shard `digest` belongs to, locked, with its expired calls dropped. Claims,
+    /// completions and releases of one key all happen under this lock, so they
+    /// exclude each other.
+    fn shard(&self, digest: u128) -> MutexGuard<'_, Shard> {
+        let mut shard = lock(&self.shards[(digest % self.shards.len() as u128) as usize]);
+        shard.expire(self.now());
+        shard
     }
 
     fn claim_now(&self, key: &CallKey, fingerprint: u128) -> Claim {
         let digest = key.digest(self.seed);
-        let mut running = self.shard(digest);
-        if let Some(done) = self.done.get(&digest) {
+        let mut shard = self.shard(digest);
+        if let Some(done) = shard.done.get(&digest) {
             return match done.fingerprint == fingerprint {
-                true => Claim::Done(done.reply()),
+                true => Claim::Done(StoredReply { status: done.status, body: done.body.clone() }),
                 false => Claim::Mismatch,
             };
         }
-        match running.get(&digest) {
+        match shard.running.get(&digest) {
             Some(claim) if claim.claimed.elapsed() < self.ttl => match claim.fingerprint == fingerprint {
                 true => Claim::Running,
                 false => Claim::Mismatch,
@@ -138,7 +165,7 @@ impl MemoryCallStore {
                     claimed: Instant::now(),
                     state: watch::Sender::new(State::Running),
                 });
-                running.insert(digest, Arc::clone(&claim));
+                shard.running.insert(digest, Arc::clone(&claim));
                 let token = self.next_ticket.fetch_add(1, Ordering::Relaxed);
                 Claim::Run(Ticket::with_local(token, claim))
             }
@@ -153,15 +180,18 @@ impl MemoryCallStore {
         };
         let digest = key.digest(self.seed);
         let owned = {
-            let mut running = self.shard(digest);
-            let owned = running.get(&digest).is_some_and(|current| Arc::ptr_eq(current, &claim));
+            let mut shard = self.shard(digest);
+            let owned = shard.running.get(&digest).is_some_and(|current| Arc::ptr_eq(current, &claim));
             if owned {
-                running.remove(&digest);
+                shard.running.remove(&digest);
                 if let State::Done(reply) = &state {
-                    // Inserted under the shard's lock: a claim never sees the call in
-                    // neither place.
-                    let done = Done { fingerprint: claim.fingerprint, status: reply.status, body: reply.body.clone() };
-                    self.done.insert(digest, done);
+                    let at = self.now().saturating_add(u64::try_from(self.ttl.as_nanos()).unwrap_or(u64::MAX));
+                    let (token, body) = (ticket.token(), reply.body.clone());
+                    shard
+                        .done
+                        .insert(digest, Done { fingerprint: claim.fingerprint, body, token, status: reply.status });
+                    shard.expiry.push_back(Expiry { digest, token, at });
+                    shard.evict_beyond(self.shard_capacity);
                 }
             }
             owned
@@ -175,18 +205,43 @@ impl MemoryCallStore {
     /// What a duplicate of `key` can wait on: the stored reply, or its run's channel.
     fn find(&self, key: &CallKey, fingerprint: u128) -> Option<Result<StoredReply, watch::Receiver<State>>> {
         let digest = key.digest(self.seed);
-        let running = self.shard(digest);
-        if let Some(done) = self.done.get(&digest) {
+        let shard = self.shard(digest);
+        if let Some(done) = shard.done.get(&digest) {
             // A call of another body is another call: this request's own call is gone.
-            return (done.fingerprint == fingerprint).then(|| Ok(done.reply()));
+            let reply = StoredReply { status: done.status, body: done.body.clone() };
+            return (done.fingerprint == fingerprint).then_some(Ok(reply));
         }
-        let claim = running.get(&digest).filter(|claim| claim.fingerprint == fingerprint)?;
+        let claim = shard.running.get(&digest).filter(|claim| claim.fingerprint == fingerprint)?;
         Some(Err(claim.state.subscribe()))
     }
 }
 
-/// A poisoned shard only means a panic elsewhere while it was held; its map is still
-/// consistent (every change is one insert or remove).
+impl Shard {
+    /// Drops the completed calls whose time is up: the front of the queue.
+    fn expire(&mut self, now: u64) {
+        while self.expiry.front().is_some_and(|oldest| oldest.at <= now) {
+            self.drop_oldest();
+        }
+    }
+
+    /// Drops the oldest completed calls until at most `capacity` are left.
+    fn evict_beyond(&mut self, capacity: usize) {
+        while self.done.len() > capacity && !self.expiry.is_empty() {
+            self.drop_oldest();
+        }
+    }
+
+    fn drop_oldest(&mut self) {
+        let Some(oldest) = self.expiry.pop_front() else { return };
+        // The key may have completed again since (after an expiry): keep that one.
+        if self.done.get(&oldest.digest).is_some_and(|done| done.token == oldest.token) {
+            self.done.remove(&oldest.digest);
+        }
+    }
+}
+
+/// A poisoned shard only means a panic elsewhere while it was held; its maps are
+/// still consistent (every change is one insert or remove).
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -299,6 +354,21 @@ mod tests {
         assert_eq!(store.claim(&key(None), 1).await.unwrap(), Claim::Running);
         store.complete(&key(None), new, reply("fresh")).await.unwrap();
         assert_eq!(store.claim(&key(None), 1).await.unwrap(), Claim::Done(reply("fresh")));
+    }
+
+    #[tokio::test]
+    async fn beyond_its_capacity_the_store_drops_the_oldest_completed_call() {
+        let store = MemoryCallStore::new(3, DEFAULT_TTL);
+        let key = |n: u128| CallKey::new(uuid::Uuid::from_u128(n), "Catalog", "get", None);
+        for n in 1..=4 {
+            let Claim::Run(ticket) = store.claim(&key(n), 1).await.unwrap() else { panic!("a fresh key runs") };
+            store.complete(&key(n), ticket, reply("done")).await.unwrap();
+        }
+        assert_eq!(store.len(), 3);
+        assert!(matches!(store.claim(&key(1), 1).await.unwrap(), Claim::Run(_)), "the oldest was dropped");
+        for n in 2..=4 {
+            assert_eq!(store.claim(&key(n), 1).await.unwrap(), Claim::Done(reply("done")), "call {n} is kept");
+        }
     }
 
     #[tokio::test]
