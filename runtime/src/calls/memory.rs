@@ -3,11 +3,11 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 use super::{CallKey, CallStore, Claim, StoreFuture, StoredReply, Ticket};
 
@@ -83,14 +83,9 @@ struct Expiry {
 struct Running {
     fingerprint: u128,
     claimed: Instant,
-    state: watch::Sender<State>,
-}
-
-#[derive(Clone)]
-enum State {
-    Running,
-    Done(StoredReply),
-    Released,
+    /// Set once, when the run completes (`Some`) or is released (`None`).
+    outcome: OnceLock<Option<StoredReply>>,
+    finished: Notify,
 }
 
 impl Default for MemoryCallStore {
@@ -163,7 +158,8 @@ impl MemoryCallStore {
                 let claim = Arc::new(Running {
                     fingerprint,
                     claimed: Instant::now(),
-                    state: watch::Sender::new(State::Running),
+                    outcome: OnceLock::new(),
+                    finished: Notify::new(),
                 });
                 shard.running.insert(digest, Arc::clone(&claim));
                 let token = self.next_ticket.fetch_add(1, Ordering::Relaxed);
@@ -173,7 +169,7 @@ impl MemoryCallStore {
     }
 
     /// Records the final state of the claim `ticket` holds, and wakes its waiters.
-    fn finish(&self, key: &CallKey, ticket: &Ticket, state: State) {
+    fn finish(&self, key: &CallKey, ticket: &Ticket, outcome: Option<StoredReply>) {
         let Some(claim) = ticket.local().and_then(|local| Arc::clone(local).downcast::<Running>().ok()) else {
             tracing::error!(%key, "a ticket from another store was handed to the in-memory call store");
             return;
@@ -184,7 +180,7 @@ impl MemoryCallStore {
             let owned = shard.running.get(&digest).is_some_and(|current| Arc::ptr_eq(current, &claim));
             if owned {
                 shard.running.remove(&digest);
-                if let State::Done(reply) = &state {
+                if let Some(reply) = &outcome {
                     let at = self.now().saturating_add(u64::try_from(self.ttl.as_nanos()).unwrap_or(u64::MAX));
                     let (token, body) = (ticket.token(), reply.body.clone());
                     shard
@@ -196,14 +192,15 @@ impl MemoryCallStore {
             }
             owned
         };
-        if !owned && matches!(state, State::Done(_)) {
+        if !owned && outcome.is_some() {
             tracing::warn!(%key, "a call finished after its claim expired; its result was not stored");
         }
-        claim.state.send_replace(state);
+        let _ = claim.outcome.set(outcome);
+        claim.finished.notify_waiters();
     }
 
     /// What a duplicate of `key` can wait on: the stored reply, or its run's channel.
-    fn find(&self, key: &CallKey, fingerprint: u128) -> Option<Result<StoredReply, watch::Receiver<State>>> {
+    fn find(&self, key: &CallKey, fingerprint: u128) -> Option<Result<StoredReply, Arc<Running>>> {
         let digest = key.digest(self.seed);
         let shard = self.shard(digest);
         if let Some(done) = shard.done.get(&digest) {
@@ -212,7 +209,7 @@ impl MemoryCallStore {
             return (done.fingerprint == fingerprint).then_some(Ok(reply));
         }
         let claim = shard.running.get(&digest).filter(|claim| claim.fingerprint == fingerprint)?;
-        Some(Err(claim.state.subscribe()))
+        Some(Err(Arc::clone(claim)))
     }
 }
 
@@ -263,34 +260,35 @@ impl CallStore for MemoryCallStore {
     ) -> StoreFuture<'a, Option<StoredReply>> {
         let found = self.find(key, fingerprint);
         Box::pin(async move {
-            let mut receiver = match found {
+            let claim = match found {
                 None => return Ok(None),
                 Some(Ok(reply)) => return Ok(Some(reply)),
-                Some(Err(receiver)) => receiver,
+                Some(Err(claim)) => claim,
             };
-            let finished = receiver.wait_for(|state| !matches!(state, State::Running));
-            let state = match timeout {
-                Some(timeout) => match tokio::time::timeout(timeout, finished).await {
-                    Ok(state) => state.map(|s| s.clone()),
-                    Err(_) => return Ok(None),
-                },
-                None => finished.await.map(|s| s.clone()),
-            };
-            Ok(match state {
-                Ok(State::Done(reply)) => Some(reply),
-                // Released, or the claim was dropped without a result.
-                _ => None,
-            })
+            // Registered before the outcome is read, so a finish in between still wakes it.
+            let finished = claim.finished.notified();
+            let mut finished = std::pin::pin!(finished);
+            finished.as_mut().enable();
+            if claim.outcome.get().is_none() {
+                match timeout {
+                    Some(timeout) => {
+                        let _ = tokio::time::timeout(timeout, finished).await;
+                    }
+                    None => finished.await,
+                }
+            }
+            // `None` after a timeout, or when the run was released.
+            Ok(claim.outcome.get().cloned().flatten())
         })
     }
 
     fn complete<'a>(&'a self, key: &'a CallKey, ticket: Ticket, reply: StoredReply) -> StoreFuture<'a, ()> {
-        self.finish(key, &ticket, State::Done(reply));
+        self.finish(key, &ticket, Some(reply));
         Box::pin(std::future::ready(Ok(())))
     }
 
     fn release<'a>(&'a self, key: &'a CallKey, ticket: Ticket) -> StoreFuture<'a, ()> {
-        self.finish(key, &ticket, State::Released);
+        self.finish(key, &ticket, None);
         Box::pin(std::future::ready(Ok(())))
     }
 }

@@ -1,17 +1,19 @@
 //! The call-id flow: a request with an `x-call-id` runs its method at most once.
 //!
-//! Claiming the id and running the implementation happen in one task of their own,
-//! detached from the connection: a client that gives up and disconnects cancels
-//! neither, and leaves no claim behind. Duplicates wait for that run (within their own
-//! deadline) or replay its stored reply.
+//! Claiming the id and running the implementation are [`Detachable`]: a client that
+//! gives up and disconnects cancels neither, and leaves no claim behind. Duplicates
+//! wait for that run (within their own deadline) or replay its stored reply.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use serde::Serialize;
 
 use super::MethodInfo;
+use super::detach::Detachable;
 use super::reply::{self, Reply};
 use crate::calls::{CallKey, CallStore, Claim, OnStoreError, StoreError, StoredReply, Ticket};
 use crate::wire::ErrorKind;
@@ -31,18 +33,16 @@ where
 {
     let started = std::time::Instant::now();
     // An in-process store answers the claim at once: a duplicate is then answered
-    // without a task, and only a run is detached. A store across the network is asked
-    // from the detached task, so that a caller that disconnects mid-claim cannot leave
-    // a claim behind.
+    // without boxing anything, and only a run is detachable. A store across the
+    // network is asked from within the detachable future, so that a caller that
+    // disconnects mid-claim cannot leave a claim behind.
     let outcome = match store.claim_at_once(&key, fingerprint).map(settle) {
         Some(Err(outcome @ (Outcome::Done(_) | Outcome::Running | Outcome::Mismatch))) => Ok(outcome),
         Some(Ok(ticket)) => {
             let guard = Release { store: Arc::clone(&store), key: key.clone(), ticket: Some(ticket) };
-            join(deadline, tokio::spawn(run_claimed(info, guard, future))).await
+            join(deadline, Detachable::new(run_claimed(info, guard, future))).await
         }
-        Some(Err(Outcome::StoreFailed(e))) => {
-            join(deadline, tokio::spawn(async move { store_failed(info, e, future).await })).await
-        }
+        Some(Err(Outcome::StoreFailed(e))) => join(deadline, Detachable::new(store_failed(info, e, future))).await,
         Some(Err(Outcome::Ran(reply))) => Ok(Outcome::Ran(reply)),
         None => {
             let (store, key) = (Arc::clone(&store), key.clone());
@@ -53,7 +53,7 @@ where
                     Err(outcome) => outcome,
                 }
             };
-            join(deadline, tokio::spawn(detached)).await
+            join(deadline, Detachable::new(detached)).await
         }
     };
     match outcome {
@@ -76,9 +76,9 @@ where
         Ok(Outcome::StoreFailed(e)) => store_unavailable(info, &e),
         // The caller stops waiting; the run goes on and its reply is stored.
         Err(Joined::TimedOut) => in_progress(info, &key),
-        // `reply::run` catches panics; this is a panic in the store, or a runtime
-        // shutting down. Its message goes to the log, not to the client.
-        Err(Joined::Lost(lost)) => reply::panicked(info, &lost.to_string()),
+        // `reply::run` catches the implementation's panics; this is a panic in the
+        // store. Its message goes to the log, not to the client.
+        Err(Joined::Panicked(message)) => reply::panicked(info, &message),
     }
 }
 
@@ -123,23 +123,24 @@ where
     Outcome::Ran(reply::run(info, future).await)
 }
 
-/// Why the detached task gave no outcome.
+/// Why the run gave no outcome.
 enum Joined {
-    /// The request's deadline came first.
+    /// The request's deadline came first; the run goes on detached.
     TimedOut,
-    Lost(tokio::task::JoinError),
+    Panicked(String),
 }
 
-/// Waits for the detached task, within the request's deadline.
-async fn join(deadline: Option<Duration>, task: tokio::task::JoinHandle<Outcome>) -> Result<Outcome, Joined> {
+/// Runs the claim and the run in place, within the request's deadline.
+async fn join(deadline: Option<Duration>, run: Detachable<Outcome>) -> Result<Outcome, Joined> {
+    let run = AssertUnwindSafe(run).catch_unwind();
     let joined = match deadline {
-        Some(deadline) => tokio::time::timeout(deadline, task).await.map_err(|_| Joined::TimedOut)?,
-        None => task.await,
+        Some(deadline) => tokio::time::timeout(deadline, run).await.map_err(|_| Joined::TimedOut)?,
+        None => run.await,
     };
-    joined.map_err(Joined::Lost)
+    joined.map_err(|panic| Joined::Panicked(reply::panic_message(&*panic).to_owned()))
 }
 
-/// What the detached task came to: it ran the call, or the claim said why not.
+/// What a claim and its run came to: it ran the call, or the claim said why not.
 enum Outcome {
     Ran(Reply),
     Done(StoredReply),

@@ -3,6 +3,7 @@
 //! the run and the replies (`reply`).
 
 mod dedup;
+mod detach;
 mod reply;
 mod request;
 

@@ -114,7 +114,7 @@ pub(crate) fn internal(info: MethodInfo, message: &str) -> Reply {
     error(ErrorKind::Internal, &format!("{}.{}: {message}", info.service, info.method), None)
 }
 
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
     panic
         .downcast_ref::<&str>()
         .copied()
