@@ -28,6 +28,7 @@
 //! call_ttl_ms = 300000       # how long a finished call is kept
 //! call_lease_ms = 10000      # Redis: how long a running call survives its owner
 //! call_store_capacity = 100000              # memory: entries kept
+//! call_store_max_bytes = 268435456          # memory: reply bytes kept
 //! on_store_error = "fail"    # or "run": without deduplication when the store fails
 //! ```
 //!
@@ -165,6 +166,7 @@ struct RawServer {
     call_ttl_ms: Option<Spanned<u64>>,
     call_lease_ms: Option<Spanned<u64>>,
     call_store_capacity: Option<Spanned<u64>>,
+    call_store_max_bytes: Option<Spanned<u64>>,
     on_store_error: Option<Spanned<String>>,
 }
 
@@ -395,6 +397,7 @@ fn server(raw: &RawServer, security: Security) -> Result<ServerSettings, Located
     let ttl = positive(&raw.call_ttl_ms, "call_ttl_ms")?.map_or(crate::calls::DEFAULT_TTL, Duration::from_millis);
     let lease = positive(&raw.call_lease_ms, "call_lease_ms")?;
     let capacity = positive(&raw.call_store_capacity, "call_store_capacity")?;
+    let max_bytes = positive(&raw.call_store_max_bytes, "call_store_max_bytes")?;
     let on_store_error = match &raw.on_store_error {
         None => OnStoreError::Fail,
         Some(v) => match v.get_ref().as_str() {
@@ -419,6 +422,15 @@ fn server(raw: &RawServer, security: Security) -> Result<ServerSettings, Located
             ));
         }
     }
+    // And memory-only settings beside Redis.
+    for (value, key) in [
+        (raw.call_store_capacity.as_ref().map(Spanned::span), "call_store_capacity"),
+        (raw.call_store_max_bytes.as_ref().map(Spanned::span), "call_store_max_bytes"),
+    ] {
+        if let (Some(span), true) = (value, is_redis) {
+            return Err((span, format!("`server.{key}` applies only to the memory store; Redis keeps its own limits")));
+        }
+    }
     if let (Some(lease), Some(v)) = (lease, &raw.call_lease_ms) {
         let minimum = 3 * crate::calls::DEFAULT_REDIS_OP_TIMEOUT.as_millis() as u64;
         if lease < minimum {
@@ -431,10 +443,11 @@ fn server(raw: &RawServer, security: Security) -> Result<ServerSettings, Located
         }
     }
     let call_store: Option<Arc<dyn CallStore>> = match kind {
-        None if raw.call_ttl_ms.is_none() && capacity.is_none() => None,
-        None | Some(("memory", _)) => {
-            Some(Arc::new(MemoryCallStore::new(capacity.unwrap_or(crate::calls::DEFAULT_CAPACITY), ttl)))
-        }
+        None if raw.call_ttl_ms.is_none() && capacity.is_none() && max_bytes.is_none() => None,
+        None | Some(("memory", _)) => Some(Arc::new(
+            MemoryCallStore::new(capacity.unwrap_or(crate::calls::DEFAULT_CAPACITY), ttl)
+                .with_max_bytes(max_bytes.unwrap_or(crate::calls::DEFAULT_MAX_BYTES)),
+        )),
         Some((url, span)) if is_redis => Some(redis_store(url, raw, ttl, lease).map_err(|m| (span, m))?),
         // The value may hold a password: never echo it.
         Some((url, span)) if url.starts_with("rediss://") => {

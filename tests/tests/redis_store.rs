@@ -317,4 +317,13 @@ fn services_toml_selects_the_redis_store_for_the_node() {
     let text = "[server]\ncall_store = \"redis://127.0.0.1:6399/0\"\ncall_lease_ms = 5\n";
     let error = Invoker::from_toml(text).unwrap_err().to_string();
     assert!(error.contains("call_lease_ms") && error.contains("line 3"), "{error}");
+    // Memory-only settings beside Redis would be silently ignored: refused too.
+    let text = "[server]\ncall_store = \"redis://127.0.0.1:6399/0\"\ncall_store_max_bytes = 1000\n";
+    let error = Invoker::from_toml(text).unwrap_err().to_string();
+    assert!(error.contains("call_store_max_bytes") && error.contains("only to the memory store"), "{error}");
+    let error = Invoker::from_toml("[server]\ncall_store_max_bytes = 0\n").unwrap_err().to_string();
+    assert!(error.contains("call_store_max_bytes") && error.contains("positive"), "{error}");
+    assert!(
+        Invoker::from_toml("[server]\ncall_store_max_bytes = 1000\n").unwrap().server_settings().call_store.is_some()
+    );
 }

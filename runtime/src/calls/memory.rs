@@ -19,6 +19,9 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(5 * 60);
 /// retry window of 15 s (5 s timeout x 3 tries).
 pub const DEFAULT_CAPACITY: u64 = 100_000;
 
+/// The default bound on the bodies the store keeps: 256 MiB.
+pub const DEFAULT_MAX_BYTES: u64 = 256 << 20;
+
 /// At most this many shards, each behind its own lock...
 const MAX_SHARDS: u64 = 64;
 /// ...and at least this many entries per shard, so that a small store is one shard
@@ -28,8 +31,9 @@ const MIN_SHARD_CAPACITY: u64 = 1024;
 /// The call-id store of a single node, in memory.
 ///
 /// Completed calls live `ttl` after their run completes, and at most about `capacity`
-/// of them are kept: beyond that, the oldest completed is dropped first (the call
-/// least likely to be retried still). The guarantee holds for a duplicate that arrives
+/// of them, with at most about [`max_bytes`](Self::with_max_bytes) of bodies, are
+/// kept: beyond either, the oldest completed is dropped first (the call least likely
+/// to be retried still). The guarantee holds for a duplicate that arrives
 /// while its entry is kept: size the store so that `capacity` >= peak calls/s x the
 /// longest retry window, or an entry can be dropped before its retry arrives, and the
 /// retry runs the method again. A claim whose run takes longer than `ttl` can be
@@ -42,8 +46,9 @@ const MIN_SHARD_CAPACITY: u64 = 1024;
 /// behind a mutex; a running call also has a channel its duplicates wait on.
 pub struct MemoryCallStore {
     shards: Box<[Mutex<Shard>]>,
-    /// Completed calls a shard keeps.
+    /// Completed calls a shard keeps, and the bytes of their bodies.
     shard_capacity: usize,
+    shard_max_bytes: usize,
     ttl: Duration,
     /// Seeds the key digests: secret, so that clients cannot choose colliding keys.
     seed: u64,
@@ -59,6 +64,8 @@ struct Shard {
     /// Completed calls in the order they completed, which is also the order they
     /// expire in (every entry lives the same `ttl`).
     expiry: VecDeque<Expiry>,
+    /// The bytes of the bodies in `done`.
+    bytes: usize,
 }
 
 /// A completed call, as kept.
@@ -103,11 +110,23 @@ impl MemoryCallStore {
         Self {
             shards: (0..shards).map(|_| Mutex::new(Shard::default())).collect(),
             shard_capacity,
+            shard_max_bytes: Self::per_shard(DEFAULT_MAX_BYTES, shards),
             ttl,
             seed,
             epoch: Instant::now(),
             next_ticket: AtomicU64::new(1),
         }
+    }
+
+    /// Keeps at most about `max_bytes` of reply bodies (default [`DEFAULT_MAX_BYTES`]);
+    /// the newest completed call is always kept, however large.
+    pub fn with_max_bytes(mut self, max_bytes: u64) -> Self {
+        self.shard_max_bytes = Self::per_shard(max_bytes, self.shards.len() as u64);
+        self
+    }
+
+    fn per_shard(total: u64, shards: u64) -> usize {
+        usize::try_from(total.div_ceil(shards)).unwrap_or(usize::MAX)
     }
 
     /// How many calls the store holds, completed or running.
@@ -183,11 +202,12 @@ impl MemoryCallStore {
                 if let Some(reply) = &outcome {
                     let at = self.now().saturating_add(u64::try_from(self.ttl.as_nanos()).unwrap_or(u64::MAX));
                     let (token, body) = (ticket.token(), reply.body.clone());
+                    shard.bytes += body.len();
                     shard
                         .done
                         .insert(digest, Done { fingerprint: claim.fingerprint, body, token, status: reply.status });
                     shard.expiry.push_back(Expiry { digest, token, at });
-                    shard.evict_beyond(self.shard_capacity);
+                    shard.evict_beyond(self.shard_capacity, self.shard_max_bytes);
                 }
             }
             owned
@@ -221,9 +241,10 @@ impl Shard {
         }
     }
 
-    /// Drops the oldest completed calls until at most `capacity` are left.
-    fn evict_beyond(&mut self, capacity: usize) {
-        while self.done.len() > capacity && !self.expiry.is_empty() {
+    /// Drops the oldest completed calls until at most `capacity` are left, holding at
+    /// most `max_bytes`; never the newest.
+    fn evict_beyond(&mut self, capacity: usize, max_bytes: usize) {
+        while (self.done.len() > capacity || self.bytes > max_bytes) && self.expiry.len() > 1 {
             self.drop_oldest();
         }
     }
@@ -232,7 +253,8 @@ impl Shard {
         let Some(oldest) = self.expiry.pop_front() else { return };
         // The key may have completed again since (after an expiry): keep that one.
         if self.done.get(&oldest.digest).is_some_and(|done| done.token == oldest.token) {
-            self.done.remove(&oldest.digest);
+            let dropped = self.done.remove(&oldest.digest).expect("just found");
+            self.bytes -= dropped.body.len();
         }
     }
 }
@@ -367,6 +389,22 @@ mod tests {
         for n in 2..=4 {
             assert_eq!(store.claim(&key(n), 1).await.unwrap(), Claim::Done(reply("done")), "call {n} is kept");
         }
+    }
+
+    #[tokio::test]
+    async fn beyond_its_byte_budget_the_store_drops_the_oldest_but_keeps_the_newest() {
+        let store = MemoryCallStore::new(100, DEFAULT_TTL).with_max_bytes(10);
+        let key = |n: u128| CallKey::new(uuid::Uuid::from_u128(n), "Catalog", "get", None);
+        for (n, body) in [(1, "1234"), (2, "5678"), (3, "abcd"), (4, "a reply over the budget")] {
+            let Claim::Run(ticket) = store.claim(&key(n), 1).await.unwrap() else { panic!("a fresh key runs") };
+            store.complete(&key(n), ticket, reply(body)).await.unwrap();
+            if n == 3 {
+                // 12 bytes: the oldest went.
+                assert!(matches!(store.claim(&key(1), 1).await.unwrap(), Claim::Run(_)));
+            }
+        }
+        assert_eq!(store.claim(&key(4), 1).await.unwrap(), Claim::Done(reply("a reply over the budget")));
+        assert!(matches!(store.claim(&key(3), 1).await.unwrap(), Claim::Run(_)), "dropped for the newest");
     }
 
     #[tokio::test]

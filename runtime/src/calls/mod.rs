@@ -19,7 +19,7 @@ use bytes::Bytes;
 
 use crate::context::UserContext;
 
-pub use memory::{DEFAULT_CAPACITY, DEFAULT_TTL, MemoryCallStore};
+pub use memory::{DEFAULT_CAPACITY, DEFAULT_MAX_BYTES, DEFAULT_TTL, MemoryCallStore};
 #[cfg(feature = "redis")]
 pub use redis::{DEFAULT_LEASE, DEFAULT_PREFIX, RedisCallStore};
 
