@@ -301,6 +301,21 @@ async fn a_reused_call_id_with_another_body_is_422_and_runs_nothing() {
 }
 
 #[tokio::test]
+async fn a_body_that_does_not_decode_frees_its_call_id_so_the_same_request_gets_the_same_400() {
+    let (books, server) = ledger(MemoryCallStore::default()).await;
+    // The store is consulted before the body is decoded; the claim must not outlive
+    // the 400, or the retry would wait on it and get a 409.
+    for _ in 0..3 {
+        let (status, body) = post(&server, "add", ID, r#"{"n": "one"}"#).await;
+        assert_eq!((status, body["kind"].as_str()), (400, Some("bad_request")), "{body}");
+    }
+    assert_eq!(books.runs(), 0);
+    // A valid body under the same call id is a fresh call.
+    assert_eq!(post(&server, "add", ID, r#"{"n": 1}"#).await, (200, serde_json::json!(2)));
+    assert_eq!(books.runs(), 1);
+}
+
+#[tokio::test]
 async fn a_typed_error_is_stored_and_replayed_byte_for_byte_not_run_again() {
     let (books, server) = ledger(MemoryCallStore::default()).await;
     let first = post(&server, "reject", ID, r#"{"code": 7}"#).await;

@@ -18,12 +18,36 @@ use super::reply::{self, Reply};
 use crate::calls::{CallKey, CallStore, Claim, OnStoreError, StoreError, StoredReply, Ticket};
 use crate::wire::ErrorKind;
 
+/// What an in-process store can tell before the body is decoded: a duplicate of a
+/// finished call is replayed, one of a running call waits for it, and a mismatch is
+/// refused, all without decoding the arguments. `Ok(Some(..))`: claimed, decode and
+/// run; `Ok(None)`: the store answers only asynchronously, claim after decoding.
+pub(crate) async fn before_decoding(
+    info: MethodInfo,
+    store: &Arc<dyn CallStore>,
+    key: &CallKey,
+    fingerprint: u128,
+    deadline: Option<Duration>,
+) -> Result<Option<Release>, Reply> {
+    let outcome = match store.claim_at_once(key, fingerprint).map(settle) {
+        // A store failure is left to the claim after decoding, which handles it.
+        None | Some(Err(Outcome::StoreFailed(_))) => return Ok(None),
+        Some(Ok(ticket)) => {
+            return Ok(Some(Release { store: Arc::clone(store), key: key.clone(), ticket: Some(ticket) }));
+        }
+        Some(Err(outcome)) => outcome,
+    };
+    Err(answer(info, &**store, key, fingerprint, deadline, std::time::Instant::now(), Ok(outcome)).await)
+}
+
+/// Runs the call once per call id: `claimed` by [`before_decoding`], or claimed now.
 pub(crate) async fn run_once<T, E, Fut>(
     info: MethodInfo,
     store: Arc<dyn CallStore>,
     key: CallKey,
     fingerprint: u128,
     deadline: Option<Duration>,
+    claimed: Option<Release>,
     future: Fut,
 ) -> Reply
 where
@@ -32,37 +56,42 @@ where
     Fut: Future<Output = Result<T, E>> + Send + 'static,
 {
     let started = std::time::Instant::now();
-    // An in-process store answers the claim at once: a duplicate is then answered
-    // without boxing anything, and only a run is detachable. A store across the
-    // network is asked from within the detachable future, so that a caller that
-    // disconnects mid-claim cannot leave a claim behind.
-    let outcome = match store.claim_at_once(&key, fingerprint).map(settle) {
-        Some(Err(outcome @ (Outcome::Done(_) | Outcome::Running | Outcome::Mismatch))) => Ok(outcome),
-        Some(Ok(ticket)) => {
-            let guard = Release { store: Arc::clone(&store), key: key.clone(), ticket: Some(ticket) };
-            join(deadline, Detachable::new(run_claimed(info, guard, future))).await
-        }
-        Some(Err(Outcome::StoreFailed(e))) => join(deadline, Detachable::new(store_failed(info, e, future))).await,
-        Some(Err(Outcome::Ran(reply))) => Ok(Outcome::Ran(reply)),
+    // The claim, when not made yet, is part of the detachable future: a caller that
+    // disconnects mid-claim cannot leave a claim behind in a store across the network.
+    let run = match claimed {
+        Some(guard) => Detachable::new(run_claimed(info, guard, future)),
         None => {
             let (store, key) = (Arc::clone(&store), key.clone());
-            let detached = async move {
+            Detachable::new(async move {
                 match settle(store.claim(&key, fingerprint).await) {
                     Ok(ticket) => run_claimed(info, Release { store, key, ticket: Some(ticket) }, future).await,
                     Err(Outcome::StoreFailed(e)) => store_failed(info, e, future).await,
                     Err(outcome) => outcome,
                 }
-            };
-            join(deadline, Detachable::new(detached)).await
+            })
         }
     };
+    let outcome = join(deadline, run).await;
+    answer(info, &*store, &key, fingerprint, deadline, started, outcome).await
+}
+
+/// The reply to what a claim and its run came to.
+async fn answer(
+    info: MethodInfo,
+    store: &dyn CallStore,
+    key: &CallKey,
+    fingerprint: u128,
+    deadline: Option<Duration>,
+    started: std::time::Instant,
+    outcome: Result<Outcome, Joined>,
+) -> Reply {
     match outcome {
         Ok(Outcome::Ran(reply)) => reply,
         Ok(Outcome::Done(stored)) => stored.into(),
         Ok(Outcome::Running) => {
             // The claim took some of this request's time already.
             let left = deadline.map(|deadline| deadline.saturating_sub(started.elapsed()));
-            wait(info, &*store, &key, fingerprint, left).await
+            wait(info, store, key, fingerprint, left).await
         }
         Ok(Outcome::Mismatch) => {
             let message = format!(
@@ -75,7 +104,7 @@ where
         }
         Ok(Outcome::StoreFailed(e)) => store_unavailable(info, &e),
         // The caller stops waiting; the run goes on and its reply is stored.
-        Err(Joined::TimedOut) => in_progress(info, &key),
+        Err(Joined::TimedOut) => in_progress(info, key),
         // `reply::run` catches the implementation's panics; this is a panic in the
         // store. Its message goes to the log, not to the client.
         Err(Joined::Panicked(message)) => reply::panicked(info, &message),
@@ -151,14 +180,15 @@ enum Outcome {
 
 /// Completes or releases the claim; if the task ends any other way (a panic in the
 /// store itself, a runtime shutting down), releases it on drop, so a retry can run.
-struct Release {
+pub(crate) struct Release {
     store: Arc<dyn CallStore>,
     key: CallKey,
     ticket: Option<Ticket>,
 }
 
 impl Release {
-    async fn finish(mut self, reply: &Reply) {
+    /// Stores `reply` for duplicates, or frees the call id when it is not storable.
+    pub(crate) async fn finish(mut self, reply: &Reply) {
         let ticket = self.ticket.take().expect("finished once");
         // Successes and typed errors are stored; anything else frees the id again.
         let recorded = match reply.is_storable() {

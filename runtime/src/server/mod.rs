@@ -189,10 +189,9 @@ where
         let call = CallHeaders::parse(&parts.headers)?;
         let bytes = request::read_body(&parts.headers, body, info.max_body_bytes).await?;
         call.verify(&shared.security, info.service, info.method, &parts.headers, &bytes)?;
-        let args = request::decode_args::<A>(&bytes)?;
-        Ok::<_, Rejection>((call, bytes, args))
+        Ok::<_, Rejection>((call, bytes))
     };
-    let (headers, bytes, args) = match checked.await {
+    let (headers, bytes) = match checked.await {
         Ok(checked) => checked,
         Err(rejection) => return rejection.into_reply().into_response(),
     };
@@ -209,20 +208,44 @@ where
         let message = format!("{}.{} arrived after its caller's deadline; it did not run", info.service, info.method);
         return reply::error(ErrorKind::DeadlineExceeded, &message, None).into_response();
     }
-    let user = headers.user.clone();
+    // A call id: the store may answer (a replay, a wait, a mismatch) before anything
+    // is decoded.
+    let dedup = match headers.call_id {
+        None => None,
+        Some(call_id) => {
+            let key = CallKey::new(call_id, info.service, info.method, headers.user.clone());
+            let fingerprint = fingerprint(&bytes);
+            let early = dedup::before_decoding(info, &shared.store, &key, fingerprint, headers.deadline);
+            match early.instrument(span.clone()).await {
+                Ok(claimed) => Some((key, fingerprint, claimed)),
+                Err(reply) => return reply.into_response(),
+            }
+        }
+    };
+    let args = match request::decode_args::<A>(&bytes) {
+        Ok(args) => args,
+        Err(rejection) => {
+            let reply = rejection.into_reply();
+            // The call did not run: a claim made above is released before the reply,
+            // so that a retry of the same request meets the same 400, not a 409.
+            if let Some((_, _, Some(claim))) = dedup {
+                claim.finish(&reply).await;
+            }
+            return reply.into_response();
+        }
+    };
     // `checked_add`: a huge `x-deadline-ms` is no deadline, not an overflow.
     let deadline = headers.deadline.and_then(|left| arrived.checked_add(left));
-    let context = CallContext { user, activity: Some(activity), deadline };
+    let context = CallContext { user: headers.user, activity: Some(activity), deadline };
     // The implementation, and every proxy call it makes, runs inside the request's
     // context: same user, same activity, the caller's deadline.
     let future = context.scope(call(shared.implementation, args));
-    let reply = match headers.call_id {
+    let reply = match dedup {
         // A plain HTTP client: run inline, store nothing.
         None => reply::run(info, future).instrument(span).await,
-        Some(call_id) => {
-            let key = CallKey::new(call_id, info.service, info.method, headers.user);
-            let fingerprint = fingerprint(&bytes);
-            dedup::run_once(info, shared.store, key, fingerprint, headers.deadline, future.instrument(span.clone()))
+        Some((key, fingerprint, claimed)) => {
+            let future = future.instrument(span.clone());
+            dedup::run_once(info, shared.store, key, fingerprint, headers.deadline, claimed, future)
                 .instrument(span)
                 .await
         }
