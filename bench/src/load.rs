@@ -29,12 +29,15 @@ impl Sample {
 }
 
 /// Runs `op` against `client` from `concurrency` loops for `duration`, after a short
-/// warm-up that is not measured.
-pub async fn run(client: Client, op: Op, concurrency: usize, duration: Duration) -> Sample {
+/// warm-up that is not measured. `mark` is called with `"measuring"` when the measured
+/// part starts and `"measured"` when its last call has returned, so that the driver can
+/// read the server's CPU time over exactly that part.
+pub async fn run(client: Client, op: Op, concurrency: usize, duration: Duration, mark: fn(&str)) -> Sample {
     let warm_up = Instant::now() + duration / 5;
     while Instant::now() < warm_up {
         let _ = client.call(op, 0).await;
     }
+    mark("measuring");
     let cpu_before = crate::cpu_ms_of("self");
     let start = Instant::now();
     let end = start + duration;
@@ -71,6 +74,7 @@ pub async fn run(client: Client, op: Op, concurrency: usize, duration: Duration)
     }
     sample.seconds = start.elapsed().as_secs_f64();
     sample.cpu_ms = crate::cpu_ms_of("self") - cpu_before;
+    mark("measured");
     latencies.sort_unstable();
     sample.calls = latencies.len() as u64;
     let at = |q: f64| {

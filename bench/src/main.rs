@@ -7,8 +7,11 @@
 //! `RESULT <workload> <system> <ratio_to_floor_median> <ratio_min> <ratio_max>`
 //!
 //! Throughput workloads: throughput / floor's (higher is better). Latency workloads:
-//! latency / floor's (lower is better). `dup_hit_vs_fresh`: server CPU per duplicate /
-//! per fresh call on intercall. `mem_bytes_per_cached_call`: bytes, not a ratio.
+//! latency / floor's (lower is better). `*_cpu_per_call`: CPU time per call of one
+//! side (from `/proc`) / floor's (lower is better). `dup_hit_vs_fresh`: server CPU per duplicate /
+//! per fresh call on intercall (`dup_floor_vs_fresh`: the floor server's CPU per call
+//! over that fresh call, the bound no cache can beat). `mem_bytes_per_cached_call`:
+//! bytes, not a ratio.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
@@ -59,7 +62,11 @@ async fn load_command(args: &[String]) -> Result<(), Failure> {
     let [system, port, op, concurrency, millis] = args else { return Err("load <system> <port> <op> <c> <ms>".into()) };
     let client = Client::new(system, port.parse()?).await?;
     let op = Op::parse(op).ok_or_else(|| format!("unknown op `{op}`"))?;
-    let sample = load::run(client, op, concurrency.parse()?, Duration::from_millis(millis.parse()?)).await;
+    let mark = |phase: &str| {
+        println!("{phase}");
+        let _ = std::io::stdout().flush();
+    };
+    let sample = load::run(client, op, concurrency.parse()?, Duration::from_millis(millis.parse()?), mark).await;
     println!("{}", serde_json::to_string(&sample)?);
     Ok(())
 }
@@ -118,8 +125,11 @@ struct Run {
 enum Metric {
     Throughput,
     Latency(fn(&load::Sample) -> f64),
-    /// Server CPU per call of the run's second case over its first.
-    ServerCpuRatio,
+    /// Server CPU per call of the run's case `n` over its first.
+    ServerCpuRatio(usize),
+    /// CPU time per call of one side, over the floor's (lower is better).
+    ServerCpuPerCall,
+    ClientCpuPerCall,
 }
 
 struct Measured {
@@ -142,18 +152,25 @@ fn run(quick: bool, same_core: bool, only: Option<&[&str]>) -> Result<(), Failur
             cases: vec![
                 Case { system: "intercall-fresh", server: "intercall", client: "floor", op: "fresh" },
                 Case { system: "intercall", server: "intercall", client: "floor", op: "duplicate" },
+                // The transport alone: what any reply costs the server, cache or not.
+                Case { system: "floor", server: "floor", client: "floor", op: "echo" },
             ],
             concurrency: 16,
         },
     ];
-    let reports: [(&str, usize, Metric); 7] = [
+    let reports: [(&str, usize, Metric); 10] = [
         ("echo_c1_p50", 0, Metric::Latency(|s| s.p50_us)),
         ("echo_c1_p99", 0, Metric::Latency(|s| s.p99_us)),
         ("echo_c1_p999", 0, Metric::Latency(|s| s.p999_us)),
         ("echo_c64_tput", 1, Metric::Throughput),
+        ("echo_c64_server_cpu_per_call", 1, Metric::ServerCpuPerCall),
+        ("echo_c64_client_cpu_per_call", 1, Metric::ClientCpuPerCall),
         ("large_c64_tput", 2, Metric::Throughput),
         ("error_c64_tput", 3, Metric::Throughput),
-        ("dup_hit_vs_fresh", 4, Metric::ServerCpuRatio),
+        ("dup_hit_vs_fresh", 4, Metric::ServerCpuRatio(1)),
+        // The lower bound of the line above: the floor's server CPU per call (HTTP and
+        // TCP, no framework at all) over intercall's fresh call.
+        ("dup_floor_vs_fresh", 4, Metric::ServerCpuRatio(2)),
     ];
     println!("# bench: {rounds} rounds x {millis} ms, server on core {server_core}, load on core {client_core}");
 
@@ -185,12 +202,13 @@ fn run(quick: bool, same_core: bool, only: Option<&[&str]>) -> Result<(), Failur
         let value = |m: &Measured| match metric {
             Metric::Throughput => m.sample.throughput(),
             Metric::Latency(pick) => pick(&m.sample),
-            Metric::ServerCpuRatio => m.server_cpu_ms / m.sample.calls.max(1) as f64,
+            Metric::ServerCpuRatio(_) | Metric::ServerCpuPerCall => m.server_cpu_ms / m.sample.calls.max(1) as f64,
+            Metric::ClientCpuPerCall => m.sample.cpu_ms / m.sample.calls.max(1) as f64,
         };
         let systems: Systems = match metric {
-            Metric::ServerCpuRatio => {
-                let ratios = measured.iter().map(|r| value(&r[run][1]) / value(&r[run][0])).collect();
-                vec![(runs[run].cases[1].system.to_owned(), ratios)]
+            Metric::ServerCpuRatio(case) => {
+                let ratios = measured.iter().map(|r| value(&r[run][case]) / value(&r[run][0])).collect();
+                vec![(runs[run].cases[case].system.to_owned(), ratios)]
             }
             _ => (0..runs[run].cases.len())
                 .map(|i| {
@@ -246,20 +264,34 @@ fn measure(
         .spawn()?;
     let port = ready_port(&mut server)?;
     let pid = server.id().to_string();
-    let cpu_before = cpu_ms_of(&pid);
-    let out = Command::new("taskset")
+    let mut load = Command::new("taskset")
         .args(["-c", client_core])
         .arg(&exe)
         .args(["load", case.client, &port.to_string(), case.op, &concurrency.to_string(), &millis.to_string()])
-        .output()?;
-    let server_cpu_ms = cpu_ms_of(&pid) - cpu_before;
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    // The server's CPU time over the measured part only: between the load's marks.
+    let (mut cpu_before, mut server_cpu_ms, mut result) = (0.0, 0.0, String::new());
+    for line in BufReader::new(load.stdout.take().ok_or("load stdout")?).lines() {
+        match line?.as_str() {
+            "measuring" => cpu_before = cpu_ms_of(&pid),
+            "measured" => server_cpu_ms = cpu_ms_of(&pid) - cpu_before,
+            other => result.push_str(other),
+        }
+    }
+    let status = load.wait()?;
     drop(server.stdin.take());
     let _ = server.kill();
     let _ = server.wait();
-    if !out.status.success() {
-        return Err(format!("load {}: {}", case.system, String::from_utf8_lossy(&out.stderr)).into());
+    if !status.success() {
+        let mut stderr = String::new();
+        if let Some(mut pipe) = load.stderr.take() {
+            std::io::Read::read_to_string(&mut pipe, &mut stderr)?;
+        }
+        return Err(format!("load {}: {stderr}", case.system).into());
     }
-    let sample: load::Sample = serde_json::from_slice(&out.stdout)?;
+    let sample: load::Sample = serde_json::from_str(&result)?;
     Ok(Measured { sample, server_cpu_ms })
 }
 
