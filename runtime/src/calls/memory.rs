@@ -2,7 +2,7 @@
 //! completed calls expiring in the order they completed.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -46,9 +46,12 @@ const MIN_SHARD_CAPACITY: u64 = 1024;
 /// behind a mutex; a running call also has a channel its duplicates wait on.
 pub struct MemoryCallStore {
     shards: Box<[Mutex<Shard>]>,
-    /// Completed calls a shard keeps, and the bytes of their bodies.
+    /// Completed calls a shard keeps.
     shard_capacity: usize,
-    shard_max_bytes: usize,
+    /// The bytes of the bodies the whole store keeps, and its bound: one large reply
+    /// must not empty its shard while the store is far below its budget.
+    bytes: AtomicUsize,
+    max_bytes: usize,
     ttl: Duration,
     /// Seeds the key digests: secret, so that clients cannot choose colliding keys.
     seed: u64,
@@ -64,8 +67,6 @@ struct Shard {
     /// Completed calls in the order they completed, which is also the order they
     /// expire in (every entry lives the same `ttl`).
     expiry: VecDeque<Expiry>,
-    /// The bytes of the bodies in `done`.
-    bytes: usize,
 }
 
 /// A completed call, as kept.
@@ -110,7 +111,8 @@ impl MemoryCallStore {
         Self {
             shards: (0..shards).map(|_| Mutex::new(Shard::default())).collect(),
             shard_capacity,
-            shard_max_bytes: Self::per_shard(DEFAULT_MAX_BYTES, shards),
+            bytes: AtomicUsize::new(0),
+            max_bytes: usize::try_from(DEFAULT_MAX_BYTES).unwrap_or(usize::MAX),
             ttl,
             seed,
             epoch: Instant::now(),
@@ -121,12 +123,8 @@ impl MemoryCallStore {
     /// Keeps at most about `max_bytes` of reply bodies (default [`DEFAULT_MAX_BYTES`]);
     /// the newest completed call is always kept, however large.
     pub fn with_max_bytes(mut self, max_bytes: u64) -> Self {
-        self.shard_max_bytes = Self::per_shard(max_bytes, self.shards.len() as u64);
+        self.max_bytes = usize::try_from(max_bytes).unwrap_or(usize::MAX);
         self
-    }
-
-    fn per_shard(total: u64, shards: u64) -> usize {
-        usize::try_from(total.div_ceil(shards)).unwrap_or(usize::MAX)
     }
 
     /// How many calls the store holds, completed or running.
@@ -134,7 +132,7 @@ impl MemoryCallStore {
         let now = self.now();
         let held = self.shards.iter().map(|shard| {
             let mut shard = lock(shard);
-            shard.expire(now);
+            shard.expire(now, &self.bytes);
             shard.done.len() + shard.running.len()
         });
         held.sum::<usize>() as u64
@@ -154,7 +152,7 @@ impl MemoryCallStore {
     /// exclude each other.
     fn shard(&self, digest: u128) -> MutexGuard<'_, Shard> {
         let mut shard = lock(&self.shards[(digest % self.shards.len() as u128) as usize]);
-        shard.expire(self.now());
+        shard.expire(self.now(), &self.bytes);
         shard
     }
 
@@ -202,12 +200,12 @@ impl MemoryCallStore {
                 if let Some(reply) = &outcome {
                     let at = self.now().saturating_add(u64::try_from(self.ttl.as_nanos()).unwrap_or(u64::MAX));
                     let (token, body) = (ticket.token(), reply.body.clone());
-                    shard.bytes += body.len();
+                    self.bytes.fetch_add(body.len(), Ordering::Relaxed);
                     shard
                         .done
                         .insert(digest, Done { fingerprint: claim.fingerprint, body, token, status: reply.status });
                     shard.expiry.push_back(Expiry { digest, token, at });
-                    shard.evict_beyond(self.shard_capacity, self.shard_max_bytes);
+                    shard.evict_beyond(self.shard_capacity, self.max_bytes, &self.bytes, reply.body.len());
                 }
             }
             owned
@@ -235,27 +233,36 @@ impl MemoryCallStore {
 
 impl Shard {
     /// Drops the completed calls whose time is up: the front of the queue.
-    fn expire(&mut self, now: u64) {
+    fn expire(&mut self, now: u64, bytes: &AtomicUsize) {
         while self.expiry.front().is_some_and(|oldest| oldest.at <= now) {
-            self.drop_oldest();
+            self.drop_oldest(bytes);
         }
     }
 
-    /// Drops the oldest completed calls until at most `capacity` are left, holding at
-    /// most `max_bytes`; never the newest.
-    fn evict_beyond(&mut self, capacity: usize, max_bytes: usize) {
-        while (self.done.len() > capacity || self.bytes > max_bytes) && self.expiry.len() > 1 {
-            self.drop_oldest();
+    /// After a call of `added` bytes completed: drops this shard's oldest completed
+    /// calls (never the newest) until it holds at most `capacity`, and while the store
+    /// is over `max_bytes`, until the new call is paid for. The budget is the store's,
+    /// not the shard's: one large reply in a store far below it drops nothing.
+    fn evict_beyond(&mut self, capacity: usize, max_bytes: usize, bytes: &AtomicUsize, added: usize) {
+        while self.done.len() > capacity && self.expiry.len() > 1 {
+            self.drop_oldest(bytes);
+        }
+        let mut freed = 0;
+        while bytes.load(Ordering::Relaxed) > max_bytes && freed < added && self.expiry.len() > 1 {
+            freed += self.drop_oldest(bytes);
         }
     }
 
-    fn drop_oldest(&mut self) {
-        let Some(oldest) = self.expiry.pop_front() else { return };
+    /// Drops the oldest completed call; returns the bytes freed.
+    fn drop_oldest(&mut self, bytes: &AtomicUsize) -> usize {
+        let Some(oldest) = self.expiry.pop_front() else { return 0 };
         // The key may have completed again since (after an expiry): keep that one.
         if self.done.get(&oldest.digest).is_some_and(|done| done.token == oldest.token) {
             let dropped = self.done.remove(&oldest.digest).expect("just found");
-            self.bytes -= dropped.body.len();
+            bytes.fetch_sub(dropped.body.len(), Ordering::Relaxed);
+            return dropped.body.len();
         }
+        0
     }
 }
 

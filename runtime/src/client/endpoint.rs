@@ -195,28 +195,32 @@ impl Endpoint {
     {
         let this = &*self.0;
         let method = this.methods[index];
-        let mut headers = outgoing.headers.clone();
-        headers.insert(CALL_ATTEMPT, HeaderValue::from(attempt));
-        let server_deadline = u64::try_from(server_deadline(timeout).as_millis()).unwrap_or(u64::MAX);
-        headers.insert(DEADLINE_MS, HeaderValue::from(server_deadline));
-        if let Some(body_sha256) = &outgoing.body_sha256 {
-            let user = outgoing.user.as_ref();
-            let signed = Signed {
-                service: this.service,
-                method,
-                call_id: Some(&outgoing.call_id),
-                user_type: user.map(|u| u.user_type().as_str()),
-                user_id: user.and_then(UserContext::user_id),
-                activity: Some(&outgoing.activity),
-                body_sha256,
-            };
-            if let Some((timestamp, signature)) = this.security.sign(&signed) {
-                headers.insert(TIMESTAMP, HeaderValue::from_str(&timestamp).expect("digits"));
-                headers.insert(SIGNATURE, HeaderValue::from_str(&signature).expect("hex"));
+        // A closure: the transport builds the headers again if it has to resend.
+        let headers = || {
+            let mut headers = outgoing.headers.clone();
+            headers.insert(CALL_ATTEMPT, HeaderValue::from(attempt));
+            let server_deadline = u64::try_from(server_deadline(timeout).as_millis()).unwrap_or(u64::MAX);
+            headers.insert(DEADLINE_MS, HeaderValue::from(server_deadline));
+            if let Some(body_sha256) = &outgoing.body_sha256 {
+                let user = outgoing.user.as_ref();
+                let signed = Signed {
+                    service: this.service,
+                    method,
+                    call_id: Some(&outgoing.call_id),
+                    user_type: user.map(|u| u.user_type().as_str()),
+                    user_id: user.and_then(UserContext::user_id),
+                    activity: Some(&outgoing.activity),
+                    body_sha256,
+                };
+                if let Some((timestamp, signature)) = this.security.sign(&signed) {
+                    headers.insert(TIMESTAMP, HeaderValue::from_str(&timestamp).expect("digits"));
+                    headers.insert(SIGNATURE, HeaderValue::from_str(&signature).expect("hex"));
+                }
             }
-        }
+            headers
+        };
         let limit = this.policy.max_reply_bytes;
-        let exchange = this.http.post(&this.urls[index], headers, outgoing.body.clone(), limit);
+        let exchange = this.http.post(&this.urls[index], headers, &outgoing.body, limit);
         let reply = match tokio::time::timeout(timeout, exchange).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(Failure::Transport(message))) => {

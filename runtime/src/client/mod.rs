@@ -1,6 +1,7 @@
 //! The client side: the [`Invoker`] a node shares, the per-service [`Endpoint`] a
 //! generated proxy calls through, and the retry policy and budget.
 
+mod connection;
 mod endpoint;
 mod invoker;
 mod retry;

@@ -15,10 +15,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::connection::{Answered, Tracking};
+
 #[cfg(feature = "tls")]
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+type Connector = hyper_rustls::HttpsConnector<Tracking<HttpConnector>>;
 #[cfg(not(feature = "tls"))]
-type Connector = HttpConnector;
+type Connector = Tracking<HttpConnector>;
 
 /// A pooled HTTP/1.1 client; cloning shares the pool.
 #[derive(Clone)]
@@ -54,10 +56,10 @@ impl Transport {
                 .with_webpki_roots()
                 .https_or_http()
                 .enable_http1()
-                .wrap_connector(http)
+                .wrap_connector(Tracking(http))
         };
         #[cfg(not(feature = "tls"))]
-        let connector = http;
+        let connector = Tracking(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(60))
@@ -65,14 +67,36 @@ impl Transport {
         Self { client }
     }
 
-    /// POSTs `body` to `uri` with `headers`, and reads the reply: at most `limit` bytes
+    /// POSTs `body` to `uri` with `headers()`, and reads the reply: at most `limit` bytes
     /// of body, refused (not buffered) when it declares or streams more.
-    pub(crate) async fn post(&self, uri: &Uri, headers: HeaderMap, body: Bytes, limit: u64) -> Result<Reply, Failure> {
-        let mut request = Request::new(Full::new(body));
-        *request.method_mut() = hyper::http::Method::POST;
-        *request.uri_mut() = uri.clone();
-        *request.headers_mut() = headers;
-        let response: Response<_> = self.client.request(request).await.map_err(|e| Failure::Transport(chain(&e)))?;
+    pub(crate) async fn post(
+        &self,
+        uri: &Uri,
+        headers: impl Fn() -> HeaderMap,
+        body: &Bytes,
+        limit: u64,
+    ) -> Result<Reply, Failure> {
+        let request = || {
+            let mut request = Request::new(Full::new(body.clone()));
+            *request.method_mut() = hyper::http::Method::POST;
+            *request.uri_mut() = uri.clone();
+            *request.headers_mut() = headers();
+            request
+        };
+        let response = match self.client.request(request()).await {
+            // A pooled connection the server closed while it sat idle (its keep-alive
+            // timeout, a restart) takes the request and closes without a reply: on a
+            // connection that has answered before, that is a stale connection, not a
+            // failed server. It is resent once, on a new connection, whether or not
+            // retries are on (see `connection`); with the same call id and body it
+            // cannot run twice on a server with a call-id store.
+            Err(e) if closed_before_reply(&e) && Answered::before(e.connect_info()) => {
+                self.client.request(request()).await
+            }
+            sent => sent,
+        };
+        let response: Response<_> = response.map_err(|e| Failure::Transport(chain(&e)))?;
+        Answered::mark(response.extensions());
         let (parts, body) = response.into_parts();
         let declared = parts
             .headers
@@ -91,6 +115,19 @@ impl Transport {
             Err(e) => Err(Failure::Transport(chain(&*e))),
         }
     }
+}
+
+/// Whether the connection closed before any reply arrived ("connection closed before
+/// message completed").
+fn closed_before_reply(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(error) = source {
+        if error.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_incomplete_message) {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
 /// An error with its causes: hyper's outermost message ("client error (Connect)") says
