@@ -217,7 +217,7 @@ impl MemoryCallStore {
         claim.finished.notify_waiters();
     }
 
-    /// What a duplicate of `key` can wait on: the stored reply, or its run's channel.
+    /// What a duplicate of `key` can wait on: the stored reply, or its run.
     fn find(&self, key: &CallKey, fingerprint: u128) -> Option<Result<StoredReply, Arc<Running>>> {
         let digest = key.digest(self.seed);
         let shard = self.shard(digest);
