@@ -89,6 +89,8 @@ struct Expiry {
 /// A claimed call whose run has not finished; its ticket holds it too, so the run can
 /// always wake its waiters.
 struct Running {
+    /// Its key's digest, so that finishing it needs no second digest of the key.
+    digest: u128,
     fingerprint: u128,
     claimed: Instant,
     /// Set once, when the run completes (`Some`) or is released (`None`).
@@ -173,6 +175,7 @@ impl MemoryCallStore {
             // Free, or a claim older than the time to live: it may be claimed (again).
             _ => {
                 let claim = Arc::new(Running {
+                    digest,
                     fingerprint,
                     claimed: Instant::now(),
                     outcome: OnceLock::new(),
@@ -191,7 +194,7 @@ impl MemoryCallStore {
             tracing::error!(%key, "a ticket from another store was handed to the in-memory call store");
             return;
         };
-        let digest = key.digest(self.seed);
+        let digest = claim.digest;
         let owned = {
             let mut shard = self.shard(digest);
             let owned = shard.running.get(&digest).is_some_and(|current| Arc::ptr_eq(current, &claim));
