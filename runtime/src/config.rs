@@ -410,25 +410,19 @@ fn server(raw: &RawServer, security: Security) -> Result<ServerSettings, Located
     };
     let kind = raw.call_store.as_ref().map(|s| (s.get_ref().as_str(), s.span()));
     let is_redis = matches!(kind, Some((url, _)) if url.starts_with("redis://"));
-    // Redis-only settings beside another store would be silently ignored.
-    for (value, key) in [
-        (raw.call_store_prefix.as_ref().map(Spanned::span), "call_store_prefix"),
-        (raw.call_lease_ms.as_ref().map(Spanned::span), "call_lease_ms"),
+    // A setting of the other kind of store would be silently ignored.
+    for (value, key, for_redis) in [
+        (raw.call_store_prefix.as_ref().map(Spanned::span), "call_store_prefix", true),
+        (raw.call_lease_ms.as_ref().map(Spanned::span), "call_lease_ms", true),
+        (raw.call_store_capacity.as_ref().map(Spanned::span), "call_store_capacity", false),
+        (raw.call_store_max_bytes.as_ref().map(Spanned::span), "call_store_max_bytes", false),
     ] {
-        if let (Some(span), false) = (value, is_redis) {
-            return Err((
-                span,
-                format!("`server.{key}` applies only to a Redis store; set `call_store = \"redis://...\"`"),
-            ));
-        }
-    }
-    // And memory-only settings beside Redis.
-    for (value, key) in [
-        (raw.call_store_capacity.as_ref().map(Spanned::span), "call_store_capacity"),
-        (raw.call_store_max_bytes.as_ref().map(Spanned::span), "call_store_max_bytes"),
-    ] {
-        if let (Some(span), true) = (value, is_redis) {
-            return Err((span, format!("`server.{key}` applies only to the memory store; Redis keeps its own limits")));
+        if let (Some(span), true) = (value, for_redis != is_redis) {
+            let message = match for_redis {
+                true => format!("`server.{key}` applies only to a Redis store; set `call_store = \"redis://...\"`"),
+                false => format!("`server.{key}` applies only to the memory store; Redis keeps its own limits"),
+            };
+            return Err((span, message));
         }
     }
     if let (Some(lease), Some(v)) = (lease, &raw.call_lease_ms) {
