@@ -64,6 +64,7 @@
 // Lets the generated code's `::intercall::` paths resolve inside this crate's own tests.
 extern crate self as intercall;
 
+mod body;
 pub mod calls;
 mod client;
 mod config;

@@ -9,13 +9,14 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use hyper::http::{HeaderMap, Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::connection::{Answered, Tracking};
+use crate::body::{BodyError, read_limited};
 
 #[cfg(feature = "tls")]
 type Connector = hyper_rustls::HttpsConnector<Tracking<HttpConnector>>;
@@ -98,21 +99,13 @@ impl Transport {
         let response: Response<_> = response.map_err(|e| Failure::Transport(chain(&e)))?;
         Answered::mark(response.extensions());
         let (parts, body) = response.into_parts();
-        let declared = parts
-            .headers
-            .get(hyper::http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if let Some(declared) = declared.filter(|&n| n > limit) {
-            return Err(Failure::TooLarge { status: parts.status, size: declared.to_string() });
-        }
-        let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
-        match limited.collect().await {
-            Ok(collected) => Ok(Reply { status: parts.status, headers: parts.headers, body: collected.to_bytes() }),
-            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-                Err(Failure::TooLarge { status: parts.status, size: format!("more than {limit}") })
+        match read_limited(&parts.headers, body, limit).await {
+            Ok(body) => Ok(Reply { status: parts.status, headers: parts.headers, body }),
+            Err(BodyError::TooLarge { declared }) => {
+                let size = declared.map_or_else(|| format!("more than {limit}"), |n| n.to_string());
+                Err(Failure::TooLarge { status: parts.status, size })
             }
-            Err(e) => Err(Failure::Transport(chain(&*e))),
+            Err(BodyError::Read(e)) => Err(Failure::Transport(chain(&*e))),
         }
     }
 }

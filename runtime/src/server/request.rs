@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use axum::http::header::{CONTENT_TYPE, HeaderMap, HeaderName};
 use serde::de::DeserializeOwned;
 
 use super::reply::{self, Reply, truncate};
+use crate::body::{BodyError, read_limited};
 use crate::context::{ActivityId, UserContext};
 use crate::security::{self, Security, Signed};
 use crate::wire::{self, ErrorKind, names};
@@ -138,18 +138,15 @@ pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), Rejection> {
 
 /// Reads the whole body, refusing more than `limit` bytes, declared or not.
 pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Rejection> {
-    let too_large = || {
-        let message = format!("the request body is larger than this server's limit of {limit} bytes");
-        Rejection::new(ErrorKind::PayloadTooLarge, message)
-    };
-    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(too_large());
-    }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Err(e) => Err(Rejection::new(ErrorKind::BadRequest, format!("cannot read the request body: {e}"))),
+    match read_limited(headers, body, limit as u64).await {
+        Ok(bytes) => Ok(bytes),
+        Err(BodyError::TooLarge { .. }) => {
+            let message = format!("the request body is larger than this server's limit of {limit} bytes");
+            Err(Rejection::new(ErrorKind::PayloadTooLarge, message))
+        }
+        Err(BodyError::Read(e)) => {
+            Err(Rejection::new(ErrorKind::BadRequest, format!("cannot read the request body: {e}")))
+        }
     }
 }
 
