@@ -71,7 +71,7 @@ where
             })
         }
     };
-    let outcome = join(deadline, run).await;
+    let outcome = join(info, deadline, run).await;
     answer(info, &*store, &key, fingerprint, deadline, started, outcome).await
 }
 
@@ -105,9 +105,7 @@ async fn answer(
         Ok(Outcome::StoreFailed(e)) => store_unavailable(info, &e),
         // The caller stops waiting; the run goes on and its reply is stored.
         Err(Joined::TimedOut) => in_progress(info, key),
-        // `reply::run` catches the implementation's panics; this is a panic in the
-        // store. Its message goes to the log, not to the client.
-        Err(Joined::Panicked(message)) => reply::panicked(info, &message),
+        Err(Joined::Panicked(reply)) => reply,
     }
 }
 
@@ -156,17 +154,28 @@ where
 enum Joined {
     /// The request's deadline came first; the run goes on detached.
     TimedOut,
-    Panicked(String),
+    /// The store panicked: the `500 panic` reply.
+    Panicked(Reply),
 }
 
 /// Runs the claim and the run in place, within the request's deadline.
-async fn join(deadline: Option<Duration>, run: Detachable<Outcome>) -> Result<Outcome, Joined> {
-    let run = AssertUnwindSafe(run).catch_unwind();
+async fn join(info: MethodInfo, deadline: Option<Duration>, run: Detachable<Outcome>) -> Result<Outcome, Joined> {
+    let run = store_guarded(info, run);
     let joined = match deadline {
         Some(deadline) => tokio::time::timeout(deadline, run).await.map_err(|_| Joined::TimedOut)?,
         None => run.await,
     };
-    joined.map_err(|panic| Joined::Panicked(reply::panic_message(&*panic).to_owned()))
+    joined.map_err(Joined::Panicked)
+}
+
+/// Runs a call-id store operation with its panics caught: a store that panics gets
+/// the request a `500 panic` reply (the message logged), never a dropped connection.
+/// (`reply::run` catches the implementation's own panics.)
+pub(crate) async fn store_guarded<T>(info: MethodInfo, operation: impl Future<Output = T>) -> Result<T, Reply> {
+    AssertUnwindSafe(operation)
+        .catch_unwind()
+        .await
+        .map_err(|panic| reply::panicked(info, reply::panic_message(&*panic)))
 }
 
 /// What a claim and its run came to: it ran the call, or the claim said why not.

@@ -216,7 +216,7 @@ where
             let key = CallKey::new(call_id, info.service, info.method, headers.user.clone());
             let fingerprint = fingerprint(&bytes);
             let early = dedup::before_decoding(info, &shared.store, &key, fingerprint, headers.deadline);
-            match store_guarded(info, early).instrument(span.clone()).await {
+            match dedup::store_guarded(info, early).instrument(span.clone()).await {
                 Ok(Ok(claimed)) => Some((key, fingerprint, claimed)),
                 Ok(Err(reply)) | Err(reply) => return reply.into_response(),
             }
@@ -229,7 +229,7 @@ where
             // The call did not run: a claim made above is released before the reply,
             // so that a retry of the same request meets the same 400, not a 409.
             if let Some((_, _, Some(claim))) = dedup {
-                if let Err(panicked) = store_guarded(info, claim.finish(&reply)).await {
+                if let Err(panicked) = dedup::store_guarded(info, claim.finish(&reply)).await {
                     return panicked.into_response();
                 }
             }
@@ -253,16 +253,6 @@ where
         }
     };
     reply.into_response()
-}
-
-/// Runs a call-id store operation with its panics caught: a store that panics gets
-/// the request a `500 panic` reply (the message logged), never a dropped connection.
-async fn store_guarded<T>(info: MethodInfo, operation: impl Future<Output = T>) -> Result<T, reply::Reply> {
-    use futures_util::FutureExt;
-    std::panic::AssertUnwindSafe(operation)
-        .catch_unwind()
-        .await
-        .map_err(|panic| reply::panicked(info, reply::panic_message(&*panic)))
 }
 
 /// One warning per process: without a secret, context headers are trusted as sent.
