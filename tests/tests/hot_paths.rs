@@ -93,6 +93,17 @@ fn one_try_proxy(url: &str, timeout: Duration) -> HotProxy {
     HotProxy::new(invoker).unwrap()
 }
 
+/// A proxy making three attempts with a tiny backoff.
+fn three_try_proxy(url: &str) -> HotProxy {
+    let invoker = Invoker::builder()
+        .service("Hot", url)
+        .tries(3)
+        .backoff(Duration::from_millis(1), Duration::from_millis(2))
+        .build()
+        .unwrap();
+    HotProxy::new(invoker).unwrap()
+}
+
 async fn started(counter: &Counter) {
     tokio::time::timeout(HANG, counter.started.notified()).await.expect("the run starts");
 }
@@ -494,13 +505,7 @@ async fn an_endless_chunked_reply_is_refused_at_the_limit_and_not_retried() {
 #[tokio::test]
 async fn refused_connections_and_replies_cut_mid_body_are_retried() {
     let dead = intercall_tests::dead_url().await;
-    let invoker = Invoker::builder()
-        .service("Hot", &dead)
-        .tries(3)
-        .backoff(Duration::from_millis(1), Duration::from_millis(2))
-        .build()
-        .unwrap();
-    let e = call_error(HotProxy::new(invoker).unwrap().echo(1).await);
+    let e = call_error(three_try_proxy(&dead).echo(1).await);
     assert!(e.is_connect(), "{e:?}");
     assert_eq!(e.attempts(), 3, "{e:?}");
 
@@ -522,13 +527,7 @@ async fn refused_connections_and_replies_cut_mid_body_are_retried() {
             });
         }
     });
-    let invoker = Invoker::builder()
-        .service("Hot", format!("http://{addr}/"))
-        .tries(3)
-        .backoff(Duration::from_millis(1), Duration::from_millis(2))
-        .build()
-        .unwrap();
-    let e = call_error(HotProxy::new(invoker).unwrap().echo(1).await);
+    let e = call_error(three_try_proxy(&format!("http://{addr}/")).echo(1).await);
     assert!(e.is_connect(), "{e:?}");
     assert_eq!(e.attempts(), 3, "{e:?}");
     assert_eq!(seen.load(Ordering::SeqCst), 3);
