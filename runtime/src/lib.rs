@@ -70,16 +70,15 @@ mod client;
 mod config;
 mod context;
 mod error;
+pub mod protocol;
 mod security;
 mod server;
-mod type_info;
-pub mod wire;
 
 use std::future::Future;
 
 pub use axum::Router;
-pub use client::{Invoker, InvokerBuilder, SERVICES_ENV};
-pub use config::DEFAULT_TIMEOUT;
+pub use client::{Invoker, InvokerBuilder};
+pub use config::{DEFAULT_TIMEOUT, SERVICES_ENV};
 pub use context::{
     ActivityId, CallContext, InvalidContext, MAX_USER_FIELD_BYTES, UserContext, UserType, with_deadline,
 };
