@@ -64,6 +64,7 @@
 // Lets the generated code's `::intercall::` paths resolve inside this crate's own tests.
 extern crate self as intercall;
 
+mod binary;
 mod body;
 pub mod calls;
 mod client;
@@ -77,6 +78,7 @@ mod server;
 use std::future::Future;
 
 pub use axum::Router;
+pub use binary::{Bytes, base64};
 pub use client::{Invoker, InvokerBuilder};
 pub use config::{DEFAULT_TIMEOUT, SERVICES_ENV};
 pub use context::{
