@@ -9,8 +9,9 @@ use syn::{
     Type, TypeParamBound, Visibility,
 };
 
-use crate::attr::Args;
-use crate::errors::Errors;
+use crate::attr::{self, Args};
+use crate::cfg::Cfg;
+use crate::errors::{Errors, shown};
 
 pub(crate) struct Service<'a> {
     pub(crate) vis: &'a Visibility,
@@ -30,8 +31,10 @@ pub(crate) struct Method<'a> {
     pub(crate) args: Vec<Arg<'a>>,
     pub(crate) ok: &'a Type,
     pub(crate) err: &'a Type,
-    /// Every attribute of the method, docs included; they carry over to generated items.
+    /// Every attribute of the method, as written; they stay on the trait's method.
     pub(crate) attrs: &'a [Attribute],
+    /// When the method exists (its `#[cfg]`s and `#[cfg_attr]`s), for every generated item.
+    pub(crate) cfg: Cfg,
     pub(crate) original: &'a TraitItemFn,
 }
 
@@ -43,6 +46,9 @@ pub(crate) struct Arg<'a> {
 impl<'a> Service<'a> {
     pub(crate) fn parse(item: &'a ItemTrait, args: Args, errors: &mut Errors) -> Self {
         check_trait_header(item, errors);
+        if args.name.is_none() {
+            check_default_name(&item.ident, errors);
+        }
         let methods = item.items.iter().filter_map(|item| Method::parse(item, errors)).collect();
         Service {
             vis: &item.vis,
@@ -55,6 +61,20 @@ impl<'a> Service<'a> {
     }
 }
 
+/// Without `name = ".."`, the trait's name is the service's URL path segment.
+fn check_default_name(ident: &Ident, errors: &mut Errors) {
+    let name = ident.unraw().to_string();
+    if let Some(c) = attr::invalid_segment_char(&name) {
+        let suggestion = attr::ascii_name(&name, "catalog");
+        errors.at(
+            ident,
+            format!(
+                "the trait name `{name}` is the service's name in URLs (`POST /{name}/{{method}}`), and `{c}` cannot appear in a URL path segment (only `[A-Za-z0-9_.-]`); keep the trait name and give the service an ASCII one: write `#[intercall::service(name = \"{suggestion}\")]`"
+            ),
+        );
+    }
+}
+
 fn check_trait_header(item: &ItemTrait, errors: &mut Errors) {
     if let Some(unsafety) = &item.unsafety {
         errors.at(unsafety, "a service trait cannot be `unsafe`; remove `unsafe`");
@@ -62,10 +82,16 @@ fn check_trait_header(item: &ItemTrait, errors: &mut Errors) {
     if let Some(auto) = &item.auto_token {
         errors.at(auto, "a service trait cannot be an auto trait; remove `auto`");
     }
-    if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
+    if !item.generics.params.is_empty() {
         errors.at(
             &item.generics,
             "a service trait cannot be generic: the server and the proxy need concrete types; remove the generic parameters",
+        );
+    }
+    if let Some(where_clause) = &item.generics.where_clause {
+        errors.at(
+            where_clause,
+            "a service trait cannot have a `where` clause: the proxy and the `dyn` support implement the trait unconditionally; remove the `where` clause (`Send + Sync` is added for you)",
         );
     }
     if let Some(colon) = &item.colon_token {
@@ -111,10 +137,26 @@ impl<'a> Method<'a> {
         if let Some(variadic) = &sig.variadic {
             reject(variadic, "a service method cannot be variadic; pass a `Vec` instead");
         }
-        if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        if !sig.generics.params.is_empty() {
             reject(
                 &sig.generics,
                 "a service method cannot be generic: a remote call needs concrete types; replace the type parameters with concrete types",
+            );
+        }
+        if let Some(where_clause) = &sig.generics.where_clause {
+            reject(
+                where_clause,
+                "a service method cannot have a `where` clause: the server and the proxy call it with concrete types, unconditionally (`where Self: Sized` is added for you); remove the `where` clause",
+            );
+        }
+        let name = sig.ident.unraw().to_string();
+        if let Some(c) = attr::invalid_segment_char(&name) {
+            let suggestion = attr::ascii_name(&name, "get");
+            reject(
+                &sig.ident,
+                &format!(
+                    "the method name `{name}` is its URL path segment (`POST /{{service}}/{name}`), and `{c}` cannot appear in one (only `[A-Za-z0-9_.-]`); rename the method with ASCII letters, such as `{suggestion}`"
+                ),
             );
         }
         if let Some(body) = &method.default {
@@ -125,31 +167,19 @@ impl<'a> Method<'a> {
         }
         check_receiver(sig, &mut reject);
         let args: Vec<_> = sig.inputs.iter().skip(1).filter_map(|arg| Arg::parse(arg, &mut reject)).collect();
-        let result = result_types(sig);
-        if result.is_none() {
-            match &sig.output {
-                ReturnType::Default => reject(
-                    &sig.ident,
-                    "a service method needs a return type: add `-> Result<T, E>`, where `E: From<intercall::CallError>`",
-                ),
-                ReturnType::Type(_, ty) if is_one_parameter_result(ty) => reject(
-                    ty,
-                    "write `Result<T, E>` out: an alias such as `io::Result<T>` hides the error type, which must implement `From<intercall::CallError>`",
-                ),
-                ReturnType::Type(_, ty) => reject(
-                    ty,
-                    "a service method returns `Result<T, E>`, where `E: From<intercall::CallError>`: a remote call can fail",
-                ),
-            }
+        let result = return_types(sig, &mut reject);
+        if let Some((_, err)) = result {
+            check_error_type(err, &mut reject);
         }
         let (ok_ty, err_ty) = result?;
         ok.then_some(Method {
             ident: &sig.ident,
-            name: sig.ident.unraw().to_string(),
+            name,
             args,
             ok: ok_ty,
             err: err_ty,
             attrs: &method.attrs,
+            cfg: Cfg::of(&method.attrs),
             original: method,
         })
     }
@@ -209,29 +239,119 @@ impl<'a> Arg<'a> {
     }
 }
 
-/// `io::Result<T>` and the like: a `Result` alias that hides the error type.
-fn is_one_parameter_result(ty: &Type) -> bool {
-    let Type::Path(path) = ty else { return false };
-    path.path.segments.last().is_some_and(|last| {
-        last.ident == "Result" && matches!(&last.arguments, PathArguments::AngleBracketed(g) if g.args.len() == 1)
-    })
+/// `T` and `E` of a return type written `Result<T, E>` (with any path to `Result`), or
+/// an error that says what to write instead.
+fn return_types<'a>(sig: &'a Signature, reject: &mut impl FnMut(&dyn quote::ToTokens, &str)) -> Option<(&'a Type, &'a Type)> {
+    let ty = match &sig.output {
+        ReturnType::Type(_, ty) => &**ty,
+        ReturnType::Default => {
+            reject(
+                &sig.ident,
+                "a service method needs a return type: add `-> Result<T, E>`, where `E: From<intercall::CallError>`",
+            );
+            return None;
+        }
+    };
+    let path = match ty {
+        Type::Path(path) if path.qself.is_none() => path,
+        _ => {
+            reject(ty, ANY_OTHER_RETURN);
+            return None;
+        }
+    };
+    let last = path.path.segments.last()?;
+    let types: Vec<&Type> = match &last.arguments {
+        PathArguments::AngleBracketed(generics) => generics
+            .args
+            .iter()
+            .map(|arg| match arg {
+                GenericArgument::Type(ty) => Some(ty),
+                _ => None,
+            })
+            .collect::<Option<_>>()
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    // What to write instead of an alias: its own arguments where they say `T` and `E`.
+    let written_out = match types.as_slice() {
+        [ok] => format!("Result<{}, YourError>", shown(ok)),
+        [ok, err] => format!("Result<{}, {}>", shown(ok), shown(err)),
+        _ => "Result<T, E>".to_owned(),
+    };
+    let alias = shown(ty);
+    if last.ident == "Result" {
+        if let [ok, err] = types.as_slice() {
+            return Some((ok, err));
+        }
+        // `io::Result<T>`, `anyhow::Result<T>`: the path names an alias.
+        reject(
+            ty,
+            &format!(
+                "write `{written_out}` out: `{alias}` is an alias, and the macro cannot see through it to the error type, which must implement `From<intercall::CallError>`"
+            ),
+        );
+    } else if NOT_ALIASES.iter().any(|name| last.ident == name) {
+        reject(ty, ANY_OTHER_RETURN);
+    } else {
+        // A proc macro sees only the tokens: `Res<Product>` may be an alias of `Result`,
+        // which it cannot resolve.
+        reject(
+            ty,
+            &format!(
+                "write `{written_out}` out: a service method returns `Result<T, E>` as such, and the macro cannot see through an alias such as `{alias}` to the error type, which must implement `From<intercall::CallError>`"
+            ),
+        );
+    }
+    None
 }
 
-/// `T` and `E` of a return type written `Result<T, E>` (with any path to `Result`).
-fn result_types(sig: &Signature) -> Option<(&Type, &Type)> {
-    let ReturnType::Type(_, ty) = &sig.output else { return None };
-    let Type::Path(path) = &**ty else { return None };
-    let last = path.path.segments.last()?;
-    if last.ident != "Result" || path.qself.is_some() {
-        return None;
+const ANY_OTHER_RETURN: &str =
+    "a service method returns `Result<T, E>`, where `E: From<intercall::CallError>`: a remote call can fail";
+
+/// Return types that are surely not an alias of `Result`.
+const NOT_ALIASES: &[&str] = &[
+    "Option", "Vec", "VecDeque", "Box", "Arc", "Rc", "Cow", "String", "HashMap", "BTreeMap", "HashSet", "BTreeSet",
+    "Pin", "Self", "bool", "char", "str", "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64",
+    "i128", "isize", "f32", "f64",
+];
+
+/// An error type from another crate (`String`, `Box<dyn Error>`, `anyhow::Error`) cannot
+/// implement `From<CallError>`: the orphan rule forbids the impl, so the hint rustc would
+/// give (`impl From<CallError> for String`) cannot be followed. The common ones are named
+/// here; any other still meets `ServiceError`'s note.
+fn check_error_type(err: &Type, reject: &mut impl FnMut(&dyn quote::ToTokens, &str)) {
+    if is_foreign(err) {
+        let name = shown(err);
+        reject(
+            err,
+            &format!(
+                "`{name}` cannot be an intercall error type: the orphan rule forbids `impl From<intercall::CallError> for {name}` outside the crate that defines `{name}`; define your own error enum with a variant holding the `CallError` (`enum MyError {{ .., Unavailable(intercall::CallError) }}`) and `impl From<intercall::CallError> for MyError`"
+            ),
+        );
     }
-    let PathArguments::AngleBracketed(generics) = &last.arguments else { return None };
-    let mut types = generics.args.iter().map(|arg| match arg {
-        GenericArgument::Type(ty) => Some(ty),
-        _ => None,
-    });
-    match (types.next(), types.next(), types.next()) {
-        (Some(Some(ok)), Some(Some(err)), None) => Some((ok, err)),
-        _ => None,
+}
+
+fn is_foreign(ty: &Type) -> bool {
+    const STD: &[&str] = &["std", "core", "alloc"];
+    const PRIMITIVES: &[&str] = &[
+        "bool", "char", "str", "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128",
+        "isize", "f32", "f64",
+    ];
+    match ty {
+        Type::Path(path) if path.qself.is_none() => {
+            let names: Vec<String> = path.path.segments.iter().map(|segment| segment.ident.to_string()).collect();
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            match names.as_slice() {
+                [one] => PRIMITIVES.contains(one) || ["String", "Box", "Vec", "Option"].contains(one),
+                [first, .., last] if STD.contains(first) => {
+                    ["String", "Box", "Vec", "Option", "Error"].contains(last) || PRIMITIVES.contains(last)
+                }
+                ["io", "Error"] | ["anyhow", "Error"] | ["eyre", "Report"] | ["color_eyre", "Report"] => true,
+                _ => false,
+            }
+        }
+        Type::Reference(_) | Type::TraitObject(_) | Type::Tuple(_) | Type::Slice(_) | Type::Array(_) => true,
+        Type::Paren(inner) => is_foreign(&inner.elem),
+        _ => false,
     }
 }

@@ -3,6 +3,7 @@
 
 mod ast;
 mod attr;
+mod cfg;
 mod client;
 mod debug;
 mod errors;
