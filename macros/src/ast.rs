@@ -298,7 +298,7 @@ fn return_types<'a>(sig: &'a Signature, reject: &mut impl FnMut(&dyn quote::ToTo
         reject(
             ty,
             &format!(
-                "write `{written_out}` out: a service method returns `Result<T, E>` as such, and the macro cannot see through an alias such as `{alias}` to the error type, which must implement `From<intercall::CallError>`"
+                "write `{written_out}` out: a service method returns `Result<T, E>` by that name, and if `{alias}` is an alias of it, the macro cannot see through the alias to the error type, which must implement `From<intercall::CallError>`"
             ),
         );
     }
@@ -325,7 +325,7 @@ fn check_error_type(err: &Type, reject: &mut impl FnMut(&dyn quote::ToTokens, &s
         reject(
             err,
             &format!(
-                "`{name}` cannot be an intercall error type: the orphan rule forbids `impl From<intercall::CallError> for {name}` outside the crate that defines `{name}`; define your own error enum with a variant holding the `CallError` (`enum MyError {{ .., Unavailable(intercall::CallError) }}`) and `impl From<intercall::CallError> for MyError`"
+                "`{name}` cannot be an intercall error type: it comes from another crate, so the orphan rule forbids the `impl From<intercall::CallError> for {name}` that a transport failure needs; define your own error enum with a variant holding the `CallError` (`enum MyError {{ .., Unavailable(intercall::CallError) }}`) and `impl From<intercall::CallError> for MyError`"
             ),
         );
     }

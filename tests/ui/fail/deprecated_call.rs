@@ -34,5 +34,6 @@ async fn call(shop: &ShopProxy) -> Result<Item, ShopError> {
 
 fn main() {
     let invoker = intercall::Invoker::builder().service("Shop", "http://127.0.0.1:1/").build().unwrap();
-    let _future = call(&ShopProxy::new(invoker).unwrap());
+    let proxy = ShopProxy::new(invoker).unwrap();
+    let _future = call(&proxy);
 }
