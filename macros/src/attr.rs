@@ -46,9 +46,9 @@ pub(crate) fn check_route_segment(name: &str) -> Result<(), String> {
         return Err("it is empty; write a name such as \"catalog\"".to_owned());
     }
     match invalid_segment_char(name) {
-        Some(c) => Err(format!(
-            "`{c}` cannot appear in a URL path segment; use only ASCII letters, digits, `_`, `.` and `-`"
-        )),
+        Some(c) => {
+            Err(format!("`{c}` cannot appear in a URL path segment; use only ASCII letters, digits, `_`, `.` and `-`"))
+        }
         None => Ok(()),
     }
 }

@@ -22,9 +22,11 @@ pub(crate) fn proxy(service: &Service<'_>) -> TokenStream {
         let (cfg, name) = (&m.cfg, &m.name);
         quote!(#cfg #name,)
     });
-    let methods = service.methods.iter().enumerate().map(|(position, method)| {
-        proxy_method(service, index(&service.methods[..position]), method)
-    });
+    let methods = service
+        .methods
+        .iter()
+        .enumerate()
+        .map(|(position, method)| proxy_method(service, index(&service.methods[..position]), method));
     let doc = format!("Calls a remote [`{ident}`] (service `{name}`) over HTTP; it is a `{ident}` itself.");
 
     quote! {
@@ -59,15 +61,16 @@ pub(crate) fn proxy(service: &Service<'_>) -> TokenStream {
 /// `Endpoint::call(index, ..)` reads its name. The list leaves out a method whose
 /// `#[cfg]` is false, so the index is not the method's position in the trait but the
 /// number of methods before it that exist in this build: each gated one counts as
-/// `cfg!(its condition) as usize`, a constant the compiler folds. (Calling by name would
+/// `cfg!(its condition) as usize`, in a `const` block. (Calling by name would
 /// need no counting, but would change the runtime's contract.)
 ///
 /// Input:  the methods before this one: `a`, `#[cfg(c)] b`, `d`
-/// Output: `2 + (::core::cfg!(c) as usize)`
+/// Output: `const { 2 + (::core::cfg!(c) as usize) }`, or a literal when none is gated
 fn index(before: &[Method<'_>]) -> TokenStream {
-    let always = Literal::usize_unsuffixed(before.iter().filter(|method| method.cfg.count().is_none()).count());
-    let gated = before.iter().filter_map(|method| method.cfg.count());
-    quote!(#always #(+ #gated)*)
+    let always = before.iter().filter(|method| method.cfg.count().is_none()).count();
+    let gated: Vec<TokenStream> = before.iter().filter_map(|method| method.cfg.count()).collect();
+    let always = Literal::usize_unsuffixed(always);
+    if gated.is_empty() { quote!(#always) } else { quote!(const { #always #(+ #gated)* }) }
 }
 
 fn proxy_method(service: &Service<'_>, index: TokenStream, method: &Method<'_>) -> TokenStream {

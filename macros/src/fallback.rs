@@ -76,7 +76,8 @@ fn proxy_impl(item: &ItemTrait, proxy: &Ident) -> Option<TokenStream> {
         match trait_item {
             TraitItem::Fn(method) if method.default.is_some() => {}
             TraitItem::Fn(method) => {
-                let returns_impl = matches!(&method.sig.output, ReturnType::Type(_, ty) if mentions_impl(ty.to_token_stream()));
+                let returns_impl =
+                    matches!(&method.sig.output, ReturnType::Type(_, ty) if mentions_impl(ty.to_token_stream()));
                 if returns_impl || method.sig.variadic.is_some() {
                     return None;
                 }

@@ -9,6 +9,7 @@ mod debug;
 mod errors;
 mod expand;
 mod fallback;
+mod result_type;
 mod server;
 mod trait_def;
 mod valid;

@@ -104,8 +104,8 @@ pub(crate) fn server(service: &Service<'_>) -> TokenStream {
                 self
             }
 
-            /// The routes:
-            ///
+            #[doc = "The routes:"]
+            #[doc = ""]
             #(#route_docs)*
             #vis fn into_router(self) -> #krate::Router {
                 let __intercall_router = #krate::__private::ServiceRouter::new(
