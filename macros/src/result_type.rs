@@ -100,7 +100,7 @@ pub(crate) fn check_error_type(err: &Type, reject: &mut impl FnMut(&dyn quote::T
         reject(
             err,
             &format!(
-                "`{name}` cannot be an intercall error type: it comes from another crate, so the orphan rule forbids the `impl From<intercall::CallError> for {name}` that a transport failure needs; define your own error enum with a variant holding the `CallError` (`enum MyError {{ .., Unavailable(intercall::CallError) }}`) and `impl From<intercall::CallError> for MyError`"
+                "`{name}` cannot be an intercall error type: it is not a type of your crate, so the orphan rule forbids the `impl From<intercall::CallError> for {name}` that a transport failure needs; define your own error enum with a variant holding the `CallError` (`enum MyError {{ .., Unavailable(intercall::CallError) }}`) and `impl From<intercall::CallError> for MyError`"
             ),
         );
     }
