@@ -30,7 +30,7 @@ pub trait Echo {
     async fn first(&self, text: String) -> Result<String, EchoError>;
     #[cfg_attr(all(), cfg(any()))]
     async fn gone_between(&self) -> Result<(), EchoError>;
-    #[cfg(all())]
+    #[cfg(test)]
     async fn second(&self, n: u32) -> Result<u32, EchoError>;
     #[deprecated(note = "use `second`")]
     async fn third(&self) -> Result<String, EchoError>;
