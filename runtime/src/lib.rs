@@ -121,7 +121,8 @@ where
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be the error type of an intercall method",
     label = "this error type needs `From<intercall::CallError>`, `Serialize` and `Deserialize`",
-    note = "add `impl From<intercall::CallError> for {Self}` (a transport failure becomes a value of it) and derive `serde::Serialize` and `serde::Deserialize`"
+    note = "if `{Self}` is your own type, add `impl From<intercall::CallError> for {Self}` (a transport failure becomes a value of it) and derive `serde::Serialize` and `serde::Deserialize`",
+    note = "if `{Self}` is a type from another crate (`String`, `std::io::Error`, `anyhow::Error`, ...), the orphan rule forbids that impl: wrap it in your own error type, with a variant holding the `CallError` (`enum MyError {{ .., Unavailable(intercall::CallError) }}`) and `impl From<intercall::CallError> for MyError`"
 )]
 pub trait ServiceError: From<CallError> + serde::Serialize + serde::de::DeserializeOwned + Send + 'static {}
 
