@@ -170,9 +170,12 @@ impl CallError {
         Self::new(CallErrorKind::Encode, service, method, message)
     }
 
-    /// No reply arrived within the service's `timeout_ms`, or the server answered that
-    /// the call was still running when this attempt's time ran out (`409 in_progress`,
-    /// then [`status_code`](Self::status_code) is 409).
+    /// Time ran out: no reply arrived within the attempt's time (the service's
+    /// `timeout_ms`, or less when the call's deadline left less); the server answered
+    /// that the call was still running when this attempt's time ran out
+    /// (`409 in_progress`: [`status_code`](Self::status_code) is 409) or that it arrived
+    /// after its caller's deadline (`504 deadline_exceeded`); or the deadline of the call
+    /// this one is made for had already passed, so nothing was sent.
     pub fn is_timeout(&self) -> bool {
         self.kind == CallErrorKind::Timeout
     }

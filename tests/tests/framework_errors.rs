@@ -891,3 +891,60 @@ async fn a_valid_raw_request_gets_the_same_reply_as_reqwest() {
     assert_error(&reply, 422, "service");
     assert_eq!(reply.body["value"], json!({"NotFound": {"id": "gone"}}));
 }
+
+// ---- odd paths and repeated headers (PROTOCOL.md §3) -----------------------------------------
+
+/// One request written byte for byte (reqwest would normalise the path).
+async fn raw_request(server: &TestServer, method: &str, path: &str, extra: &str, body: &str) -> RawHttp {
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    raw_exchange(server, request.as_bytes(), false).await.expect("a reply")
+}
+
+#[tokio::test]
+async fn odd_paths_answer_as_the_spec_says() {
+    let server = server().await;
+    let ok = raw_request(&server, "POST", "/Catalog/get?x=1", "", r#"{"id":"p-404"}"#).await;
+    assert_eq!((ok.status, ok.json()["kind"].as_str()), (422, Some("service")), "the query is ignored");
+    for (path, kind) in [
+        ("/Catalog/get/", "unknown_method"),
+        ("/Catalog/", "unknown_method"),
+        ("/Catalog", "unknown_method"),
+        ("/Catalog/g%65t", "unknown_method"),
+        ("//Catalog/get", "unknown_service"),
+        ("/Catal%6Fg/get", "unknown_service"),
+        ("/", "unknown_service"),
+    ] {
+        let reply = raw_request(&server, "POST", path, "", "{}").await;
+        assert_eq!((reply.status, reply.json()["kind"].as_str()), (404, Some(kind)), "{path}");
+    }
+    let reply = raw_request(&server, "POST", "//Catalog/get", "", "{}").await;
+    assert!(reply.json()["message"].as_str().unwrap().contains("no service ``"), "{reply:?}");
+    for method in ["GET", "OPTIONS", "PUT", "DELETE"] {
+        let reply = raw_request(&server, method, "/Catalog/get", "", "").await;
+        assert_eq!(reply.status, 405, "{method}");
+        assert_eq!(reply.header("allow"), Some("POST"), "{method}");
+        assert_eq!(reply.json()["kind"], "method_not_allowed", "{method}");
+    }
+    let head = raw_request(&server, "HEAD", "/Catalog/get", "", "").await;
+    assert_eq!((head.status, head.header("allow")), (405, Some("POST")));
+    assert!(head.body.is_empty(), "a HEAD reply has no body");
+}
+
+#[tokio::test]
+async fn a_repeated_call_header_is_a_400_naming_it() {
+    let server = server().await;
+    let repeated = "x-deadline-ms: 100\r\nx-deadline-ms: 0\r\n";
+    let reply = raw_request(&server, "POST", "/Catalog/get", repeated, r#"{"id":"p-1"}"#).await;
+    assert_eq!(reply.status, 400);
+    let message = reply.json()["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("x-deadline-ms") && message.contains("more than once"), "{message}");
+    let reply = raw_request(&server, "POST", "/Catalog/get", "x-deadline-ms: +100\r\n", r#"{"id":"p-1"}"#).await;
+    assert_eq!(reply.status, 400, "a sign is not a digit");
+    let upper = "x-call-id: 67E55044-10B1-426F-9247-BB680E5FE0C8\r\n";
+    let reply = raw_request(&server, "POST", "/Catalog/get", upper, r#"{"id":"p-1"}"#).await;
+    assert_eq!(reply.status, 400, "only the canonical UUID form");
+    assert!(reply.json()["message"].as_str().unwrap().contains("x-call-id"));
+}

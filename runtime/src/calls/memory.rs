@@ -43,7 +43,7 @@ const MIN_SHARD_CAPACITY: u64 = 1024;
 /// [`CallKey`] (its strings are not kept); a completed call is its digest, body
 /// fingerprint, status and body, plus a place in its shard's expiry queue, about 200
 /// bytes beside the body. The keys are spread over up to 64 shards, each a plain map
-/// behind a mutex; a running call also has a channel its duplicates wait on.
+/// behind a mutex; a running call also has a `Notify` its duplicates wait on.
 pub struct MemoryCallStore {
     shards: Box<[Mutex<Shard>]>,
     /// Completed calls a shard keeps.

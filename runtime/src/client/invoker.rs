@@ -63,8 +63,8 @@ impl Invoker {
     }
 
     pub(super) fn with_config(config: Config) -> Self {
-        // No proxy and no redirects: a redirect of a POST would silently change what is
-        // called.
+        // The transport follows no redirects (a redirected POST may not reach the same
+        // method) and goes through no proxy.
         let http = Transport::new();
         let budget = Arc::new(RetryBudget::new(config.budget));
         let server_settings = std::sync::OnceLock::new();

@@ -1,5 +1,6 @@
-//! When to retry, how long to wait, and the budget that keeps retries from multiplying
-//! the load on a service that is already down.
+//! How long to wait before a retry, and the budget that keeps retries from multiplying
+//! the load on a service that is already down. (Whether to retry at all is
+//! `protocol::retry`'s one decision.)
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
