@@ -120,7 +120,7 @@ impl Call {
     /// `secret`, timestamped `offset_ms` from now.
     pub fn signature(&self, secret: &[u8], offset_ms: i64) -> (String, String) {
         let first = |name: &str| {
-            self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map_or(&[][..], |(_, v)| v.as_slice())
+            self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map_or(&[][..], |(_, v)| v.trim_ascii())
         };
         let timestamp = signing::timestamp(offset_ms);
         let canonical = Canonical {
