@@ -37,7 +37,7 @@ pub(crate) fn proxy(service: &Service<'_>) -> TokenStream {
             /// configuration has no entry for it. Every proxy built from one invoker shares
             /// its connection pool.
             #vis fn new(invoker: #krate::Invoker) -> ::core::result::Result<Self, #krate::Error> {
-                let endpoint = invoker.endpoint(#name, &[#(#method_names),*])?;
+                let endpoint = #krate::__private::endpoint(&invoker, #name, &[#(#method_names),*])?;
                 ::core::result::Result::Ok(Self { endpoint })
             }
         }

@@ -51,7 +51,7 @@ pub(crate) fn server(service: &Service<'_>) -> TokenStream {
         /// `intercall::serve`.
         #vis struct #server<__IntercallImpl> {
             implementation: ::std::sync::Arc<__IntercallImpl>,
-            options: #krate::__private::ServerOptions,
+            setup: #krate::__private::ServerSetup,
         }
 
         impl<__IntercallImpl: #ident + 'static> #server<__IntercallImpl> {
@@ -62,13 +62,13 @@ pub(crate) fn server(service: &Service<'_>) -> TokenStream {
 
             /// Wraps an implementation the node also uses elsewhere.
             #vis fn from_arc(implementation: ::std::sync::Arc<__IntercallImpl>) -> Self {
-                Self { implementation, options: ::core::default::Default::default() }
+                Self { implementation, setup: ::core::default::Default::default() }
             }
 
             /// The largest request body accepted, in bytes (default 2 MiB); a larger one
             /// gets `413 payload_too_large` and the implementation does not run.
             #vis fn max_body_bytes(mut self, limit: usize) -> Self {
-                self.options.max_body_bytes = limit;
+                self.setup.set_max_body_bytes(limit);
                 self
             }
 
@@ -76,27 +76,27 @@ pub(crate) fn server(service: &Service<'_>) -> TokenStream {
             /// calls get `401` and nothing runs (default: none; pass the node's
             /// `invoker.security()`).
             #vis fn security(mut self, security: #krate::Security) -> Self {
-                self.options.settings.security = security;
+                self.setup.set_security(security);
                 self
             }
 
             /// Applies a node's server settings at once (security, call-id store, what to
             /// do when the store fails): usually `invoker.server_settings()`.
             #vis fn settings(mut self, settings: #krate::ServerSettings) -> Self {
-                self.options.settings = settings;
+                self.setup.set_settings(settings);
                 self
             }
 
             /// Where calls with an `x-call-id` are recorded, so that a retried call runs
             /// once (default: the process-wide `intercall::default_call_store()`).
             #vis fn call_store(mut self, store: ::std::sync::Arc<dyn #krate::calls::CallStore>) -> Self {
-                self.options.settings.call_store = ::core::option::Option::Some(store);
+                self.setup.set_call_store(store);
                 self
             }
 
             #[doc = #route_docs]
             #vis fn into_router(self) -> #krate::Router {
-                #krate::__private::ServiceRouter::new(#name, &[#(#method_names),*], self.implementation, self.options)
+                #krate::__private::ServiceRouter::new(#name, &[#(#method_names),*], self.implementation, self.setup)
                     #(#routes)*
                     .finish()
             }

@@ -143,8 +143,8 @@ impl<T> WireType for T where T: serde::Serialize + serde::de::DeserializeOwned +
 /// under paths that do not depend on the user's own dependencies. Not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::client::Endpoint;
-    pub use crate::server::{ServerOptions, ServiceRouter};
+    pub use crate::client::{Endpoint, endpoint};
+    pub use crate::server::{ServerSetup, ServiceRouter};
     pub use serde;
 
     /// The boxed future of a method called through `dyn Trait`.

@@ -95,29 +95,30 @@ impl Invoker {
     pub fn tries(&self, service: &str) -> Option<u32> {
         self.shared.config.services.get(service).map(|s| s.policy.tries)
     }
+}
 
-    /// Resolves `service` once, so a proxy's calls never look anything up.
-    #[doc(hidden)]
-    pub fn endpoint(&self, service: &'static str, methods: &'static [&'static str]) -> Result<Endpoint, Error> {
-        let config = &self.shared.config;
-        let entry: &ServiceConfig = config.services.get(service).ok_or_else(|| {
-            let fix = match config.source {
-                Source::Builder => format!("call `.service(\"{service}\", \"http://host:port/\")` on the builder"),
-                _ => format!("add a `[services.{service}]` table with `url = \"http://host:port/\"`"),
-            };
-            Error::lookup(format!("no URL for service `{service}` in `{}`; {fix}", config.source))
-        })?;
-        let urls = methods.iter().map(|method| entry.method_url(service, method)).collect();
-        Ok(Endpoint::new(EndpointInner {
-            http: self.shared.http.clone(),
-            service,
-            methods,
-            urls,
-            policy: entry.policy,
-            budget: Arc::clone(&self.shared.budget),
-            security: self.shared.config.security.clone(),
-        }))
-    }
+/// Resolves `service` once, so a proxy's calls never look anything up: what a generated
+/// `XProxy::new` calls (through `__private`).
+pub fn endpoint(invoker: &Invoker, service: &'static str, methods: &'static [&'static str]) -> Result<Endpoint, Error> {
+    let shared = &invoker.shared;
+    let config = &shared.config;
+    let entry: &ServiceConfig = config.services.get(service).ok_or_else(|| {
+        let fix = match config.source {
+            Source::Builder => format!("call `.service(\"{service}\", \"http://host:port/\")` on the builder"),
+            _ => format!("add a `[services.{service}]` table with `url = \"http://host:port/\"`"),
+        };
+        Error::lookup(format!("no URL for service `{service}` in `{}`; {fix}", config.source))
+    })?;
+    let urls = methods.iter().map(|method| entry.method_url(service, method)).collect();
+    Ok(Endpoint::new(EndpointInner {
+        http: shared.http.clone(),
+        service,
+        methods,
+        urls,
+        policy: entry.policy,
+        budget: Arc::clone(&shared.budget),
+        security: shared.config.security.clone(),
+    }))
 }
 
 impl std::fmt::Debug for Invoker {

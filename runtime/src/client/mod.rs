@@ -8,4 +8,4 @@ mod retry;
 mod transport;
 
 pub use endpoint::Endpoint;
-pub use invoker::{Invoker, InvokerBuilder, SERVICES_ENV};
+pub use invoker::{Invoker, InvokerBuilder, SERVICES_ENV, endpoint};

@@ -38,17 +38,37 @@ pub fn default_call_store() -> Arc<dyn CallStore> {
     Arc::clone(STORE.get_or_init(|| Arc::new(MemoryCallStore::default())))
 }
 
-/// Settings of a generated server.
+/// What a generated `XServer` has been told before `into_router`: its own body limit
+/// and the node's [`ServerSettings`]. Generated builder methods call these setters, so
+/// the fields can change without touching generated code.
 #[doc(hidden)]
 #[derive(Clone)]
-pub struct ServerOptions {
-    pub max_body_bytes: usize,
-    pub settings: ServerSettings,
+pub struct ServerSetup {
+    max_body_bytes: usize,
+    settings: ServerSettings,
 }
 
-impl Default for ServerOptions {
+impl Default for ServerSetup {
     fn default() -> Self {
         Self { max_body_bytes: DEFAULT_MAX_BODY_BYTES, settings: ServerSettings::default() }
+    }
+}
+
+impl ServerSetup {
+    pub fn set_max_body_bytes(&mut self, limit: usize) {
+        self.max_body_bytes = limit;
+    }
+
+    pub fn set_security(&mut self, security: Security) {
+        self.settings.security = security;
+    }
+
+    pub fn set_call_store(&mut self, store: Arc<dyn CallStore>) {
+        self.settings.call_store = Some(store);
+    }
+
+    pub fn set_settings(&mut self, settings: ServerSettings) {
+        self.settings = settings;
     }
 }
 
@@ -104,15 +124,15 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
         service: &'static str,
         methods: &'static [&'static str],
         implementation: Arc<S>,
-        options: ServerOptions,
+        setup: ServerSetup,
     ) -> Self {
-        let ServerSettings { security, call_store, on_store_error } = options.settings;
+        let ServerSettings { security, call_store, on_store_error } = setup.settings;
         let store = call_store.unwrap_or_else(default_call_store);
         if !security.is_enabled() {
             warn_unsigned_once();
         }
         let security = Arc::new(security);
-        let max_body_bytes = options.max_body_bytes;
+        let max_body_bytes = setup.max_body_bytes;
         let router = Router::new();
         Self { service, methods, implementation, max_body_bytes, store, on_store_error, security, router }
     }
