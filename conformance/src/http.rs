@@ -206,7 +206,8 @@ impl Base {
 /// to a `HEAD`, which has no body.
 pub async fn exchange(base: &Base, bytes: Vec<u8>, head_only: bool) -> Result<Response, String> {
     let exchange = async {
-        let stream = TcpStream::connect(&base.authority).await.map_err(|e| format!("connect {}: {e}", base.authority))?;
+        let stream =
+            TcpStream::connect(&base.authority).await.map_err(|e| format!("connect {}: {e}", base.authority))?;
         let _ = stream.set_nodelay(true);
         let (read, mut write) = stream.into_split();
         // Write errors are expected when the server answers and closes early.

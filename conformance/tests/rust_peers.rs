@@ -66,7 +66,8 @@ fn summary(output: &Output) -> (usize, usize) {
 fn assert_all_pass(output: &Output, at_least: usize) {
     let (passed, failed) = summary(output);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(failed, 0, "failures:\n{stdout}");
+    let failures: Vec<&str> = stdout.lines().filter(|line| line.starts_with("FAIL ")).collect();
+    assert_eq!(failed, 0, "failures:\n{}", failures.join("\n"));
     assert!(passed >= at_least, "only {passed} cases passed (expected {at_least}+):\n{stdout}");
     assert!(output.status.success(), "the suite exited with {}:\n{stdout}", output.status);
 }

@@ -46,11 +46,13 @@ async fn run() -> Result<(), String> {
     for call in &plan.calls {
         let user = match &call.user {
             None => None,
-            Some(user) => Some(match &user.id {
-                Some(id) => UserContext::new(user.user_type.as_str(), id),
-                None => UserContext::anonymous(user.user_type.as_str()),
-            }
-            .map_err(|e| format!("{}: {e}", call.case))?),
+            Some(user) => Some(
+                match &user.id {
+                    Some(id) => UserContext::new(user.user_type.as_str(), id),
+                    None => UserContext::anonymous(user.user_type.as_str()),
+                }
+                .map_err(|e| format!("{}: {e}", call.case))?,
+            ),
         };
         let activity = call.activity.as_ref().map(|label| *activities.entry(label.clone()).or_default());
         let context = CallContext { user, activity, deadline: None };

@@ -68,7 +68,10 @@ pub fn all() -> Vec<Rule> {
         }),
         rule("requests_carry_a_bounded_deadline", "§5", |a, c| {
             let deadline = a.head.text("x-deadline-ms");
-            let ms = deadline.as_deref().filter(|d| d.bytes().all(|b| b.is_ascii_digit())).and_then(|d| d.parse::<u64>().ok());
+            let ms = deadline
+                .as_deref()
+                .filter(|d| d.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|d| d.parse::<u64>().ok());
             expect(ms.is_some_and(|ms| ms <= c.timeout_ms), || {
                 format!("x-deadline-ms {deadline:?}; expected an integer up to the {} ms timeout", c.timeout_ms)
             })

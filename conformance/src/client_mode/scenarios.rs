@@ -50,7 +50,17 @@ pub struct Scenario {
 
 impl Scenario {
     fn echo(name: &'static str, section: &'static str, check: fn(&Seen<'_>) -> Check) -> Self {
-        Self { name, section, method: "echo", variant: "", user: None, activity: None, calls: 1, script: |_| Reply::Normal, check }
+        Self {
+            name,
+            section,
+            method: "echo",
+            variant: "",
+            user: None,
+            activity: None,
+            calls: 1,
+            script: |_| Reply::Normal,
+            check,
+        }
     }
 
     fn fail(name: &'static str, section: &'static str, variant: &'static str, check: fn(&Seen<'_>) -> Check) -> Self {
@@ -67,7 +77,8 @@ impl Scenario {
             "fail" => json!({ "variant": self.variant, "key": self.name }),
             _ => json!({ "text": self.name }),
         };
-        let user = self.user.map(|(user_type, id)| PlanUser { user_type: user_type.to_owned(), id: id.map(str::to_owned) });
+        let user =
+            self.user.map(|(user_type, id)| PlanUser { user_type: user_type.to_owned(), id: id.map(str::to_owned) });
         let call = PlanCall {
             case: self.name.to_owned(),
             method: self.method.to_owned(),

@@ -123,7 +123,9 @@ impl Server {
 
 /// The conformance service's own answer (docs/CONFORMANCE.md), written out by hand.
 fn normal(method: &str, args: Option<&Value>) -> Vec<u8> {
-    let json = |status: u16, body: Value| http::response(status, &[("content-type", "application/json")], body.to_string().as_bytes());
+    let json = |status: u16, body: Value| {
+        http::response(status, &[("content-type", "application/json")], body.to_string().as_bytes())
+    };
     let Some(args) = args.filter(|a| a.is_object()) else {
         return json(400, json!({ "kind": "bad_request", "message": "the body must be a JSON object" }));
     };
@@ -131,7 +133,9 @@ fn normal(method: &str, args: Option<&Value>) -> Vec<u8> {
     match method {
         "echo" => match text("text") {
             Some(value) => json(200, json!({ "text": value, "note": text("note") })),
-            None => json(400, json!({ "kind": "bad_request", "message": "missing argument `text`", "argument": "text" })),
+            None => {
+                json(400, json!({ "kind": "bad_request", "message": "missing argument `text`", "argument": "text" }))
+            }
         },
         "fail" => {
             let key = text("key").unwrap_or("");
@@ -141,7 +145,9 @@ fn normal(method: &str, args: Option<&Value>) -> Vec<u8> {
                 "Invalid" => json!({ "Invalid": key }),
                 _ => return json(200, Value::Null),
             };
-            let variant = value.as_str().map_or_else(|| value.as_object().and_then(|o| o.keys().next().cloned()), |v| Some(v.to_owned()));
+            let variant = value
+                .as_str()
+                .map_or_else(|| value.as_object().and_then(|o| o.keys().next().cloned()), |v| Some(v.to_owned()));
             let variant = variant.unwrap_or_default();
             json(
                 422,

@@ -138,8 +138,8 @@ impl Call {
 
     /// The request's bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut head = format!("{} {} HTTP/1.1\r\nhost: {}\r\n", self.verb, self.path, self.target.base.authority)
-            .into_bytes();
+        let mut head =
+            format!("{} {} HTTP/1.1\r\nhost: {}\r\n", self.verb, self.path, self.target.base.authority).into_bytes();
         let mut line = |name: &str, value: &[u8]| {
             head.extend_from_slice(name.as_bytes());
             head.extend_from_slice(b": ");

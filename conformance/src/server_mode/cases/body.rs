@@ -58,7 +58,8 @@ async fn trailing_whitespace_is_accepted(t: Target) -> Check {
 }
 
 async fn malformed_json_is_400_without_argument(t: Target) -> Check {
-    let bodies = ["{\"text\":NaN}", "{\"text\":\"a", "{\"text\":", "{text:\"a\"}", "{\"text\":'a'}", "{\"text\":\"a\",}"];
+    let bodies =
+        ["{\"text\":NaN}", "{\"text\":\"a", "{\"text\":", "{text:\"a\"}", "{\"text\":'a'}", "{\"text\":\"a\",}"];
     each(bodies, |body| {
         let t = t.clone();
         async move { expect::bad_argument(&t.call("echo").body(body).send().await?, None) }

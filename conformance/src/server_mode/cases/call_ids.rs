@@ -80,7 +80,8 @@ async fn different_body_is_call_id_mismatch(t: Target) -> Check {
     let other = count(&t, &key, 1, &call_id).send().await?;
     expect::error(&other, 422, "call_id_mismatch")?;
     // The same JSON, spelt differently, is a different body: fingerprints are of bytes.
-    let spaced = t.call("count").header("x-call-id", &call_id).body(format!("{{ \"key\": \"{key}\", \"sleep_ms\": 0 }}"));
+    let spaced =
+        t.call("count").header("x-call-id", &call_id).body(format!("{{ \"key\": \"{key}\", \"sleep_ms\": 0 }}"));
     expect::error(&spaced.send().await?, 422, "call_id_mismatch")?;
     expect::equal("runs", t.counter(&key).await?, 1)
 }

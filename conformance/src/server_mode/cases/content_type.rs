@@ -51,10 +51,17 @@ async fn content_type_lookalikes_are_415(t: Target) -> Check {
 }
 
 async fn content_type_other_charset_is_415(t: Target) -> Check {
-    each(["application/json; charset=latin1", "application/json; charset=utf-16", "application/x+json;charset=\"ascii\""], |ct| {
-        let t = t.clone();
-        async move { refused(&t, Some(ct)).await }
-    })
+    each(
+        [
+            "application/json; charset=latin1",
+            "application/json; charset=utf-16",
+            "application/x+json;charset=\"ascii\"",
+        ],
+        |ct| {
+            let t = t.clone();
+            async move { refused(&t, Some(ct)).await }
+        },
+    )
     .await
 }
 

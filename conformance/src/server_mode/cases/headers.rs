@@ -123,7 +123,8 @@ async fn call_headers_repeated_are_400(t: Target) -> Check {
 }
 
 async fn integer_headers_extremes_are_accepted(t: Target) -> Check {
-    let values = [("x-call-attempt", "4294967295"), ("x-call-attempt", "007"), ("x-deadline-ms", "18446744073709551615")];
+    let values =
+        [("x-call-attempt", "4294967295"), ("x-call-attempt", "007"), ("x-deadline-ms", "18446744073709551615")];
     each(values, |(header, value)| {
         let t = t.clone();
         async move { expect::ok(&t.call("context").header(header, value).send().await?).map(drop) }

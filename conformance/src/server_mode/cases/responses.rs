@@ -77,7 +77,10 @@ async fn panic_is_500_without_details(t: Target) -> Check {
 async fn server_keeps_serving_after_panic(t: Target) -> Check {
     let key = t.key("keeps_serving");
     expect::error(&t.call("panic").json(json!({ "key": key })).send().await?, 500, "panic")?;
-    expect::ok_eq(&t.call("echo").json(json!({ "text": "still here" })).send().await?, &json!({ "text": "still here", "note": null }))
+    expect::ok_eq(
+        &t.call("echo").json(json!({ "text": "still here" })).send().await?,
+        &json!({ "text": "still here", "note": null }),
+    )
 }
 
 async fn deadline_zero_is_504_and_runs_nothing(t: Target) -> Check {
