@@ -7,6 +7,8 @@
 //! docs/CONFORMANCE.md, and implemented here in Rust by [`service`] for the
 //! reference peers.
 
+#![warn(missing_docs)]
+
 pub mod client_mode;
 pub mod http;
 pub mod report;

@@ -18,8 +18,9 @@ use plan::{Outcome, PLAN_ENV, Plan, SECRET_ENV, URL_ENV};
 use scenarios::Seen;
 use server::Server;
 
-/// The per-attempt timeout the plan sets: short, so that the timeout scenario is quick.
-pub const TIMEOUT_MS: u64 = 1000;
+/// The per-attempt timeout the plan sets: short, so that the timeout scenario is quick,
+/// and long enough that no loopback call times out on a loaded CI machine.
+pub const TIMEOUT_MS: u64 = 2000;
 
 /// How long the client program may run.
 const CLIENT_LIMIT: Duration = Duration::from_secs(120);

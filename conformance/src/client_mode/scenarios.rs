@@ -13,7 +13,14 @@ pub enum Reply {
     /// Answers as the conformance service does.
     Normal,
     /// Answers this; `{case}` in the body becomes the scenario's name.
-    Respond { status: u16, headers: &'static [(&'static str, &'static str)], body: &'static str },
+    Respond {
+        /// The status code.
+        status: u16,
+        /// Header lines (`content-length` is added).
+        headers: &'static [(&'static str, &'static str)],
+        /// The body.
+        body: &'static str,
+    },
     /// Closes the connection after reading the request.
     Drop,
     /// Answers nothing until the client gives up.

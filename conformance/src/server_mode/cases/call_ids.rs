@@ -120,10 +120,10 @@ async fn duplicate_of_running_call_is_409_after_its_deadline(t: Target) -> Check
 
 async fn run_outlasting_its_deadline_is_409_and_goes_on(t: Target) -> Check {
     let (key, call_id) = (t.key("outlasts"), id());
-    let first = count(&t, &key, 1000, &call_id).header("x-deadline-ms", "100").send().await?;
+    let first = count(&t, &key, 2000, &call_id).header("x-deadline-ms", "100").send().await?;
     expect::error(&first, 409, "in_progress")?;
     // The retry waits for the run that went on, or gets its record.
-    let retry = count(&t, &key, 1000, &call_id).header("x-deadline-ms", "10000").send().await?;
+    let retry = count(&t, &key, 2000, &call_id).header("x-deadline-ms", "10000").send().await?;
     expect::ok_eq(&retry, &json!(1))?;
     expect::equal("runs", t.counter(&key).await?, 1)
 }
