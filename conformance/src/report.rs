@@ -1,5 +1,13 @@
 //! The output both modes share: one line per case, then the summary line.
 
+/// A check's outcome: `Err` says what the peer did instead.
+pub type Check = Result<(), String>;
+
+/// `got == want`, or says what differed.
+pub fn equal<T: PartialEq + std::fmt::Debug>(what: &str, got: T, want: T) -> Check {
+    if got == want { Ok(()) } else { Err(format!("{what}: expected {want:?}, got {got:?}")) }
+}
+
 /// How one case ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -9,6 +17,15 @@ pub enum Verdict {
     Fail(String),
     /// The case could not run here; the text says why.
     Skip(String),
+}
+
+impl From<Check> for Verdict {
+    fn from(check: Check) -> Self {
+        match check {
+            Ok(()) => Verdict::Pass,
+            Err(why) => Verdict::Fail(why),
+        }
+    }
 }
 
 /// Counts verdicts as they are printed.

@@ -2,7 +2,7 @@
 //! them at once, whatever scenario they belong to.
 
 use super::server::Arrival;
-use crate::server_mode::expect::Check;
+use crate::report::Check;
 use crate::signing::{self, Canonical};
 use crate::spec::{self, CALL_HEADERS, SERVICE, SIGNATURE, TIMESTAMP};
 

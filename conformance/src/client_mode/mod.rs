@@ -78,7 +78,7 @@ pub async fn run(options: Options) -> std::io::Result<bool> {
         let verdict = if rule.needs_secret && options.secret.is_none() {
             Verdict::Skip("no shared secret given (--secret)".to_owned())
         } else {
-            verdict(rule.check(&arrivals, &context))
+            rule.check(&arrivals, &context).into()
         };
         report.record(rule.name, &verdict);
     }
@@ -89,16 +89,9 @@ pub async fn run(options: Options) -> std::io::Result<bool> {
             outcomes: outcomes.iter().filter(|(case, _)| case == scenario.name).map(|(_, o)| o).collect(),
             strays: strays.iter().copied().filter(|a| a.target.contains(scenario.name)).collect(),
         };
-        report.record(scenario.name, &verdict((scenario.check)(&seen)));
+        report.record(scenario.name, &(scenario.check)(&seen).into());
     }
     Ok(report.finish())
-}
-
-fn verdict(check: crate::server_mode::expect::Check) -> Verdict {
-    match check {
-        Ok(()) => Verdict::Pass,
-        Err(why) => Verdict::Fail(why),
-    }
 }
 
 /// Every case of client mode, with its section: for `intercall-conformance list`.

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use super::plan::{Outcome, PlanCall, PlanUser};
 use super::server::Arrival;
-use crate::server_mode::expect::{Check, equal};
+use crate::report::{Check, equal};
 
 /// What the server does with the `n`th arrival (from 0) of a scenario's calls.
 #[derive(Debug, Clone, Copy)]

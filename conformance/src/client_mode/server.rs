@@ -139,26 +139,15 @@ fn normal(method: &str, args: Option<&Value>) -> Vec<u8> {
         },
         "fail" => {
             let key = text("key").unwrap_or("");
-            let value = match text("variant").unwrap_or("") {
-                "Refused" => json!("Refused"),
-                "NotFound" => json!({ "NotFound": { "id": key } }),
-                "Invalid" => json!({ "Invalid": key }),
+            let (variant, value) = match text("variant").unwrap_or("") {
+                "Refused" => ("Refused", json!("Refused")),
+                "NotFound" => ("NotFound", json!({ "NotFound": { "id": key } })),
+                "Invalid" => ("Invalid", json!({ "Invalid": key })),
                 _ => return json(200, Value::Null),
             };
-            let variant = value
-                .as_str()
-                .map_or_else(|| value.as_object().and_then(|o| o.keys().next().cloned()), |v| Some(v.to_owned()));
-            let variant = variant.unwrap_or_default();
-            json(
-                422,
-                json!({
-                    "kind": "service",
-                    "message": format!("Conformance.fail returned ConformanceError::{variant}"),
-                    "type": "ConformanceError",
-                    "variant": variant,
-                    "value": value,
-                }),
-            )
+            let message = format!("Conformance.fail returned ConformanceError::{variant}");
+            let body = json!({ "kind": "service", "message": message, "type": "ConformanceError", "variant": variant, "value": value });
+            json(422, body)
         }
         _ => json(500, json!({ "kind": "internal", "message": "client mode serves only echo and fail" })),
     }

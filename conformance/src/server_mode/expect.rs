@@ -6,8 +6,7 @@ use serde_json::{Map, Value};
 use crate::http::Response;
 use crate::spec;
 
-/// A case's outcome: `Err` says what the server did wrong.
-pub type Check = Result<(), String>;
+pub use crate::report::{Check, equal};
 
 /// An error body, as a JSON object.
 pub type ErrorBody = Map<String, Value>;
@@ -86,9 +85,4 @@ pub fn bad_header(response: &Response, header: &str) -> Check {
     } else {
         Err(format!("the 400's message does not name `{header}`: {message}"))
     }
-}
-
-/// `got == want`, or says what differed.
-pub fn equal<T: PartialEq + std::fmt::Debug>(what: &str, got: T, want: T) -> Check {
-    if got == want { Ok(()) } else { Err(format!("{what}: expected {want:?}, got {got:?}")) }
 }
