@@ -53,10 +53,11 @@ def call(c):
                 reply, decoded = json.loads(raw), True
             except ValueError:
                 reply, decoded = None, False
-            # A result is only a 200 with a JSON content type (§7).
-            if status == 200 and ctype.split(";")[0].strip().lower() == "application/json":
+            # A result is only a 200 with a JSON content type; any other 200 does not decode (§7).
+            if status == 200:
                 echo_shape = isinstance(reply, dict) and isinstance(reply.get("text"), str)
-                if not decoded or c["method"] == "echo" and not echo_shape:
+                is_json = ctype.split(";")[0].strip().lower() == "application/json"
+                if not is_json or not decoded or c["method"] == "echo" and not echo_shape:
                     return "failure decode"
                 return "ok " + json.dumps(reply, separators=(",", ":"))
             kind = reply.get("kind") if isinstance(reply, dict) else None

@@ -104,6 +104,8 @@ async fn serve_reference(secret: Option<Vec<u8>>) -> Result<(), String> {
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
     let url = format!("http://{}/", listener.local_addr().map_err(|e| e.to_string())?);
+    // `panic` panics on purpose, once per case that calls it: one line, no backtrace.
+    std::panic::set_hook(Box::new(|info| eprintln!("serve-reference: a method panicked: {info}")));
     let router = ConformanceServer::new(Reference::default()).security(security).into_router();
     println!("{url}");
     intercall::serve(listener, router).await.map_err(|e| e.to_string())

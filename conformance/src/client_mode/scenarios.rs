@@ -123,7 +123,7 @@ pub fn all() -> Vec<Scenario> {
             .script(|_| json_reply(200, r#"{"unexpected":true}"#)),
         Scenario::echo("other_2xx_is_a_status_failure", "§7", |s| failure(s, &["status"], Some(201)))
             .script(|_| json_reply(201, r#"{"text":"other_2xx_is_a_status_failure","note":null}"#)),
-        Scenario::echo("result_needs_json_content_type", "§7", |s| failure(s, &[], None)).script(|_| Reply::Respond {
+        Scenario::echo("result_needs_json_content_type", "§7", |s| failure(s, &["decode"], None)).script(|_| Reply::Respond {
             status: 200,
             headers: &[("content-type", "text/plain")],
             body: r#"{"text":"result_needs_json_content_type","note":null}"#,
@@ -179,6 +179,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::echo("no_user_sends_no_user_headers", "§3", no_user),
         Scenario { activity: Some("shared"), calls: 2, ..Scenario::echo("activity_is_kept_within_a_scope", "§3", activity_kept) },
         Scenario { calls: 2, ..Scenario::echo("each_call_has_its_own_call_id", "§5", own_call_ids) },
+        Scenario { calls: 2, ..Scenario::echo("each_top_level_call_is_its_own_activity", "§3", own_activities) },
     ]
 }
 
@@ -341,4 +342,12 @@ fn own_call_ids(seen: &Seen<'_>) -> Check {
         return Err("two logical calls share an x-call-id".to_owned());
     }
     equal("x-call-attempt of each", (a.attempt(), b.attempt()), (Some(1), Some(1)))
+}
+
+fn own_activities(seen: &Seen<'_>) -> Check {
+    let [a, b] = two_calls(seen)?;
+    if header(a, "x-activity-id") == header(b, "x-activity-id") {
+        return Err("two calls outside any activity share an x-activity-id".to_owned());
+    }
+    Ok(())
 }

@@ -119,21 +119,28 @@ impl Call {
     /// The signature headers `(timestamp, signature)` for this call as it stands, under
     /// `secret`, timestamped `offset_ms` from now.
     pub fn signature(&self, secret: &[u8], offset_ms: i64) -> (String, String) {
+        let timestamp = signing::timestamp(offset_ms);
+        let signature = self.signature_at(secret, &timestamp);
+        (timestamp, signature)
+    }
+
+    /// The `x-intercall-signature` for this call as it stands, under `secret`, with
+    /// `timestamp` as the timestamp's text.
+    pub fn signature_at(&self, secret: &[u8], timestamp: &str) -> String {
+        // As the server sees them: HTTP strips whitespace around values.
         let first = |name: &str| {
             self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map_or(&[][..], |(_, v)| v.trim_ascii())
         };
-        let timestamp = signing::timestamp(offset_ms);
         let canonical = Canonical {
             route: &self.route,
-            timestamp: &timestamp,
+            timestamp,
             call_id: first("x-call-id"),
             user_type: first("x-user-type"),
             user_id: first("x-user-id"),
             activity: first("x-activity-id"),
             body: &self.body,
         };
-        let signature = signing::signature(secret, &canonical);
-        (timestamp, signature)
+        signing::signature(secret, &canonical)
     }
 
     /// The request's bytes.

@@ -17,6 +17,7 @@ pub fn cases() -> Vec<Case> {
         case!("§4.2", panic_is_500_without_details),
         case!("§9", server_keeps_serving_after_panic),
         case!("§4.2", deadline_zero_is_504_and_runs_nothing),
+        case!("§3", deadline_does_not_stop_a_run_without_call_id),
         case!("§4.2", order_verb_before_content_type),
         case!("§4.2", order_content_type_before_headers),
         case!("§4.2", order_headers_before_size),
@@ -88,6 +89,13 @@ async fn deadline_zero_is_504_and_runs_nothing(t: Target) -> Check {
     let response = t.call("count").header("x-deadline-ms", "0").json(json!({ "key": key })).send().await?;
     expect::error(&response, 504, "deadline_exceeded")?;
     expect::equal("runs", t.counter(&key).await?, 0)
+}
+
+async fn deadline_does_not_stop_a_run_without_call_id(t: Target) -> Check {
+    // The deadline bounds waits, not the method: the run ends and its reply is sent.
+    let key = t.key("outlives_deadline");
+    let call = t.call("count").header("x-deadline-ms", "50").json(json!({ "key": key, "sleep_ms": 300 }));
+    expect::ok_eq(&call.send().await?, &json!(1))
 }
 
 async fn order_verb_before_content_type(t: Target) -> Check {

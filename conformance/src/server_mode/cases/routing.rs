@@ -13,6 +13,8 @@ pub fn cases() -> Vec<Case> {
         case!("§1", names_are_case_sensitive),
         case!("§3", trailing_slash_is_unknown_method),
         case!("§3", double_slash_is_unknown_service),
+        case!("§3", service_path_without_method_is_unknown_method),
+        case!("§3", other_paths_are_unknown_service),
         case!("§3", paths_are_not_percent_decoded),
         case!("§3", query_string_is_ignored),
         case!("§4.2", get_is_405),
@@ -45,6 +47,22 @@ async fn trailing_slash_is_unknown_method(t: Target) -> Check {
 async fn double_slash_is_unknown_service(t: Target) -> Check {
     let call = t.call("echo").path("//Conformance/echo").json(json!({ "text": "x" }));
     expect::error(&call.send().await?, 404, "unknown_service").map(drop)
+}
+
+async fn service_path_without_method_is_unknown_method(t: Target) -> Check {
+    each(["/Conformance/", "/Conformance"], |path| {
+        let t = t.clone();
+        async move { expect::error(&t.call("echo").path(path).send().await?, 404, "unknown_method").map(drop) }
+    })
+    .await
+}
+
+async fn other_paths_are_unknown_service(t: Target) -> Check {
+    each([("POST", "/"), ("GET", "/"), ("GET", "/favicon.ico")], |(verb, path)| {
+        let t = t.clone();
+        async move { expect::error(&t.call("echo").verb(verb).path(path).send().await?, 404, "unknown_service").map(drop) }
+    })
+    .await
 }
 
 async fn paths_are_not_percent_decoded(t: Target) -> Check {

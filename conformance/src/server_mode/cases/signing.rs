@@ -17,6 +17,7 @@ pub fn cases() -> Vec<Case> {
         case!("§6", wrong_secret_is_401, Needs::Secret),
         case!("§6", timestamp_outside_window_is_401, Needs::Secret),
         case!("§6", malformed_signature_is_401, Needs::Secret),
+        case!("§6", malformed_timestamp_is_401, Needs::Secret),
         case!("§6", half_signed_is_401, Needs::Secret),
         case!("§6", repeated_signature_headers_are_401, Needs::Secret),
         case!("§6", attempt_and_deadline_are_not_signed, Needs::Secret),
@@ -87,7 +88,14 @@ async fn timestamp_outside_window_is_401(t: Target) -> Check {
 async fn malformed_signature_is_401(t: Target) -> Check {
     let (timestamp, signature) = full(&t).signature(secret(&t), 0);
     let hex = signature.trim_start_matches("v1=").to_owned();
-    let bad = [format!("v2={hex}"), hex.clone(), "v1=zz".to_owned(), format!("v1={}", &hex[..62]), String::new()];
+    let bad = [
+        format!("v2={hex}"),
+        hex.clone(),
+        format!("v1={}", hex.to_ascii_uppercase()),
+        "v1=zz".to_owned(),
+        format!("v1={}", &hex[..62]),
+        String::new(),
+    ];
     each(bad, |signature| {
         let (t, timestamp) = (t.clone(), timestamp.clone());
         async move {
@@ -95,9 +103,22 @@ async fn malformed_signature_is_401(t: Target) -> Check {
             expect::error(&call.send().await?, 401, "unauthorized").map(drop)
         }
     })
-    .await?;
-    let call = full(&t).unsigned().header(TIMESTAMP, "soon").header(SIGNATURE, full(&t).signature(secret(&t), 0).1);
-    expect::error(&call.send().await?, 401, "unauthorized").map(drop)
+    .await
+}
+
+async fn malformed_timestamp_is_401(t: Target) -> Check {
+    // Each signed correctly over its own text: only the timestamp's form is wrong.
+    let now = crate::signing::timestamp(0);
+    each([format!("+{now}"), format!(" {now}x"), format!("{now}.0"), "soon".to_owned(), String::new()], |timestamp| {
+        let t = t.clone();
+        async move {
+            let call = full(&t);
+            let signature = call.signature_at(secret(&t), timestamp.trim());
+            let call = call.unsigned().header(TIMESTAMP, &timestamp).header(SIGNATURE, signature);
+            expect::error(&call.send().await?, 401, "unauthorized").map(drop)
+        }
+    })
+    .await
 }
 
 async fn half_signed_is_401(t: Target) -> Check {
