@@ -75,23 +75,23 @@ fn assert_all_pass(output: &Output, at_least: usize) {
 #[test]
 fn server_mode_passes_against_the_rust_reference_server() {
     let server = Reference::start(None);
-    assert_all_pass(&suite(&["server", &server.url]), 75);
+    assert_all_pass(&suite(&["server", &server.url]), 80);
 }
 
 #[test]
 fn server_mode_passes_against_the_signing_rust_reference_server() {
     let server = Reference::start(Some(SECRET));
-    assert_all_pass(&suite(&["server", &server.url, "--secret", SECRET]), 85);
+    assert_all_pass(&suite(&["server", &server.url, "--secret", SECRET]), 92);
 }
 
 #[test]
 fn client_mode_passes_against_the_rust_reference_client() {
-    assert_all_pass(&suite(&["client", "--", RUST_CLIENT]), 40);
+    assert_all_pass(&suite(&["client", "--", RUST_CLIENT]), 42);
 }
 
 #[test]
 fn client_mode_passes_against_the_signing_rust_reference_client() {
-    assert_all_pass(&suite(&["client", "--secret", SECRET, "--", RUST_CLIENT]), 41);
+    assert_all_pass(&suite(&["client", "--secret", SECRET, "--", RUST_CLIENT]), 43);
 }
 
 #[test]
