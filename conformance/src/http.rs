@@ -275,6 +275,12 @@ where
             Ok(Some(head)) => head,
             Ok(None) | Err(_) => return,
         };
+        // Some clients (curl, for larger bodies) wait for this before sending the body.
+        if head.all("expect").any(|v| v.eq_ignore_ascii_case(b"100-continue"))
+            && reader.get_mut().write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err()
+        {
+            return;
+        }
         let Ok(body) = read_body(&mut reader, &head, false).await else { return };
         let mut start = head.start.split(' ');
         let method = start.next().unwrap_or("").to_owned();
