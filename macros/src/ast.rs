@@ -1,16 +1,16 @@
 //! The macro's own model of a service trait, parsed from syn's tree. Every node keeps a
 //! reference to the syn node it came from, so a later error can point at it. Checks
-//! that concern a single item happen here; rules across methods live in `valid.rs`.
+//! that concern a single item happen here (the return type's in `result_type.rs`); rules
+//! across methods live in `valid.rs`.
 
 use proc_macro2::Ident;
 use syn::ext::IdentExt;
-use syn::{
-    Attribute, FnArg, GenericArgument, ItemTrait, Pat, PathArguments, ReturnType, Signature, TraitItem, TraitItemFn,
-    Type, TypeParamBound, Visibility,
-};
+use syn::{Attribute, FnArg, ItemTrait, Pat, Signature, TraitItem, TraitItemFn, Type, TypeParamBound, Visibility};
 
-use crate::attr::Args;
+use crate::attr::{self, Args};
+use crate::cfg::Cfg;
 use crate::errors::Errors;
+use crate::result_type;
 
 pub(crate) struct Service<'a> {
     pub(crate) vis: &'a Visibility,
@@ -30,8 +30,10 @@ pub(crate) struct Method<'a> {
     pub(crate) args: Vec<Arg<'a>>,
     pub(crate) ok: &'a Type,
     pub(crate) err: &'a Type,
-    /// Every attribute of the method, docs included; they carry over to generated items.
+    /// Every attribute of the method, as written; they stay on the trait's method.
     pub(crate) attrs: &'a [Attribute],
+    /// When the method exists (its `#[cfg]`s and `#[cfg_attr]`s), for every generated item.
+    pub(crate) cfg: Cfg,
     pub(crate) original: &'a TraitItemFn,
 }
 
@@ -43,6 +45,9 @@ pub(crate) struct Arg<'a> {
 impl<'a> Service<'a> {
     pub(crate) fn parse(item: &'a ItemTrait, args: Args, errors: &mut Errors) -> Self {
         check_trait_header(item, errors);
+        if args.name.is_none() {
+            check_default_name(&item.ident, errors);
+        }
         let methods = item.items.iter().filter_map(|item| Method::parse(item, errors)).collect();
         Service {
             vis: &item.vis,
@@ -55,6 +60,20 @@ impl<'a> Service<'a> {
     }
 }
 
+/// Without `name = ".."`, the trait's name is the service's URL path segment.
+fn check_default_name(ident: &Ident, errors: &mut Errors) {
+    let name = ident.unraw().to_string();
+    if let Some(c) = attr::invalid_segment_char(&name) {
+        let suggestion = attr::ascii_name(&name, "catalog");
+        errors.at(
+            ident,
+            format!(
+                "the trait name `{name}` is the service's name in URLs (`POST /{name}/{{method}}`), and `{c}` cannot appear in a URL path segment (only `[A-Za-z0-9_.-]`); keep the trait name and give the service an ASCII one: write `#[intercall::service(name = \"{suggestion}\")]`"
+            ),
+        );
+    }
+}
+
 fn check_trait_header(item: &ItemTrait, errors: &mut Errors) {
     if let Some(unsafety) = &item.unsafety {
         errors.at(unsafety, "a service trait cannot be `unsafe`; remove `unsafe`");
@@ -62,10 +81,16 @@ fn check_trait_header(item: &ItemTrait, errors: &mut Errors) {
     if let Some(auto) = &item.auto_token {
         errors.at(auto, "a service trait cannot be an auto trait; remove `auto`");
     }
-    if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
+    if !item.generics.params.is_empty() {
         errors.at(
             &item.generics,
             "a service trait cannot be generic: the server and the proxy need concrete types; remove the generic parameters",
+        );
+    }
+    if let Some(where_clause) = &item.generics.where_clause {
+        errors.at(
+            where_clause,
+            "a service trait cannot have a `where` clause: the proxy and the `dyn` support implement the trait unconditionally; remove the `where` clause (`Send + Sync` is added for you)",
         );
     }
     if let Some(colon) = &item.colon_token {
@@ -111,10 +136,26 @@ impl<'a> Method<'a> {
         if let Some(variadic) = &sig.variadic {
             reject(variadic, "a service method cannot be variadic; pass a `Vec` instead");
         }
-        if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        if !sig.generics.params.is_empty() {
             reject(
                 &sig.generics,
                 "a service method cannot be generic: a remote call needs concrete types; replace the type parameters with concrete types",
+            );
+        }
+        if let Some(where_clause) = &sig.generics.where_clause {
+            reject(
+                where_clause,
+                "a service method cannot have a `where` clause: the server and the proxy call it with concrete types, unconditionally (`where Self: Sized` is added for you); remove the `where` clause",
+            );
+        }
+        let name = sig.ident.unraw().to_string();
+        if let Some(c) = attr::invalid_segment_char(&name) {
+            let suggestion = attr::ascii_name(&name, "get");
+            reject(
+                &sig.ident,
+                &format!(
+                    "the method name `{name}` is its URL path segment (`POST /{{service}}/{name}`), and `{c}` cannot appear in one (only `[A-Za-z0-9_.-]`); rename the method with ASCII letters, such as `{suggestion}`"
+                ),
             );
         }
         if let Some(body) = &method.default {
@@ -125,31 +166,19 @@ impl<'a> Method<'a> {
         }
         check_receiver(sig, &mut reject);
         let args: Vec<_> = sig.inputs.iter().skip(1).filter_map(|arg| Arg::parse(arg, &mut reject)).collect();
-        let result = result_types(sig);
-        if result.is_none() {
-            match &sig.output {
-                ReturnType::Default => reject(
-                    &sig.ident,
-                    "a service method needs a return type: add `-> Result<T, E>`, where `E: From<intercall::CallError>`",
-                ),
-                ReturnType::Type(_, ty) if is_one_parameter_result(ty) => reject(
-                    ty,
-                    "write `Result<T, E>` out: an alias such as `io::Result<T>` hides the error type, which must implement `From<intercall::CallError>`",
-                ),
-                ReturnType::Type(_, ty) => reject(
-                    ty,
-                    "a service method returns `Result<T, E>`, where `E: From<intercall::CallError>`: a remote call can fail",
-                ),
-            }
+        let result = result_type::parse(sig, &mut reject);
+        if let Some((_, err)) = result {
+            result_type::check_error_type(err, &mut reject);
         }
         let (ok_ty, err_ty) = result?;
         ok.then_some(Method {
             ident: &sig.ident,
-            name: sig.ident.unraw().to_string(),
+            name,
             args,
             ok: ok_ty,
             err: err_ty,
             attrs: &method.attrs,
+            cfg: Cfg::of(&method.attrs),
             original: method,
         })
     }
@@ -206,32 +235,5 @@ impl<'a> Arg<'a> {
             }
             ty => Some(Arg { ident, ty }),
         }
-    }
-}
-
-/// `io::Result<T>` and the like: a `Result` alias that hides the error type.
-fn is_one_parameter_result(ty: &Type) -> bool {
-    let Type::Path(path) = ty else { return false };
-    path.path.segments.last().is_some_and(|last| {
-        last.ident == "Result" && matches!(&last.arguments, PathArguments::AngleBracketed(g) if g.args.len() == 1)
-    })
-}
-
-/// `T` and `E` of a return type written `Result<T, E>` (with any path to `Result`).
-fn result_types(sig: &Signature) -> Option<(&Type, &Type)> {
-    let ReturnType::Type(_, ty) = &sig.output else { return None };
-    let Type::Path(path) = &**ty else { return None };
-    let last = path.path.segments.last()?;
-    if last.ident != "Result" || path.qself.is_some() {
-        return None;
-    }
-    let PathArguments::AngleBracketed(generics) = &last.arguments else { return None };
-    let mut types = generics.args.iter().map(|arg| match arg {
-        GenericArgument::Type(ty) => Some(ty),
-        _ => None,
-    });
-    match (types.next(), types.next(), types.next()) {
-        (Some(Some(ok)), Some(Some(err)), None) => Some((ok, err)),
-        _ => None,
     }
 }

@@ -1,6 +1,6 @@
 //! `{Trait}Proxy`: the same trait, implemented by calling the remote server.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Literal, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::LitStr;
 use syn::spanned::Spanned;
@@ -14,11 +14,19 @@ use crate::trait_def::{output, typed_args};
 //         impl Catalog for CatalogProxy {
 //             async fn get(&self, id: String) -> Result<P, E> { /* POST {"id": ..} to /Catalog/get */ }
 //         }
+//         A method's `#[cfg]` goes on its proxy method and on its entry in the method list.
 pub(crate) fn proxy(service: &Service<'_>) -> TokenStream {
     let Service { vis, ident, krate, name, docs, .. } = service;
     let proxy = format_ident!("{}Proxy", ident);
-    let method_names = service.methods.iter().map(|m| &m.name);
-    let methods = service.methods.iter().enumerate().map(|(index, method)| proxy_method(service, index, method));
+    let method_names = service.methods.iter().map(|m| {
+        let (cfg, name) = (&m.cfg, &m.name);
+        quote!(#cfg #name,)
+    });
+    let methods = service
+        .methods
+        .iter()
+        .enumerate()
+        .map(|(position, method)| proxy_method(service, index(&service.methods[..position]), method));
     let doc = format!("Calls a remote [`{ident}`] (service `{name}`) over HTTP; it is a `{ident}` itself.");
 
     quote! {
@@ -37,21 +45,38 @@ pub(crate) fn proxy(service: &Service<'_>) -> TokenStream {
             /// configuration has no entry for it. Every proxy built from one invoker shares
             /// its connection pool.
             #vis fn new(invoker: #krate::Invoker) -> ::core::result::Result<Self, #krate::Error> {
-                let endpoint = #krate::__private::endpoint(&invoker, #name, &[#(#method_names),*])?;
+                let endpoint = #krate::__private::endpoint(&invoker, #name, &[#(#method_names)*])?;
                 ::core::result::Result::Ok(Self { endpoint })
             }
         }
 
+        #[allow(deprecated)] // implements the user's methods; their callers get the warnings
         impl #ident for #proxy {
             #(#methods)*
         }
     }
 }
 
-fn proxy_method(service: &Service<'_>, index: usize, method: &Method<'_>) -> TokenStream {
+/// A method's index into the method list given to `__private::endpoint`, where
+/// `Endpoint::call(index, ..)` reads its name. The list leaves out a method whose
+/// `#[cfg]` is false, so the index is not the method's position in the trait but the
+/// number of methods before it that exist in this build: each gated one counts as
+/// `cfg!(its condition) as usize`, in a `const` block. (Calling by name would
+/// need no counting, but would change the runtime's contract.)
+///
+/// Input:  the methods before this one: `a`, `#[cfg(c)] b`, `d`
+/// Output: `const { 2 + (::core::cfg!(c) as usize) }`, or a literal when none is gated
+fn index(before: &[Method<'_>]) -> TokenStream {
+    let always = before.iter().filter(|method| method.cfg.count().is_none()).count();
+    let gated: Vec<TokenStream> = before.iter().filter_map(|method| method.cfg.count()).collect();
+    let always = Literal::usize_unsuffixed(always);
+    if gated.is_empty() { quote!(#always) } else { quote!(const { #always #(+ #gated)* }) }
+}
+
+fn proxy_method(service: &Service<'_>, index: TokenStream, method: &Method<'_>) -> TokenStream {
     let krate = &service.krate;
     let serde_crate = LitStr::new(&format!("{}::__private::serde", quote!(#krate)), Span::call_site());
-    let Method { ident, attrs, .. } = method;
+    let Method { ident, attrs, cfg, .. } = method;
     let docs = attrs.iter().filter(|attr| attr.path().is_ident("doc"));
     let args = typed_args(method);
     let output = output(method);
@@ -67,6 +92,7 @@ fn proxy_method(service: &Service<'_>, index: usize, method: &Method<'_>) -> Tok
     let call = quote_spanned!(method.err.span()=> call);
     quote! {
         #(#docs)*
+        #cfg
         async fn #ident(&self, #(#args),*) -> #output {
             #[derive(#krate::__private::serde::Serialize)]
             #[serde(crate = #serde_crate)]

@@ -26,3 +26,11 @@ impl Errors {
         Some(self.errors.iter().map(syn::Error::to_compile_error).collect())
     }
 }
+
+/// A type as the user would write it (`Res<Product>`, not `Res < Product >`), for messages.
+pub(crate) fn shown(ty: &syn::Type) -> String {
+    let file: syn::File = syn::parse_quote!(type __Shown = #ty;);
+    let text = prettyplease::unparse(&file);
+    let text = text.trim().strip_prefix("type __Shown = ").and_then(|text| text.strip_suffix(';'));
+    text.map_or_else(|| quote::quote!(#ty).to_string(), str::to_owned)
+}

@@ -25,7 +25,9 @@ pub(crate) fn service(args: TokenStream, input: TokenStream) -> TokenStream {
     let service = Service::parse(&item, args, &mut errors);
     valid::check(&service, &mut errors);
     if let Some(errors) = errors.into_compile_errors() {
-        return fallback::emit(&item, &service.krate, errors);
+        let tokens = fallback::emit(&item, &service.krate, errors);
+        debug::print_if_enabled(&item.ident.to_string(), &tokens);
+        return tokens;
     }
 
     let assertions = assertions(&service);
@@ -60,7 +62,7 @@ fn item_keyword_span(input: &TokenStream) -> proc_macro2::Span {
 /// Bound checks at the user's own types, so "`Query` cannot cross the wire" is
 /// underlined at `Query` in the trait, not only somewhere in generated code. (The
 /// error type needs none: the proxy's call is spanned at it and bounded by
-/// `ServiceError`.)
+/// `ServiceError`.) One `const` per method, under the method's `#[cfg]`.
 fn assertions(service: &Service<'_>) -> TokenStream {
     let krate = &service.krate;
     let checks = service.methods.iter().map(|method| {
@@ -71,9 +73,11 @@ fn assertions(service: &Service<'_>) -> TokenStream {
             .map(|arg| arg.ty)
             .chain([method.ok])
             .map(|ty| quote::quote_spanned!(at(ty)=> #krate::__private::assert_wire_type::<#ty>();));
-        quote!(#(#values)*)
+        let cfg = &method.cfg;
+        quote! {
+            #cfg
+            const _: () = { #(#values)* };
+        }
     });
-    quote! {
-        const _: () = { #(#checks)* };
-    }
+    quote!(#(#checks)*)
 }

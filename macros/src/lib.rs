@@ -3,11 +3,13 @@
 
 mod ast;
 mod attr;
+mod cfg;
 mod client;
 mod debug;
 mod errors;
 mod expand;
 mod fallback;
+mod result_type;
 mod server;
 mod trait_def;
 mod valid;
@@ -27,9 +29,17 @@ use proc_macro::TokenStream;
 /// Every method is `async fn name(&self, arg: Type, ...) -> Result<T, E>`: arguments
 /// are named and owned (`String`, not `&str`), `T` and every argument type are
 /// `Serialize + Deserialize + Send + Sync + 'static`, and `E` is
-/// `Serialize + Deserialize + From<intercall::CallError>`. The trait has no generics,
-/// supertraits, associated items or default bodies. Anything else is rejected with an
-/// error at the offending token saying what to write instead.
+/// `Serialize + Deserialize + From<intercall::CallError>`, a type of your own (the
+/// orphan rule rules out `String` and other foreign types). `Result` is written out, not
+/// through an alias: the macro cannot see through one to `E`. The trait has no generics,
+/// `where` clauses, supertraits, associated items or default bodies, and its name (or
+/// the `name` given) and its methods' names are ASCII, since they are URL path segments.
+/// Anything else is rejected with an error at the offending token saying what to write
+/// instead.
+///
+/// A method's `#[cfg(..)]` and `#[cfg_attr(.., cfg(..))]` apply to everything generated
+/// for it (its route, its proxy method, its `dyn` support), and a `#[deprecated]`
+/// method warns where your code calls it, not in the expansion.
 ///
 /// # What it generates, for `pub trait Catalog`
 ///

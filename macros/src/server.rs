@@ -8,17 +8,24 @@ use crate::ast::Service;
 
 // Input:  trait Catalog { async fn get(&self, id: String) -> Result<P, E>; }
 // Output: pub struct CatalogServer<T> { .. }
-//         impl<T: Catalog + 'static> CatalogServer<T> { new, from_arc, max_body_bytes, into_router }
+//         impl<T: Catalog + 'static> CatalogServer<T> { new, from_arc, max_body_bytes, .., into_router }
 //         into_router() routes `POST /Catalog/get` to a handler that decodes `{"id": ..}`
-//         and calls `T::get`.
+//         and calls `T::get`; a method's route and its name in the list carry its `#[cfg]`:
+//             let router = ServiceRouter::new("Catalog", &[#[cfg(c)] "get"], ..);
+//             #[cfg(c)] let router = router.method("get", ..);
 pub(crate) fn server(service: &Service<'_>) -> TokenStream {
     let Service { vis, ident, krate, name, .. } = service;
     let server = format_ident!("{}Server", ident);
     let serde_crate = LitStr::new(&format!("{}::__private::serde", quote!(#krate)), proc_macro2::Span::call_site());
-    let method_names = service.methods.iter().map(|m| &m.name);
+    let method_names = service.methods.iter().map(|m| {
+        let (cfg, name) = (&m.cfg, &m.name);
+        quote!(#cfg #name,)
+    });
 
+    // One statement per route rather than one `.method(..)` chain, so that a route can
+    // carry its method's `#[cfg]`.
     let routes = service.methods.iter().map(|method| {
-        let (method_ident, method_name) = (method.ident, &method.name);
+        let (method_ident, method_name, cfg) = (method.ident, &method.name, &method.cfg);
         let args_struct = format_ident!("__IntercallArgs_{}", method_name);
         let fields = method.args.iter().map(|arg| {
             let (field, ty) = (arg.ident, arg.ty);
@@ -26,7 +33,8 @@ pub(crate) fn server(service: &Service<'_>) -> TokenStream {
         });
         let names = method.args.iter().map(|arg| arg.ident);
         quote! {
-            .method(#method_name, {
+            #cfg
+            let __intercall_router = __intercall_router.method(#method_name, {
                 #[derive(#krate::__private::serde::Deserialize)]
                 #[serde(crate = #serde_crate)]
                 #[allow(non_camel_case_types)]
@@ -35,15 +43,14 @@ pub(crate) fn server(service: &Service<'_>) -> TokenStream {
                 |implementation: ::std::sync::Arc<__IntercallImpl>, args: #args_struct| async move {
                     <__IntercallImpl as #ident>::#method_ident(&*implementation, #(args.#names),*).await
                 }
-            })
+            });
         }
     });
 
     let doc = format!(
         "Serves a [`{ident}`] implementation over HTTP: `POST /{name}/{{method}}` with a JSON object of the named arguments."
     );
-    let route_docs: String = service.methods.iter().map(|m| format!("- `POST /{name}/{}`\n", m.name)).collect();
-    let route_docs = format!("The routes:\n\n{route_docs}");
+    let route_docs = service.methods.iter().map(|m| m.cfg.doc(&format!("- `POST /{name}/{}`", m.name)));
     quote! {
         #[doc = #doc]
         ///
@@ -54,6 +61,9 @@ pub(crate) fn server(service: &Service<'_>) -> TokenStream {
             setup: #krate::__private::ServerSetup,
         }
 
+        // The handlers call the user's methods; a `#[deprecated]` one warns at the user's
+        // own calls, not here.
+        #[allow(deprecated)]
         impl<__IntercallImpl: #ident + 'static> #server<__IntercallImpl> {
             /// Wraps the real implementation.
             #vis fn new(implementation: __IntercallImpl) -> Self {
@@ -94,11 +104,18 @@ pub(crate) fn server(service: &Service<'_>) -> TokenStream {
                 self
             }
 
-            #[doc = #route_docs]
+            #[doc = "The routes:"]
+            #[doc = ""]
+            #(#route_docs)*
             #vis fn into_router(self) -> #krate::Router {
-                #krate::__private::ServiceRouter::new(#name, &[#(#method_names),*], self.implementation, self.setup)
-                    #(#routes)*
-                    .finish()
+                let __intercall_router = #krate::__private::ServiceRouter::new(
+                    #name,
+                    &[#(#method_names)*],
+                    self.implementation,
+                    self.setup,
+                );
+                #(#routes)*
+                __intercall_router.finish()
             }
         }
     }

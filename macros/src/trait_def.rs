@@ -45,19 +45,22 @@ pub(crate) fn service_trait(service: &Service<'_>, original: &syn::ItemTrait) ->
 // Input:  the trait above.
 // Output: a hidden object-safe twin with boxed futures, implemented for every sized
 //         `T: Catalog`; `Catalog` for `Arc<dyn Catalog>` and `Box<dyn Catalog>` (through
-//         the twins) and for `Arc<T>` (without boxing).
+//         the twins) and for `Arc<T>` (without boxing). Each method's items carry its
+//         `#[cfg]`: `#[cfg(c)] fn __intercall_get(..)`.
 pub(crate) fn dyn_support(service: &Service<'_>) -> TokenStream {
     let Service { vis, ident, krate, .. } = service;
     let dyn_trait = dyn_trait_ident(service);
     let doc = format!("Object-safe twin of [`{ident}`] that makes `dyn {ident}` work; generated, not for direct use.");
 
     let declarations = service.methods.iter().map(|method| {
-        let signature = twin_signature(krate, method);
-        quote!(#signature;)
+        let (cfg, signature) = (&method.cfg, twin_signature(krate, method));
+        quote!(#cfg #signature;)
     });
     let boxing = service.methods.iter().map(|method| {
         let (signature, name, names) = (twin_signature(krate, method), method.ident, arg_names(method));
+        let cfg = &method.cfg;
         quote! {
+            #cfg
             #signature {
                 ::std::boxed::Box::pin(<__IntercallImpl as #ident>::#name(self, #(#names),*))
             }
@@ -65,7 +68,9 @@ pub(crate) fn dyn_support(service: &Service<'_>) -> TokenStream {
     });
     let through_dyn = service.methods.iter().map(|method| {
         let (signature, twin, names) = (future_signature(method), twin_ident(method), arg_names(method));
+        let cfg = &method.cfg;
         quote! {
+            #cfg
             #signature {
                 #dyn_trait::#twin(&**self, #(#names),*)
             }
@@ -74,7 +79,9 @@ pub(crate) fn dyn_support(service: &Service<'_>) -> TokenStream {
     let through_dyn = quote!(#(#through_dyn)*);
     let through_arc = service.methods.iter().map(|method| {
         let (signature, name, names) = (future_signature(method), method.ident, arg_names(method));
+        let cfg = &method.cfg;
         quote! {
+            #cfg
             #signature {
                 <__IntercallImpl as #ident>::#name(self, #(#names),*)
             }
@@ -88,20 +95,26 @@ pub(crate) fn dyn_support(service: &Service<'_>) -> TokenStream {
             #(#declarations)*
         }
 
+        // `allow(deprecated)` on each impl: they call or implement the user's methods, and
+        // a `#[deprecated]` one must warn at the user's calls, not here.
+        #[allow(deprecated)]
         impl<__IntercallImpl: #ident> #dyn_trait for __IntercallImpl {
             #(#boxing)*
         }
 
         // For every object lifetime, not only `'static`: generic code called with
         // `&Arc<dyn Catalog>` inside a spawned task needs the impl for any lifetime.
+        #[allow(deprecated)]
         impl<'__intercall_dyn> #ident for ::std::sync::Arc<dyn #ident + '__intercall_dyn> {
             #through_dyn
         }
 
+        #[allow(deprecated)]
         impl<'__intercall_dyn> #ident for ::std::boxed::Box<dyn #ident + '__intercall_dyn> {
             #through_dyn
         }
 
+        #[allow(deprecated)]
         impl<__IntercallImpl: #ident> #ident for ::std::sync::Arc<__IntercallImpl> {
             #(#through_arc)*
         }

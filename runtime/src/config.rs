@@ -37,7 +37,6 @@
 //! timeout or `tries`, a backoff above its maximum, a service name that cannot be a URL
 //! path segment.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
@@ -46,14 +45,15 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
-use url::Url;
 
-use std::sync::Arc;
-
-use crate::calls::{CallStore, MemoryCallStore, OnStoreError};
+use crate::calls::OnStoreError;
 use crate::error::Error;
+use crate::protocol::path::{self, BaseUrl};
 use crate::security::Security;
-use crate::server::ServerSettings;
+
+/// The environment variable [`Invoker::from_env`](crate::Invoker::from_env) reads the
+/// config path from.
+pub const SERVICES_ENV: &str = "INTERCALL_SERVICES";
 
 /// The per-attempt timeout a service gets when neither its entry nor `[defaults]` sets one.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -123,24 +123,35 @@ pub(crate) struct Config {
     pub(crate) services: BTreeMap<String, ServiceConfig>,
     pub(crate) budget: BudgetConfig,
     pub(crate) security: Security,
-    pub(crate) server: ServerSettings,
+    pub(crate) server: ServerConfig,
 }
 
 /// How to reach one service.
 #[derive(Debug, Clone)]
 pub(crate) struct ServiceConfig {
-    /// The base URL with no trailing slash: `http://host:port` or `http://host/prefix`.
-    pub(crate) base: String,
+    pub(crate) base: BaseUrl,
     pub(crate) policy: CallPolicy,
 }
 
-impl ServiceConfig {
-    /// The URL of one method: `{base}/{service}/{method}`.
-    pub(crate) fn method_url(&self, service: &str, method: &str) -> hyper::http::Uri {
-        // `base` is `Url`'s own serialization (ASCII, percent-encoded), so it is a URI too.
-        hyper::http::Uri::try_from(format!("{}/{service}/{method}", self.base))
-            .expect("a validated base URL joined with path-safe names is a valid URI")
-    }
+/// `[server]`, validated: what the server side builds its settings and store from.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ServerConfig {
+    pub(crate) security: Security,
+    pub(crate) store: StoreConfig,
+    pub(crate) on_store_error: OnStoreError,
+}
+
+/// Which call-id store `[server]` asks for.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum StoreConfig {
+    /// No store setting: the process-wide default store.
+    #[default]
+    Default,
+    /// An in-process store of its own.
+    Memory { capacity: u64, ttl: Duration, max_bytes: u64 },
+    /// A Redis store (the URL parsed, nothing connected).
+    #[cfg(feature = "redis")]
+    Redis { client: redis::Client, prefix: Option<String>, ttl: Duration, lease: Option<Duration> },
 }
 
 #[derive(Deserialize)]
@@ -211,11 +222,17 @@ struct RawBudget {
 
 impl Config {
     pub(crate) fn from_file(path: &Path) -> Result<Self, Error> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::unreadable_file(path, &e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| unreadable(path, &e))?;
         Self::parse(&text, Source::File(path.to_owned()))
     }
 
     pub(crate) fn parse(text: &str, source: Source) -> Result<Self, Error> {
+        Self::parse_with(text, source, None)
+    }
+
+    /// Parses and validates; `security`, when given, stands for `[security]` and the
+    /// environment (the builder's `security(..)`).
+    pub(crate) fn parse_with(text: &str, source: Source, security: Option<Security>) -> Result<Self, Error> {
         let at = |span: Option<Range<usize>>, message: &str| {
             Error::config(format!("invalid services config {}: {message}", locate(&source, text, span)))
         };
@@ -225,7 +242,7 @@ impl Config {
         })?;
 
         let d = &raw.defaults;
-        let defaults = Settings {
+        let defaults = TableCallSettings {
             key: "defaults".to_owned(),
             timeout_ms: d.timeout_ms.clone(),
             tries: d.tries.clone(),
@@ -234,17 +251,17 @@ impl Config {
             max_reply_bytes: d.max_reply_bytes.clone(),
             retries: d.retries,
         };
-        let none = Settings::empty("defaults");
+        let none = TableCallSettings::empty("defaults");
         // Validates `[defaults]` even when no service uses it.
         defaults.policy(&none).map_err(|(span, m)| at(Some(span), &m))?;
         let mut services = BTreeMap::new();
         for (name, entry) in raw.services {
             let key = format!("services.{name}");
-            check_service_name(&name).map_err(|m| at(Some(entry.span()), &format!("`{key}`: {m}")))?;
+            path::check_segment(&name).map_err(|m| at(Some(entry.span()), &format!("`{key}`: {m}")))?;
             let entry = entry.into_inner();
             let url = &entry.url;
-            let base = base_url(url.get_ref()).map_err(|m| at(Some(url.span()), &format!("`{key}.url` {m}")))?;
-            let own = Settings {
+            let base = BaseUrl::parse(url.get_ref()).map_err(|m| at(Some(url.span()), &format!("`{key}.url` {m}")))?;
+            let own = TableCallSettings {
                 key,
                 timeout_ms: entry.timeout_ms,
                 tries: entry.tries,
@@ -257,17 +274,31 @@ impl Config {
             services.insert(name, ServiceConfig { base, policy });
         }
         let budget = budget(&raw.retry_budget).map_err(|(span, m)| at(Some(span), &m))?;
-        let security = match raw.security {
-            Some(table) => security(table.into_inner()).map_err(|(span, m)| at(Some(span), &m))?,
-            None => Security::from_env()?,
+        let security = match (raw.security, security) {
+            (Some(table), _) => self::security(table.into_inner()).map_err(|(span, m)| at(Some(span), &m))?,
+            (None, Some(given)) => given,
+            (None, None) => Security::from_env()?,
         };
         let server = server(&raw.server, security.clone()).map_err(|(span, m)| at(Some(span), &m))?;
         Ok(Config { source, services, budget, security, server })
     }
 }
 
-/// One table's call settings, with the table's key for messages.
-struct Settings {
+/// A file that cannot be read, with a hint when a relative path was not found.
+fn unreadable(path: &Path, err: &std::io::Error) -> Error {
+    let hint = match err.kind() {
+        std::io::ErrorKind::NotFound if path.is_relative() => format!(
+            "; the path is relative to the current directory ({}), or set {SERVICES_ENV} to the file's path",
+            std::env::current_dir().map_or_else(|_| "unknown".to_owned(), |d| d.display().to_string()),
+        ),
+        _ => String::new(),
+    };
+    Error::config(format!("cannot read services config `{}`: {err}{hint}", path.display()))
+}
+
+/// The call settings of one table (`[defaults]` or a service), with the table's key
+/// for messages.
+struct TableCallSettings {
     key: String,
     timeout_ms: Option<Spanned<u64>>,
     tries: Option<Spanned<u32>>,
@@ -279,7 +310,7 @@ struct Settings {
 
 type Located = (Range<usize>, String);
 
-impl Settings {
+impl TableCallSettings {
     fn empty(key: &str) -> Self {
         Self {
             key: key.to_owned(),
@@ -294,7 +325,7 @@ impl Settings {
 
     /// This table's settings over `defaults`' over the built-in ones, validated; an
     /// error names the table the offending value came from.
-    fn policy(&self, defaults: &Settings) -> Result<CallPolicy, Located> {
+    fn policy(&self, defaults: &TableCallSettings) -> Result<CallPolicy, Located> {
         let builtin = CallPolicy::default();
         let pick = |own: &Option<Spanned<u64>>, default: &Option<Spanned<u64>>, field: &str| {
             let (value, table, own) = match (own, default) {
@@ -388,7 +419,7 @@ fn security(raw: RawSecurity) -> Result<Security, Located> {
     Ok(security)
 }
 
-fn server(raw: &RawServer, security: Security) -> Result<ServerSettings, Located> {
+fn server(raw: &RawServer, security: Security) -> Result<ServerConfig, Located> {
     let positive = |value: &Option<Spanned<u64>>, key: &str| match value {
         Some(v) if *v.get_ref() == 0 => Err((v.span(), format!("`server.{key}` is 0; write a positive number"))),
         Some(v) => Ok(Some(*v.get_ref())),
@@ -436,13 +467,14 @@ fn server(raw: &RawServer, security: Security) -> Result<ServerSettings, Located
             ));
         }
     }
-    let call_store: Option<Arc<dyn CallStore>> = match kind {
-        None if raw.call_ttl_ms.is_none() && capacity.is_none() && max_bytes.is_none() => None,
-        None | Some(("memory", _)) => Some(Arc::new(
-            MemoryCallStore::new(capacity.unwrap_or(crate::calls::DEFAULT_CAPACITY), ttl)
-                .with_max_bytes(max_bytes.unwrap_or(crate::calls::DEFAULT_MAX_BYTES)),
-        )),
-        Some((url, span)) if is_redis => Some(redis_store(url, raw, ttl, lease).map_err(|m| (span, m))?),
+    let store = match kind {
+        None if raw.call_ttl_ms.is_none() && capacity.is_none() && max_bytes.is_none() => StoreConfig::Default,
+        None | Some(("memory", _)) => StoreConfig::Memory {
+            capacity: capacity.unwrap_or(crate::calls::DEFAULT_CAPACITY),
+            ttl,
+            max_bytes: max_bytes.unwrap_or(crate::calls::DEFAULT_MAX_BYTES),
+        },
+        Some((url, span)) if is_redis => redis_store(url, raw, ttl, lease).map_err(|m| (span, m))?,
         // The value may hold a password: never echo it.
         Some((url, span)) if url.starts_with("rediss://") => {
             return Err((
@@ -455,23 +487,18 @@ fn server(raw: &RawServer, security: Security) -> Result<ServerSettings, Located
             return Err((span, "`server.call_store` must be \"memory\" or a redis:// URL".to_owned()));
         }
     };
-    Ok(ServerSettings { security, call_store, on_store_error })
+    Ok(ServerConfig { security, store, on_store_error })
 }
 
 #[cfg(feature = "redis")]
-fn redis_store(url: &str, raw: &RawServer, ttl: Duration, lease: Option<u64>) -> Result<Arc<dyn CallStore>, String> {
-    let mut store = crate::calls::RedisCallStore::new(url).map_err(|e| format!("`server.call_store`: {e}"))?.ttl(ttl);
-    if let Some(prefix) = &raw.call_store_prefix {
-        store = store.prefix(prefix.get_ref().clone());
-    }
-    if let Some(lease) = lease {
-        store = store.lease(Duration::from_millis(lease));
-    }
-    Ok(Arc::new(store))
+fn redis_store(url: &str, raw: &RawServer, ttl: Duration, lease: Option<u64>) -> Result<StoreConfig, String> {
+    let client = crate::calls::parse_redis_url(url).map_err(|e| format!("`server.call_store`: {e}"))?;
+    let prefix = raw.call_store_prefix.as_ref().map(|prefix| prefix.get_ref().clone());
+    Ok(StoreConfig::Redis { client, prefix, ttl, lease: lease.map(Duration::from_millis) })
 }
 
 #[cfg(not(feature = "redis"))]
-fn redis_store(_: &str, _: &RawServer, _: Duration, _: Option<u64>) -> Result<Arc<dyn CallStore>, String> {
+fn redis_store(_: &str, _: &RawServer, _: Duration, _: Option<u64>) -> Result<StoreConfig, String> {
     Err("`server.call_store` is a Redis URL, which needs intercall's `redis` feature; enable it or use \"memory\""
         .to_owned())
 }
@@ -505,59 +532,12 @@ fn parse_toml(text: &str) -> Result<RawFile, (toml::de::Error, Option<String>)> 
 }
 
 /// `path:line:column`, or just the source when the position is unknown.
+/// (A builder's document is generated: its key, which every message names, is the
+/// position.)
 fn locate(source: &Source, text: &str, span: Option<Range<usize>>) -> String {
-    let Some(span) = span else { return format!("in `{source}`") };
+    let Some(span) = span.filter(|_| *source != Source::Builder) else { return format!("in `{source}`") };
     let before = &text[..span.start.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let column = before[before.rfind('\n').map_or(0, |i| i + 1)..].chars().count() + 1;
     format!("in `{source}` at line {line}, column {column}")
-}
-
-/// A service name becomes a URL path segment, so it is limited to `[A-Za-z0-9_.-]`,
-/// the same rule the `#[service(name = "...")]` attribute enforces.
-pub(crate) fn check_service_name(name: &str) -> Result<(), String> {
-    let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
-    if valid { Ok(()) } else { Err("a service name may only use letters, digits, `_`, `.` and `-`".to_owned()) }
-}
-
-/// Validates a base URL and returns it without a trailing slash.
-pub(crate) fn base_url(text: &str) -> Result<String, String> {
-    // Every message shows the URL without its credentials, whatever else is wrong.
-    let shown = redact(text);
-    let text = shown.as_ref();
-    let url = Url::parse(text)
-        .map_err(|e| format!("`{text}` is not a valid URL ({e}); write e.g. \"http://127.0.0.1:8081/\""))?;
-    match url.scheme() {
-        "http" => {}
-        "https" if cfg!(feature = "tls") => {}
-        "https" => {
-            return Err(format!("`{text}` uses https, which needs intercall's `tls` feature; enable it or use http"));
-        }
-        // `localhost:8081` parses as scheme `localhost`: the scheme was left out.
-        _ if !text.contains("://") => return Err(format!("`{text}` has no scheme; write \"http://{text}\"")),
-        other => return Err(format!("`{text}` has scheme `{other}`; write an http:// URL")),
-    }
-    if url.host().is_none() {
-        return Err(format!("`{text}` has no host; write e.g. \"http://127.0.0.1:8081/\""));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!(
-            "`{text}` has a query or fragment; a base URL is scheme, host, port and an optional path prefix"
-        ));
-    }
-    if let Cow::Owned(_) = shown {
-        return Err(format!("`{text}` carries credentials; intercall does not send URL credentials, remove them"));
-    }
-    Ok(url.as_str().trim_end_matches('/').to_owned())
-}
-
-/// The URL text with any `user:password@` replaced by `***@`, found by text rather
-/// than by parsing, so that even a URL that does not parse is shown safely.
-fn redact(text: &str) -> Cow<'_, str> {
-    let authority_start = text.find("://").map_or(0, |i| i + 3);
-    let authority_len = text[authority_start..].find(['/', '?', '#']).unwrap_or(text.len() - authority_start);
-    match text[authority_start..authority_start + authority_len].rfind('@') {
-        Some(at) => Cow::Owned(format!("{}***{}", &text[..authority_start], &text[authority_start + at..])),
-        None => Cow::Borrowed(text),
-    }
 }

@@ -215,8 +215,8 @@ impl ActivityId {
         CallContext::current().activity
     }
 
-    pub(crate) fn parse(text: &str) -> Option<Self> {
-        uuid::Uuid::try_parse(text).ok().map(Self)
+    pub(crate) fn from_uuid(id: uuid::Uuid) -> Self {
+        Self(id)
     }
 }
 

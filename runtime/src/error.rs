@@ -7,7 +7,6 @@
 //! added without breaking code that matches on them.
 
 use std::fmt;
-use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -19,45 +18,33 @@ use serde::{Deserialize, Serialize};
 /// and for file problems the line, column and key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {
-    kind: ErrorKind,
+    kind: SetupErrorKind,
     message: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ErrorKind {
+enum SetupErrorKind {
     Config,
     Lookup,
 }
 
 impl Error {
     pub(crate) fn config(message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::Config, message: message.into() }
+        Self { kind: SetupErrorKind::Config, message: message.into() }
     }
 
     pub(crate) fn lookup(message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::Lookup, message: message.into() }
-    }
-
-    pub(crate) fn unreadable_file(path: &Path, err: &std::io::Error) -> Self {
-        let hint = match err.kind() {
-            std::io::ErrorKind::NotFound if path.is_relative() => format!(
-                "; the path is relative to the current directory ({}), or set {} to the file's path",
-                std::env::current_dir().map_or_else(|_| "unknown".to_owned(), |d| d.display().to_string()),
-                crate::SERVICES_ENV
-            ),
-            _ => String::new(),
-        };
-        Self::config(format!("cannot read services config `{}`: {err}{hint}", path.display()))
+        Self { kind: SetupErrorKind::Lookup, message: message.into() }
     }
 
     /// The configuration could not be read or is invalid.
     pub fn is_config(&self) -> bool {
-        self.kind == ErrorKind::Config
+        self.kind == SetupErrorKind::Config
     }
 
     /// A proxy was built for a service the configuration has no entry for.
     pub fn is_lookup(&self) -> bool {
-        self.kind == ErrorKind::Lookup
+        self.kind == SetupErrorKind::Lookup
     }
 }
 

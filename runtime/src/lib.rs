@@ -64,22 +64,23 @@
 // Lets the generated code's `::intercall::` paths resolve inside this crate's own tests.
 extern crate self as intercall;
 
+mod binary;
 mod body;
 pub mod calls;
 mod client;
 mod config;
 mod context;
 mod error;
+pub mod protocol;
 mod security;
 mod server;
-mod type_info;
-pub mod wire;
 
 use std::future::Future;
 
 pub use axum::Router;
-pub use client::{Invoker, InvokerBuilder, SERVICES_ENV};
-pub use config::DEFAULT_TIMEOUT;
+pub use binary::{Bytes, base64};
+pub use client::{Invoker, InvokerBuilder};
+pub use config::{DEFAULT_TIMEOUT, SERVICES_ENV};
 pub use context::{
     ActivityId, CallContext, InvalidContext, MAX_USER_FIELD_BYTES, UserContext, UserType, with_deadline,
 };
@@ -120,7 +121,8 @@ where
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be the error type of an intercall method",
     label = "this error type needs `From<intercall::CallError>`, `Serialize` and `Deserialize`",
-    note = "add `impl From<intercall::CallError> for {Self}` (a transport failure becomes a value of it) and derive `serde::Serialize` and `serde::Deserialize`"
+    note = "if `{Self}` is your own type, add `impl From<intercall::CallError> for {Self}` (a transport failure becomes a value of it) and derive `serde::Serialize` and `serde::Deserialize`",
+    note = "if `{Self}` is a type from another crate (`String`, `std::io::Error`, `anyhow::Error`, ...), the orphan rule forbids that impl: wrap it in your own error type, with a variant holding the `CallError` (`enum MyError {{ .., Unavailable(intercall::CallError) }}`) and `impl From<intercall::CallError> for MyError`"
 )]
 pub trait ServiceError: From<CallError> + serde::Serialize + serde::de::DeserializeOwned + Send + 'static {}
 

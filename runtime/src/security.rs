@@ -1,4 +1,4 @@
-//! The trust boundary: with a shared secret, every call is signed (HMAC-SHA256) by the
+//! The keys of the trust boundary (the scheme itself is `protocol::signing`): with a shared secret, every call is signed (HMAC-SHA256) by the
 //! proxy and verified by the server, so the user context in its headers cannot be
 //! forged by whoever can reach a port. `docs/SECURITY.md` has the threat model.
 
@@ -6,10 +6,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
-
 use crate::error::Error;
+use crate::protocol::signing::{self, SignedFields};
 
 /// The environment variable holding the shared secret.
 pub const SECRET_ENV: &str = "INTERCALL_SECRET";
@@ -101,44 +99,26 @@ impl Security {
         self.keys.is_some()
     }
 
-    /// The signature headers for one attempt: `(timestamp, signature)`.
-    pub(crate) fn sign(&self, signed: &Signed<'_>) -> Option<(String, String)> {
+    /// The signature of one attempt: `(timestamp, x-intercall-signature)`.
+    pub(crate) fn sign(&self, fields: &SignedFields<'_>) -> Option<(u64, String)> {
         let keys = self.keys.as_deref()?;
-        let timestamp = now_ms().to_string();
-        let mac = mac(&keys.current, signed, &timestamp).finalize().into_bytes();
-        Some((timestamp, format!("v1={}", hex(&mac))))
+        let timestamp = now_ms();
+        Some((timestamp, signing::sign(&keys.current, fields, timestamp)))
     }
 
-    /// Checks a request's signature headers; the error says what was wrong, never
-    /// anything secret.
+    /// Checks a request's signature headers (`None` when missing or repeated); the
+    /// error says what was wrong, never anything secret.
     pub(crate) fn verify(
         &self,
-        signed: &Signed<'_>,
+        fields: &SignedFields<'_>,
         timestamp: Option<&str>,
         signature: Option<&str>,
     ) -> Result<(), String> {
         let Some(keys) = self.keys.as_deref() else { return Ok(()) };
-        let (Some(timestamp), Some(signature)) = (timestamp, signature) else {
-            return Err(format!("the call is not signed; this server requires `{TIMESTAMP}` and `{SIGNATURE}`"));
-        };
-        let sent_ms: u64 = timestamp.parse().map_err(|_| format!("`{TIMESTAMP}` is not a number of milliseconds"))?;
-        let age = now_ms().abs_diff(sent_ms);
-        if age > u64::try_from(keys.max_age.as_millis()).unwrap_or(u64::MAX) {
-            return Err(format!(
-                "the signature is {age} ms away from this server's clock; the limit is {} ms",
-                keys.max_age.as_millis()
-            ));
-        }
-        let digest = signature
-            .strip_prefix("v1=")
-            .and_then(unhex)
-            .ok_or_else(|| format!("`{SIGNATURE}` must be `v1=` and 64 hex digits"))?;
-        let matches = |key: &[u8]| mac(key, signed, timestamp).verify_slice(&digest).is_ok();
-        if matches(&keys.current) || keys.accepted.as_deref().is_some_and(matches) {
-            Ok(())
-        } else {
-            Err("the signature does not match the request".to_owned())
-        }
+        let current: &[u8] = &keys.current;
+        let candidates = [Some(current), keys.accepted.as_deref()];
+        let candidates: Vec<&[u8]> = candidates.into_iter().flatten().collect();
+        signing::verify(&candidates, keys.max_age, now_ms(), fields, timestamp, signature)
     }
 }
 
@@ -155,47 +135,6 @@ impl fmt::Debug for Security {
     }
 }
 
-/// Request header: when the call was signed, in Unix milliseconds.
-pub const TIMESTAMP: &str = "x-intercall-timestamp";
-
-/// Request header: `v1=` and the hex HMAC-SHA256 of the canonical request.
-pub const SIGNATURE: &str = "x-intercall-signature";
-
-/// What a signature covers. The canonical text is these fields, one per line, after
-/// the line `intercall-v1`: `service/method`, the timestamp, the call id, the user
-/// type, the user id, the activity id (each empty when absent) and the hex SHA-256 of
-/// the body.
-pub(crate) struct Signed<'a> {
-    pub(crate) service: &'a str,
-    pub(crate) method: &'a str,
-    pub(crate) call_id: Option<&'a str>,
-    pub(crate) user_type: Option<&'a str>,
-    pub(crate) user_id: Option<&'a str>,
-    pub(crate) activity: Option<&'a str>,
-    pub(crate) body_sha256: &'a str,
-}
-
-fn mac(key: &[u8], signed: &Signed<'_>, timestamp: &str) -> Hmac<Sha256> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
-    let lines = [
-        "intercall-v1",
-        &format!("{}/{}", signed.service, signed.method),
-        timestamp,
-        signed.call_id.unwrap_or(""),
-        signed.user_type.unwrap_or(""),
-        signed.user_id.unwrap_or(""),
-        signed.activity.unwrap_or(""),
-        signed.body_sha256,
-    ];
-    mac.update(lines.join("\n").as_bytes());
-    mac
-}
-
-/// The hex SHA-256 of a body, computed once per call.
-pub(crate) fn body_sha256(body: &[u8]) -> String {
-    hex(&Sha256::digest(body))
-}
-
 fn checked(secret: &[u8], what: &str) -> Result<Vec<u8>, Error> {
     if secret.len() < MIN_SECRET_BYTES {
         return Err(Error::config(format!(
@@ -210,23 +149,12 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() != 64 || !text.is_ascii() {
-        return None;
-    }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok()).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn signed(user_id: &str) -> Signed<'_> {
-        Signed {
+    fn signed(user_id: &str) -> SignedFields<'_> {
+        SignedFields {
             service: "Catalog",
             method: "get",
             call_id: None,
@@ -241,6 +169,7 @@ mod tests {
     fn a_signature_verifies_and_a_forged_field_does_not() {
         let security = Security::shared_secret("0123456789abcdef0123").unwrap();
         let (timestamp, signature) = security.sign(&signed("42")).unwrap();
+        let timestamp = timestamp.to_string();
         assert_eq!(security.verify(&signed("42"), Some(&timestamp), Some(&signature)), Ok(()));
         assert!(security.verify(&signed("43"), Some(&timestamp), Some(&signature)).is_err());
         assert!(security.verify(&signed("42"), None, None).is_err());
@@ -256,6 +185,7 @@ mod tests {
             .with_accepted_secret("old secret, 16 bytes at least")
             .unwrap();
         let (timestamp, signature) = old.sign(&signed("1")).unwrap();
+        let timestamp = timestamp.to_string();
         assert_eq!(rotating.verify(&signed("1"), Some(&timestamp), Some(&signature)), Ok(()));
         let debug = format!("{rotating:?}");
         assert!(!debug.contains("secret, 16"), "{debug}");

@@ -396,7 +396,8 @@ fn inline_toml_errors_say_inline_toml() {
 fn builder_rejects_a_zero_default_timeout() {
     let message =
         builder_error(Invoker::builder().timeout(Duration::ZERO).service("Catalog", "http://127.0.0.1:8081/").build());
-    assert_mentions(&message, &["default timeout", "is 0"]);
+    assert_mentions(&message, &["<builder>", "`defaults.timeout_ms` is 0"]);
+    assert!(!message.contains("line"), "a builder has no lines: {message}");
 }
 
 #[test]
@@ -464,7 +465,7 @@ fn builder_rejects_a_backoff_above_its_maximum() {
             .service("Catalog", "http://127.0.0.1:8081/")
             .build(),
     );
-    assert_mentions(&message, &["backoff", "2s", "1s"]);
+    assert_mentions(&message, &["backoff", "2000 ms", "1000 ms"]);
 }
 
 #[test]
@@ -505,6 +506,54 @@ fn builder_sets_tries_and_retries() {
         .unwrap();
     assert_eq!(invoker.tries("Catalog"), Some(1));
     assert_eq!(invoker.tries("Checkout"), Some(3));
+}
+
+#[test]
+fn builder_and_file_share_one_validator() {
+    // The same mistake, made in a file and in a builder, gets the same message (the
+    // file's names its position too).
+    let pairs: [(&str, intercall::InvokerBuilder); 4] = [
+        ("[defaults]\nmax_reply_bytes = 0\n", Invoker::builder().max_reply_bytes(0)),
+        ("[server]\ncall_store = \"nope\"\n", Invoker::builder().call_store("nope")),
+        ("[server]\ncall_store_prefix = \"x:\"\n", Invoker::builder().call_store_prefix("x:")),
+        (
+            "[services.Catalog]\nurl = \"http://127.0.0.1:1/\"\ntries = 0\n",
+            Invoker::builder().service("Catalog", "http://127.0.0.1:1/").service_tries("Catalog", 0),
+        ),
+    ];
+    for (text, builder) in pairs {
+        let from_file = Invoker::from_toml(text).expect_err(text).to_string();
+        let from_builder = builder.build().expect_err(text).to_string();
+        let (_, file_reason) = from_file.split_once("column ").expect("a position");
+        let file_reason = file_reason.split_once(": ").expect("a reason").1;
+        let builder_reason = from_builder.split_once("`<builder>`: ").expect("the source").1;
+        assert_eq!(file_reason, builder_reason, "{text}");
+    }
+}
+
+#[test]
+fn builder_sets_what_the_file_sets() {
+    let invoker = Invoker::builder()
+        .service("Catalog", "http://127.0.0.1:8081/")
+        .service_max_reply_bytes("Catalog", 10)
+        .service_backoff("Catalog", Duration::from_millis(5), Duration::from_millis(6))
+        .call_store("memory")
+        .call_store_capacity(10)
+        .call_ttl(Duration::from_secs(1))
+        .on_store_error(intercall::calls::OnStoreError::Run)
+        .build()
+        .unwrap();
+    let settings = invoker.server_settings();
+    assert!(settings.call_store.is_some(), "a memory store of the node's own");
+    assert_eq!(settings.on_store_error, intercall::calls::OnStoreError::Run);
+}
+
+#[test]
+fn a_placeholder_in_a_url_is_a_startup_error_not_a_panic() {
+    let err = Invoker::from_toml("[services.Catalog]\nurl = \"http://${HOST}:8080/\"\n").expect_err("a placeholder");
+    assert_mentions(&err.to_string(), &["line 2", "services.Catalog.url", "${HOST}", "not a valid URL"]);
+    let err = Invoker::builder().service("Catalog", "http://${HOST}:8080/").build().expect_err("a placeholder");
+    assert_mentions(&err.to_string(), &["services.Catalog.url", "not a valid URL"]);
 }
 
 // ---- the environment variable ------------------------------------------------------------

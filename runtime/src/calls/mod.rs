@@ -21,6 +21,8 @@ use crate::context::UserContext;
 
 pub use memory::{DEFAULT_CAPACITY, DEFAULT_MAX_BYTES, DEFAULT_TTL, MemoryCallStore};
 #[cfg(feature = "redis")]
+pub(crate) use redis::parse_url as parse_redis_url;
+#[cfg(feature = "redis")]
 pub use redis::{DEFAULT_LEASE, DEFAULT_PREFIX, RedisCallStore};
 
 /// The bound on one Redis operation of a [`RedisCallStore`](self): 1 s.

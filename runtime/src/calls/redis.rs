@@ -56,16 +56,26 @@ pub struct RedisCallStore {
     op_timeout: Duration,
 }
 
+/// Parses a Redis URL without connecting; the message never echoes the URL, which may
+/// hold a password.
+pub(crate) fn parse_url(url: &str) -> Result<redis::Client, Error> {
+    redis::Client::open(url).map_err(|e| {
+        Error::config(format!("invalid Redis URL for the call store: {}", e.to_string().replace(url, "<url>")))
+    })
+}
+
 impl RedisCallStore {
     /// A store on the Redis at `url` (`redis://host:port/db`). Connects lazily: a
     /// Redis that is down now makes calls answer `503` (or run, with
     /// `on_store_error = "run"`) until it is back.
     pub fn new(url: &str) -> Result<Self, Error> {
-        let client = redis::Client::open(url).map_err(|e| {
-            Error::config(format!("invalid Redis URL for the call store: {}", e.to_string().replace(url, "<url>")))
-        })?;
+        Ok(Self::from_client(parse_url(url)?))
+    }
+
+    /// A store on an already parsed client (no connection is made yet).
+    pub(crate) fn from_client(client: redis::Client) -> Self {
         let address = client.get_connection_info().addr().to_string();
-        Ok(Self {
+        Self {
             client,
             connection: Arc::default(),
             address,
@@ -73,7 +83,7 @@ impl RedisCallStore {
             ttl: super::memory::DEFAULT_TTL,
             lease: DEFAULT_LEASE,
             op_timeout: DEFAULT_OP_TIMEOUT,
-        })
+        }
     }
 
     /// The prefix of every key and channel (default `intercall:`), so several systems

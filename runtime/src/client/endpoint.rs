@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::http::Uri;
-use hyper::http::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use hyper::http::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
@@ -16,9 +16,10 @@ use super::transport::{Failure, Transport};
 use crate::config::CallPolicy;
 use crate::context::{CallContext, UserContext};
 use crate::error::CallError;
-use crate::security::{self, Signed};
-use crate::wire::names::{ACTIVITY_ID, CALL_ATTEMPT, CALL_ID, DEADLINE_MS, SIGNATURE, TIMESTAMP, USER_ID, USER_TYPE};
-use crate::wire::{self, ErrorKind, ErrorReply};
+use crate::protocol::reply::{self, Decoded};
+use crate::protocol::retry::{self as policy, Decision, Outcome};
+use crate::protocol::signing::{SignedFields, body_sha256};
+use crate::protocol::{ErrorKind, headers};
 
 /// One service as a generated proxy sees it: the method URLs resolved once, the shared
 /// HTTP client, the call policy and the invoker's retry budget. Cloning is one
@@ -42,22 +43,16 @@ enum Attempt<T, E> {
     Ok(T),
     /// The service's typed error: the answer, never retried.
     Typed(E),
-    /// Any other failure; `retryable` for those a retry may fix (timeout, connection,
-    /// 503, in progress), with the server's `Retry-After` when it sent one.
+    /// Any other failure, and whether `protocol::retry` says another attempt may fix it.
     Failed {
         error: CallError,
-        retryable: bool,
-        retry_after: Option<Duration>,
+        decision: Decision,
     },
 }
 
 impl<T, E> Attempt<T, E> {
-    fn failed(error: CallError) -> Self {
-        Attempt::Failed { error, retryable: false, retry_after: None }
-    }
-
-    fn retryable(error: CallError, retry_after: Option<Duration>) -> Self {
-        Attempt::Failed { error, retryable: true, retry_after }
+    fn failed(error: CallError, outcome: Outcome<'_>) -> Self {
+        Attempt::Failed { error, decision: policy::decide(outcome) }
     }
 }
 
@@ -82,23 +77,11 @@ struct Outgoing {
 impl Outgoing {
     fn new(body: Bytes, context: &CallContext, signed: bool) -> Self {
         let call_id = uuid::Uuid::new_v4().hyphenated().to_string();
-        // The first hop of an activity mints its id; every later hop forwards it.
+        // A call made outside any activity starts one of its own; a call made inside
+        // one (an implementation serving a request, a scope) forwards its id.
         let activity = context.activity.unwrap_or_default().to_string();
-        let mut headers = HeaderMap::with_capacity(10);
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static(wire::JSON));
-        headers.insert(ACCEPT, HeaderValue::from_static(wire::JSON));
-        headers.insert(CALL_ID, HeaderValue::from_str(&call_id).expect("a UUID is a header value"));
-        headers.insert(ACTIVITY_ID, HeaderValue::from_str(&activity).expect("a UUID is a header value"));
-        if let Some(user) = &context.user {
-            // `UserContext` admits no control characters, so any of its values is a
-            // valid header value (UTF-8 beyond ASCII travels as raw bytes).
-            let value = |text: &str| HeaderValue::from_bytes(text.as_bytes()).expect("validated user field");
-            headers.insert(USER_TYPE, value(user.user_type().as_str()));
-            if let Some(id) = user.user_id() {
-                headers.insert(USER_ID, value(id));
-            }
-        }
-        let body_sha256 = signed.then(|| security::body_sha256(&body));
+        let headers = headers::write_call(&call_id, &activity, context.user.as_ref());
+        let body_sha256 = signed.then(|| body_sha256(&body));
         Self { body, call_id, activity, user: context.user.clone(), body_sha256, headers }
     }
 }
@@ -160,18 +143,19 @@ impl Endpoint {
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let timeout = policy.timeout.min(remaining);
-            let (error, retryable, retry_after) = match self.attempt(index, outgoing, attempt, timeout).await {
+            let (error, at_least) = match self.attempt(index, outgoing, attempt, timeout).await {
                 Attempt::Ok(value) => return Ok(value),
                 Attempt::Typed(error) => return Err(error),
-                Attempt::Failed { error, retryable, retry_after } => {
-                    (error.after_attempts(attempt), retryable, retry_after)
+                Attempt::Failed { error, decision } => {
+                    let error = error.after_attempts(attempt);
+                    tracing::debug!(attempt, retryable = decision != Decision::Stop, "attempt failed: {error}");
+                    match decision {
+                        Decision::Retry { at_least } if attempt < policy.tries => (error, at_least),
+                        _ => return Err(error.into()),
+                    }
                 }
             };
-            tracing::debug!(attempt, retryable, "attempt failed: {error}");
-            if !retryable || attempt >= policy.tries {
-                return Err(error.into());
-            }
-            let delay = backoff(&policy, attempt).max(retry_after.unwrap_or_default());
+            let delay = backoff(&policy, attempt).max(at_least);
             // The next attempt needs time of its own, or it could only time out.
             if delay >= deadline.saturating_duration_since(Instant::now()) {
                 return Err(error.into());
@@ -195,15 +179,15 @@ impl Endpoint {
     {
         let this = &*self.0;
         let method = this.methods[index];
-        // A closure: the transport builds the headers again if it has to resend.
+        // A closure: the transport builds the headers again if it has to resend (with
+        // the same `x-call-attempt`: a resend on a stale connection is the same attempt).
         let headers = || {
             let mut headers = outgoing.headers.clone();
-            headers.insert(CALL_ATTEMPT, HeaderValue::from(attempt));
             let server_deadline = u64::try_from(server_deadline(timeout).as_millis()).unwrap_or(u64::MAX);
-            headers.insert(DEADLINE_MS, HeaderValue::from(server_deadline));
+            headers::write_attempt(&mut headers, attempt, server_deadline);
             if let Some(body_sha256) = &outgoing.body_sha256 {
                 let user = outgoing.user.as_ref();
-                let signed = Signed {
+                let fields = SignedFields {
                     service: this.service,
                     method,
                     call_id: Some(&outgoing.call_id),
@@ -212,9 +196,8 @@ impl Endpoint {
                     activity: Some(&outgoing.activity),
                     body_sha256,
                 };
-                if let Some((timestamp, signature)) = this.security.sign(&signed) {
-                    headers.insert(TIMESTAMP, HeaderValue::from_str(&timestamp).expect("digits"));
-                    headers.insert(SIGNATURE, HeaderValue::from_str(&signature).expect("hex"));
+                if let Some((timestamp, signature)) = this.security.sign(&fields) {
+                    headers::write_signature(&mut headers, timestamp, &signature);
                 }
             }
             headers
@@ -224,68 +207,63 @@ impl Endpoint {
         let reply = match tokio::time::timeout(timeout, exchange).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(Failure::Transport(message))) => {
-                return Attempt::retryable(CallError::connect(this.service, method, message), None);
+                return Attempt::failed(CallError::connect(this.service, method, message), Outcome::NoReply);
             }
             // Refused, not buffered whole.
             Ok(Err(Failure::TooLarge { status, size })) => {
                 let message =
                     format!("the reply is {size} bytes; this client accepts at most {limit} (`max_reply_bytes`)");
-                return Attempt::failed(CallError::decode(this.service, method, status.as_u16(), message));
+                let error = CallError::decode(this.service, method, status.as_u16(), message);
+                return Attempt::failed(error, Outcome::Unusable);
             }
             Err(_) => {
-                return Attempt::retryable(
-                    CallError::timeout(this.service, method, timeout, this.policy.timeout),
-                    None,
-                );
+                let error = CallError::timeout(this.service, method, timeout, this.policy.timeout);
+                return Attempt::failed(error, Outcome::NoReply);
             }
         };
         let status = reply.status.as_u16();
-        let retry_after = reply
-            .headers
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let bytes = reply.body;
-        if (200..300).contains(&status) {
-            return match serde_json::from_slice(&bytes) {
-                Ok(value) => Attempt::Ok(value),
-                Err(e) => {
-                    let message = format!("the reply is not a valid result: {e}");
-                    Attempt::failed(CallError::decode(this.service, method, status, message))
-                }
-            };
-        }
-        let (error, in_progress) = match wire::parse_error_reply(&bytes) {
-            Some(ErrorReply::Service { type_name, value }) => {
+        let content_type = reply.headers.get(CONTENT_TYPE).map(|v| v.as_bytes());
+        let (service, timeout_ms) = (this.service, this.policy.timeout.as_millis());
+        let (error, kind) = match reply::decode(status, content_type, &reply.body) {
+            Decoded::Result(json) => {
+                return match serde_json::from_slice(json) {
+                    Ok(value) => Attempt::Ok(value),
+                    Err(e) => {
+                        let message = format!("the reply is not a valid result: {e}");
+                        Attempt::failed(CallError::decode(service, method, status, message), Outcome::Unusable)
+                    }
+                };
+            }
+            Decoded::NotJson { content_type } => {
+                let message = format!("a 200 reply with `content-type: {content_type}` is not an intercall result");
+                return Attempt::failed(CallError::decode(service, method, status, message), Outcome::Unusable);
+            }
+            Decoded::Service { type_name, value } => {
                 return match serde_json::from_str::<E>(value.get()) {
                     Ok(error) => Attempt::Typed(error),
                     Err(e) => {
                         let message = format!(
                             "the server's `{type_name}` error does not decode as this method's error type: {e}"
                         );
-                        Attempt::failed(CallError::decode(this.service, method, status, message))
+                        Attempt::failed(CallError::decode(service, method, status, message), Outcome::Unusable)
                     }
                 };
             }
-            Some(ErrorReply::Framework { kind, .. }) if kind == ErrorKind::InProgress.as_str() => {
-                let message = format!(
-                    "no reply within {} ms: the server is still running the call",
-                    this.policy.timeout.as_millis()
-                );
-                (CallError::server_timeout(this.service, method, status, message), true)
+            Decoded::Framework { kind: Some(ErrorKind::InProgress), .. } => {
+                let message = format!("no reply within {timeout_ms} ms: the server is still running the call");
+                (CallError::server_timeout(service, method, status, message), Some(ErrorKind::InProgress))
             }
-            Some(ErrorReply::Framework { kind, message }) if kind == ErrorKind::DeadlineExceeded.as_str() => {
-                (CallError::server_timeout(this.service, method, status, message.into_owned()), false)
+            Decoded::Framework { kind: Some(ErrorKind::DeadlineExceeded), message, .. } => {
+                let error = CallError::server_timeout(service, method, status, message.into_owned());
+                (error, Some(ErrorKind::DeadlineExceeded))
             }
-            Some(ErrorReply::Framework { kind, message }) => {
-                (CallError::status(this.service, method, status, format!("{kind}: {message}")), false)
+            Decoded::Framework { kind, kind_text, message } => {
+                (CallError::status(service, method, status, format!("{kind_text}: {message}")), kind)
             }
-            None => (CallError::status(this.service, method, status, wire::describe_foreign_body(&bytes)), false),
+            Decoded::Foreign { description } => (CallError::status(service, method, status, description), None),
         };
-        // Retry only what a retry can fix: an unavailable server, or the first run of
-        // this call id still in progress. Never a typed error or another 4xx.
-        if status == 503 || in_progress { Attempt::retryable(error, retry_after) } else { Attempt::failed(error) }
+        let retry_after = reply.headers.get(RETRY_AFTER).map(|v| v.as_bytes());
+        Attempt::failed(error, Outcome::Replied { status, kind, retry_after })
     }
 }
 

@@ -29,8 +29,8 @@ pub(crate) struct Transport {
     client: Client<Connector, Full<Bytes>>,
 }
 
-/// A reply, read whole within the size limit.
-pub(crate) struct Reply {
+/// A reply as received, its body read whole within the size limit.
+pub(crate) struct ReceivedReply {
     pub(crate) status: StatusCode,
     pub(crate) headers: HeaderMap,
     pub(crate) body: Bytes,
@@ -76,7 +76,7 @@ impl Transport {
         headers: impl Fn() -> HeaderMap,
         body: &Bytes,
         limit: u64,
-    ) -> Result<Reply, Failure> {
+    ) -> Result<ReceivedReply, Failure> {
         let request = || {
             let mut request = Request::new(Full::new(body.clone()));
             *request.method_mut() = hyper::http::Method::POST;
@@ -100,7 +100,7 @@ impl Transport {
         Answered::mark(response.extensions());
         let (parts, body) = response.into_parts();
         match read_limited(&parts.headers, body, limit).await {
-            Ok(body) => Ok(Reply { status: parts.status, headers: parts.headers, body }),
+            Ok(body) => Ok(ReceivedReply { status: parts.status, headers: parts.headers, body }),
             Err(BodyError::TooLarge { declared }) => {
                 let size = declared.map_or_else(|| format!("more than {limit}"), |n| n.to_string());
                 Err(Failure::TooLarge { status: parts.status, size })

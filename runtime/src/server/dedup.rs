@@ -12,44 +12,45 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use serde::Serialize;
 
-use super::MethodInfo;
+use super::ServedMethod;
 use super::detach::Detachable;
-use super::reply::{self, Reply};
+use super::reply;
 use crate::calls::{CallKey, CallStore, Claim, OnStoreError, StoreError, StoredReply, Ticket};
-use crate::wire::ErrorKind;
+use crate::protocol::ErrorKind;
+use crate::protocol::reply::{EncodedReply, framework_error};
 
 /// What an in-process store can tell before the body is decoded: a duplicate of a
 /// finished call is replayed, one of a running call waits for it, and a mismatch is
 /// refused, all without decoding the arguments. `Ok(Some(..))`: claimed, decode and
 /// run; `Ok(None)`: the store answers only asynchronously, claim after decoding.
 pub(crate) async fn before_decoding(
-    info: MethodInfo,
+    method: ServedMethod,
     store: &Arc<dyn CallStore>,
     key: &CallKey,
     fingerprint: u128,
     deadline: Option<Duration>,
-) -> Result<Option<Release>, Reply> {
+) -> Result<Option<ClaimGuard>, EncodedReply> {
     let outcome = match store.claim_at_once(key, fingerprint).map(settle) {
         // A store failure is left to the claim after decoding, which handles it.
         None | Some(Err(Outcome::StoreFailed(_))) => return Ok(None),
         Some(Ok(ticket)) => {
-            return Ok(Some(Release { store: Arc::clone(store), key: key.clone(), ticket: Some(ticket) }));
+            return Ok(Some(ClaimGuard { store: Arc::clone(store), key: key.clone(), ticket: Some(ticket) }));
         }
         Some(Err(outcome)) => outcome,
     };
-    Err(answer(info, &**store, key, fingerprint, deadline, std::time::Instant::now(), Ok(outcome)).await)
+    Err(answer(method, &**store, key, fingerprint, deadline, std::time::Instant::now(), Ok(outcome)).await)
 }
 
 /// Runs the call once per call id: `claimed` by [`before_decoding`], or claimed now.
 pub(crate) async fn run_once<T, E, Fut>(
-    info: MethodInfo,
+    method: ServedMethod,
     store: Arc<dyn CallStore>,
     key: CallKey,
     fingerprint: u128,
     deadline: Option<Duration>,
-    claimed: Option<Release>,
+    claimed: Option<ClaimGuard>,
     future: Fut,
-) -> Reply
+) -> EncodedReply
 where
     T: Serialize + 'static,
     E: Serialize + 'static,
@@ -59,52 +60,52 @@ where
     // The claim, when not made yet, is part of the detachable future: a caller that
     // disconnects mid-claim cannot leave a claim behind in a store across the network.
     let run = match claimed {
-        Some(guard) => Detachable::new(run_claimed(info, guard, future)),
+        Some(guard) => Detachable::new(run_claimed(method, guard, future)),
         None => {
             let (store, key) = (Arc::clone(&store), key.clone());
             Detachable::new(async move {
                 match settle(store.claim(&key, fingerprint).await) {
-                    Ok(ticket) => run_claimed(info, Release { store, key, ticket: Some(ticket) }, future).await,
-                    Err(Outcome::StoreFailed(e)) => store_failed(info, e, future).await,
+                    Ok(ticket) => run_claimed(method, ClaimGuard { store, key, ticket: Some(ticket) }, future).await,
+                    Err(Outcome::StoreFailed(e)) => store_failed(method, e, future).await,
                     Err(outcome) => outcome,
                 }
             })
         }
     };
-    let outcome = join(info, deadline, run).await;
-    answer(info, &*store, &key, fingerprint, deadline, started, outcome).await
+    let outcome = join(method, deadline, run).await;
+    answer(method, &*store, &key, fingerprint, deadline, started, outcome).await
 }
 
 /// The reply to what a claim and its run came to.
 async fn answer(
-    info: MethodInfo,
+    method: ServedMethod,
     store: &dyn CallStore,
     key: &CallKey,
     fingerprint: u128,
     deadline: Option<Duration>,
     started: std::time::Instant,
     outcome: Result<Outcome, Joined>,
-) -> Reply {
+) -> EncodedReply {
     match outcome {
         Ok(Outcome::Ran(reply)) => reply,
         Ok(Outcome::Done(stored)) => stored.into(),
         Ok(Outcome::Running) => {
             // The claim took some of this request's time already.
             let left = deadline.map(|deadline| deadline.saturating_sub(started.elapsed()));
-            wait(info, store, key, fingerprint, left).await
+            wait(method, store, key, fingerprint, left).await
         }
         Ok(Outcome::Mismatch) => {
             let message = format!(
                 "call id `{}` was already used for {}.{} with a different request body; a new call needs a new call id",
                 key.call_id(),
-                info.service,
-                info.method
+                method.service,
+                method.method
             );
-            reply::error(ErrorKind::CallIdMismatch, &message, None)
+            framework_error(ErrorKind::CallIdMismatch, &message, None)
         }
-        Ok(Outcome::StoreFailed(e)) => store_unavailable(info, &e),
+        Ok(Outcome::StoreFailed(e)) => store_unavailable(method, &e),
         // The caller stops waiting; the run goes on and its reply is stored.
-        Err(Joined::TimedOut) => in_progress(info, key),
+        Err(Joined::TimedOut) => in_progress(method, key),
         Err(Joined::Panicked(reply)) => reply,
     }
 }
@@ -121,33 +122,33 @@ fn settle(claimed: Result<Claim, StoreError>) -> Result<Ticket, Outcome> {
 }
 
 /// Runs a claimed call and records its outcome.
-async fn run_claimed<T, E, Fut>(info: MethodInfo, guard: Release, future: Fut) -> Outcome
+async fn run_claimed<T, E, Fut>(method: ServedMethod, guard: ClaimGuard, future: Fut) -> Outcome
 where
     T: Serialize,
     E: Serialize,
     Fut: Future<Output = Result<T, E>>,
 {
-    let reply = reply::run(info, future).await;
+    let reply = reply::run(method, future).await;
     guard.finish(&reply).await;
     Outcome::Ran(reply)
 }
 
 /// The store failed: run without deduplication if the server is set to, else refuse.
-async fn store_failed<T, E, Fut>(info: MethodInfo, error: StoreError, future: Fut) -> Outcome
+async fn store_failed<T, E, Fut>(method: ServedMethod, error: StoreError, future: Fut) -> Outcome
 where
     T: Serialize,
     E: Serialize,
     Fut: Future<Output = Result<T, E>>,
 {
-    if info.on_store_error != OnStoreError::Run {
+    if method.on_store_error != OnStoreError::Run {
         return Outcome::StoreFailed(error);
     }
     tracing::warn!(
-        service = info.service,
-        method = info.method,
+        service = method.service,
+        method = method.method,
         "call-id store unavailable ({error}); running without deduplication"
     );
-    Outcome::Ran(reply::run(info, future).await)
+    Outcome::Ran(reply::run(method, future).await)
 }
 
 /// Why the run gave no outcome.
@@ -155,12 +156,12 @@ enum Joined {
     /// The request's deadline came first; the run goes on detached.
     TimedOut,
     /// The store panicked: the `500 panic` reply.
-    Panicked(Reply),
+    Panicked(EncodedReply),
 }
 
 /// Runs the claim and the run in place, within the request's deadline.
-async fn join(info: MethodInfo, deadline: Option<Duration>, run: Detachable<Outcome>) -> Result<Outcome, Joined> {
-    let run = store_guarded(info, run);
+async fn join(method: ServedMethod, deadline: Option<Duration>, run: Detachable<Outcome>) -> Result<Outcome, Joined> {
+    let run = store_guarded(method, run);
     let joined = match deadline {
         Some(deadline) => tokio::time::timeout(deadline, run).await.map_err(|_| Joined::TimedOut)?,
         None => run.await,
@@ -171,16 +172,19 @@ async fn join(info: MethodInfo, deadline: Option<Duration>, run: Detachable<Outc
 /// Runs a call-id store operation with its panics caught: a store that panics gets
 /// the request a `500 panic` reply (the message logged), never a dropped connection.
 /// (`reply::run` catches the implementation's own panics.)
-pub(crate) async fn store_guarded<T>(info: MethodInfo, operation: impl Future<Output = T>) -> Result<T, Reply> {
+pub(crate) async fn store_guarded<T>(
+    method: ServedMethod,
+    operation: impl Future<Output = T>,
+) -> Result<T, EncodedReply> {
     AssertUnwindSafe(operation)
         .catch_unwind()
         .await
-        .map_err(|panic| reply::panicked(info, reply::panic_message(&*panic)))
+        .map_err(|panic| reply::panicked(method, reply::panic_message(&*panic)))
 }
 
 /// What a claim and its run came to: it ran the call, or the claim said why not.
 enum Outcome {
-    Ran(Reply),
+    Ran(EncodedReply),
     Done(StoredReply),
     Running,
     Mismatch,
@@ -189,15 +193,15 @@ enum Outcome {
 
 /// Completes or releases the claim; if the task ends any other way (a panic in the
 /// store itself, a runtime shutting down), releases it on drop, so a retry can run.
-pub(crate) struct Release {
+pub(crate) struct ClaimGuard {
     store: Arc<dyn CallStore>,
     key: CallKey,
     ticket: Option<Ticket>,
 }
 
-impl Release {
+impl ClaimGuard {
     /// Stores `reply` for duplicates, or frees the call id when it is not storable.
-    pub(crate) async fn finish(mut self, reply: &Reply) {
+    pub(crate) async fn finish(mut self, reply: &EncodedReply) {
         let ticket = self.ticket.take().expect("finished once");
         // Successes and typed errors are stored; anything else frees the id again.
         let recorded = match reply.is_storable() {
@@ -210,7 +214,7 @@ impl Release {
     }
 }
 
-impl Drop for Release {
+impl Drop for ClaimGuard {
     fn drop(&mut self) {
         let Some(ticket) = self.ticket.take() else { return };
         // Best effort, in a task of its own (a remote store needs the network); with
@@ -225,31 +229,32 @@ impl Drop for Release {
 }
 
 async fn wait(
-    info: MethodInfo,
+    method: ServedMethod,
     store: &dyn CallStore,
     key: &CallKey,
     fingerprint: u128,
     deadline: Option<Duration>,
-) -> Reply {
+) -> EncodedReply {
     match store.wait(key, fingerprint, deadline).await {
         Ok(Some(stored)) => stored.into(),
-        Ok(None) => in_progress(info, key),
-        Err(e) => store_unavailable(info, &e),
+        Ok(None) => in_progress(method, key),
+        Err(e) => store_unavailable(method, &e),
     }
 }
 
-fn in_progress(info: MethodInfo, key: &CallKey) -> Reply {
+fn in_progress(method: ServedMethod, key: &CallKey) -> EncodedReply {
     let message = format!(
         "call `{}` of {}.{} has no result yet (still running, or its run ended without one); retry with the same call id",
         key.call_id(),
-        info.service,
-        info.method
+        method.service,
+        method.method
     );
-    reply::error(ErrorKind::InProgress, &message, None)
+    framework_error(ErrorKind::InProgress, &message, None)
 }
 
-fn store_unavailable(info: MethodInfo, error: &StoreError) -> Reply {
-    tracing::error!(service = info.service, method = info.method, "call-id store unavailable: {error}");
-    let message = format!("the call-id store is unavailable, so {}.{} did not run; retry", info.service, info.method);
-    reply::error(ErrorKind::StoreUnavailable, &message, None)
+fn store_unavailable(method: ServedMethod, error: &StoreError) -> EncodedReply {
+    tracing::error!(service = method.service, method = method.method, "call-id store unavailable: {error}");
+    let message =
+        format!("the call-id store is unavailable, so {}.{} did not run; retry", method.service, method.method);
+    framework_error(ErrorKind::StoreUnavailable, &message, None)
 }

@@ -1,14 +1,15 @@
 //! The server side: the axum routes a generated `XServer::into_router` builds, and the
 //! request flow every method shares: checks (`request`), the call-id flow (`dedup`),
-//! the run and the replies (`reply`).
+//! the run and the replies (`reply`). The node's settings and its stores: `settings`.
 
 mod dedup;
 mod detach;
 mod reply;
 mod request;
+mod settings;
 
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
@@ -21,22 +22,14 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
-use crate::calls::{CallKey, CallStore, MemoryCallStore, OnStoreError, fingerprint};
+use crate::calls::{CallKey, CallStore, OnStoreError, fingerprint};
 use crate::context::CallContext;
+use crate::protocol::reply::framework_error;
+use crate::protocol::{ErrorKind, args, path, truncate};
 use crate::security::Security;
-use crate::wire::ErrorKind;
-use reply::truncate;
-use request::{CallHeaders, Rejection};
-
-/// The default limit on a request body: 2 MiB.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
-
-/// The call-id store of servers that are not given one: one [`MemoryCallStore`] per
-/// process, with its default capacity and time to live, shared by every service.
-pub fn default_call_store() -> Arc<dyn CallStore> {
-    static STORE: OnceLock<Arc<dyn CallStore>> = OnceLock::new();
-    Arc::clone(STORE.get_or_init(|| Arc::new(MemoryCallStore::default())))
-}
+use reply::{refuse, respond};
+pub(crate) use settings::server_settings;
+pub use settings::{DEFAULT_MAX_BODY_BYTES, ServerSettings, default_call_store};
 
 /// What a generated `XServer` has been told before `into_router`: its own body limit
 /// and the node's [`ServerSettings`]. Generated builder methods call these setters, so
@@ -72,30 +65,6 @@ impl ServerSetup {
     }
 }
 
-/// The settings a node's configuration gives its servers: how calls are verified and
-/// where call ids are recorded. [`Invoker::server_settings`](crate::Invoker::server_settings)
-/// reads them from `services.toml`; `XServer::settings(..)` applies them.
-#[derive(Clone, Default)]
-pub struct ServerSettings {
-    /// How calls are verified (default: not at all).
-    pub security: Security,
-    /// Where calls with an `x-call-id` are recorded (default: the process-wide
-    /// [`default_call_store`]).
-    pub call_store: Option<Arc<dyn CallStore>>,
-    /// What to do when the store fails (default: answer 503, run nothing).
-    pub on_store_error: OnStoreError,
-}
-
-impl std::fmt::Debug for ServerSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerSettings")
-            .field("security", &self.security)
-            .field("call_store", &self.call_store.as_ref().map(|_| "custom"))
-            .field("on_store_error", &self.on_store_error)
-            .finish()
-    }
-}
-
 /// Builds one service's routes; generated code calls [`method`](Self::method) once per
 /// trait method.
 #[doc(hidden)]
@@ -110,9 +79,10 @@ pub struct ServiceRouter<S> {
     router: Router,
 }
 
-/// Which method a request is for; shared by every request to it.
+/// The method a request is for, and how its server was set up; shared by every
+/// request to it.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct MethodInfo {
+pub(crate) struct ServedMethod {
     pub(crate) service: &'static str,
     pub(crate) method: &'static str,
     max_body_bytes: usize,
@@ -147,21 +117,21 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
         F: Fn(Arc<S>, A) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
-        let info = MethodInfo {
+        let served = ServedMethod {
             service: self.service,
             method,
             max_body_bytes: self.max_body_bytes,
             on_store_error: self.on_store_error,
         };
-        let shared = Shared {
+        let state = ServiceState {
             implementation: Arc::clone(&self.implementation),
             store: Arc::clone(&self.store),
             security: Arc::clone(&self.security),
         };
-        let handler = move |request: Request| handle(info, shared.clone(), call.clone(), request);
+        let handler = move |request: Request| handle(served, state.clone(), call.clone(), request);
         let route =
-            post(handler).fallback(move |request: Request| async move { method_not_allowed(info, request.method()) });
-        self.router = self.router.route(&format!("/{}/{method}", self.service), route);
+            post(handler).fallback(move |request: Request| async move { method_not_allowed(served, request.method()) });
+        self.router = self.router.route(&path::route(self.service, method), route);
         self
     }
 
@@ -177,14 +147,15 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
     }
 }
 
-/// What every request to one service shares.
-struct Shared<S> {
+/// What every request to one service shares: the implementation, the call-id store
+/// and how calls are verified.
+struct ServiceState<S> {
     implementation: Arc<S>,
     store: Arc<dyn CallStore>,
     security: Arc<Security>,
 }
 
-impl<S> Clone for Shared<S> {
+impl<S> Clone for ServiceState<S> {
     fn clone(&self) -> Self {
         Self {
             implementation: Arc::clone(&self.implementation),
@@ -194,7 +165,7 @@ impl<S> Clone for Shared<S> {
     }
 }
 
-async fn handle<S, A, T, E, F, Fut>(info: MethodInfo, shared: Shared<S>, call: F, request: Request) -> Response
+async fn handle<S, A, T, E, F, Fut>(served: ServedMethod, state: ServiceState<S>, call: F, request: Request) -> Response
 where
     A: DeserializeOwned,
     T: Serialize + 'static,
@@ -204,56 +175,58 @@ where
 {
     let arrived = Instant::now();
     let (parts, body) = request.into_parts();
-    let checked = async {
-        request::check_content_type(&parts.headers)?;
-        let call = CallHeaders::parse(&parts.headers)?;
-        let bytes = request::read_body(&parts.headers, body, info.max_body_bytes).await?;
-        call.verify(&shared.security, info.service, info.method, &parts.headers, &bytes)?;
-        Ok::<_, Rejection>((call, bytes))
+    let headers = match request::check_headers(&parts.headers) {
+        Ok(headers) => headers,
+        Err(refusal) => return refuse(&refusal),
     };
-    let (headers, bytes) = match checked.await {
-        Ok(checked) => checked,
-        Err(rejection) => return rejection.into_reply().into_response(),
+    let bytes = match request::read_body(&parts.headers, body, served.max_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(refusal) => return refuse(&refusal),
     };
+    let verified = request::verify(&state.security, served.service, served.method, &headers, &parts.headers, &bytes);
+    if let Err(refusal) = verified {
+        return refuse(&refusal);
+    }
     let activity = headers.activity.unwrap_or_default();
     let span = tracing::info_span!(
         "intercall.serve",
-        service = info.service,
-        method = info.method,
+        service = served.service,
+        method = served.method,
         call_id = headers.call_id.map(tracing::field::display),
         activity_id = %activity,
         attempt = headers.attempt,
     );
     if headers.deadline.is_some_and(|left| left.is_zero()) {
-        let message = format!("{}.{} arrived after its caller's deadline; it did not run", info.service, info.method);
-        return reply::error(ErrorKind::DeadlineExceeded, &message, None).into_response();
+        let message =
+            format!("{}.{} arrived after its caller's deadline; it did not run", served.service, served.method);
+        return respond(framework_error(ErrorKind::DeadlineExceeded, &message, None));
     }
     // A call id: the store may answer (a replay, a wait, a mismatch) before anything
     // is decoded.
     let dedup = match headers.call_id {
         None => None,
         Some(call_id) => {
-            let key = CallKey::new(call_id, info.service, info.method, headers.user.clone());
+            let key = CallKey::new(call_id, served.service, served.method, headers.user.clone());
             let fingerprint = fingerprint(&bytes);
-            let early = dedup::before_decoding(info, &shared.store, &key, fingerprint, headers.deadline);
-            match dedup::store_guarded(info, early).instrument(span.clone()).await {
+            let early = dedup::before_decoding(served, &state.store, &key, fingerprint, headers.deadline);
+            match dedup::store_guarded(served, early).instrument(span.clone()).await {
                 Ok(Ok(claimed)) => Some((key, fingerprint, claimed)),
-                Ok(Err(reply)) | Err(reply) => return reply.into_response(),
+                Ok(Err(reply)) | Err(reply) => return respond(reply),
             }
         }
     };
-    let args = match request::decode_args::<A>(&bytes) {
+    let args = match args::decode::<A>(&bytes) {
         Ok(args) => args,
-        Err(rejection) => {
-            let reply = rejection.into_reply();
+        Err(refusal) => {
+            let reply = refusal.encode();
             // The call did not run: a claim made above is released before the reply,
             // so that a retry of the same request meets the same 400, not a 409.
             if let Some((_, _, Some(claim))) = dedup {
-                if let Err(panicked) = dedup::store_guarded(info, claim.finish(&reply)).await {
-                    return panicked.into_response();
+                if let Err(panicked) = dedup::store_guarded(served, claim.finish(&reply)).await {
+                    return respond(panicked);
                 }
             }
-            return reply.into_response();
+            return respond(reply);
         }
     };
     // `checked_add`: a huge `x-deadline-ms` is no deadline, not an overflow.
@@ -261,18 +234,18 @@ where
     let context = CallContext { user: headers.user, activity: Some(activity), deadline };
     // The implementation, and every proxy call it makes, runs inside the request's
     // context: same user, same activity, the caller's deadline.
-    let future = context.scope(call(shared.implementation, args));
+    let future = context.scope(call(state.implementation, args));
     let reply = match dedup {
         // A plain HTTP client: run inline, store nothing.
-        None => reply::run(info, future).instrument(span).await,
+        None => reply::run(served, future).instrument(span).await,
         Some((key, fingerprint, claimed)) => {
             let future = future.instrument(span.clone());
-            dedup::run_once(info, shared.store, key, fingerprint, headers.deadline, claimed, future)
+            dedup::run_once(served, state.store, key, fingerprint, headers.deadline, claimed, future)
                 .instrument(span)
                 .await
         }
     };
-    reply.into_response()
+    respond(reply)
 }
 
 /// One warning per process: without a secret, context headers are trusted as sent.
@@ -286,21 +259,22 @@ fn warn_unsigned_once() {
     });
 }
 
-fn method_not_allowed(info: MethodInfo, method: &Method) -> Response {
-    let message = format!("{method} is not allowed; call `POST /{}/{}`", info.service, info.method);
-    let mut response = reply::error(ErrorKind::MethodNotAllowed, &message, None).into_response();
+fn method_not_allowed(served: ServedMethod, method: &Method) -> Response {
+    let message = format!("{method} is not allowed; call `POST {}`", path::route(served.service, served.method));
+    let mut response = respond(framework_error(ErrorKind::MethodNotAllowed, &message, None));
     response.headers_mut().insert(ALLOW, HeaderValue::from_static("POST"));
     response
 }
 
 fn unknown_method(service: &str, methods: &[&str], path: &str) -> Response {
-    let method = path.strip_prefix('/').and_then(|p| p.strip_prefix(service)).unwrap_or("").trim_start_matches('/');
+    let after_service = path.strip_prefix('/').and_then(|p| p.strip_prefix(service)).unwrap_or("");
+    let method = after_service.strip_prefix('/').unwrap_or(after_service);
     let methods = methods.join(", ");
     let message = match method {
         "" => format!("service `{service}` needs a method name: `POST /{service}/{{method}}`, one of: {methods}"),
         method => format!("service `{service}` has no method `{}`; its methods are: {methods}", truncate(method)),
     };
-    reply::error(ErrorKind::UnknownMethod, &message, None).into_response()
+    respond(framework_error(ErrorKind::UnknownMethod, &message, None))
 }
 
 /// The fallback for paths no service claims. [`serve`](crate::serve) installs it; add
@@ -308,11 +282,12 @@ fn unknown_method(service: &str, methods: &[&str], path: &str) -> Response {
 /// router another way.
 pub async fn unknown_service(request: Request) -> Response {
     let path = request.uri().path();
-    let service = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    // Not `trim_start_matches`: `//Catalog/get` names the empty service, not `Catalog`.
+    let service = path.strip_prefix('/').unwrap_or(path).split('/').next().unwrap_or("");
     let message = format!(
         "no service `{}` on this node (path `{}`); intercall paths are `POST /{{service}}/{{method}}`",
         truncate(service),
         truncate(path)
     );
-    reply::error(ErrorKind::UnknownService, &message, None).into_response()
+    respond(framework_error(ErrorKind::UnknownService, &message, None))
 }

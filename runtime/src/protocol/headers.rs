@@ -1,0 +1,399 @@
+//! §3 Headers: every header name intercall uses, the grammar of each call header, how a
+//! server parses them and how a client writes them.
+//!
+//! The rules, exactly as PROTOCOL.md states them:
+//! - a call header that appears more than once is a `400` naming it;
+//! - UUID headers are the canonical form only: 36 characters, lowercase hex in groups
+//!   8-4-4-4-12 separated by `-`, so that a value is forwarded and signed as received;
+//! - integers are ASCII digits only (no sign), within the header's range;
+//! - the content type is `application/json` or `application/*+json`, with any
+//!   parameters except a `charset` other than `utf-8`.
+
+use std::time::Duration;
+
+use hyper::http::header::CONTENT_TYPE;
+use hyper::http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::{Refusal, truncate};
+use crate::context::{ActivityId, UserContext};
+use crate::protocol::ErrorKind;
+
+/// The only media type intercall speaks, in both directions.
+pub const JSON: &str = "application/json";
+
+/// Request header: the UUID of one logical call, the same on every attempt. A server
+/// with a call-id store runs the method at most once per call id.
+pub const CALL_ID: &str = "x-call-id";
+
+/// Request header: which attempt of the call this is, from 1.
+pub const CALL_ATTEMPT: &str = "x-call-attempt";
+
+/// Request header: how many milliseconds the caller still waits for this attempt. A
+/// server does not start a call that arrives with 0, and the calls it makes on the
+/// call's behalf give up by then too.
+pub const DEADLINE_MS: &str = "x-deadline-ms";
+
+/// Request header: the end user's type (`customer`, `admin`, ...).
+pub const USER_TYPE: &str = "x-user-type";
+
+/// Request header: the end user's id; only with [`USER_TYPE`].
+pub const USER_ID: &str = "x-user-id";
+
+/// Request header: the UUID of the activity the call belongs to, the same on every hop.
+pub const ACTIVITY_ID: &str = "x-activity-id";
+
+/// Request header: when the call was signed, in Unix milliseconds.
+pub const TIMESTAMP: &str = "x-intercall-timestamp";
+
+/// Request header: `v1=` and the hex HMAC-SHA256 of the canonical request.
+pub const SIGNATURE: &str = "x-intercall-signature";
+
+/// The header names as parsed names, built once rather than on every lookup.
+pub(crate) mod names {
+    use hyper::http::HeaderName;
+
+    pub(crate) const CALL_ID: HeaderName = HeaderName::from_static(super::CALL_ID);
+    pub(crate) const CALL_ATTEMPT: HeaderName = HeaderName::from_static(super::CALL_ATTEMPT);
+    pub(crate) const DEADLINE_MS: HeaderName = HeaderName::from_static(super::DEADLINE_MS);
+    pub(crate) const USER_TYPE: HeaderName = HeaderName::from_static(super::USER_TYPE);
+    pub(crate) const USER_ID: HeaderName = HeaderName::from_static(super::USER_ID);
+    pub(crate) const ACTIVITY_ID: HeaderName = HeaderName::from_static(super::ACTIVITY_ID);
+    pub(crate) const TIMESTAMP: HeaderName = HeaderName::from_static(super::TIMESTAMP);
+    pub(crate) const SIGNATURE: HeaderName = HeaderName::from_static(super::SIGNATURE);
+}
+
+/// The call headers of a request, validated (all optional: a plain HTTP client sends
+/// none). Borrowed from the request: the raw texts are what the signature covers.
+#[derive(Debug)]
+pub(crate) struct CallHeaders<'a> {
+    pub(crate) call_id: Option<uuid::Uuid>,
+    /// `x-call-id` as received, which is also its canonical form.
+    pub(crate) call_id_text: Option<&'a str>,
+    pub(crate) attempt: Option<u32>,
+    /// How long the caller waits for this attempt.
+    pub(crate) deadline: Option<Duration>,
+    pub(crate) user: Option<UserContext>,
+    pub(crate) activity: Option<ActivityId>,
+    /// `x-activity-id` as received.
+    pub(crate) activity_text: Option<&'a str>,
+}
+
+impl<'a> CallHeaders<'a> {
+    /// Parses and checks every call header; the first malformed or repeated one is a
+    /// `400 bad_request` naming it.
+    pub(crate) fn parse(headers: &'a HeaderMap) -> Result<Self, Refusal> {
+        let call_id_text = text(headers, &names::CALL_ID)?;
+        let call_id = call_id_text.map(|text| uuid(CALL_ID, text)).transpose()?;
+        let attempt = text(headers, &names::CALL_ATTEMPT)?
+            .map(|text| match digits::<u32>(text) {
+                Some(n @ 1..) => Ok(n),
+                _ => Err(bad_header(CALL_ATTEMPT, text, "an attempt number from 1 to 4294967295, in digits")),
+            })
+            .transpose()?;
+        let deadline = text(headers, &names::DEADLINE_MS)?
+            .map(|text| {
+                digits::<u64>(text).map(Duration::from_millis).ok_or_else(|| {
+                    bad_header(DEADLINE_MS, text, "a number of milliseconds from 0 to 18446744073709551615, in digits")
+                })
+            })
+            .transpose()?;
+        let user_type = single(headers, &names::USER_TYPE)?.map(HeaderValue::as_bytes);
+        let user_id = single(headers, &names::USER_ID)?.map(HeaderValue::as_bytes);
+        let user = UserContext::from_headers(user_type, user_id)
+            .map_err(|e| Refusal::new(ErrorKind::BadRequest, format!("invalid user context: {e}")))?;
+        let activity_text = text(headers, &names::ACTIVITY_ID)?;
+        let activity = activity_text.map(|text| uuid(ACTIVITY_ID, text).map(ActivityId::from_uuid)).transpose()?;
+        Ok(Self { call_id, call_id_text, attempt, deadline, user, activity, activity_text })
+    }
+}
+
+/// The signature headers of a request, as a verifying server reads them: `None` when
+/// missing, repeated or not text (any of which is a `401` there; a server without a
+/// secret ignores both headers).
+pub(crate) fn signature_headers(headers: &HeaderMap) -> (Option<&str>, Option<&str>) {
+    let one = |name: &HeaderName| {
+        let mut values = headers.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (Some(value), None) => value.to_str().ok(),
+            _ => None,
+        }
+    };
+    (one(&names::TIMESTAMP), one(&names::SIGNATURE))
+}
+
+/// The one value of `name`, or a `400` if it is repeated.
+fn single<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a HeaderValue>, Refusal> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        let message = format!("header `{name}` appears more than once; send it once");
+        return Err(Refusal::new(ErrorKind::BadRequest, message));
+    }
+    Ok(first)
+}
+
+/// The one value of `name` as ASCII text, without the optional whitespace around it.
+fn text<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a str>, Refusal> {
+    single(headers, name)?
+        .map(|value| {
+            value
+                .to_str()
+                .map(|text| text.trim_matches([' ', '\t']))
+                .map_err(|_| Refusal::new(ErrorKind::BadRequest, format!("header `{name}` is not visible ASCII text")))
+        })
+        .transpose()
+}
+
+/// An integer header: one or more ASCII digits, no sign, within `T`'s range.
+fn digits<T: std::str::FromStr>(text: &str) -> Option<T> {
+    let all_digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    if all_digits { text.parse().ok() } else { None }
+}
+
+/// A UUID header: the canonical form only, so that the text forwarded and signed is
+/// the text received.
+fn uuid(name: &str, text: &str) -> Result<uuid::Uuid, Refusal> {
+    let canonical = text.len() == 36
+        && text.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
+        });
+    let expected = "a UUID in lowercase hyphenated form, such as `67e55044-10b1-426f-9247-bb680e5fe0c8`";
+    let parsed = canonical.then(|| uuid::Uuid::try_parse(text).ok()).flatten();
+    parsed.ok_or_else(|| bad_header(name, text, expected))
+}
+
+fn bad_header(name: &str, value: &str, expected: &str) -> Refusal {
+    Refusal::new(ErrorKind::BadRequest, format!("header `{name}` must be {expected}; got `{}`", truncate(value)))
+}
+
+/// Checks the request's `content-type`: `415 unsupported_media_type` unless it is JSON
+/// in UTF-8.
+pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
+    let unsupported = |message: String| Err(Refusal::new(ErrorKind::UnsupportedMediaType, message));
+    let Some(value) = headers.get(CONTENT_TYPE) else {
+        return unsupported(format!("missing `content-type` header; send `content-type: {JSON}`"));
+    };
+    let shown = || truncate_owned(&String::from_utf8_lossy(value.as_bytes()));
+    let Some(charset) = value.to_str().ok().and_then(json_charset) else {
+        return unsupported(format!("`content-type: {}` is not supported; send `content-type: {JSON}`", shown()));
+    };
+    match charset {
+        Some(charset) if !charset.eq_ignore_ascii_case("utf-8") => unsupported(format!(
+            "`content-type: {}`: intercall bodies are UTF-8; send `content-type: {JSON}` and a UTF-8 body",
+            shown()
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Whether `value` is a JSON media type, and its `charset` parameter if it has one:
+/// `None` for another media type, `Some(None)` for JSON without a charset.
+pub(crate) fn json_charset(value: &str) -> Option<Option<&str>> {
+    let mut parts = value.split(';');
+    let media_type = parts.next().unwrap_or("").trim();
+    let is_json = media_type.eq_ignore_ascii_case(JSON)
+        || media_type.len() > "application/+json".len()
+            && media_type[..12].eq_ignore_ascii_case("application/")
+            && media_type[media_type.len() - 5..].eq_ignore_ascii_case("+json");
+    if !is_json {
+        return None;
+    }
+    let charset = parts
+        .filter_map(|parameter| parameter.split_once('='))
+        .find_map(|(name, value)| name.trim().eq_ignore_ascii_case("charset").then(|| value.trim().trim_matches('"')));
+    Some(charset)
+}
+
+fn truncate_owned(text: &str) -> String {
+    truncate(text).to_owned()
+}
+
+/// The headers every attempt of one call sends: media types, the call id, the activity
+/// and the user.
+pub(crate) fn write_call(call_id: &str, activity: &str, user: Option<&UserContext>) -> HeaderMap {
+    use hyper::http::header::ACCEPT;
+    let mut headers = HeaderMap::with_capacity(10);
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
+    headers.insert(ACCEPT, HeaderValue::from_static(JSON));
+    headers.insert(names::CALL_ID, HeaderValue::from_str(call_id).expect("a UUID is a header value"));
+    headers.insert(names::ACTIVITY_ID, HeaderValue::from_str(activity).expect("a UUID is a header value"));
+    if let Some(user) = user {
+        // `UserContext` admits no control characters, so any of its values is a valid
+        // header value (UTF-8 beyond ASCII travels as raw bytes).
+        let value = |text: &str| HeaderValue::from_bytes(text.as_bytes()).expect("validated user field");
+        headers.insert(names::USER_TYPE, value(user.user_type().as_str()));
+        if let Some(id) = user.user_id() {
+            headers.insert(names::USER_ID, value(id));
+        }
+    }
+    headers
+}
+
+/// The headers that differ per attempt: its number and the time the caller waits.
+pub(crate) fn write_attempt(headers: &mut HeaderMap, attempt: u32, deadline_ms: u64) {
+    headers.insert(names::CALL_ATTEMPT, HeaderValue::from(attempt));
+    headers.insert(names::DEADLINE_MS, HeaderValue::from(deadline_ms));
+}
+
+/// The signature headers of one attempt.
+pub(crate) fn write_signature(headers: &mut HeaderMap, timestamp: u64, signature: &str) {
+    headers.insert(names::TIMESTAMP, HeaderValue::from(timestamp));
+    headers.insert(names::SIGNATURE, HeaderValue::from_str(signature).expect("`v1=` and hex digits"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(value).unwrap());
+        }
+        headers
+    }
+
+    fn refused(pairs: &[(&str, &str)]) -> String {
+        let headers = map(pairs);
+        let refusal = CallHeaders::parse(&headers).expect_err("refused");
+        assert_eq!(refusal.kind, ErrorKind::BadRequest);
+        refusal.message
+    }
+
+    const ID: &str = "67e55044-10b1-426f-9247-bb680e5fe0c8";
+
+    #[test]
+    fn no_call_headers_is_a_plain_request() {
+        let headers = HeaderMap::new();
+        let call = CallHeaders::parse(&headers).unwrap();
+        assert!(call.call_id.is_none() && call.attempt.is_none() && call.deadline.is_none());
+        assert!(call.user.is_none() && call.activity.is_none());
+    }
+
+    #[test]
+    fn well_formed_call_headers_parse() {
+        let headers = map(&[
+            (CALL_ID, ID),
+            (CALL_ATTEMPT, "2"),
+            (DEADLINE_MS, " 1500\t"),
+            (USER_TYPE, "customer"),
+            (USER_ID, "alice"),
+            (ACTIVITY_ID, ID),
+        ]);
+        let call = CallHeaders::parse(&headers).unwrap();
+        assert_eq!(call.call_id.unwrap().to_string(), ID);
+        assert_eq!(call.call_id_text, Some(ID));
+        assert_eq!(call.attempt, Some(2));
+        assert_eq!(call.deadline, Some(Duration::from_millis(1500)));
+        assert_eq!(call.user.unwrap().user_id(), Some("alice"));
+        assert_eq!(call.activity.unwrap().to_string(), ID);
+    }
+
+    #[test]
+    fn only_the_canonical_uuid_form_is_accepted() {
+        for spelling in [
+            "67E55044-10B1-426F-9247-BB680E5FE0C8",
+            "{67e55044-10b1-426f-9247-bb680e5fe0c8}",
+            "urn:uuid:67e55044-10b1-426f-9247-bb680e5fe0c8",
+            "67e5504410b1426f9247bb680e5fe0c8",
+            "67e55044-10b1-426f-9247-bb680e5fe0cg",
+            "67e55044_10b1-426f-9247-bb680e5fe0c8",
+        ] {
+            for name in [CALL_ID, ACTIVITY_ID] {
+                let message = refused(&[(name, spelling)]);
+                assert!(message.contains(name) && message.contains("lowercase hyphenated"), "{message}");
+            }
+        }
+    }
+
+    #[test]
+    fn integers_are_digits_only_within_range() {
+        for bad in ["+5", "-1", "1.0", "", "0x10", "1 2", "18446744073709551616"] {
+            assert!(refused(&[(DEADLINE_MS, bad)]).contains(DEADLINE_MS), "{bad}");
+        }
+        for bad in ["0", "+1", "4294967296"] {
+            assert!(refused(&[(CALL_ATTEMPT, bad)]).contains(CALL_ATTEMPT), "{bad}");
+        }
+        let headers = map(&[(DEADLINE_MS, "0"), (CALL_ATTEMPT, "4294967295")]);
+        let call = CallHeaders::parse(&headers).unwrap();
+        assert_eq!((call.deadline, call.attempt), (Some(Duration::ZERO), Some(u32::MAX)));
+        let headers = map(&[(DEADLINE_MS, "18446744073709551615"), (CALL_ATTEMPT, "007")]);
+        let call = CallHeaders::parse(&headers).unwrap();
+        assert_eq!((call.deadline, call.attempt), (Some(Duration::from_millis(u64::MAX)), Some(7)));
+    }
+
+    #[test]
+    fn a_repeated_call_header_is_refused_by_name() {
+        for name in [CALL_ID, CALL_ATTEMPT, DEADLINE_MS, USER_TYPE, USER_ID, ACTIVITY_ID] {
+            let value = match name {
+                CALL_ID | ACTIVITY_ID => ID,
+                CALL_ATTEMPT | DEADLINE_MS => "1",
+                _ => "x",
+            };
+            let mut pairs = vec![(name, value), (name, value)];
+            if name == USER_ID {
+                pairs.push((USER_TYPE, "customer"));
+            }
+            let message = refused(&pairs);
+            assert!(message.contains(name) && message.contains("more than once"), "{message}");
+        }
+    }
+
+    #[test]
+    fn user_headers_follow_the_user_rules() {
+        assert!(refused(&[(USER_ID, "alice")]).contains("without `x-user-type`"));
+        let long = "x".repeat(257);
+        assert!(refused(&[(USER_TYPE, &long)]).contains("256"));
+        let headers = map(&[(USER_TYPE, "guest")]);
+        assert_eq!(CallHeaders::parse(&headers).unwrap().user, Some(UserContext::guest()));
+    }
+
+    #[test]
+    fn signature_headers_are_read_only_when_single() {
+        let headers = map(&[(TIMESTAMP, "1"), (SIGNATURE, "v1=00")]);
+        assert_eq!(signature_headers(&headers), (Some("1"), Some("v1=00")));
+        let headers = map(&[(TIMESTAMP, "1"), (TIMESTAMP, "2"), (SIGNATURE, "v1=00")]);
+        assert_eq!(signature_headers(&headers), (None, Some("v1=00")));
+    }
+
+    #[test]
+    fn content_types() {
+        let check = |value: Option<&str>| {
+            let headers = value.map(|v| map(&[("content-type", v)])).unwrap_or_default();
+            check_content_type(&headers).map_err(|refusal| {
+                assert_eq!(refusal.kind, ErrorKind::UnsupportedMediaType);
+                refusal.message
+            })
+        };
+        for accepted in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+            "application/json;charset=\"UTF-8\"",
+            "application/problem+json",
+            "application/json; version=2",
+        ] {
+            assert_eq!(check(Some(accepted)), Ok(()), "{accepted}");
+        }
+        assert!(check(None).unwrap_err().contains("missing"));
+        for refused in ["text/plain", "application/+json", "application/jsonx", "text/json"] {
+            assert!(check(Some(refused)).unwrap_err().contains("not supported"), "{refused}");
+        }
+        assert!(check(Some("application/json; charset=latin1")).unwrap_err().contains("UTF-8"));
+    }
+
+    #[test]
+    fn written_headers_parse_back() {
+        let user = UserContext::new("customer", "alice").unwrap();
+        let mut headers = write_call(ID, ID, Some(&user));
+        write_attempt(&mut headers, 3, 450);
+        check_content_type(&headers).unwrap();
+        let call = CallHeaders::parse(&headers).unwrap();
+        assert_eq!(call.call_id_text, Some(ID));
+        assert_eq!(call.activity_text, Some(ID));
+        assert_eq!(call.attempt, Some(3));
+        assert_eq!(call.deadline, Some(Duration::from_millis(450)));
+        assert_eq!(call.user, Some(user));
+    }
+}

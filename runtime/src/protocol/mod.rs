@@ -1,0 +1,56 @@
+//! The wire protocol as pure code: what both sides of the wire agree on, with no
+//! sockets, no tokio and no axum, so that every rule is unit-tested without a server.
+//! `docs/PROTOCOL.md` is the normative text; each of its sections is one file here:
+//!
+//! | PROTOCOL.md | file |
+//! |---|---|
+//! | §3 Path | [`path`]: the `/{service}/{method}` shape, the segment rule, base URLs |
+//! | §3 Headers | [`headers`]: every header name, parsing the call headers, writing them |
+//! | §3 Body | `args`: the JSON object of named arguments |
+//! | §4 Response | [`reply`]: encoding a result, a typed error or a framework error; decoding a reply |
+//! | §4.2 `type`, `variant` | `type_info`: an error's type and variant name, from its `Serialize` impl |
+//! | §5 What a client does | `retry`: the retry decision |
+//! | §6 Signed calls | `signing`: the canonical string, the MAC, the window |
+//!
+//! The I/O around it lives in `server/` (axum and the call-id flow) and `client/` (the
+//! transport and the retry loop).
+
+pub(crate) mod args;
+pub mod headers;
+pub mod path;
+pub mod reply;
+pub(crate) mod retry;
+pub(crate) mod signing;
+pub(crate) mod type_info;
+
+pub use headers::{ACTIVITY_ID, CALL_ATTEMPT, CALL_ID, DEADLINE_MS, JSON, SIGNATURE, TIMESTAMP, USER_ID, USER_TYPE};
+pub use reply::ErrorKind;
+
+/// Why a request was turned away before the implementation ran: the error reply's
+/// kind, message and, for a bad argument, its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub(crate) kind: ErrorKind,
+    pub(crate) message: String,
+    pub(crate) argument: Option<String>,
+}
+
+impl Refusal {
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into(), argument: None }
+    }
+
+    /// The error reply a server sends for it.
+    pub(crate) fn encode(&self) -> reply::EncodedReply {
+        reply::framework_error(self.kind, &self.message, self.argument.as_deref())
+    }
+}
+
+/// Keeps an echoed client string short enough for a message or a log line.
+pub(crate) fn truncate(text: &str) -> &str {
+    const MAX: usize = 128;
+    match text.char_indices().nth(MAX) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}

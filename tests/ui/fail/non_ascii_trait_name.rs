@@ -1,0 +1,24 @@
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Item {
+    pub id: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ShopError {
+    Unavailable(intercall::CallError),
+}
+
+impl From<intercall::CallError> for ShopError {
+    fn from(error: intercall::CallError) -> Self {
+        ShopError::Unavailable(error)
+    }
+}
+
+#[intercall::service]
+pub trait Katalög {
+    async fn get(&self, id: String) -> Result<Item, ShopError>;
+}
+
+fn main() {}

@@ -1,0 +1,26 @@
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Item {
+    pub id: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ShopError {
+    Unavailable(intercall::CallError),
+}
+
+impl From<intercall::CallError> for ShopError {
+    fn from(error: intercall::CallError) -> Self {
+        ShopError::Unavailable(error)
+    }
+}
+
+pub type Res<T, E> = Result<T, E>;
+
+#[intercall::service]
+pub trait Shop {
+    async fn get(&self, id: String) -> Res<Item, ShopError>;
+}
+
+fn main() {}

@@ -1,0 +1,52 @@
+#![deny(warnings)]
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Item {
+    pub id: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ShopError {
+    Unavailable(intercall::CallError),
+}
+
+impl From<intercall::CallError> for ShopError {
+    fn from(error: intercall::CallError) -> Self {
+        ShopError::Unavailable(error)
+    }
+}
+
+
+/// A deprecated method: the generated impls, server and proxy call and implement it
+/// without a warning, so an API crate that denies warnings still builds.
+#[intercall::service]
+pub trait Shop {
+    #[deprecated(note = "use `find`")]
+    async fn get(&self, id: String) -> Result<Item, ShopError>;
+    async fn find(&self, id: String) -> Result<Vec<Item>, ShopError>;
+}
+
+struct Local;
+
+impl Shop for Local {
+    async fn get(&self, id: String) -> Result<Item, ShopError> {
+        Ok(Item { id })
+    }
+
+    async fn find(&self, id: String) -> Result<Vec<Item>, ShopError> {
+        Ok(vec![Item { id }])
+    }
+}
+
+fn is_shop(_: &impl Shop) {}
+
+fn main() {
+    let _router: intercall::Router = ShopServer::new(Local).into_router();
+    let invoker = intercall::Invoker::builder().service("Shop", "http://127.0.0.1:1/").build().unwrap();
+    let proxy = ShopProxy::new(invoker).unwrap();
+    is_shop(&proxy);
+    is_shop(&(std::sync::Arc::new(Local) as std::sync::Arc<dyn Shop>));
+    let _ = proxy.find("p-1".into());
+}
