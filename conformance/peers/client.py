@@ -1,0 +1,81 @@
+"""A client-mode peer in Python, stdlib only: the contract of docs/CONFORMANCE.md in
+another language. It reads the plan, makes each call with retries as PROTOCOL.md §5
+and §7 say, and prints one outcome line per call.
+
+    intercall-conformance client [--secret S] -- python3 conformance/peers/client.py
+"""
+import hashlib, hmac, json, os, random, sys, time, uuid
+import http.client, urllib.parse
+
+base = urllib.parse.urlsplit(os.environ["INTERCALL_CONFORMANCE_URL"])
+plan = json.loads(os.environ["INTERCALL_CONFORMANCE_PLAN"])
+secret = os.environ.get("INTERCALL_CONFORMANCE_SECRET")
+timeout = plan["timeout_ms"] / 1000
+activities = {}
+
+def attempt(method, body, headers):
+    conn = http.client.HTTPConnection(base.hostname, base.port, timeout=timeout)  # never follows redirects
+    try:
+        conn.request("POST", base.path.rstrip("/") + "/Conformance/" + method, body, headers)
+        reply = conn.getresponse()
+        return reply.status, reply.getheader("content-type") or "", reply.getheader("retry-after"), reply.read()
+    finally:
+        conn.close()
+
+def call(c):
+    body = json.dumps(c["args"]).encode()
+    user = c["user"] or {}
+    activity = activities.setdefault(c["activity"], str(uuid.uuid4())) if c["activity"] else str(uuid.uuid4())
+    headers = {"content-type": "application/json", "accept": "application/json",
+               "x-call-id": str(uuid.uuid4()), "x-activity-id": activity}
+    if user:
+        headers["x-user-type"] = user["type"]
+        if user.get("id"):
+            headers["x-user-id"] = user["id"]
+    failure = "failure other"
+    for n in range(1, 4):
+        headers["x-call-attempt"] = str(n)
+        headers["x-deadline-ms"] = str(int(timeout * 1000) - 50)
+        if secret:
+            ts = str(int(time.time() * 1000))
+            canonical = "\n".join(["intercall-v1", "Conformance/" + c["method"], ts, headers["x-call-id"],
+                                   headers.get("x-user-type", ""), headers.get("x-user-id", ""),
+                                   headers["x-activity-id"], hashlib.sha256(body).hexdigest()])
+            headers["x-intercall-timestamp"] = ts
+            headers["x-intercall-signature"] = "v1=" + hmac.new(secret.encode(), canonical.encode(), hashlib.sha256).hexdigest()
+        wait = random.uniform(0, 0.05 * 2 ** (n - 1))
+        try:
+            status, ctype, retry_after, raw = attempt(c["method"], body, headers)
+        except (OSError, http.client.HTTPException):
+            failure = "failure connect"
+        else:
+            try:
+                reply, decoded = json.loads(raw), True
+            except ValueError:
+                reply, decoded = None, False
+            # A result is only a 200 with a JSON content type; any other 200 does not decode (§7).
+            if status == 200:
+                echo_shape = isinstance(reply, dict) and isinstance(reply.get("text"), str)
+                is_json = ctype.split(";")[0].strip().lower() == "application/json"
+                if not is_json or not decoded or c["method"] == "echo" and not echo_shape:
+                    return "failure decode"
+                return "ok " + json.dumps(reply, separators=(",", ":"))
+            kind = reply.get("kind") if isinstance(reply, dict) else None
+            # A typed error is only a 422 whose kind is `service` (§7).
+            if status == 422 and kind == "service" and "value" in reply:
+                value = reply["value"]
+                if value == "Refused" or isinstance(value, dict) and list(value) in (["NotFound"], ["Invalid"]):
+                    return "error " + json.dumps(value, separators=(",", ":"))
+                return "failure decode"
+            failure = "failure status %d" % status
+            # Retry only what a retry can fix (§5).
+            if not (status == 503 or status == 409 and kind == "in_progress"):
+                return failure
+            if retry_after and retry_after.isdigit():
+                wait = max(wait, int(retry_after))
+        if n < 3:
+            time.sleep(wait)
+    return failure
+
+for c in plan["calls"]:
+    print("CALL", c["case"], call(c), flush=True)
