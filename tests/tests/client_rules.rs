@@ -12,10 +12,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use example_api::{Catalog, CatalogError, CatalogProxy};
 use intercall::CallError;
-use intercall_tests::spawn;
+use intercall_tests::{TestServer, spawn};
 
-/// A Catalog node that answers `get` with `reply` every time, and counts the calls.
-async fn catalog_answering(reply: fn() -> Response) -> (CatalogProxy, Arc<AtomicU32>) {
+/// A Catalog node that answers `get` with `reply` every time, and counts the calls;
+/// it serves as long as the returned `TestServer` lives.
+async fn catalog_answering(reply: fn() -> Response) -> (CatalogProxy, Arc<AtomicU32>, TestServer) {
     let calls = Arc::new(AtomicU32::new(0));
     let counted = Arc::clone(&calls);
     let router = axum::Router::new().route(
@@ -32,11 +33,11 @@ async fn catalog_answering(reply: fn() -> Response) -> (CatalogProxy, Arc<Atomic
         .service("Catalog", server.url())
         .build()
         .unwrap();
-    (CatalogProxy::new(invoker).unwrap(), calls)
+    (CatalogProxy::new(invoker).unwrap(), calls, server)
 }
 
 async fn call_error(reply: fn() -> Response) -> (CallError, u32) {
-    let (catalog, calls) = catalog_answering(reply).await;
+    let (catalog, calls, _server) = catalog_answering(reply).await;
     match catalog.get("p-1".into()).await {
         Err(CatalogError::Unavailable(error)) => (error, calls.load(Ordering::SeqCst)),
         other => panic!("expected a CallError, got {other:?}"),
@@ -82,7 +83,7 @@ async fn a_service_error_at_another_status_is_not_the_typed_error() {
 
 #[tokio::test]
 async fn the_same_body_at_422_is_the_typed_error() {
-    let (catalog, calls) = catalog_answering(|| typed_at(StatusCode::UNPROCESSABLE_ENTITY)).await;
+    let (catalog, calls, _server) = catalog_answering(|| typed_at(StatusCode::UNPROCESSABLE_ENTITY)).await;
     assert_eq!(catalog.get("p-1".into()).await, Err(CatalogError::NotFound { id: "p-9".into() }));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }

@@ -928,9 +928,16 @@ async fn odd_paths_answer_as_the_spec_says() {
         assert_eq!(reply.header("allow"), Some("POST"), "{method}");
         assert_eq!(reply.json()["kind"], "method_not_allowed", "{method}");
     }
-    let head = raw_request(&server, "HEAD", "/Catalog/get", "", "").await;
-    assert_eq!((head.status, head.header("allow")), (405, Some("POST")));
-    assert!(head.body.is_empty(), "a HEAD reply has no body");
+    // HEAD: `raw_exchange` expects a body as long as `content-length`, which a reply
+    // to HEAD declares without sending.
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    stream.write_all(b"HEAD /Catalog/get HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(HANG_GUARD, stream.read_to_end(&mut reply)).await.expect("no hang").unwrap();
+    let reply = String::from_utf8_lossy(&reply).into_owned();
+    assert!(reply.starts_with("HTTP/1.1 405"), "{reply}");
+    assert!(reply.to_ascii_lowercase().contains("\r\nallow: post\r\n"), "{reply}");
+    assert!(reply.ends_with("\r\n\r\n"), "a HEAD reply has no body: {reply}");
 }
 
 #[tokio::test]
