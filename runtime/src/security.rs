@@ -116,9 +116,15 @@ impl Security {
     ) -> Result<(), String> {
         let Some(keys) = self.keys.as_deref() else { return Ok(()) };
         let current: &[u8] = &keys.current;
-        let candidates = [Some(current), keys.accepted.as_deref()];
-        let candidates: Vec<&[u8]> = candidates.into_iter().flatten().collect();
-        signing::verify(&candidates, keys.max_age, now_ms(), fields, timestamp, signature)
+        let both;
+        let candidates: &[&[u8]] = match keys.accepted.as_deref() {
+            Some(accepted) => {
+                both = [current, accepted];
+                &both
+            }
+            None => std::slice::from_ref(&current),
+        };
+        signing::verify(candidates, keys.max_age, now_ms(), fields, timestamp, signature)
     }
 }
 

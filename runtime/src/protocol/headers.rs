@@ -191,11 +191,13 @@ pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
 /// `None` for another media type, `Some(None)` for JSON without a charset.
 pub(crate) fn json_charset(value: &str) -> Option<Option<&str>> {
     let mut parts = value.split(';');
-    let media_type = parts.next().unwrap_or("").trim();
-    let is_json = media_type.eq_ignore_ascii_case(JSON)
+    // Compared as bytes: a reply's header may hold any UTF-8, and slicing text at a
+    // byte offset could split a character.
+    let media_type = parts.next().unwrap_or("").trim().as_bytes();
+    let is_json = media_type.eq_ignore_ascii_case(JSON.as_bytes())
         || media_type.len() > "application/+json".len()
-            && media_type[..12].eq_ignore_ascii_case("application/")
-            && media_type[media_type.len() - 5..].eq_ignore_ascii_case("+json");
+            && media_type[..12].eq_ignore_ascii_case(b"application/")
+            && media_type[media_type.len() - 5..].eq_ignore_ascii_case(b"+json");
     if !is_json {
         return None;
     }

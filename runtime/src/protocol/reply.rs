@@ -368,6 +368,8 @@ mod tests {
         assert!(matches!(decode(200, Some(b"application/json; charset=utf-8"), b"1"), Decoded::Result(_)));
         assert!(matches!(decode(200, Some(b"text/plain"), b"1"), Decoded::NotJson { .. }));
         assert!(matches!(decode(200, None, b"1"), Decoded::NotJson { .. }));
+        let odd = "applicatio€/x+json".as_bytes();
+        assert!(matches!(decode(200, Some(odd), b"1"), Decoded::NotJson { .. }), "no panic on any UTF-8");
         for status in [201, 204, 299] {
             assert!(matches!(decode(status, JSON, b"1"), Decoded::Foreign { .. }), "{status}");
         }
