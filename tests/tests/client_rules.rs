@@ -110,3 +110,30 @@ async fn an_unknown_kind_is_a_framework_failure_with_its_name() {
     assert!(error.message().starts_with("teapot: short"), "{error}");
     assert_eq!((error.status_code(), calls), (Some(418), 1));
 }
+
+#[tokio::test]
+async fn a_result_that_does_not_decode_is_a_decode_failure_not_retried() {
+    let (error, calls) =
+        call_error(|| (StatusCode::OK, [(CONTENT_TYPE, "application/json")], r#"{"id":5}"#).into_response()).await;
+    assert!(error.is_decode(), "{error:?}");
+    assert_eq!(calls, 1, "the same request would get the same reply");
+}
+
+#[tokio::test]
+async fn a_typed_error_that_does_not_decode_is_a_decode_failure_not_retried() {
+    const BODY: &str = r#"{"kind":"service","message":"m","type":"Other","value":{"Unheard":1}}"#;
+    let (error, calls) =
+        call_error(|| (StatusCode::UNPROCESSABLE_ENTITY, [(CONTENT_TYPE, "application/json")], BODY).into_response())
+            .await;
+    assert!(error.is_decode() && error.message().contains("Other"), "{error:?}");
+    assert_eq!(calls, 1, "the same request would get the same reply");
+}
+
+#[tokio::test]
+async fn deadline_exceeded_is_a_timeout_not_retried() {
+    const BODY: &str = r#"{"kind":"deadline_exceeded","message":"the caller gave up"}"#;
+    let (error, calls) =
+        call_error(|| (StatusCode::GATEWAY_TIMEOUT, [(CONTENT_TYPE, "application/json")], BODY).into_response()).await;
+    assert!(error.is_timeout() && !error.is_status(), "{error:?}");
+    assert_eq!((error.status_code(), calls), (Some(504), 1));
+}

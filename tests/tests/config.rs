@@ -651,3 +651,21 @@ fn a_zero_reply_limit_is_rejected() {
     let text = "[defaults]\nmax_reply_bytes = 0\n\n[services.Catalog]\nurl = \"http://127.0.0.1:8081/\"\n";
     rejected("zero-reply-limit", text, &["line 2", "defaults.max_reply_bytes", "is 0"]);
 }
+
+#[test]
+fn builder_quotes_strings_as_toml_strings() {
+    // A quote or a backslash reaches the validator as written, not as a TOML syntax error.
+    let message = builder_error(Invoker::builder().service("Cat\"alog", "http://127.0.0.1:8081/").build());
+    assert_mentions(&message, &["Cat\"alog", "may only use"]);
+    let invoker = Invoker::builder().service("Catalog", "http://127.0.0.1:8081/a\\b").build().unwrap();
+    assert_eq!(invoker.base_url("Catalog"), Some("http://127.0.0.1:8081/a\\b"));
+}
+
+#[test]
+fn builder_writes_floats_as_toml_floats() {
+    // A ratio whose decimal digits would overflow a TOML integer is still a float.
+    let from_file = Invoker::from_toml("[retry_budget]\nratio = 1e20\nburst = 1\n");
+    assert!(from_file.is_ok(), "{from_file:?}");
+    let built = Invoker::builder().retry_budget(1e20, 1).service("Catalog", "http://127.0.0.1:8081/").build();
+    assert!(built.is_ok(), "{built:?}");
+}

@@ -398,4 +398,12 @@ mod tests {
         assert_eq!(call.deadline, Some(Duration::from_millis(450)));
         assert_eq!(call.user, Some(user));
     }
+
+    #[test]
+    fn media_type_suffix_and_charset_name_are_case_insensitive() {
+        let check =
+            |value: &str| check_content_type(&map(&[("content-type", value)])).map_err(|refusal| refusal.message);
+        assert_eq!(check("application/Problem+JSON"), Ok(()));
+        assert!(check("application/json; CharSet=latin1").unwrap_err().contains("UTF-8"));
+    }
 }

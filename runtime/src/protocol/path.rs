@@ -139,4 +139,12 @@ mod tests {
         #[cfg(not(feature = "tls"))]
         refused("https://127.0.0.1/", "`tls` feature");
     }
+
+    #[test]
+    fn credentials_are_hidden_up_to_the_last_at_sign() {
+        for text in ["http://user:hunter@2secret@host/", "http://user:hunter@2secret@${HOST}/"] {
+            let message = BaseUrl::parse(text).unwrap_err();
+            assert!(!message.contains("2secret") && message.contains("***@"), "{message}");
+        }
+    }
 }

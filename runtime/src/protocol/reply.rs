@@ -402,4 +402,17 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
+
+    #[test]
+    fn only_results_and_typed_errors_are_stored() {
+        assert!(result(&1).unwrap().is_storable());
+        assert!(
+            service_error("Catalog", "get", &CatalogError::NotFound { id: "x".into() }, "E").unwrap().is_storable()
+        );
+        // A run ends in a result, a typed error, a panic or an internal failure; the
+        // other kinds are answered before anything runs.
+        for kind in [ErrorKind::Panic, ErrorKind::Internal, ErrorKind::BadRequest, ErrorKind::InProgress] {
+            assert!(!framework_error(kind, "m", None).is_storable(), "{kind}");
+        }
+    }
 }

@@ -90,4 +90,12 @@ mod tests {
             assert_eq!(with(ignored), NOW, "{:?}", String::from_utf8_lossy(ignored));
         }
     }
+
+    #[test]
+    fn a_409_is_retried_only_when_its_kind_is_in_progress() {
+        for kind in ErrorKind::ALL {
+            let expected = if kind == ErrorKind::InProgress { NOW } else { Decision::Stop };
+            assert_eq!(replied(409, Some(kind)), expected, "{kind}");
+        }
+    }
 }

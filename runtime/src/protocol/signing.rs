@@ -208,4 +208,14 @@ mod tests {
             assert!(check(&fields("1"), &NOW.to_string(), bad).unwrap_err().contains("x-intercall-signature"), "{bad}");
         }
     }
+
+    #[test]
+    fn the_timestamp_is_verified_as_sent_not_as_its_number() {
+        let padded = format!("0{NOW}");
+        let signature = sign(KEY, &fields("1"), NOW);
+        assert!(check(&fields("1"), &padded, &signature).unwrap_err().contains("does not match"));
+        let over_padded =
+            format!("{SIGNATURE_PREFIX}{}", hex(&mac(KEY, &fields("1"), &padded).finalize().into_bytes()));
+        assert_eq!(check(&fields("1"), &padded, &over_padded), Ok(()));
+    }
 }
