@@ -161,20 +161,28 @@ struct ErrorBody<'a> {
 pub(crate) struct EncodedReply {
     pub(crate) status: u16,
     pub(crate) body: Bytes,
+    /// Set when the reply is made, not read from its status: `call_id_mismatch`
+    /// shares 422 with typed errors.
+    storable: bool,
 }
 
 impl EncodedReply {
-    /// Successes and typed errors are stored for duplicates; a panic or an internal
-    /// failure is not, so that a retry can run again (§5).
+    /// A reply a call-id store kept (a result or a typed error), to send again.
+    pub(crate) fn stored(status: u16, body: Bytes) -> Self {
+        Self { status, body, storable: true }
+    }
+
+    /// Successes and typed errors are stored for duplicates; a panic, an internal
+    /// failure or any other framework error is not, so that a retry can run again (§5).
     pub(crate) fn is_storable(&self) -> bool {
-        self.status == 200 || self.status == ErrorKind::Service.status()
+        self.storable
     }
 }
 
 /// `200` with the result as JSON; `Err` with serde's reason when it does not serialize.
 pub(crate) fn result<T: Serialize>(value: &T) -> Result<EncodedReply, String> {
     let json = serde_json::to_vec(value).map_err(|e| format!("cannot serialize the result: {e}"))?;
-    Ok(EncodedReply { status: 200, body: json.into() })
+    Ok(EncodedReply { status: 200, body: json.into(), storable: true })
 }
 
 /// `422` with the typed error: its value, its type's name and, for an enum, its
@@ -201,7 +209,7 @@ pub(crate) fn service_error<E: Serialize>(
         variant: info.variant.map(Into::into),
         value: Some(&value),
     };
-    Ok(encode(ErrorKind::Service, &body))
+    Ok(EncodedReply { storable: true, ..encode(ErrorKind::Service, &body) })
 }
 
 /// A framework error reply: `{"kind": .., "message": .., "argument"?: ..}`.
@@ -219,7 +227,7 @@ pub(crate) fn framework_error(kind: ErrorKind, message: &str, argument: Option<&
 
 fn encode(kind: ErrorKind, body: &ErrorBody<'_>) -> EncodedReply {
     let json = serde_json::to_vec(body).expect("an error body of strings and raw JSON always serializes");
-    EncodedReply { status: kind.status(), body: json.into() }
+    EncodedReply { status: kind.status(), body: json.into(), storable: false }
 }
 
 /// A reply as a client reads it (§7).
@@ -411,7 +419,7 @@ mod tests {
         );
         // A run ends in a result, a typed error, a panic or an internal failure; the
         // other kinds are answered before anything runs.
-        for kind in [ErrorKind::Panic, ErrorKind::Internal, ErrorKind::BadRequest, ErrorKind::InProgress] {
+        for kind in ErrorKind::ALL {
             assert!(!framework_error(kind, "m", None).is_storable(), "{kind}");
         }
     }

@@ -28,7 +28,7 @@ pub(crate) fn refuse(refusal: &Refusal) -> Response {
 
 impl From<StoredReply> for EncodedReply {
     fn from(stored: StoredReply) -> Self {
-        Self { status: stored.status, body: stored.body }
+        Self::stored(stored.status, stored.body)
     }
 }
 
