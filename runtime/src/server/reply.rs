@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::ServedMethod;
 use crate::calls::StoredReply;
-use crate::protocol::reply::{self as wire, EncodedReply};
+use crate::protocol::reply::{self as encode, EncodedReply};
 use crate::protocol::{ErrorKind, JSON, Refusal};
 
 /// The HTTP response for an encoded reply.
@@ -49,8 +49,8 @@ where
     // Serialization is inside the guard too: a `Serialize` impl can panic as well.
     let replied = AssertUnwindSafe(async {
         let encoded = match future.await {
-            Ok(value) => wire::result(&value),
-            Err(error) => wire::service_error(method.service, method.method, &error, short_type_name::<E>()),
+            Ok(value) => encode::result(&value),
+            Err(error) => encode::service_error(method.service, method.method, &error, short_type_name::<E>()),
         };
         encoded.unwrap_or_else(|message| internal(method, &message))
     });
@@ -65,7 +65,7 @@ pub(crate) fn panicked(method: ServedMethod, detail: &str) -> EncodedReply {
     let ServedMethod { service, method, .. } = method;
     tracing::error!(service, method, "implementation panicked: {detail}");
     let message = format!("{service}.{method} panicked; the server logged the panic message");
-    wire::framework_error(ErrorKind::Panic, &message, None)
+    encode::framework_error(ErrorKind::Panic, &message, None)
 }
 
 /// The name of `E` without its path, for an error whose `Serialize` impl names none.
@@ -78,7 +78,7 @@ fn short_type_name<E>() -> &'static str {
 fn internal(method: ServedMethod, message: &str) -> EncodedReply {
     let ServedMethod { service, method, .. } = method;
     tracing::error!(service, method, "{message}");
-    wire::framework_error(ErrorKind::Internal, &format!("{service}.{method}: {message}"), None)
+    encode::framework_error(ErrorKind::Internal, &format!("{service}.{method}: {message}"), None)
 }
 
 pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
