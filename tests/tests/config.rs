@@ -659,6 +659,11 @@ fn builder_quotes_strings_as_toml_strings() {
     assert_mentions(&message, &["Cat\"alog", "may only use"]);
     let invoker = Invoker::builder().service("Catalog", "http://127.0.0.1:8081/a\\b").build().unwrap();
     assert_eq!(invoker.base_url("Catalog"), Some("http://127.0.0.1:8081/a\\b"));
+    // Control characters, DEL among them, reach the validator too.
+    for name in ["Cat\u{7f}alog", "Cat\nalog", "Cat\u{0}alog"] {
+        let message = builder_error(Invoker::builder().service(name, "http://127.0.0.1:8081/").build());
+        assert_mentions(&message, &["may only use"]);
+    }
 }
 
 #[test]

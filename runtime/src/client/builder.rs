@@ -73,9 +73,10 @@ impl Value {
     }
 }
 
-/// A TOML basic string: JSON's string escapes are a subset of TOML's.
+/// A TOML basic string: JSON's string escapes are a subset of TOML's, and JSON leaves
+/// only DEL unescaped of the control characters TOML refuses raw.
 fn quoted(text: &str) -> String {
-    serde_json::to_string(text).expect("a string serializes")
+    serde_json::to_string(text).expect("a string serializes").replace('\u{7f}', "\\u007F")
 }
 
 impl InvokerBuilder {
