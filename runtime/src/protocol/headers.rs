@@ -14,7 +14,7 @@ use std::time::Duration;
 use hyper::http::header::CONTENT_TYPE;
 use hyper::http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::{Refusal, truncate};
+use super::{Refusal, integer, is_lowercase_hex, truncate};
 use crate::context::{ActivityId, UserContext};
 use crate::protocol::ErrorKind;
 
@@ -85,14 +85,14 @@ impl<'a> CallHeaders<'a> {
         let call_id_text = text(headers, &names::CALL_ID)?;
         let call_id = call_id_text.map(|text| uuid(CALL_ID, text)).transpose()?;
         let attempt = text(headers, &names::CALL_ATTEMPT)?
-            .map(|text| match digits::<u32>(text) {
+            .map(|text| match integer::<u32>(text) {
                 Some(n @ 1..) => Ok(n),
                 _ => Err(bad_header(CALL_ATTEMPT, text, "an attempt number from 1 to 4294967295, in digits")),
             })
             .transpose()?;
         let deadline = text(headers, &names::DEADLINE_MS)?
             .map(|text| {
-                digits::<u64>(text).map(Duration::from_millis).ok_or_else(|| {
+                integer::<u64>(text).map(Duration::from_millis).ok_or_else(|| {
                     bad_header(DEADLINE_MS, text, "a number of milliseconds from 0 to 18446744073709551615, in digits")
                 })
             })
@@ -144,19 +144,13 @@ fn text<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a str>
         .transpose()
 }
 
-/// An integer header: one or more ASCII digits, no sign, within `T`'s range.
-fn digits<T: std::str::FromStr>(text: &str) -> Option<T> {
-    let all_digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
-    if all_digits { text.parse().ok() } else { None }
-}
-
 /// A UUID header: the canonical form only, so that the text forwarded and signed is
 /// the text received.
 fn uuid(name: &str, text: &str) -> Result<uuid::Uuid, Refusal> {
     let canonical = text.len() == 36
         && text.bytes().enumerate().all(|(i, b)| match i {
             8 | 13 | 18 | 23 => b == b'-',
-            _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
+            _ => is_lowercase_hex(b),
         });
     let expected = "a UUID in lowercase hyphenated form, such as `67e55044-10b1-426f-9247-bb680e5fe0c8`";
     let parsed = canonical.then(|| uuid::Uuid::try_parse(text).ok()).flatten();
@@ -174,7 +168,7 @@ pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
     let Some(value) = headers.get(CONTENT_TYPE) else {
         return unsupported(format!("missing `content-type` header; send `content-type: {JSON}`"));
     };
-    let shown = || truncate_owned(&String::from_utf8_lossy(value.as_bytes()));
+    let shown = || truncate(&String::from_utf8_lossy(value.as_bytes())).to_owned();
     let Some(charset) = value.to_str().ok().and_then(json_charset) else {
         return unsupported(format!("`content-type: {}` is not supported; send `content-type: {JSON}`", shown()));
     };
@@ -205,10 +199,6 @@ pub(crate) fn json_charset(value: &str) -> Option<Option<&str>> {
         .filter_map(|parameter| parameter.split_once('='))
         .find_map(|(name, value)| name.trim().eq_ignore_ascii_case("charset").then(|| value.trim().trim_matches('"')));
     Some(charset)
-}
-
-fn truncate_owned(text: &str) -> String {
-    truncate(text).to_owned()
 }
 
 /// The headers every attempt of one call sends: media types, the call id, the activity

@@ -46,6 +46,18 @@ impl Refusal {
     }
 }
 
+/// An integer as PROTOCOL.md §3 defines it: one or more ASCII digits (no sign, no
+/// point, no exponent), within `T`'s range.
+pub(crate) fn integer<T: std::str::FromStr>(text: &str) -> Option<T> {
+    let all_digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    if all_digits { text.parse().ok() } else { None }
+}
+
+/// A lowercase hexadecimal digit, the only kind UUID headers and signatures use.
+pub(crate) fn is_lowercase_hex(byte: u8) -> bool {
+    byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte)
+}
+
 /// Keeps an echoed client string short enough for a message or a log line.
 pub(crate) fn truncate(text: &str) -> &str {
     const MAX: usize = 128;

@@ -46,8 +46,7 @@ pub(crate) fn decide(outcome: Outcome<'_>) -> Decision {
 /// `Retry-After` as an integer number of seconds (the HTTP-date form is ignored).
 fn parse_retry_after(value: &[u8]) -> Option<Duration> {
     let text = std::str::from_utf8(value).ok()?.trim_matches([' ', '\t']);
-    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
-    digits.then(|| text.parse().ok().map(Duration::from_secs)).flatten()
+    super::integer(text).map(Duration::from_secs)
 }
 
 #[cfg(test)]

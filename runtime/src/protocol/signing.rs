@@ -76,7 +76,7 @@ pub(crate) fn verify(
             "the call is not signed; this server requires one `{TIMESTAMP}` and one `{SIGNATURE}` header"
         ));
     };
-    let sent_ms = parse_timestamp(timestamp).ok_or_else(|| {
+    let sent_ms = super::integer::<u64>(timestamp).ok_or_else(|| {
         format!("`{TIMESTAMP}` must be Unix milliseconds in digits; got `{}`", super::truncate(timestamp))
     })?;
     let age = now_ms.abs_diff(sent_ms);
@@ -88,19 +88,12 @@ pub(crate) fn verify(
         .strip_prefix(SIGNATURE_PREFIX)
         .and_then(unhex)
         .ok_or_else(|| format!("`{SIGNATURE}` must be `v1=` and 64 lowercase hex digits"))?;
-    // Verified over the timestamp text as sent, which `parse_timestamp` admits only
-    // in digits.
+    // Verified over the timestamp text as sent, which `integer` admits only in digits.
     if keys.iter().any(|key| mac(key, fields, timestamp).verify_slice(&digest).is_ok()) {
         Ok(())
     } else {
         Err("the signature does not match the request".to_owned())
     }
-}
-
-/// `x-intercall-timestamp`: ASCII digits only, at most `u64::MAX`.
-fn parse_timestamp(text: &str) -> Option<u64> {
-    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
-    if digits { text.parse().ok() } else { None }
 }
 
 /// The lowercase hex SHA-256 of a body, computed once per call.
@@ -120,8 +113,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// 64 lowercase hex digits.
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    let lowercase_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
-    if text.len() != 64 || !text.bytes().all(lowercase_hex) {
+    if text.len() != 64 || !text.bytes().all(super::is_lowercase_hex) {
         return None;
     }
     (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok()).collect()

@@ -24,7 +24,7 @@ use crate::protocol::reply::{EncodedReply, framework_error};
 /// refused, all without decoding the arguments. `Ok(Some(..))`: claimed, decode and
 /// run; `Ok(None)`: the store answers only asynchronously, claim after decoding.
 pub(crate) async fn before_decoding(
-    method: ServedMethod,
+    served: ServedMethod,
     store: &Arc<dyn CallStore>,
     key: &CallKey,
     fingerprint: u128,
@@ -38,12 +38,12 @@ pub(crate) async fn before_decoding(
         }
         Some(Err(outcome)) => outcome,
     };
-    Err(answer(method, &**store, key, fingerprint, deadline, std::time::Instant::now(), Ok(outcome)).await)
+    Err(answer(served, &**store, key, fingerprint, deadline, std::time::Instant::now(), Ok(outcome)).await)
 }
 
 /// Runs the call once per call id: `claimed` by [`before_decoding`], or claimed now.
 pub(crate) async fn run_once<T, E, Fut>(
-    method: ServedMethod,
+    served: ServedMethod,
     store: Arc<dyn CallStore>,
     key: CallKey,
     fingerprint: u128,
@@ -60,25 +60,25 @@ where
     // The claim, when not made yet, is part of the detachable future: a caller that
     // disconnects mid-claim cannot leave a claim behind in a store across the network.
     let run = match claimed {
-        Some(guard) => Detachable::new(run_claimed(method, guard, future)),
+        Some(guard) => Detachable::new(run_claimed(served, guard, future)),
         None => {
             let (store, key) = (Arc::clone(&store), key.clone());
             Detachable::new(async move {
                 match settle(store.claim(&key, fingerprint).await) {
-                    Ok(ticket) => run_claimed(method, ClaimGuard { store, key, ticket: Some(ticket) }, future).await,
-                    Err(Outcome::StoreFailed(e)) => store_failed(method, e, future).await,
+                    Ok(ticket) => run_claimed(served, ClaimGuard { store, key, ticket: Some(ticket) }, future).await,
+                    Err(Outcome::StoreFailed(e)) => store_failed(served, e, future).await,
                     Err(outcome) => outcome,
                 }
             })
         }
     };
-    let outcome = join(method, deadline, run).await;
-    answer(method, &*store, &key, fingerprint, deadline, started, outcome).await
+    let outcome = join(served, deadline, run).await;
+    answer(served, &*store, &key, fingerprint, deadline, started, outcome).await
 }
 
 /// The reply to what a claim and its run came to.
 async fn answer(
-    method: ServedMethod,
+    served: ServedMethod,
     store: &dyn CallStore,
     key: &CallKey,
     fingerprint: u128,
@@ -92,20 +92,20 @@ async fn answer(
         Ok(Outcome::Running) => {
             // The claim took some of this request's time already.
             let left = deadline.map(|deadline| deadline.saturating_sub(started.elapsed()));
-            wait(method, store, key, fingerprint, left).await
+            wait(served, store, key, fingerprint, left).await
         }
         Ok(Outcome::Mismatch) => {
             let message = format!(
                 "call id `{}` was already used for {}.{} with a different request body; a new call needs a new call id",
                 key.call_id(),
-                method.service,
-                method.method
+                served.service,
+                served.method
             );
             framework_error(ErrorKind::CallIdMismatch, &message, None)
         }
-        Ok(Outcome::StoreFailed(e)) => store_unavailable(method, &e),
+        Ok(Outcome::StoreFailed(e)) => store_unavailable(served, &e),
         // The caller stops waiting; the run goes on and its reply is stored.
-        Err(Joined::TimedOut) => in_progress(method, key),
+        Err(Joined::TimedOut) => in_progress(served, key),
         Err(Joined::Panicked(reply)) => reply,
     }
 }
@@ -122,33 +122,33 @@ fn settle(claimed: Result<Claim, StoreError>) -> Result<Ticket, Outcome> {
 }
 
 /// Runs a claimed call and records its outcome.
-async fn run_claimed<T, E, Fut>(method: ServedMethod, guard: ClaimGuard, future: Fut) -> Outcome
+async fn run_claimed<T, E, Fut>(served: ServedMethod, guard: ClaimGuard, future: Fut) -> Outcome
 where
     T: Serialize,
     E: Serialize,
     Fut: Future<Output = Result<T, E>>,
 {
-    let reply = reply::run(method, future).await;
+    let reply = reply::run(served, future).await;
     guard.finish(&reply).await;
     Outcome::Ran(reply)
 }
 
 /// The store failed: run without deduplication if the server is set to, else refuse.
-async fn store_failed<T, E, Fut>(method: ServedMethod, error: StoreError, future: Fut) -> Outcome
+async fn store_failed<T, E, Fut>(served: ServedMethod, error: StoreError, future: Fut) -> Outcome
 where
     T: Serialize,
     E: Serialize,
     Fut: Future<Output = Result<T, E>>,
 {
-    if method.on_store_error != OnStoreError::Run {
+    if served.on_store_error != OnStoreError::Run {
         return Outcome::StoreFailed(error);
     }
     tracing::warn!(
-        service = method.service,
-        method = method.method,
+        service = served.service,
+        method = served.method,
         "call-id store unavailable ({error}); running without deduplication"
     );
-    Outcome::Ran(reply::run(method, future).await)
+    Outcome::Ran(reply::run(served, future).await)
 }
 
 /// Why the run gave no outcome.
@@ -160,8 +160,8 @@ enum Joined {
 }
 
 /// Runs the claim and the run in place, within the request's deadline.
-async fn join(method: ServedMethod, deadline: Option<Duration>, run: Detachable<Outcome>) -> Result<Outcome, Joined> {
-    let run = store_guarded(method, run);
+async fn join(served: ServedMethod, deadline: Option<Duration>, run: Detachable<Outcome>) -> Result<Outcome, Joined> {
+    let run = store_guarded(served, run);
     let joined = match deadline {
         Some(deadline) => tokio::time::timeout(deadline, run).await.map_err(|_| Joined::TimedOut)?,
         None => run.await,
@@ -173,13 +173,13 @@ async fn join(method: ServedMethod, deadline: Option<Duration>, run: Detachable<
 /// the request a `500 panic` reply (the message logged), never a dropped connection.
 /// (`reply::run` catches the implementation's own panics.)
 pub(crate) async fn store_guarded<T>(
-    method: ServedMethod,
+    served: ServedMethod,
     operation: impl Future<Output = T>,
 ) -> Result<T, EncodedReply> {
     AssertUnwindSafe(operation)
         .catch_unwind()
         .await
-        .map_err(|panic| reply::panicked(method, reply::panic_message(&*panic)))
+        .map_err(|panic| reply::panicked(served, reply::panic_message(&*panic)))
 }
 
 /// What a claim and its run came to: it ran the call, or the claim said why not.
@@ -229,7 +229,7 @@ impl Drop for ClaimGuard {
 }
 
 async fn wait(
-    method: ServedMethod,
+    served: ServedMethod,
     store: &dyn CallStore,
     key: &CallKey,
     fingerprint: u128,
@@ -237,24 +237,24 @@ async fn wait(
 ) -> EncodedReply {
     match store.wait(key, fingerprint, deadline).await {
         Ok(Some(stored)) => stored.into(),
-        Ok(None) => in_progress(method, key),
-        Err(e) => store_unavailable(method, &e),
+        Ok(None) => in_progress(served, key),
+        Err(e) => store_unavailable(served, &e),
     }
 }
 
-fn in_progress(method: ServedMethod, key: &CallKey) -> EncodedReply {
+fn in_progress(served: ServedMethod, key: &CallKey) -> EncodedReply {
     let message = format!(
         "call `{}` of {}.{} has no result yet (still running, or its run ended without one); retry with the same call id",
         key.call_id(),
-        method.service,
-        method.method
+        served.service,
+        served.method
     );
     framework_error(ErrorKind::InProgress, &message, None)
 }
 
-fn store_unavailable(method: ServedMethod, error: &StoreError) -> EncodedReply {
-    tracing::error!(service = method.service, method = method.method, "call-id store unavailable: {error}");
+fn store_unavailable(served: ServedMethod, error: &StoreError) -> EncodedReply {
+    tracing::error!(service = served.service, method = served.method, "call-id store unavailable: {error}");
     let message =
-        format!("the call-id store is unavailable, so {}.{} did not run; retry", method.service, method.method);
+        format!("the call-id store is unavailable, so {}.{} did not run; retry", served.service, served.method);
     framework_error(ErrorKind::StoreUnavailable, &message, None)
 }

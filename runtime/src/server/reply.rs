@@ -40,7 +40,7 @@ impl From<EncodedReply> for StoredReply {
 
 /// Runs the implementation's future to a reply: its result, its typed error, or a
 /// `panic` reply if it panicked (the panic message is logged, never sent).
-pub(crate) async fn run<T, E, Fut>(method: ServedMethod, future: Fut) -> EncodedReply
+pub(crate) async fn run<T, E, Fut>(served: ServedMethod, future: Fut) -> EncodedReply
 where
     T: Serialize,
     E: Serialize,
@@ -50,19 +50,19 @@ where
     let replied = AssertUnwindSafe(async {
         let encoded = match future.await {
             Ok(value) => encode::result(&value),
-            Err(error) => encode::service_error(method.service, method.method, &error, short_type_name::<E>()),
+            Err(error) => encode::service_error(served.service, served.method, &error, short_type_name::<E>()),
         };
-        encoded.unwrap_or_else(|message| internal(method, &message))
+        encoded.unwrap_or_else(|message| internal(served, &message))
     });
     match replied.catch_unwind().await {
         Ok(reply) => reply,
-        Err(panic) => panicked(method, panic_message(&*panic)),
+        Err(panic) => panicked(served, panic_message(&*panic)),
     }
 }
 
 /// The reply to a run that panicked; `detail` goes to the log only.
-pub(crate) fn panicked(method: ServedMethod, detail: &str) -> EncodedReply {
-    let ServedMethod { service, method, .. } = method;
+pub(crate) fn panicked(served: ServedMethod, detail: &str) -> EncodedReply {
+    let ServedMethod { service, method, .. } = served;
     tracing::error!(service, method, "implementation panicked: {detail}");
     let message = format!("{service}.{method} panicked; the server logged the panic message");
     encode::framework_error(ErrorKind::Panic, &message, None)
@@ -75,8 +75,8 @@ fn short_type_name<E>() -> &'static str {
     base.rsplit("::").next().unwrap_or(base)
 }
 
-fn internal(method: ServedMethod, message: &str) -> EncodedReply {
-    let ServedMethod { service, method, .. } = method;
+fn internal(served: ServedMethod, message: &str) -> EncodedReply {
+    let ServedMethod { service, method, .. } = served;
     tracing::error!(service, method, "{message}");
     encode::framework_error(ErrorKind::Internal, &format!("{service}.{method}: {message}"), None)
 }
