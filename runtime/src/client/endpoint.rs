@@ -224,29 +224,25 @@ impl Endpoint {
         let status = reply.status.as_u16();
         let content_type = reply.headers.get(CONTENT_TYPE).map(|v| v.as_bytes());
         let (service, timeout_ms) = (this.service, this.policy.timeout.as_millis());
+        // A reply this client cannot use: the same request would get it again.
+        let unusable =
+            |message| Attempt::failed(CallError::decode(service, method, status, message), Outcome::Unusable);
         let (error, kind) = match reply::decode(status, content_type, &reply.body) {
             Decoded::Result(json) => {
                 return match serde_json::from_slice(json) {
                     Ok(value) => Attempt::Ok(value),
-                    Err(e) => {
-                        let message = format!("the reply is not a valid result: {e}");
-                        Attempt::failed(CallError::decode(service, method, status, message), Outcome::Unusable)
-                    }
+                    Err(e) => unusable(format!("the reply is not a valid result: {e}")),
                 };
             }
             Decoded::NotJson { content_type } => {
-                let message = format!("a 200 reply with `content-type: {content_type}` is not an intercall result");
-                return Attempt::failed(CallError::decode(service, method, status, message), Outcome::Unusable);
+                return unusable(format!("a 200 reply with `content-type: {content_type}` is not an intercall result"));
             }
             Decoded::Service { type_name, value } => {
                 return match serde_json::from_str::<E>(value.get()) {
                     Ok(error) => Attempt::Typed(error),
-                    Err(e) => {
-                        let message = format!(
-                            "the server's `{type_name}` error does not decode as this method's error type: {e}"
-                        );
-                        Attempt::failed(CallError::decode(service, method, status, message), Outcome::Unusable)
-                    }
+                    Err(e) => unusable(format!(
+                        "the server's `{type_name}` error does not decode as this method's error type: {e}"
+                    )),
                 };
             }
             Decoded::Framework { kind: Some(ErrorKind::InProgress), .. } => {
