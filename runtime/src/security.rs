@@ -1,6 +1,7 @@
-//! The keys of the trust boundary (the scheme itself is `protocol::signing`): with a shared secret, every call is signed (HMAC-SHA256) by the
-//! proxy and verified by the server, so the user context in its headers cannot be
-//! forged by whoever can reach a port. `docs/SECURITY.md` has the threat model.
+//! The keys of the trust boundary (the scheme itself is `protocol::signing`): with a
+//! shared secret, every call is signed (HMAC-SHA256) by the proxy and verified by the
+//! server, so the user context in its headers cannot be forged by whoever can reach a
+//! port. `docs/SECURITY.md` has the threat model.
 
 use std::fmt;
 use std::sync::Arc;
