@@ -47,6 +47,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::calls::OnStoreError;
+use crate::client::ConnectionSettings;
 use crate::error::Error;
 use crate::protocol::path::{self, BaseUrl};
 use crate::security::Security;
@@ -131,6 +132,11 @@ pub(crate) struct Config {
 pub(crate) struct ServiceConfig {
     pub(crate) base: BaseUrl,
     pub(crate) policy: CallPolicy,
+    /// How the built-in transport connects to it.
+    pub(crate) connection: ConnectionSettings,
+    /// The first connection key the configuration sets for it, quoted, if any: a
+    /// transport of the user's cannot honour these keys.
+    pub(crate) connection_key: Option<String>,
 }
 
 /// `[server]`, validated: what the server side builds its settings and store from.
@@ -199,6 +205,9 @@ struct RawDefaults {
     max_backoff_ms: Option<Spanned<u64>>,
     max_reply_bytes: Option<Spanned<u64>>,
     retries: Option<bool>,
+    http2: Option<Spanned<bool>>,
+    pool_idle_timeout_ms: Option<Spanned<u64>>,
+    pool_max_idle_per_host: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -211,6 +220,9 @@ struct RawService {
     max_backoff_ms: Option<Spanned<u64>>,
     max_reply_bytes: Option<Spanned<u64>>,
     retries: Option<bool>,
+    http2: Option<Spanned<bool>>,
+    pool_idle_timeout_ms: Option<Spanned<u64>>,
+    pool_max_idle_per_host: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -250,10 +262,14 @@ impl Config {
             max_backoff_ms: d.max_backoff_ms.clone(),
             max_reply_bytes: d.max_reply_bytes.clone(),
             retries: d.retries,
+            http2: d.http2.clone(),
+            pool_idle_timeout_ms: d.pool_idle_timeout_ms.clone(),
+            pool_max_idle_per_host: d.pool_max_idle_per_host.clone(),
         };
         let none = TableCallSettings::empty("defaults");
         // Validates `[defaults]` even when no service uses it.
         defaults.policy(&none).map_err(|(span, m)| at(Some(span), &m))?;
+        defaults.connection(&none).map_err(|(span, m)| at(Some(span), &m))?;
         let mut services = BTreeMap::new();
         for (name, entry) in raw.services {
             let key = format!("services.{name}");
@@ -269,9 +285,13 @@ impl Config {
                 max_backoff_ms: entry.max_backoff_ms,
                 max_reply_bytes: entry.max_reply_bytes,
                 retries: entry.retries,
+                http2: entry.http2,
+                pool_idle_timeout_ms: entry.pool_idle_timeout_ms,
+                pool_max_idle_per_host: entry.pool_max_idle_per_host,
             };
             let policy = own.policy(&defaults).map_err(|(span, m)| at(Some(span), &m))?;
-            services.insert(name, ServiceConfig { base, policy });
+            let (connection, connection_key) = own.connection(&defaults).map_err(|(span, m)| at(Some(span), &m))?;
+            services.insert(name, ServiceConfig { base, policy, connection, connection_key });
         }
         let budget = budget(&raw.retry_budget).map_err(|(span, m)| at(Some(span), &m))?;
         let security = match (raw.security, security) {
@@ -306,6 +326,9 @@ struct TableCallSettings {
     max_backoff_ms: Option<Spanned<u64>>,
     max_reply_bytes: Option<Spanned<u64>>,
     retries: Option<bool>,
+    http2: Option<Spanned<bool>>,
+    pool_idle_timeout_ms: Option<Spanned<u64>>,
+    pool_max_idle_per_host: Option<Spanned<u64>>,
 }
 
 type Located = (Range<usize>, String);
@@ -320,7 +343,48 @@ impl TableCallSettings {
             max_backoff_ms: None,
             max_reply_bytes: None,
             retries: None,
+            http2: None,
+            pool_idle_timeout_ms: None,
+            pool_max_idle_per_host: None,
         }
+    }
+
+    /// How the built-in transport connects, from this table over `defaults`, and the
+    /// first of these keys either sets (quoted), if any.
+    fn connection(&self, defaults: &TableCallSettings) -> Result<(ConnectionSettings, Option<String>), Located> {
+        let mut first_key = None;
+        let mut pick = |own: &Option<Spanned<u64>>, default: &Option<Spanned<u64>>, field: &str| {
+            let (value, table) = match (own, default) {
+                (Some(v), _) => (v, &self.key),
+                (None, Some(v)) => (v, &defaults.key),
+                (None, None) => return Ok(None),
+            };
+            let key = format!("`{table}.{field}`");
+            first_key.get_or_insert_with(|| key.clone());
+            match *value.get_ref() {
+                0 => Err((value.span(), format!("{key} is 0; write a positive number"))),
+                n => Ok(Some(n)),
+            }
+        };
+        let builtin = ConnectionSettings::default();
+        let idle = pick(&self.pool_idle_timeout_ms, &defaults.pool_idle_timeout_ms, "pool_idle_timeout_ms")?;
+        let max_idle = pick(&self.pool_max_idle_per_host, &defaults.pool_max_idle_per_host, "pool_max_idle_per_host")?;
+        let http2 = match (&self.http2, &defaults.http2) {
+            (Some(v), _) => Some((*v.get_ref(), &self.key)),
+            (None, Some(v)) => Some((*v.get_ref(), &defaults.key)),
+            (None, None) => None,
+        };
+        if let Some((_, table)) = http2 {
+            first_key.get_or_insert_with(|| format!("`{table}.http2`"));
+        }
+        let settings = ConnectionSettings {
+            http2: http2.is_some_and(|(on, _)| on),
+            pool_idle_timeout: idle.map_or(builtin.pool_idle_timeout, Duration::from_millis),
+            pool_max_idle_per_host: max_idle
+                .map_or(builtin.pool_max_idle_per_host, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+            ..builtin
+        };
+        Ok((settings, first_key))
     }
 
     /// This table's settings over `defaults`' over the built-in ones, validated; an

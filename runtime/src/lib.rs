@@ -67,7 +67,7 @@ extern crate self as intercall;
 mod binary;
 mod body;
 pub mod calls;
-mod client;
+pub mod client;
 mod config;
 mod context;
 mod error;
@@ -79,7 +79,7 @@ use std::future::Future;
 
 pub use axum::Router;
 pub use binary::{Bytes, base64};
-pub use client::{Invoker, InvokerBuilder};
+pub use client::{CallOptions, Invoker, InvokerBuilder, with_options};
 pub use config::{DEFAULT_TIMEOUT, SERVICES_ENV};
 pub use context::{
     ActivityId, CallContext, InvalidContext, MAX_USER_FIELD_BYTES, UserContext, UserType, with_deadline,
@@ -145,7 +145,8 @@ impl<T> WireType for T where T: serde::Serialize + serde::de::DeserializeOwned +
 /// under paths that do not depend on the user's own dependencies. Not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::client::{Endpoint, endpoint};
+    pub use crate::client::endpoint::Endpoint;
+    pub use crate::client::invoker::endpoint;
     pub use crate::server::{ServerSetup, ServiceRouter};
     pub use serde;
 

@@ -6,7 +6,17 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::invoker::Invoker;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hyper::http::Response;
+use tower::ServiceExt;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::http::{BoxError, HttpClient, HttpRequest, box_body};
+use super::invoker::{ClientParts, Invoker};
+use super::stack::BoxLayer;
 use crate::calls::OnStoreError;
 use crate::config::{Config, Source};
 use crate::error::Error;
@@ -34,7 +44,7 @@ use crate::security::Security;
 /// assert_eq!(invoker.tries("Payments"), Some(1));
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct InvokerBuilder {
     defaults: Table,
     budget: Table,
@@ -42,6 +52,21 @@ pub struct InvokerBuilder {
     urls: BTreeMap<String, String>,
     services: BTreeMap<String, Table>,
     security: Option<Security>,
+    parts: ClientParts,
+}
+
+impl std::fmt::Debug for InvokerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let layers = &self.parts.layers;
+        let per_service: BTreeMap<_, _> = layers.per_service.iter().map(|(name, l)| (name, l.len())).collect();
+        f.debug_struct("InvokerBuilder")
+            .field("document", &self.document())
+            .field("security", &self.security)
+            .field("layers", &layers.all.len())
+            .field("service_layers", &per_service)
+            .field("custom_transport", &self.parts.transport.is_some())
+            .finish()
+    }
 }
 
 /// One TOML table: key to value, the last setting of a key winning.
@@ -209,6 +234,107 @@ impl InvokerBuilder {
         self
     }
 
+    /// Speak HTTP/2 to every service that does not say otherwise: prior knowledge over
+    /// `http://` (h2c; servers started by [`intercall::serve`](crate::serve) accept
+    /// it), offered by ALPN over `https://`.
+    pub fn http2(mut self, enabled: bool) -> Self {
+        self.defaults.insert("http2", Value::Bool(enabled));
+        self
+    }
+
+    /// HTTP/2 (or not) for one service.
+    pub fn service_http2(self, service: impl Into<String>, enabled: bool) -> Self {
+        self.for_service(service, "http2", Value::Bool(enabled))
+    }
+
+    /// How long an idle pooled connection is kept (default 60 s).
+    pub fn pool_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.defaults.insert("pool_idle_timeout_ms", Value::millis(timeout));
+        self
+    }
+
+    /// How many idle connections per host the pool keeps (default: no limit).
+    pub fn pool_max_idle_per_host(mut self, connections: u64) -> Self {
+        self.defaults.insert("pool_max_idle_per_host", Value::Integer(connections));
+        self
+    }
+
+    /// Adds a tower layer around the HTTP exchange of every attempt, for every service.
+    ///
+    /// Layers see each attempt's [`HttpRequest`] with a [`CallInfo`](super::CallInfo)
+    /// in its extensions (service, method, call id, attempt), and may add headers, time,
+    /// count, rate-limit, or refuse the call by failing with a
+    /// [`CallError`](crate::CallError), which the caller then gets as it is, with no
+    /// retry. Any other error counts as a failed connection and is retried like one.
+    ///
+    /// The first layer added is the outermost; the invoker's layers wrap each service's
+    /// own ([`service_layer`](Self::service_layer)). Calls are signed after every layer,
+    /// so headers a layer adds are sent but not signed. A layer may answer with any
+    /// response body whose chunks are [`Bytes`].
+    ///
+    /// ```
+    /// # fn main() -> Result<(), intercall::Error> {
+    /// use intercall::client::HttpRequest;
+    ///
+    /// // An API key for the gateway in front of every service.
+    /// let auth = tower::util::MapRequestLayer::new(|mut request: HttpRequest| {
+    ///     request.headers_mut().insert("authorization", "Bearer s3cr3t".parse().unwrap());
+    ///     request
+    /// });
+    /// let invoker = intercall::Invoker::builder()
+    ///     .service("Catalog", "http://127.0.0.1:8081/")
+    ///     .layer(auth)
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn layer<L, B>(mut self, layer: L) -> Self
+    where
+        L: Layer<HttpClient> + Send + Sync + 'static,
+        L::Service: Service<HttpRequest, Response = Response<B>> + Clone + Send + Sync + 'static,
+        <L::Service as Service<HttpRequest>>::Error: Into<BoxError>,
+        <L::Service as Service<HttpRequest>>::Future: Send + 'static,
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        self.parts.layers.all.push(boxed_layer(layer));
+        self
+    }
+
+    /// Adds a tower layer for one service's calls only, inside the invoker's layers.
+    pub fn service_layer<L, B>(mut self, service: impl Into<String>, layer: L) -> Self
+    where
+        L: Layer<HttpClient> + Send + Sync + 'static,
+        L::Service: Service<HttpRequest, Response = Response<B>> + Clone + Send + Sync + 'static,
+        <L::Service as Service<HttpRequest>>::Error: Into<BoxError>,
+        <L::Service as Service<HttpRequest>>::Future: Send + 'static,
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        self.parts.layers.per_service.entry(service.into()).or_default().push(boxed_layer(layer));
+        self
+    }
+
+    /// Carries every call with `transport` instead of the built-in
+    /// [`HyperTransport`](super::HyperTransport): any tower service from an
+    /// [`HttpRequest`] to an HTTP response, such as a client of your own with its
+    /// proxies, DNS and middleware (with the `reqwest` feature,
+    /// [`ReqwestTransport`](super::ReqwestTransport) adapts a `reqwest::Client`).
+    ///
+    /// Its response body is read within `max_reply_bytes`; the connection keys of
+    /// `services.toml` (`http2`, the pool and TLS settings) configure the built-in
+    /// transport only, and are refused beside this one.
+    pub fn transport<S, B>(mut self, transport: S) -> Self
+    where
+        S: Service<HttpRequest, Response = Response<B>> + Clone + Send + Sync + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        self.parts.transport = Some(boxed(transport));
+        self
+    }
+
     fn for_service(mut self, service: impl Into<String>, key: &'static str, value: Value) -> Self {
         self.services.entry(service.into()).or_default().insert(key, value);
         self
@@ -223,7 +349,8 @@ impl InvokerBuilder {
             )));
         }
         let document = self.document();
-        Config::parse_with(&document, Source::Builder, self.security).map(Invoker::with_config)
+        let config = Config::parse_with(&document, Source::Builder, self.security)?;
+        Invoker::with_config(config, self.parts)
     }
 
     /// The settings as a services.toml document.
@@ -247,4 +374,29 @@ impl InvokerBuilder {
         }
         out
     }
+}
+
+/// A layer as the invoker keeps it: applied once per service, when a proxy is built.
+fn boxed_layer<L, B>(layer: L) -> BoxLayer
+where
+    L: Layer<HttpClient> + Send + Sync + 'static,
+    L::Service: Service<HttpRequest, Response = Response<B>> + Clone + Send + Sync + 'static,
+    <L::Service as Service<HttpRequest>>::Error: Into<BoxError>,
+    <L::Service as Service<HttpRequest>>::Future: Send + 'static,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    Arc::new(move |inner: HttpClient| boxed(layer.layer(inner)))
+}
+
+/// Any HTTP service as an [`HttpClient`]: its body boxed, its error a [`BoxError`].
+fn boxed<S, B>(service: S) -> HttpClient
+where
+    S: Service<HttpRequest, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    HttpClient::new(service.map_response(|response| response.map(box_body)).map_err(Into::into))
 }

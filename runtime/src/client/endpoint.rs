@@ -5,20 +5,26 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hyper::http::Uri;
+use http_body_util::Full;
 use hyper::http::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
+use hyper::http::{Request, Response, StatusCode, Uri};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tower::ServiceExt;
 use tracing::Instrument;
 
+use super::http::{BoxError, CallInfo};
+use super::options::CallOptions;
 use super::retry::{RetryBudget, backoff};
-use super::transport::{Failure, Transport};
+use super::stack::{BodyDigest, Carrier, sign};
+use super::transport::chain;
+use crate::body::{BodyError, read_limited};
 use crate::config::CallPolicy;
-use crate::context::{CallContext, UserContext};
+use crate::context::CallContext;
 use crate::error::CallError;
 use crate::protocol::reply::{self, Decoded};
 use crate::protocol::retry::{self as policy, Decision, Outcome};
-use crate::protocol::signing::{SignedFields, body_sha256};
+use crate::protocol::signing::body_sha256;
 use crate::protocol::{ErrorKind, headers};
 
 /// One service as a generated proxy sees it: the method URLs resolved once, the shared
@@ -29,7 +35,7 @@ use crate::protocol::{ErrorKind, headers};
 pub struct Endpoint(Arc<EndpointInner>);
 
 pub(super) struct EndpointInner {
-    pub(super) http: Transport,
+    pub(super) carrier: Carrier,
     pub(super) service: &'static str,
     pub(super) methods: &'static [&'static str],
     pub(super) urls: Vec<Uri>,
@@ -65,24 +71,26 @@ fn server_deadline(timeout: Duration) -> Duration {
 /// What every attempt of one call sends: the body, the call id, the context.
 struct Outgoing {
     body: Bytes,
-    call_id: String,
+    call_id: Arc<str>,
     activity: String,
-    user: Option<UserContext>,
     /// Set when calls are signed.
-    body_sha256: Option<String>,
+    body_sha256: Option<Arc<str>>,
     /// The headers that are the same on every attempt.
     headers: HeaderMap,
 }
 
 impl Outgoing {
-    fn new(body: Bytes, context: &CallContext, signed: bool) -> Self {
-        let call_id = uuid::Uuid::new_v4().hyphenated().to_string();
+    fn new(body: Bytes, context: &CallContext, signed: bool, extra: Option<HeaderMap>) -> Self {
+        let call_id: Arc<str> =
+            Arc::from(&*uuid::Uuid::new_v4().hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()));
         // A call made outside any activity starts one of its own; a call made inside
         // one (an implementation serving a request, a scope) forwards its id.
         let activity = context.activity.unwrap_or_default().to_string();
-        let headers = headers::write_call(&call_id, &activity, context.user.as_ref());
-        let body_sha256 = signed.then(|| body_sha256(&body));
-        Self { body, call_id, activity, user: context.user.clone(), body_sha256, headers }
+        let mut headers = headers::write_call(&call_id, &activity, context.user.as_ref());
+        // `CallOptions` refuses the protocol's names, so these never replace its headers.
+        headers.extend(extra.into_iter().flatten());
+        let body_sha256 = signed.then(|| Arc::from(body_sha256(&body)));
+        Self { body, call_id, activity, body_sha256, headers }
     }
 }
 
@@ -107,7 +115,10 @@ impl Endpoint {
         let method = this.methods[index];
         let body = serde_json::to_vec(args).map_err(|e| CallError::encode(this.service, method, e.to_string()))?;
         let context = CallContext::current();
-        let policy = this.policy;
+        let (policy, extra) = match CallOptions::apply(this.policy) {
+            Some((policy, headers)) => (policy, Some(headers)),
+            None => (this.policy, None),
+        };
         let now = Instant::now();
         // A timeout too large to add to the clock means no deadline of our own.
         let far = Duration::from_secs(100 * 365 * 24 * 3600);
@@ -119,7 +130,7 @@ impl Endpoint {
             // A nested call never outlives the call it is made for.
             deadline = deadline.min(callers);
         }
-        let outgoing = Outgoing::new(Bytes::from(body), &context, this.security.is_enabled());
+        let outgoing = Outgoing::new(Bytes::from(body), &context, this.security.is_enabled(), extra);
         let span = tracing::info_span!(
             "intercall.call",
             service = this.service,
@@ -127,23 +138,28 @@ impl Endpoint {
             call_id = %outgoing.call_id,
             activity_id = %outgoing.activity,
         );
-        self.attempts::<T, E>(index, &outgoing, deadline).instrument(span).await
+        self.attempts::<T, E>(index, &outgoing, &policy, deadline).instrument(span).await
     }
 
     /// The attempts of one call, within `deadline`, the policy and the retry budget.
-    async fn attempts<T, E>(&self, index: usize, outgoing: &Outgoing, deadline: Instant) -> Result<T, E>
+    async fn attempts<T, E>(
+        &self,
+        index: usize,
+        outgoing: &Outgoing,
+        policy: &CallPolicy,
+        deadline: Instant,
+    ) -> Result<T, E>
     where
         T: DeserializeOwned,
         E: crate::ServiceError,
     {
         let this = &*self.0;
-        let policy = this.policy;
         this.budget.deposit();
         let mut attempt = 1;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let timeout = policy.timeout.min(remaining);
-            let (error, at_least) = match self.attempt(index, outgoing, attempt, timeout).await {
+            let (error, at_least) = match self.attempt(index, outgoing, policy, attempt, timeout).await {
                 Attempt::Ok(value) => return Ok(value),
                 Attempt::Typed(error) => return Err(error),
                 Attempt::Failed { error, decision } => {
@@ -155,7 +171,7 @@ impl Endpoint {
                     }
                 }
             };
-            let delay = backoff(&policy, attempt).max(at_least);
+            let delay = backoff(policy, attempt).max(at_least);
             // The next attempt needs time of its own, or it could only time out.
             if delay >= deadline.saturating_duration_since(Instant::now()) {
                 return Err(error.into());
@@ -172,43 +188,29 @@ impl Endpoint {
         }
     }
 
-    async fn attempt<T, E>(&self, index: usize, outgoing: &Outgoing, attempt: u32, timeout: Duration) -> Attempt<T, E>
+    async fn attempt<T, E>(
+        &self,
+        index: usize,
+        outgoing: &Outgoing,
+        policy: &CallPolicy,
+        attempt: u32,
+        timeout: Duration,
+    ) -> Attempt<T, E>
     where
         T: DeserializeOwned,
         E: crate::ServiceError,
     {
         let this = &*self.0;
         let method = this.methods[index];
-        // A closure: the transport builds the headers again if it has to resend (with
-        // the same `x-call-attempt`: a resend on a stale connection is the same attempt).
-        let headers = || {
-            let mut headers = outgoing.headers.clone();
-            let server_deadline = u64::try_from(server_deadline(timeout).as_millis()).unwrap_or(u64::MAX);
-            headers::write_attempt(&mut headers, attempt, server_deadline);
-            if let Some(body_sha256) = &outgoing.body_sha256 {
-                let user = outgoing.user.as_ref();
-                let fields = SignedFields {
-                    service: this.service,
-                    method,
-                    call_id: Some(&outgoing.call_id),
-                    user_type: user.map(|u| u.user_type().as_str()),
-                    user_id: user.and_then(UserContext::user_id),
-                    activity: Some(&outgoing.activity),
-                    body_sha256,
-                };
-                if let Some((timestamp, signature)) = this.security.sign(&fields) {
-                    headers::write_signature(&mut headers, timestamp, &signature);
-                }
-            }
-            headers
-        };
-        let limit = this.policy.max_reply_bytes;
-        let exchange = this.http.post(&this.urls[index], headers, &outgoing.body, limit);
+        let limit = policy.max_reply_bytes;
+        let exchange = self.exchange(index, outgoing, attempt, timeout, limit);
         let reply = match tokio::time::timeout(timeout, exchange).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(Failure::Transport(message))) => {
                 return Attempt::failed(CallError::connect(this.service, method, message), Outcome::NoReply);
             }
+            // A layer's own refusal: the caller gets it as it is, and nothing retries it.
+            Ok(Err(Failure::Refused(error))) => return Attempt::failed(error, Outcome::Unusable),
             // Refused, not buffered whole.
             Ok(Err(Failure::TooLarge { status, size })) => {
                 let message =
@@ -217,13 +219,13 @@ impl Endpoint {
                 return Attempt::failed(error, Outcome::Unusable);
             }
             Err(_) => {
-                let error = CallError::timeout(this.service, method, timeout, this.policy.timeout);
+                let error = CallError::timeout(this.service, method, timeout, policy.timeout);
                 return Attempt::failed(error, Outcome::NoReply);
             }
         };
         let status = reply.status.as_u16();
         let content_type = reply.headers.get(CONTENT_TYPE).map(|v| v.as_bytes());
-        let (service, timeout_ms) = (this.service, this.policy.timeout.as_millis());
+        let (service, timeout_ms) = (this.service, policy.timeout.as_millis());
         // A reply this client cannot use: the same request would get it again.
         let unusable =
             |message| Attempt::failed(CallError::decode(service, method, status, message), Outcome::Unusable);
@@ -260,6 +262,103 @@ impl Endpoint {
         };
         let retry_after = reply.headers.get(RETRY_AFTER).map(|v| v.as_bytes());
         Attempt::failed(error, Outcome::Replied { status, kind, retry_after })
+    }
+}
+
+impl Endpoint {
+    /// One HTTP exchange: the request of attempt `attempt`, through the carrier, and
+    /// its reply read whole within `limit` bytes.
+    async fn exchange(
+        &self,
+        index: usize,
+        outgoing: &Outgoing,
+        attempt: u32,
+        timeout: Duration,
+        limit: u64,
+    ) -> Result<ReceivedReply, Failure> {
+        let this = &*self.0;
+        let method = this.methods[index];
+        let server_deadline = u64::try_from(server_deadline(timeout).as_millis()).unwrap_or(u64::MAX);
+        let request = || {
+            let mut headers = outgoing.headers.clone();
+            headers::write_attempt(&mut headers, attempt, server_deadline);
+            let mut request = Request::new(Full::new(outgoing.body.clone()));
+            *request.method_mut() = hyper::http::Method::POST;
+            *request.uri_mut() = this.urls[index].clone();
+            *request.headers_mut() = headers;
+            request
+        };
+        match &this.carrier {
+            Carrier::Direct(transport) => {
+                // Signed here, per request: a resend on a stale connection is the same
+                // attempt (same `x-call-attempt`), signed anew.
+                let signed = || {
+                    let mut request = request();
+                    if let Some(digest) = &outgoing.body_sha256 {
+                        sign(&this.security, request.headers_mut(), this.service, method, digest);
+                    }
+                    request
+                };
+                let response = transport.send(signed(), signed).await.map_err(|e| Failure::Transport(e.to_string()))?;
+                read_reply(response, limit).await
+            }
+            Carrier::Layered(client) => {
+                let mut request = request();
+                let info = CallInfo { service: this.service, method, call_id: Arc::clone(&outgoing.call_id), attempt };
+                request.extensions_mut().insert(info);
+                if let Some(digest) = &outgoing.body_sha256 {
+                    request.extensions_mut().insert(BodyDigest(Arc::clone(digest)));
+                }
+                let response = client.clone().oneshot(request).await.map_err(Failure::from_layers)?;
+                read_reply(response, limit).await
+            }
+        }
+    }
+}
+
+/// A reply as received, its body read whole within the size limit.
+struct ReceivedReply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// Why an exchange failed before a whole reply arrived.
+enum Failure {
+    /// No connection, or it broke before or while the reply came: a retry may help.
+    Transport(String),
+    /// A layer refused the call with a `CallError` of its own.
+    Refused(CallError),
+    /// The reply's body is larger than the limit (`size` says how large, as known).
+    TooLarge { status: StatusCode, size: String },
+}
+
+impl Failure {
+    /// A layer's or a transport's error: a `CallError` is a refusal, anything else a
+    /// failed connection.
+    fn from_layers(error: BoxError) -> Self {
+        match error.downcast::<CallError>() {
+            Ok(refusal) => Failure::Refused(*refusal),
+            Err(other) => Failure::Transport(chain(&*other).to_string()),
+        }
+    }
+}
+
+/// Reads the body of `response` whole, at most `limit` bytes: refused, not buffered,
+/// when it declares or streams more.
+async fn read_reply<B>(response: Response<B>, limit: u64) -> Result<ReceivedReply, Failure>
+where
+    B: hyper::body::Body,
+    B::Error: Into<BoxError>,
+{
+    let (parts, body) = response.into_parts();
+    match read_limited(&parts.headers, body, limit).await {
+        Ok(body) => Ok(ReceivedReply { status: parts.status, headers: parts.headers, body }),
+        Err(BodyError::TooLarge { declared }) => {
+            let size = declared.map_or_else(|| format!("more than {limit}"), |n| n.to_string());
+            Err(Failure::TooLarge { status: parts.status, size })
+        }
+        Err(BodyError::Read(e)) => Err(Failure::Transport(chain(&*e).to_string())),
     }
 }
 

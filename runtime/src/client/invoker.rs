@@ -5,10 +5,17 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use super::builder::InvokerBuilder;
 use super::endpoint::{Endpoint, EndpointInner};
 use super::retry::RetryBudget;
-use super::transport::Transport;
+use super::stack::{BoxLayer, Carrier, Transport};
+use super::transport::HyperTransport;
+use std::collections::BTreeMap;
+
+use super::http::HttpClient;
+use super::transport::ConnectionSettings;
 use crate::config::{Config, SERVICES_ENV, ServiceConfig, Source};
 use crate::error::Error;
 use crate::security::Security;
@@ -31,8 +38,11 @@ pub struct Invoker {
 
 /// What every clone of one invoker shares.
 struct InvokerState {
-    http: Transport,
     config: Config,
+    /// What carries each service's attempts, under the layers: the user's transport,
+    /// or a built-in one per distinct connection setting (one pool each).
+    transports: BTreeMap<String, Transport>,
+    layers: ClientLayers,
     budget: Arc<RetryBudget>,
     /// Built on first use, so that every server of the node shares one store.
     server_settings: std::sync::OnceLock<ServerSettings>,
@@ -42,12 +52,12 @@ impl Invoker {
     /// Reads a `services.toml` file. Every mistake in it is an [`Error`] that names the
     /// file, the line and the key.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, Error> {
-        Config::from_file(path.as_ref()).map(Self::with_config)
+        Config::from_file(path.as_ref()).and_then(|config| Self::with_config(config, ClientParts::default()))
     }
 
     /// Parses `services.toml` text held in memory.
     pub fn from_toml(text: &str) -> Result<Self, Error> {
-        Config::parse(text, Source::Inline).map(Self::with_config)
+        Config::parse(text, Source::Inline).and_then(|config| Self::with_config(config, ClientParts::default()))
     }
 
     /// Reads the file named by `INTERCALL_SERVICES`, or `services.toml` in the current
@@ -62,13 +72,38 @@ impl Invoker {
         InvokerBuilder::default()
     }
 
-    pub(super) fn with_config(config: Config) -> Self {
-        // The transport follows no redirects (a redirected POST may not reach the same
-        // method) and goes through no proxy.
-        let http = Transport::new();
+    pub(super) fn with_config(config: Config, parts: ClientParts) -> Result<Self, Error> {
+        // The built-in transport follows no redirects (a redirected POST may not reach
+        // the same method) and goes through no proxy. Services with the same connection
+        // settings share one pool.
+        let mut pools: HashMap<&ConnectionSettings, HyperTransport> = HashMap::new();
+        let mut transports = BTreeMap::new();
+        for (name, service) in &config.services {
+            let transport = match &parts.transport {
+                Some(_) if service.connection_key.is_some() => {
+                    let key = service.connection_key.as_deref().unwrap_or_default();
+                    return Err(Error::config(format!(
+                        "invalid services config in `{}`: {key} configures the built-in transport, and this invoker has a transport of its own (`InvokerBuilder::transport`); configure that client instead, or remove the key",
+                        config.source
+                    )));
+                }
+                Some(custom) => Transport::Custom(custom.clone()),
+                None => match pools.get(&service.connection) {
+                    Some(pool) => Transport::Builtin(pool.clone()),
+                    None => {
+                        let pool = HyperTransport::with_settings(&service.connection)
+                            .map_err(|e| Error::config(format!("service `{name}` in `{}`: {e}", config.source)))?;
+                        pools.insert(&service.connection, pool.clone());
+                        Transport::Builtin(pool)
+                    }
+                },
+            };
+            transports.insert(name.clone(), transport);
+        }
         let budget = Arc::new(RetryBudget::new(config.budget));
         let server_settings = std::sync::OnceLock::new();
-        Self { shared: Arc::new(InvokerState { http, config, budget, server_settings }) }
+        let layers = parts.layers;
+        Ok(Self { shared: Arc::new(InvokerState { config, transports, layers, budget, server_settings }) })
     }
 
     /// The base URL configured for `service`, without a trailing slash.
@@ -117,8 +152,11 @@ pub fn endpoint(invoker: &Invoker, service: &'static str, methods: &'static [&'s
         .map(|method| entry.base.method_uri(service, method))
         .collect::<Result<_, _>>()
         .map_err(|e| Error::config(format!("service `{service}` in `{}`: {e}", config.source)))?;
+    let transport = shared.transports.get(service).expect("a transport per configured service").clone();
+    let layers = shared.layers.for_service(service);
+    let carrier = Carrier::new(transport, &layers, &config.security);
     Ok(Endpoint::new(EndpointInner {
-        http: shared.http.clone(),
+        carrier,
         service,
         methods,
         urls,
@@ -132,5 +170,28 @@ impl std::fmt::Debug for Invoker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let services: Vec<_> = self.shared.config.services.iter().map(|(name, s)| (name, s.base.as_str())).collect();
         f.debug_struct("Invoker").field("source", &self.shared.config.source).field("services", &services).finish()
+    }
+}
+
+/// What a builder gives an invoker beside its configuration: layers, and a transport
+/// of the user's.
+#[derive(Default)]
+pub(super) struct ClientParts {
+    pub(super) layers: ClientLayers,
+    pub(super) transport: Option<HttpClient>,
+}
+
+/// The client layers of an invoker: for every service, and per service.
+#[derive(Default, Clone)]
+pub(super) struct ClientLayers {
+    pub(super) all: Vec<BoxLayer>,
+    pub(super) per_service: BTreeMap<String, Vec<BoxLayer>>,
+}
+
+impl ClientLayers {
+    /// `service`'s layers, outermost first: the invoker's, then its own.
+    fn for_service(&self, service: &str) -> Vec<BoxLayer> {
+        let own = self.per_service.get(service).into_iter().flatten();
+        self.all.iter().chain(own).cloned().collect()
     }
 }

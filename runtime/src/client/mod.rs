@@ -1,13 +1,22 @@
-//! The client side: the [`Invoker`] a node shares, the per-service [`Endpoint`] a
-//! generated proxy calls through, and the retry policy and budget.
+//! The client side: the [`Invoker`] a node shares, the per-service endpoint a
+//! generated proxy calls through, the retry policy and budget, and what carries each
+//! attempt: client layers and transports (tower services from [`HttpRequest`] to
+//! [`HttpResponse`]), and per-call [`CallOptions`].
 
 mod builder;
 mod connection;
-mod endpoint;
-mod invoker;
+pub(crate) mod endpoint;
+mod http;
+pub(crate) mod invoker;
+mod options;
 mod retry;
+mod stack;
+mod tls;
 mod transport;
 
 pub use builder::InvokerBuilder;
-pub use endpoint::Endpoint;
-pub use invoker::{Invoker, endpoint};
+pub use http::{BodyError, BoxError, CallInfo, HttpClient, HttpRequest, HttpResponse, RequestBody, ResponseBody};
+pub use invoker::Invoker;
+pub use options::{CallOptions, with_options};
+pub(crate) use transport::ConnectionSettings;
+pub use transport::HyperTransport;
