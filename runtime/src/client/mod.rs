@@ -9,6 +9,8 @@ pub(crate) mod endpoint;
 mod http;
 pub(crate) mod invoker;
 mod options;
+#[cfg(feature = "reqwest")]
+mod reqwest;
 mod retry;
 mod stack;
 mod tls;
@@ -18,5 +20,7 @@ pub use builder::InvokerBuilder;
 pub use http::{BodyError, BoxError, CallInfo, HttpClient, HttpRequest, HttpResponse, RequestBody, ResponseBody};
 pub use invoker::Invoker;
 pub use options::{CallOptions, with_options};
+#[cfg(feature = "reqwest")]
+pub use reqwest::ReqwestTransport;
 pub(crate) use transport::ConnectionSettings;
 pub use transport::HyperTransport;
