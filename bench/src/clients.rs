@@ -65,8 +65,18 @@ impl Client {
         Ok(match system {
             "floor" => Client::Floor { http: reqwest::Client::new(), base },
             "floor-hyper" => Client::Hyper { http: HyperClient::builder(TokioExecutor::new()).build_http(), base },
-            "intercall" => {
-                let invoker = Invoker::builder().service("Bench", base.to_string()).build().map_err(|e| failed(&e))?;
+            "intercall" | "intercall-layer" | "intercall-reqwest" | "intercall-h2" => {
+                let builder = Invoker::builder().service("Bench", base.to_string());
+                let builder = match system {
+                    // One layer that does nothing: what the layered path itself costs.
+                    "intercall-layer" => builder.layer(tower::layer::util::Identity::new()),
+                    "intercall-reqwest" => {
+                        builder.transport(intercall::client::ReqwestTransport::new(reqwest::Client::new()))
+                    }
+                    "intercall-h2" => builder.http2(true),
+                    _ => builder,
+                };
+                let invoker = builder.build().map_err(|e| failed(&e))?;
                 let user = UserContext::new(UserType::Customer, "bench-user").map_err(|e| failed(&e))?;
                 Client::Intercall { proxy: BenchProxy::new(invoker).map_err(|e| failed(&e))?, user }
             }

@@ -9,6 +9,11 @@
 //! - `jsonrpsee`: JSON-RPC 2.0 over HTTP/1, jsonrpsee's server and HTTP client;
 //! - `tonic`: gRPC over h2c, protobuf, tonic's server and client;
 //! - `tarpc`: tarpc over TCP with bincode frames.
+//!
+//! Client variants of intercall, against intercall's server (the `clients` run):
+//! - `intercall-layer`: one no-op client layer (what the layered path costs);
+//! - `intercall-reqwest`: the proxy over `ReqwestTransport` (a default `reqwest::Client`);
+//! - `intercall-h2`: the proxy over HTTP/2 (h2c, prior knowledge).
 
 pub mod clients;
 pub mod load;
@@ -53,4 +58,14 @@ fn clock_ticks_per_second() -> f64 {
             .and_then(|text| text.trim().parse().ok())
             .unwrap_or(100.0)
     })
+}
+
+/// Open sockets of a process (its listener and its connections), from `/proc/{pid}/fd`;
+/// 0 where `/proc` is missing.
+pub fn sockets_of(pid: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return 0 };
+    entries
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("socket:"))
+        .count()
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use intercall::calls::{CallKey, CallStore, Claim, MemoryCallStore, StoredReply};
 use intercall_bench::clients::{Client, Op};
-use intercall_bench::{cpu_ms_of, load, rss_bytes_of, servers};
+use intercall_bench::{cpu_ms_of, load, rss_bytes_of, servers, sockets_of};
 
 type Failure = Box<dyn std::error::Error + Send + Sync>;
 
@@ -107,6 +107,15 @@ const ECHO: [Case; 6] = [
     Case { system: "tarpc", server: "tarpc", client: "tarpc", op: "echo" },
 ];
 
+/// intercall's client variants at c64, against intercall's server; the floor first.
+const CLIENTS: [Case; 5] = [
+    Case { system: "floor", server: "floor", client: "floor", op: "echo" },
+    Case { system: "intercall", server: "intercall", client: "intercall", op: "echo" },
+    Case { system: "intercall-layer", server: "intercall", client: "intercall-layer", op: "echo" },
+    Case { system: "intercall-reqwest", server: "intercall", client: "intercall-reqwest", op: "echo" },
+    Case { system: "intercall-h2", server: "intercall", client: "intercall-h2", op: "echo" },
+];
+
 fn with_op(cases: &[Case], op: &'static str) -> Vec<Case> {
     cases.iter().map(|&case| Case { op, ..case }).collect()
 }
@@ -135,6 +144,8 @@ enum Metric {
 struct Measured {
     sample: load::Sample,
     server_cpu_ms: f64,
+    /// The server's open connections at the end of the measured part.
+    server_connections: usize,
 }
 
 fn run(quick: bool, same_core: bool, only: Option<&[&str]>) -> Result<(), Failure> {
@@ -157,8 +168,13 @@ fn run(quick: bool, same_core: bool, only: Option<&[&str]>) -> Result<(), Failur
             ],
             concurrency: 16,
         },
+        // The open client's choices, against intercall's own server.
+        Run {
+            cases: CLIENTS.into_iter().filter(|c| only.is_none_or(|o| o.contains(&c.system))).collect(),
+            concurrency: 64,
+        },
     ];
-    let reports: [(&str, usize, Metric); 10] = [
+    let reports: [(&str, usize, Metric); 12] = [
         ("echo_c1_p50", 0, Metric::Latency(|s| s.p50_us)),
         ("echo_c1_p99", 0, Metric::Latency(|s| s.p99_us)),
         ("echo_c1_p999", 0, Metric::Latency(|s| s.p999_us)),
@@ -171,6 +187,8 @@ fn run(quick: bool, same_core: bool, only: Option<&[&str]>) -> Result<(), Failur
         // The lower bound of the line above: the floor's server CPU per call (HTTP and
         // TCP, no framework at all) over intercall's fresh call.
         ("dup_floor_vs_fresh", 4, Metric::ServerCpuRatio(2)),
+        ("client_c64_tput", 5, Metric::Throughput),
+        ("client_c64_client_cpu_per_call", 5, Metric::ClientCpuPerCall),
     ];
     println!("# bench: {rounds} rounds x {millis} ms, server on core {server_core}, load on core {client_core}");
 
@@ -224,6 +242,13 @@ fn run(quick: bool, same_core: bool, only: Option<&[&str]>) -> Result<(), Failur
         chart.push((name, systems));
     }
 
+    // Connections the server held at the end of each client variant's run (c64).
+    for (i, case) in runs[5].cases.iter().enumerate() {
+        let counts: Vec<f64> = measured.iter().map(|r| r[5][i].server_connections as f64).collect();
+        let (median, min, max) = spread(&counts);
+        println!("RESULT client_c64_connections {} {median:.0} {min:.0} {max:.0}", case.system);
+    }
+
     let mut mem_values = Vec::new();
     for n in if quick { vec![100_000] } else { vec![100_000, 1_000_000] } {
         let out = Command::new(std::env::current_exe()?).args(["mem", &n.to_string()]).output()?;
@@ -273,10 +298,15 @@ fn measure(
         .spawn()?;
     // The server's CPU time over the measured part only: between the load's marks.
     let (mut cpu_before, mut server_cpu_ms, mut result) = (0.0, 0.0, String::new());
+    let mut server_connections = 0;
     for line in BufReader::new(load.stdout.take().ok_or("load stdout")?).lines() {
         match line?.as_str() {
             "measuring" => cpu_before = cpu_ms_of(&pid),
-            "measured" => server_cpu_ms = cpu_ms_of(&pid) - cpu_before,
+            "measured" => {
+                server_cpu_ms = cpu_ms_of(&pid) - cpu_before;
+                // Less the listener.
+                server_connections = sockets_of(&pid).saturating_sub(1);
+            }
             other => result.push_str(other),
         }
     }
@@ -292,7 +322,7 @@ fn measure(
         return Err(format!("load {}: {stderr}", case.system).into());
     }
     let sample: load::Sample = serde_json::from_str(&result)?;
-    Ok(Measured { sample, server_cpu_ms })
+    Ok(Measured { sample, server_cpu_ms, server_connections })
 }
 
 fn ready_port(server: &mut Child) -> Result<u16, Failure> {
