@@ -306,3 +306,22 @@ async fn call_options_set_the_tries() {
     let error = unavailable(failing.tries(1).scope(proxy.echo("x".into())).await);
     assert_eq!((error.attempts(), received.all().len()), (1, 4), "one try: {error}");
 }
+
+#[test]
+fn connection_keys_are_validated_like_the_rest() {
+    let text = "[services.Echo]\nurl = \"http://127.0.0.1:1/\"\npool_idle_timeout_ms = 0\n";
+    let message = Invoker::from_toml(text).unwrap_err().to_string();
+    assert!(message.contains("at line 3"), "{message}");
+    assert!(message.contains("`services.Echo.pool_idle_timeout_ms` is 0; write a positive number"), "{message}");
+
+    let text = "[defaults]\nhttp2 = \"yes\"\n[services.Echo]\nurl = \"http://127.0.0.1:1/\"\n";
+    let message = Invoker::from_toml(text).unwrap_err().to_string();
+    assert!(message.contains("at line 2") && message.contains("`defaults.http2`"), "{message}");
+
+    let error = Invoker::builder().service("Echo", "http://127.0.0.1:1/").pool_max_idle_per_host(0).build();
+    let message = error.unwrap_err().to_string();
+    assert!(message.contains("`defaults.pool_max_idle_per_host` is 0"), "{message}");
+
+    let text = "[defaults]\nhttp2 = true\npool_idle_timeout_ms = 1000\npool_max_idle_per_host = 4\n[services.Echo]\nurl = \"http://127.0.0.1:1/\"\nhttp2 = false\n";
+    assert!(Invoker::from_toml(text).is_ok());
+}
