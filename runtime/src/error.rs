@@ -136,7 +136,8 @@ impl CallError {
 
     /// The server answered that time ran out (`409 in_progress`: it stopped waiting
     /// for the run; `504 deadline_exceeded`: the caller's deadline had passed on
-    /// arrival): to the caller, a timeout.
+    /// arrival), or something in front of it did (`504` or `408` without an intercall
+    /// body): to the caller, a timeout.
     pub(crate) fn server_timeout(service: &str, method: &str, status: u16, message: String) -> Self {
         let mut err = Self::new(CallErrorKind::Timeout, service, method, message);
         err.status = Some(status);
@@ -174,8 +175,11 @@ impl CallError {
     /// `timeout_ms`, or less when the call's deadline left less); the server answered
     /// that the call was still running when this attempt's time ran out
     /// (`409 in_progress`: [`status_code`](Self::status_code) is 409) or that it arrived
-    /// after its caller's deadline (`504 deadline_exceeded`); or the deadline of the call
-    /// this one is made for had already passed, so nothing was sent.
+    /// after its caller's deadline (`504 deadline_exceeded`); a gateway, a balancer or
+    /// the server's timeout middleware answered `504` or `408` without an intercall
+    /// reply (the method may have run, or may still be running; `status_code` is 504 or
+    /// 408); or the deadline of the call this one is made for had already passed, so
+    /// nothing was sent.
     pub fn is_timeout(&self) -> bool {
         self.kind == CallErrorKind::Timeout
     }
