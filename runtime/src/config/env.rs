@@ -34,7 +34,7 @@ const STRING_KEYS: [&str; 6] =
 pub(crate) const SECRET_KEYS: [&str; 2] = ["secret", "accepted_secret"];
 
 /// The environment a configuration reads its overrides (and `INTERCALL_SECRET`) from.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub(crate) enum Environment {
     /// The process's environment, read when the configuration is built.
     #[default]
@@ -43,6 +43,19 @@ pub(crate) enum Environment {
     Given(Vec<(OsString, OsString)>),
     /// None at all: no overrides, no `INTERCALL_SECRET`.
     Off,
+}
+
+/// Names only: a value may be a secret.
+impl std::fmt::Debug for Environment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Environment::Process => f.write_str("Process"),
+            Environment::Given(vars) => {
+                f.debug_tuple("Given").field(&vars.iter().map(|(n, _)| n).collect::<Vec<_>>()).finish()
+            }
+            Environment::Off => f.write_str("Off"),
+        }
+    }
 }
 
 impl Environment {
@@ -268,6 +281,12 @@ mod tests {
     fn variables_are_suggested_in_upper_case_with_the_service_as_written() {
         assert_eq!(variable_for(&["defaults", "timeout_ms"]), "INTERCALL_DEFAULTS__TIMEOUT_MS");
         assert_eq!(variable_for(&["services", "Catalog", "url"]), "INTERCALL_SERVICES__Catalog__URL");
+    }
+
+    #[test]
+    fn debug_shows_names_never_values() {
+        let debug = format!("{:?}", given(&[("INTERCALL_SECURITY__SECRET", "hunter2-hunter2-hunter2")]));
+        assert!(debug.contains("INTERCALL_SECURITY__SECRET") && !debug.contains("hunter2"), "{debug}");
     }
 
     #[test]
