@@ -12,6 +12,11 @@ plan = json.loads(os.environ["INTERCALL_CONFORMANCE_PLAN"])
 secret = os.environ.get("INTERCALL_CONFORMANCE_SECRET")
 timeout = plan["timeout_ms"] / 1000
 activities = {}
+# Each kind's own status (§4.2): a known kind at another status is not intercall's body.
+KINDS = {"service": 422, "bad_request": 400, "unknown_service": 404, "unknown_method": 404,
+         "method_not_allowed": 405, "payload_too_large": 413, "unsupported_media_type": 415,
+         "panic": 500, "internal": 500, "in_progress": 409, "call_id_mismatch": 422,
+         "store_unavailable": 503, "unauthorized": 401, "deadline_exceeded": 504}
 
 def attempt(method, body, headers):
     conn = http.client.HTTPConnection(base.hostname, base.port, timeout=timeout)  # never follows redirects
@@ -61,15 +66,19 @@ def call(c):
                     return "failure decode"
                 return "ok " + json.dumps(reply, separators=(",", ":"))
             kind = reply.get("kind") if isinstance(reply, dict) else None
+            if not (isinstance(kind, str) and isinstance(reply.get("message"), str)) or KINDS.get(kind, status) != status:
+                kind = None  # not an intercall error body: a gateway's, a balancer's, a layer's (§4.2)
             # A typed error is only a 422 whose kind is `service` (§7).
             if status == 422 and kind == "service" and "value" in reply:
                 value = reply["value"]
                 if value == "Refused" or isinstance(value, dict) and list(value) in (["NotFound"], ["Invalid"]):
                     return "error " + json.dumps(value, separators=(",", ":"))
                 return "failure decode"
-            failure = "failure status %d" % status
-            # Retry only what a retry can fix (§5).
-            if not (status == 503 or status == 409 and kind == "in_progress"):
+            # A gateway's or a timeout layer's 504 or 408 is a timeout (§7).
+            failure = "failure %s %d" % ("timeout" if status in (408, 504) and kind is None else "status", status)
+            # Retry only what a retry can fix (§5): an intermediary's reply has no kind we know.
+            intermediary = status in (408, 429, 502, 503, 504) and kind not in KINDS
+            if not (intermediary or (status, kind) in ((409, "in_progress"), (503, "store_unavailable"))):
                 return failure
             if retry_after and retry_after.isdigit():
                 wait = max(wait, int(retry_after))

@@ -35,7 +35,11 @@
 //! Every mistake is a start-up [`Error`] naming the source, the line, the column and the
 //! key: unknown keys, a missing or malformed URL, a scheme other than http(s), a zero
 //! timeout or `tries`, a backoff above its maximum, a service name that cannot be a URL
-//! path segment.
+//! path segment, a `${VAR}` placeholder.
+//!
+//! The validator reads one document: the file's, with a builder's settings merged over
+//! it and the environment's overrides over both (`document.rs`, `env.rs`). A value
+//! set by the builder or a variable is named as such in messages, not by a line.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -46,11 +50,18 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use toml::de::DeTable;
+
+use self::document::{Origin, Origins};
+pub(crate) use self::env::Environment;
 use crate::calls::OnStoreError;
 use crate::client::ConnectionSettings;
 use crate::error::Error;
 use crate::protocol::path::{self, BaseUrl};
 use crate::security::Security;
+
+mod document;
+mod env;
 
 /// The environment variable [`Invoker::from_env`](crate::Invoker::from_env) reads the
 /// config path from.
@@ -100,10 +111,11 @@ impl Default for BudgetConfig {
 }
 
 /// Where a configuration came from; every error message names it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) enum Source {
     File(PathBuf),
     Inline,
+    #[default]
     Builder,
 }
 
@@ -232,27 +244,72 @@ struct RawBudget {
     burst: Option<Spanned<u32>>,
 }
 
+/// What a configuration is built from, lowest precedence first: the file's (or
+/// inline) text, the builder's document, the environment's overrides.
+#[derive(Debug, Default)]
+pub(crate) struct Inputs {
+    /// What messages name: the file, `<inline TOML>`, or `<builder>` when there is no text.
+    pub(crate) source: Source,
+    /// The file's or inline text; empty for a builder without a file.
+    pub(crate) text: String,
+    /// The builder's settings, as a services.toml document.
+    pub(crate) builder: Option<String>,
+    /// The builder's `security(..)`: stands for `[security]` and `INTERCALL_SECRET`.
+    pub(crate) security: Option<Security>,
+    pub(crate) environment: Environment,
+}
+
+/// Reads a file's text, with a hint when a relative path was not found.
+pub(crate) fn read(path: &Path) -> Result<String, Error> {
+    std::fs::read_to_string(path).map_err(|e| unreadable(path, &e))
+}
+
 impl Config {
-    pub(crate) fn from_file(path: &Path) -> Result<Self, Error> {
-        let text = std::fs::read_to_string(path).map_err(|e| unreadable(path, &e))?;
-        Self::parse(&text, Source::File(path.to_owned()))
-    }
-
-    pub(crate) fn parse(text: &str, source: Source) -> Result<Self, Error> {
-        Self::parse_with(text, source, None)
-    }
-
-    /// Parses and validates; `security`, when given, stands for `[security]` and the
-    /// environment (the builder's `security(..)`).
-    pub(crate) fn parse_with(text: &str, source: Source, security: Option<Security>) -> Result<Self, Error> {
-        let at = |span: Option<Range<usize>>, message: &str| {
-            Error::config(format!("invalid services config {}: {message}", locate(&source, text, span)))
+    /// Merges the inputs into one document and validates it.
+    pub(crate) fn load(inputs: Inputs) -> Result<Self, Error> {
+        let Inputs { source, text, builder, security, environment } = inputs;
+        let origins = Origins::new(source, text.len());
+        let at = |origins: &Origins, span: Option<Range<usize>>, message: &str| {
+            Error::config(format!("invalid services config {}: {message}", origins.locate(&text, span)))
         };
-        let raw: RawFile = parse_toml(text).map_err(|(e, key)| match key {
-            Some(key) => at(e.span(), &format!("`{key}`: {}", e.message().trim_end())),
-            None => at(e.span(), e.message().trim_end()),
+        // The file's document with the builder's over it; parsed twice (a few
+        // microseconds), once to learn the services the overrides match against.
+        let layered = |origins: &Origins| -> Result<DeTable<'_>, Error> {
+            let mut document = DeTable::parse(&text).map_err(|e| at(origins, e.span(), e.message().trim_end()))?;
+            if let Some(builder) = &builder {
+                let layer =
+                    DeTable::parse(builder).map_err(|e| Error::config(format!("<builder>: {}", e.message())))?;
+                document::merge(document.get_mut(), document::builder_layer(layer.into_inner(), origins));
+            }
+            Ok(document.into_inner())
+        };
+        let services = document::service_names(&layered(&origins)?);
+        let overrides = env::overrides(&environment, &services, &origins.source.to_string())?;
+        let origins = origins.with_variables(&overrides);
+        let mut document = layered(&origins)?;
+        if let Some(name) = document::builder_service_without_url(&document, &origins) {
+            return Err(Error::config(format!(
+                "invalid services config in `{}`: a setting is given for service `{name}`, which has no URL; call `.service(\"{name}\", url)`",
+                Source::Builder
+            )));
+        }
+        document::apply(&mut document, &overrides, &origins).map_err(|m| at(&origins, None, &m))?;
+        if let Some((span, message)) = document::placeholder(&document) {
+            return Err(at(&origins, Some(span), &message));
+        }
+        let raw: RawFile = deserialize(document, text.len()).map_err(|(e, key)| {
+            let span = e.span();
+            let hint = match origins.of(span.as_ref()) {
+                Origin::Variable(_) if e.message().starts_with("invalid ") => ENV_VALUE_HINT,
+                _ => "",
+            };
+            match key {
+                Some(key) => at(&origins, span, &format!("`{key}`: {}{hint}", e.message().trim_end())),
+                None => at(&origins, span, &format!("{}{hint}", e.message().trim_end())),
+            }
         })?;
-
+        let at = |span: Option<Range<usize>>, message: &str| at(&origins, span, message);
+        let source = origins.source.clone();
         let d = &raw.defaults;
         let defaults = TableCallSettings {
             key: "defaults".to_owned(),
@@ -297,7 +354,7 @@ impl Config {
         let security = match (raw.security, security) {
             (Some(table), _) => self::security(table.into_inner()).map_err(|(span, m)| at(Some(span), &m))?,
             (None, Some(given)) => given,
-            (None, None) => Security::from_env()?,
+            (None, None) => Security::from_vars(|name| environment.var(name))?,
         };
         let server = server(&raw.server, security.clone()).map_err(|(span, m)| at(Some(span), &m))?;
         Ok(Config { source, services, budget, security, server })
@@ -583,25 +640,18 @@ fn budget(raw: &RawBudget) -> Result<BudgetConfig, Located> {
     Ok(BudgetConfig { ratio, burst })
 }
 
-/// Parses the document, and on a type error also returns the dotted key it concerns
-/// (toml's own message names only the position).
-fn parse_toml(text: &str) -> Result<RawFile, (toml::de::Error, Option<String>)> {
-    let document = toml::Deserializer::parse(text).map_err(|e| (e, None))?;
+/// What an override's type error adds: how an environment value is read.
+const ENV_VALUE_HINT: &str =
+    "; an environment value is read as TOML: digits for a number, `true` or `false`, text as it is (no quotes)";
+
+/// Deserializes the merged document, and on a type error also returns the dotted key
+/// it concerns (toml's own message names only the position).
+fn deserialize(document: DeTable<'_>, text_len: usize) -> Result<RawFile, (toml::de::Error, Option<String>)> {
+    let document = toml::Deserializer::from(Spanned::new(0..text_len, document));
     serde_path_to_error::deserialize(document).map_err(|e| {
         // `Spanned` shows up in the path as a private field; the user never wrote it.
         let key = e.path().to_string().replace(".$__serde_spanned_private_value", "");
         let key = (key != ".").then_some(key);
         (e.into_inner(), key)
     })
-}
-
-/// `path:line:column`, or just the source when the position is unknown.
-/// (A builder's document is generated: its key, which every message names, is the
-/// position.)
-fn locate(source: &Source, text: &str, span: Option<Range<usize>>) -> String {
-    let Some(span) = span.filter(|_| *source != Source::Builder) else { return format!("in `{source}`") };
-    let before = &text[..span.start.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before[before.rfind('\n').map_or(0, |i| i + 1)..].chars().count() + 1;
-    format!("in `{source}` at line {line}, column {column}")
 }

@@ -4,7 +4,8 @@
 //! entry); it happens once, at start-up. [`CallError`] is a failure of one remote call
 //! that is not the service's own typed error: the transport, the framework, or the reply.
 //! Both are opaque structs with predicates, as `reqwest::Error` is, so new kinds can be
-//! added without breaking code that matches on them.
+//! added without breaking code that matches on them. `CallError::new_timeout` and its
+//! siblings build one for a test double, each with exactly its own predicate true.
 
 use std::fmt;
 use std::time::Duration;
@@ -136,7 +137,8 @@ impl CallError {
 
     /// The server answered that time ran out (`409 in_progress`: it stopped waiting
     /// for the run; `504 deadline_exceeded`: the caller's deadline had passed on
-    /// arrival): to the caller, a timeout.
+    /// arrival), or something in front of it did (`504` or `408` without an intercall
+    /// body): to the caller, a timeout.
     pub(crate) fn server_timeout(service: &str, method: &str, status: u16, message: String) -> Self {
         let mut err = Self::new(CallErrorKind::Timeout, service, method, message);
         err.status = Some(status);
@@ -170,12 +172,84 @@ impl CallError {
         Self::new(CallErrorKind::Encode, service, method, message)
     }
 
+    /// A timeout of a call to `service.method`, as a test double returns one:
+    /// [`is_timeout`](Self::is_timeout) is true, every other kind predicate false. Refine
+    /// it with [`with_status`](Self::with_status) (a gateway's `504`),
+    /// [`with_message`](Self::with_message) and [`with_attempts`](Self::with_attempts).
+    ///
+    /// ```
+    /// let error = intercall::CallError::new_timeout("Catalog", "get").with_attempts(3);
+    /// assert!(error.is_timeout() && !error.is_status());
+    /// assert_eq!((error.attempts(), error.status_code()), (3, None));
+    /// assert_eq!(error.to_string(), "call to Catalog.get failed: timeout: no reply in time (after 3 attempts)");
+    /// ```
+    pub fn new_timeout(service: &str, method: &str) -> Self {
+        Self::new(CallErrorKind::Timeout, service, method, "no reply in time".to_owned())
+    }
+
+    /// A failed connection to `service` ([`is_connect`](Self::is_connect)): refused,
+    /// reset or unreachable.
+    pub fn new_connect(service: &str, method: &str) -> Self {
+        Self::new(CallErrorKind::Connect, service, method, "connection refused".to_owned())
+    }
+
+    /// A framework error or a foreign error status ([`is_status`](Self::is_status),
+    /// with [`status_code`](Self::status_code) `status`).
+    pub fn new_status(service: &str, method: &str, status: u16) -> Self {
+        let message = format!("the server answered with status {status}");
+        Self::status(service, method, status, message)
+    }
+
+    /// A reply that did not decode as the method's types ([`is_decode`](Self::is_decode)),
+    /// with status 200 (give another with [`with_status`](Self::with_status)).
+    pub fn new_decode(service: &str, method: &str) -> Self {
+        Self::decode(service, method, 200, "the reply did not decode as the method's result".to_owned())
+    }
+
+    /// Arguments that did not serialize ([`is_encode`](Self::is_encode)); nothing was sent.
+    pub fn new_encode(service: &str, method: &str) -> Self {
+        Self::encode(service, method, "the arguments did not serialize".to_owned())
+    }
+
+    /// A service without a URL ([`is_lookup`](Self::is_lookup)), as a proxy that could
+    /// not be built reports it.
+    pub fn new_lookup(service: &str) -> Self {
+        Self::new(CallErrorKind::Lookup, "", "", format!("no URL for service `{service}`"))
+    }
+
+    /// The same error with this message (what went wrong, without the service and method).
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
+    }
+
+    /// The same error with the HTTP status of a reply: a timeout answered by a gateway
+    /// (`504`), a status failure's code, an undecodable reply's status.
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// The same error after `attempts` attempts (at least 1).
+    pub fn with_attempts(self, attempts: u32) -> Self {
+        self.after_attempts(attempts.max(1))
+    }
+
+    /// The same error, retries having stopped because the retry budget was spent
+    /// ([`is_retry_budget_exhausted`](Self::is_retry_budget_exhausted)).
+    pub fn with_retry_budget_exhausted(self) -> Self {
+        self.retry_budget_exhausted()
+    }
+
     /// Time ran out: no reply arrived within the attempt's time (the service's
     /// `timeout_ms`, or less when the call's deadline left less); the server answered
     /// that the call was still running when this attempt's time ran out
     /// (`409 in_progress`: [`status_code`](Self::status_code) is 409) or that it arrived
-    /// after its caller's deadline (`504 deadline_exceeded`); or the deadline of the call
-    /// this one is made for had already passed, so nothing was sent.
+    /// after its caller's deadline (`504 deadline_exceeded`); a gateway, a balancer or
+    /// the server's timeout middleware answered `504` or `408` without an intercall
+    /// reply (the method may have run, or may still be running; `status_code` is 504 or
+    /// 408); or the deadline of the call this one is made for had already passed, so
+    /// nothing was sent.
     pub fn is_timeout(&self) -> bool {
         self.kind == CallErrorKind::Timeout
     }
@@ -289,3 +363,61 @@ impl fmt::Debug for CallError {
 }
 
 impl std::error::Error for CallError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kind predicates, in a fixed order: exactly one must be true.
+    fn kinds(error: &CallError) -> [bool; 6] {
+        [
+            error.is_timeout(),
+            error.is_connect(),
+            error.is_status(),
+            error.is_decode(),
+            error.is_encode(),
+            error.is_lookup(),
+        ]
+    }
+
+    #[test]
+    fn each_public_constructor_has_exactly_its_own_predicate() {
+        let cases = [
+            (CallError::new_timeout("Catalog", "get"), 0, None),
+            (CallError::new_connect("Catalog", "get"), 1, None),
+            (CallError::new_status("Catalog", "get", 502), 2, Some(502)),
+            (CallError::new_decode("Catalog", "get"), 3, Some(200)),
+            (CallError::new_encode("Catalog", "get"), 4, None),
+            (CallError::new_lookup("Catalog"), 5, None),
+        ];
+        for (error, kind, status) in cases {
+            let mut expected = [false; 6];
+            expected[kind] = true;
+            assert_eq!(kinds(&error), expected, "{error:?}");
+            assert_eq!(error.status_code(), status, "{error:?}");
+            assert_eq!((error.attempts(), error.is_retry_budget_exhausted()), (1, false));
+            assert!(error.to_string().contains("Catalog"), "{error}");
+            // What a test double returns crosses a hop like the real thing.
+            let json = serde_json::to_string(&error).unwrap();
+            assert_eq!(serde_json::from_str::<CallError>(&json).unwrap(), error);
+        }
+        assert_eq!(CallError::new_timeout("Catalog", "get").service(), "Catalog");
+        assert_eq!(CallError::new_timeout("Catalog", "get").method(), "get");
+    }
+
+    #[test]
+    fn the_refinements_change_only_what_they_name() {
+        let error = CallError::new_timeout("Catalog", "get")
+            .with_status(504)
+            .with_message("the gateway gave up")
+            .with_attempts(0)
+            .with_retry_budget_exhausted();
+        assert!(error.is_timeout() && !error.is_status(), "{error:?}");
+        assert_eq!((error.status_code(), error.message(), error.attempts()), (Some(504), "the gateway gave up", 1));
+        assert!(error.is_retry_budget_exhausted());
+        assert_eq!(
+            error.to_string(),
+            "call to Catalog.get failed: timeout (HTTP 504): the gateway gave up (after 1 attempt; retry budget exhausted)"
+        );
+    }
+}

@@ -79,15 +79,20 @@ impl Security {
 
     /// Reads `INTERCALL_SECRET` and `INTERCALL_ACCEPTED_SECRET`; none when unset.
     pub fn from_env() -> Result<Self, Error> {
-        let Some(secret) = std::env::var_os(SECRET_ENV) else {
-            if std::env::var_os(ACCEPTED_SECRET_ENV).is_some() {
+        Self::from_vars(|name| std::env::var_os(name))
+    }
+
+    /// [`from_env`](Self::from_env) over another environment (`var` reads one variable).
+    pub(crate) fn from_vars(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<Self, Error> {
+        let Some(secret) = var(SECRET_ENV) else {
+            if var(ACCEPTED_SECRET_ENV).is_some() {
                 return Err(Error::config(format!("{ACCEPTED_SECRET_ENV} is set but {SECRET_ENV} is not")));
             }
             return Ok(Self::none());
         };
         let security =
             Self::shared_secret(secret.as_encoded_bytes()).map_err(|e| Error::config(format!("{SECRET_ENV}: {e}")))?;
-        match std::env::var_os(ACCEPTED_SECRET_ENV) {
+        match var(ACCEPTED_SECRET_ENV) {
             Some(accepted) => security
                 .with_accepted_secret(accepted.as_encoded_bytes())
                 .map_err(|e| Error::config(format!("{ACCEPTED_SECRET_ENV}: {e}"))),

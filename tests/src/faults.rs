@@ -1,7 +1,8 @@
 //! A fault-injecting HTTP/1.1 proxy on loopback, between a real client and a real
 //! server: it forwards each request, and per request (decided by a policy that sees
 //! the call headers) passes the response, drops it after the server has run the
-//! method, cuts it halfway, or answers in the server's place.
+//! method, cuts it halfway, answers in the server's place, or answers in its place
+//! after it ran (a gateway that gave up).
 //!
 //! It understands just enough HTTP for intercall's traffic: requests and responses
 //! with `content-length` bodies.
@@ -37,6 +38,10 @@ pub enum Fault {
     CutResponse,
     /// Do not forward it; answer with this status, extra header lines and JSON body.
     Respond { status: u16, headers: Vec<(String, String)>, body: String },
+    /// Forward it (the server runs the method), then discard the server's response and
+    /// answer with this status, these header lines (no `content-type` unless given) and
+    /// body: a gateway that gave up on the reply.
+    Replace { status: u16, headers: Vec<(String, String)>, body: String },
 }
 
 /// Decides, per request, which upstream gets it and what fault applies.
@@ -154,6 +159,12 @@ async fn serve_connection(
             Fault::CutResponse => {
                 client.write_all(&whole[..whole.len() / 2]).await?;
                 return Ok(());
+            }
+            Fault::Replace { status, headers, body } => {
+                let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+                let response =
+                    format!("HTTP/1.1 {status} Gateway\r\ncontent-length: {}\r\n{extra}\r\n{body}", body.len());
+                client.write_all(response.as_bytes()).await?;
             }
             Fault::Respond { .. } => unreachable!("answered above"),
         }

@@ -156,10 +156,7 @@ async fn layers_see_each_attempt_with_the_calls_info() {
 #[tokio::test]
 async fn a_layer_refuses_a_call_with_a_call_error_of_its_own() {
     let (server, received) = server(Security::none(), false, 0).await;
-    let refusal: CallError = serde_json::from_value(serde_json::json!({
-        "kind": "status", "service": "Echo", "method": "echo", "status": 429, "message": "client-side rate limit",
-    }))
-    .unwrap();
+    let refusal = CallError::new_status("Echo", "echo", 429).with_message("client-side rate limit");
     let given = refusal.clone();
     let refuse = layer_fn(move |_: HttpClient| {
         let given = given.clone();

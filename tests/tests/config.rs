@@ -550,10 +550,20 @@ fn builder_sets_what_the_file_sets() {
 
 #[test]
 fn a_placeholder_in_a_url_is_a_startup_error_not_a_panic() {
+    // Refused, not expanded: the message says which variable overrides the key instead.
     let err = Invoker::from_toml("[services.Catalog]\nurl = \"http://${HOST}:8080/\"\n").expect_err("a placeholder");
-    assert_mentions(&err.to_string(), &["line 2", "services.Catalog.url", "${HOST}", "not a valid URL"]);
+    assert_mentions(
+        &err.to_string(),
+        &[
+            "line 2, column 7",
+            "services.Catalog.url",
+            "`${HOST}`",
+            "does not expand",
+            "INTERCALL_SERVICES__Catalog__URL",
+        ],
+    );
     let err = Invoker::builder().service("Catalog", "http://${HOST}:8080/").build().expect_err("a placeholder");
-    assert_mentions(&err.to_string(), &["services.Catalog.url", "not a valid URL"]);
+    assert_mentions(&err.to_string(), &["<builder>", "services.Catalog.url", "`${HOST}`", "does not expand"]);
 }
 
 // ---- the environment variable ------------------------------------------------------------

@@ -172,6 +172,27 @@ pub fn all() -> Vec<Scenario> {
                 Reply::Normal
             }
         }),
+        Scenario::echo("gateway_timeout_504_is_retried", "§5, §7", |s| retried(s, "gateway_timeout_504_is_retried", true))
+            .script(|n| if n == 0 { Reply::Respond { status: 504, headers: &[], body: "" } } else { Reply::Normal }),
+        Scenario::echo("request_timeout_408_is_retried", "§5, §7", |s| retried(s, "request_timeout_408_is_retried", true))
+            .script(|n| if n == 0 { Reply::Respond { status: 408, headers: &[], body: "" } } else { Reply::Normal }),
+        Scenario::echo("bad_gateway_502_is_retried", "§5, §7", |s| retried(s, "bad_gateway_502_is_retried", true)).script(|n| {
+            if n == 0 {
+                Reply::Respond { status: 502, headers: &[("content-type", "text/html")], body: "<html>bad gateway</html>" }
+            } else {
+                Reply::Normal
+            }
+        }),
+        Scenario::echo("too_many_requests_429_is_retried", "§5, §7", |s| retried(s, "too_many_requests_429_is_retried", true))
+            .script(|n| {
+                if n == 0 {
+                    Reply::Respond { status: 429, headers: &[("content-type", "text/plain"), ("retry-after", "0")], body: "slow down" }
+                } else {
+                    Reply::Normal
+                }
+            }),
+        Scenario::echo("gateway_timeout_504_is_a_timeout", "§7", gateway_timeout_reported)
+            .script(|_| Reply::Respond { status: 504, headers: &[("content-type", "text/plain")], body: "upstream timed out" }),
         Scenario::echo("retries_are_bounded", "§5", retries_bounded)
             .script(|_| json_reply(503, r#"{"kind":"store_unavailable","message":"down for good"}"#)),
         Scenario { user: Some(("customer", Some("alice"))), ..Scenario::echo("user_is_sent", "§3", user_sent) },
@@ -296,6 +317,19 @@ fn retries_bounded(seen: &Seen<'_>) -> Check {
     match outcome(seen)? {
         Outcome::Failure { .. } => Ok(()),
         other => Err(format!("expected a failure, got {other:?}")),
+    }
+}
+
+/// A gateway's `504` on every attempt: retried, then reported as a timeout (with
+/// status 504 when the client prints one).
+fn gateway_timeout_reported(seen: &Seen<'_>) -> Check {
+    if seen.arrivals.len() < 2 {
+        return Err(format!("{} request(s) arrived; a gateway's 504 must be retried", seen.arrivals.len()));
+    }
+    attempts_of_one_call(seen, true)?;
+    match outcome(seen)? {
+        Outcome::Failure { category, status } if category == "timeout" && matches!(status, None | Some(504)) => Ok(()),
+        other => Err(format!("expected `failure timeout 504` (a gateway's timeout is a timeout), got {other:?}")),
     }
 }
 

@@ -1,9 +1,12 @@
-//! [`InvokerBuilder`]: a configuration in code. It writes the same document a
-//! `services.toml` holds and hands it to the same validator, so the builder and the
-//! file accept exactly the same settings, with the same messages.
+//! [`InvokerBuilder`]: a configuration in code, optionally over a file. It writes the
+//! same document a `services.toml` holds, merged over the file's, and hands it to the
+//! same validator, so the builder and the file accept exactly the same settings, with
+//! the same messages.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use std::sync::Arc;
@@ -18,7 +21,7 @@ use super::http::{BoxError, HttpClient, HttpRequest, box_body};
 use super::invoker::{ClientParts, Invoker};
 use super::stack::BoxLayer;
 use crate::calls::OnStoreError;
-use crate::config::{Config, Source};
+use crate::config::{self, Config, Environment, Inputs, Source};
 use crate::error::Error;
 use crate::security::Security;
 
@@ -46,6 +49,8 @@ use crate::security::Security;
 /// ```
 #[derive(Default)]
 pub struct InvokerBuilder {
+    file: Option<PathBuf>,
+    environment: Environment,
     defaults: Table,
     budget: Table,
     server: Table,
@@ -105,6 +110,55 @@ fn quoted(text: &str) -> String {
 }
 
 impl InvokerBuilder {
+    /// Starts from a `services.toml` file: the builder's settings override the file's,
+    /// key by key (and the environment overrides both). The file is read by
+    /// [`build`](Self::build), and its mistakes still name its lines.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), intercall::Error> {
+    /// let invoker = intercall::Invoker::builder()
+    ///     .file("services.toml")
+    ///     .service_timeout("Catalog", std::time::Duration::from_millis(200)) // over the file's
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.file = Some(path.into());
+        self
+    }
+
+    /// Whether the process environment's overrides (`INTERCALL_DEFAULTS__TIMEOUT_MS`,
+    /// `INTERCALL_SERVICES__CATALOG__URL`, ...; docs/CONFIG.md) and `INTERCALL_SECRET`
+    /// apply: on by default, and they win over the file and the builder. `false`: the
+    /// file and the builder alone.
+    pub fn environment(mut self, enabled: bool) -> Self {
+        self.environment = if enabled { Environment::Process } else { Environment::Off };
+        self
+    }
+
+    /// Reads the overrides (and `INTERCALL_SECRET`) from these variables instead of the
+    /// process environment: for tests, or settings kept elsewhere. Only names that
+    /// start with `INTERCALL_` and hold a `__` are overrides; others are ignored.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), intercall::Error> {
+    /// let invoker = intercall::Invoker::builder()
+    ///     .service("Catalog", "http://127.0.0.1:8081/")
+    ///     .environment_vars([("INTERCALL_SERVICES__CATALOG__TRIES", "5")])
+    ///     .build()?;
+    /// assert_eq!(invoker.tries("Catalog"), Some(5));
+    /// # Ok(()) }
+    /// ```
+    pub fn environment_vars<I, K, V>(mut self, vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<OsString>,
+        V: Into<OsString>,
+    {
+        self.environment = Environment::Given(vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect());
+        self
+    }
+
     /// The per-attempt timeout of every service that does not set its own.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.defaults.insert("timeout_ms", Value::millis(timeout));
@@ -340,16 +394,16 @@ impl InvokerBuilder {
         self
     }
 
-    /// Validates the settings, exactly as a file's, and builds the invoker.
+    /// Validates the settings, exactly as a file's, and builds the invoker: the file's
+    /// settings (if any), the builder's over them, the environment's over both.
     pub fn build(self) -> Result<Invoker, Error> {
-        if let Some(name) = self.services.keys().find(|name| !self.urls.contains_key(*name)) {
-            return Err(Error::config(format!(
-                "invalid services config in `{}`: a setting is given for service `{name}`, which has no URL; call `.service(\"{name}\", url)`",
-                Source::Builder
-            )));
-        }
-        let document = self.document();
-        let config = Config::parse_with(&document, Source::Builder, self.security)?;
+        let (source, text) = match &self.file {
+            Some(path) => (Source::File(path.clone()), config::read(path)?),
+            None => (Source::Builder, String::new()),
+        };
+        let builder = Some(self.document());
+        let inputs = Inputs { source, text, builder, security: self.security, environment: self.environment };
+        let config = Config::load(inputs)?;
         Invoker::with_config(config, self.parts)
     }
 
@@ -367,10 +421,12 @@ impl InvokerBuilder {
         table("defaults", &mut self.defaults.iter().map(|(k, v)| (*k, v)));
         table("retry_budget", &mut self.budget.iter().map(|(k, v)| (*k, v)));
         table("server", &mut self.server.iter().map(|(k, v)| (*k, v)));
-        for (name, url) in &self.urls {
-            let url = Value::Text(url.clone());
+        // A service with settings and no URL is written too: the file may give its URL.
+        let names: std::collections::BTreeSet<&String> = self.urls.keys().chain(self.services.keys()).collect();
+        for name in names {
+            let url = self.urls.get(name).map(|url| Value::Text(url.clone()));
             let own = self.services.get(name).into_iter().flatten().map(|(k, v)| (*k, v));
-            table(&format!("services.{}", quoted(name)), &mut std::iter::once(("url", &url)).chain(own));
+            table(&format!("services.{}", quoted(name)), &mut url.iter().map(|url| ("url", url)).chain(own));
         }
         out
     }

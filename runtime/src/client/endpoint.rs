@@ -258,6 +258,9 @@ impl Endpoint {
             Decoded::Framework { kind, kind_text, message } => {
                 (CallError::status(service, method, status, format!("{kind_text}: {message}")), kind)
             }
+            Decoded::GatewayTimeout { description } => {
+                (CallError::server_timeout(service, method, status, description), None)
+            }
             Decoded::Foreign { description } => (CallError::status(service, method, status, description), None),
         };
         let retry_after = reply.headers.get(RETRY_AFTER).map(|v| v.as_bytes());

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use super::http::HttpClient;
 use super::transport::ConnectionSettings;
-use crate::config::{Config, SERVICES_ENV, ServiceConfig, Source};
+use crate::config::{self, Config, Inputs, SERVICES_ENV, ServiceConfig, Source};
 use crate::error::Error;
 use crate::security::Security;
 use crate::server::{ServerSettings, server_settings};
@@ -49,19 +49,26 @@ struct InvokerState {
 }
 
 impl Invoker {
-    /// Reads a `services.toml` file. Every mistake in it is an [`Error`] that names the
-    /// file, the line and the key.
+    /// Reads a `services.toml` file, with the environment's overrides over it
+    /// (`INTERCALL_SERVICES__CATALOG__URL`, ...; docs/CONFIG.md). Every mistake is an
+    /// [`Error`] that names the file, the line and the key, or the environment variable.
+    /// Without the environment: `Invoker::builder().file(path).environment(false)`.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, Error> {
-        Config::from_file(path.as_ref()).and_then(|config| Self::with_config(config, ClientParts::default()))
+        let path = path.as_ref();
+        let text = config::read(path)?;
+        Config::load(Inputs { source: Source::File(path.to_owned()), text, ..Inputs::default() })
+            .and_then(|config| Self::with_config(config, ClientParts::default()))
     }
 
-    /// Parses `services.toml` text held in memory.
+    /// Parses `services.toml` text held in memory, with the environment's overrides
+    /// over it, as [`from_file`](Self::from_file) does.
     pub fn from_toml(text: &str) -> Result<Self, Error> {
-        Config::parse(text, Source::Inline).and_then(|config| Self::with_config(config, ClientParts::default()))
+        Config::load(Inputs { source: Source::Inline, text: text.to_owned(), ..Inputs::default() })
+            .and_then(|config| Self::with_config(config, ClientParts::default()))
     }
 
     /// Reads the file named by `INTERCALL_SERVICES`, or `services.toml` in the current
-    /// directory when the variable is unset.
+    /// directory when the variable is unset, with the environment's overrides over it.
     pub fn from_env() -> Result<Self, Error> {
         let path = std::env::var_os(SERVICES_ENV).unwrap_or_else(|| "services.toml".into());
         Self::from_file(path)

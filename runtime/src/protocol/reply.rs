@@ -242,10 +242,18 @@ pub(crate) enum Decoded<'a> {
     /// An intercall framework error: a known kind at its own status, or a kind this
     /// client does not know (`None`) at a non-2xx status.
     Framework { kind: Option<ErrorKind>, kind_text: Cow<'a, str>, message: Cow<'a, str> },
+    /// `408` or `504` without an intercall error body: a gateway, a balancer or a
+    /// server's timeout layer stopped waiting for the reply (§7). The method may have
+    /// run, or may still be running: to the caller, a timeout.
+    GatewayTimeout { description: String },
     /// Anything else: another 2xx, a body that is not an error body, a kind at a status
     /// that is not its own (a gateway's reply, not intercall's).
     Foreign { description: String },
 }
+
+/// The statuses gateways, balancers and middleware answer with on their own (§5, §7):
+/// without an intercall error body, each is retried with the same call id.
+pub(crate) const INTERMEDIARY_STATUSES: [u16; 5] = [408, 429, 502, 503, 504];
 
 /// Reads a reply: its status, its `content-type` header and its body.
 pub(crate) fn decode<'a>(status: u16, content_type: Option<&[u8]>, body: &'a [u8]) -> Decoded<'a> {
@@ -262,17 +270,18 @@ pub(crate) fn decode<'a>(status: u16, content_type: Option<&[u8]>, body: &'a [u8
         };
     }
     let Ok(error) = serde_json::from_slice::<ErrorBody<'_>>(body) else {
-        return Decoded::Foreign { description: describe_foreign_body(body) };
+        return foreign(status, describe_foreign_body(body));
     };
     let kind = error.kind.parse::<ErrorKind>().ok();
     match (kind, error.value) {
-        (Some(kind), _) if kind.status() != status => Decoded::Foreign {
-            description: format!(
+        (Some(kind), _) if kind.status() != status => foreign(
+            status,
+            format!(
                 "a `{kind}` error body at status {status}, where intercall sends {}: not an intercall reply ({})",
                 kind.status(),
                 super::truncate(&error.message)
             ),
-        },
+        ),
         (Some(ErrorKind::Service), Some(value)) => {
             Decoded::Service { type_name: error.type_name.unwrap_or(Cow::Borrowed("?")), value }
         }
@@ -280,6 +289,19 @@ pub(crate) fn decode<'a>(status: u16, content_type: Option<&[u8]>, body: &'a [u8
             Decoded::Foreign { description: "a `service` error body without a `value`".to_owned() }
         }
         (kind, _) => Decoded::Framework { kind, kind_text: error.kind, message: error.message },
+    }
+}
+
+/// A reply that is not intercall's: a timeout when its status says a gateway (`504`)
+/// or the server's own middleware (`408`) stopped waiting, else a foreign reply.
+fn foreign(status: u16, description: String) -> Decoded<'static> {
+    let who = match status {
+        504 => "a gateway stopped waiting for the server",
+        408 => "the server's middleware or a gateway stopped waiting for the reply",
+        _ => return Decoded::Foreign { description },
+    };
+    Decoded::GatewayTimeout {
+        description: format!("{who} (the method may have run, or may still be running); {description}"),
     }
 }
 
@@ -408,6 +430,33 @@ mod tests {
         match decode(503, None, b"") {
             Decoded::Foreign { description } => assert!(description.contains("empty"), "{description}"),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_408_or_504_without_an_intercall_body_is_a_gateway_timeout() {
+        for (status, body) in [(504, &b""[..]), (408, b""), (504, b"<html>upstream timed out</html>"), (408, b"{}")] {
+            match decode(status, None, body) {
+                Decoded::GatewayTimeout { description } => {
+                    assert!(description.contains("may have run"), "{description}");
+                }
+                other => panic!("{status}: {other:?}"),
+            }
+        }
+        // A known kind at another kind's status is a gateway's too.
+        let in_progress = framework_error(ErrorKind::InProgress, "later", None);
+        assert!(matches!(decode(504, JSON, &in_progress.body), Decoded::GatewayTimeout { .. }));
+        // intercall's own 504 is not: its caller's deadline had passed, nothing ran.
+        let deadline = framework_error(ErrorKind::DeadlineExceeded, "late", None);
+        assert!(matches!(
+            decode(504, JSON, &deadline.body),
+            Decoded::Framework { kind: Some(ErrorKind::DeadlineExceeded), .. }
+        ));
+        // A kind this client does not know is a framework failure at any status (§7).
+        let newer = br#"{"kind":"overloaded","message":"m"}"#;
+        assert!(matches!(decode(504, JSON, newer), Decoded::Framework { kind: None, .. }));
+        for status in [429, 502, 503, 500] {
+            assert!(matches!(decode(status, None, b""), Decoded::Foreign { .. }), "{status}");
         }
     }
 

@@ -1,10 +1,11 @@
 //! §5 "What a client does": the one decision of whether an attempt's outcome is worth
 //! another attempt, in the role of tower's `retry::Policy::retry`. The loop that applies
-//! it (backoff, deadline, retry budget) is `client/call.rs`.
+//! it (backoff, deadline, retry budget) is `client/endpoint.rs`.
 
 use std::time::Duration;
 
 use super::ErrorKind;
+use super::reply::INTERMEDIARY_STATUSES;
 
 /// What one attempt came to, as far as retrying is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,18 +30,31 @@ pub(crate) enum Decision {
     Retry { at_least: Duration },
 }
 
-/// Retry only what a retry can fix: no reply, an unavailable server (`503`, whatever
-/// its body), or the first run of this call id still in progress (`409 in_progress`).
-/// Never a typed error, another status, or an unusable reply.
+/// Retry only what a retry can fix, and what the call id makes safe to send again:
+/// - no reply;
+/// - a kind that says so: `409 in_progress` (the first run of this call id is still
+///   going) and `503 store_unavailable`;
+/// - an intermediary's reply: `408`, `429`, `502`, `503` or `504` without an intercall
+///   kind (a gateway, a balancer or a timeout layer answered, not the method; a body of
+///   a kind this client does not know counts as none, as it cannot tell otherwise).
+///
+/// Never a typed error, another status or kind (`504 deadline_exceeded` among them:
+/// the caller's own deadline has passed), or an unusable reply. A retry waits at least
+/// the reply's `Retry-After`.
 pub(crate) fn decide(outcome: Outcome<'_>) -> Decision {
     match outcome {
         Outcome::NoReply => Decision::Retry { at_least: Duration::ZERO },
-        Outcome::Replied { status: 503, retry_after, .. }
-        | Outcome::Replied { status: 409, kind: Some(ErrorKind::InProgress), retry_after } => {
-            Decision::Retry { at_least: retry_after.and_then(parse_retry_after).unwrap_or_default() }
+        Outcome::Replied { status: 409, kind: Some(ErrorKind::InProgress), retry_after }
+        | Outcome::Replied { status: 503, kind: Some(ErrorKind::StoreUnavailable), retry_after } => after(retry_after),
+        Outcome::Replied { status, kind: None, retry_after } if INTERMEDIARY_STATUSES.contains(&status) => {
+            after(retry_after)
         }
         Outcome::Replied { .. } | Outcome::Unusable => Decision::Stop,
     }
+}
+
+fn after(retry_after: Option<&[u8]>) -> Decision {
+    Decision::Retry { at_least: retry_after.and_then(parse_retry_after).unwrap_or_default() }
 }
 
 /// `Retry-After` as an integer number of seconds (the HTTP-date form is ignored).
@@ -63,7 +77,6 @@ mod tests {
     fn retries_no_reply_503_and_in_progress_only() {
         assert_eq!(decide(Outcome::NoReply), NOW);
         assert_eq!(replied(503, Some(ErrorKind::StoreUnavailable)), NOW);
-        assert_eq!(replied(503, None), NOW, "a balancer's 503 is retried too");
         assert_eq!(replied(409, Some(ErrorKind::InProgress)), NOW);
         assert_eq!(replied(409, None), Decision::Stop, "a 409 that is not intercall's");
         for kind in ErrorKind::ALL {
@@ -74,9 +87,20 @@ mod tests {
             assert_eq!(replied(kind.status(), Some(kind)), expected, "{kind}");
         }
         assert_eq!(decide(Outcome::Unusable), Decision::Stop);
-        for status in [400, 404, 408, 429, 500, 502, 504] {
+        for status in [400, 401, 404, 405, 413, 415, 418, 422, 500, 501, 505] {
             assert_eq!(replied(status, None), Decision::Stop, "{status}");
         }
+    }
+
+    #[test]
+    fn an_intermediary_s_408_429_502_503_and_504_are_retried() {
+        for status in [408, 429, 502, 503, 504] {
+            assert_eq!(replied(status, None), NOW, "{status}");
+            let retry_after = decide(Outcome::Replied { status, kind: None, retry_after: Some(b"7") });
+            assert_eq!(retry_after, Decision::Retry { at_least: Duration::from_secs(7) }, "{status}");
+        }
+        // intercall's own 504: the caller's deadline has passed, a retry cannot help.
+        assert_eq!(replied(504, Some(ErrorKind::DeadlineExceeded)), Decision::Stop);
     }
 
     #[test]
