@@ -18,5 +18,6 @@ pub use builder::InvokerBuilder;
 pub use http::{BodyError, BoxError, CallInfo, HttpClient, HttpRequest, HttpResponse, RequestBody, ResponseBody};
 pub use invoker::Invoker;
 pub use options::{CallOptions, with_options};
+pub(crate) use tls::{PemFiles, TlsKey, TlsSettings};
 pub(crate) use transport::ConnectionSettings;
 pub use transport::HyperTransport;
