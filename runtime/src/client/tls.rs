@@ -231,15 +231,18 @@ pub(crate) fn connector<C>(
         .with_safe_default_protocol_versions()
         .map_err(|e| crate::Error::config(format!("TLS: {e}")))?
         .with_root_certificates(roots);
-    let config = match &settings.loaded.identity {
+    let mut config = match &settings.loaded.identity {
         Some(identity) => {
             let resolver = rustls::sign::SingleCertAndKey::from(Arc::clone(identity));
             builder.with_client_cert_resolver(Arc::new(resolver))
         }
         None => builder.with_no_client_auth(),
     };
-    let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config).https_or_http();
-    Ok(if http2 { builder.enable_http2().wrap_connector(http) } else { builder.enable_http1().wrap_connector(http) })
+    // One protocol offered, the one hyper will speak (hyper-rustls's builder would
+    // offer none for HTTP/1.1, and a server that requires ALPN would refuse that).
+    config.alpn_protocols = vec![if http2 { b"h2".to_vec() } else { b"http/1.1".to_vec() }];
+    // `https://` through TLS, `http://` in the clear.
+    Ok(hyper_rustls::HttpsConnector::from((http, config)))
 }
 
 /// The platform's roots, or the webpki bundle when the platform has none and no
@@ -273,9 +276,12 @@ pub(crate) fn hint(error: &(dyn std::error::Error + 'static)) -> Option<&'static
     use rustls::{AlertDescription, CertificateError, Error};
     let mut source = Some(error);
     while let Some(error) = source {
-        let tls = error
-            .downcast_ref::<Error>()
-            .or_else(|| error.downcast_ref::<std::io::Error>()?.get_ref()?.downcast_ref::<Error>());
+        // hyper-rustls wraps rustls's error in an `io::Error` inside another.
+        let mut inner = Some(error);
+        while let Some(error) = inner.filter(|e| !e.is::<Error>()) {
+            inner = error.downcast_ref::<std::io::Error>().and_then(|e| e.get_ref()).map(|e| e as _);
+        }
+        let tls = inner.and_then(|e| e.downcast_ref::<Error>());
         match tls {
             Some(Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
                 return Some(

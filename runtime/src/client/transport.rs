@@ -90,6 +90,9 @@ impl HyperTransport {
         // Small request/response exchanges: Nagle's algorithm would only delay them.
         http.set_nodelay(true);
         http.set_keepalive(Some(Duration::from_secs(60)));
+        // The TLS connector above it takes `https://` URIs to this connector too.
+        #[cfg(feature = "tls")]
+        http.enforce_http(false);
         #[cfg(feature = "tls")]
         let connector = super::tls::connector(&settings.tls, settings.http2, Tracking(http))?;
         #[cfg(not(feature = "tls"))]
