@@ -305,3 +305,31 @@ pub(crate) fn hint(error: &(dyn std::error::Error + 'static)) -> Option<&'static
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::Invoker;
+
+    const SERVICE: &str = "[services.Catalog]\nurl = \"http://127.0.0.1:1/\"\n";
+
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn every_tls_key_needs_the_feature() {
+        for key in ["ca_file = \"ca.pem\"", "client_cert = \"c.pem\"\nclient_key = \"k.pem\""] {
+            let error = Invoker::from_toml(&format!("{SERVICE}{key}\n")).expect_err("no TLS in this build");
+            let message = error.to_string();
+            assert!(message.contains("line 3") && message.contains("`tls` feature"), "{message}");
+            let error = Invoker::from_toml(&format!("[defaults]\n{key}\n")).expect_err("no TLS in this build");
+            assert!(error.to_string().contains("`defaults."), "{error}");
+        }
+    }
+
+    #[test]
+    fn settings_are_equal_when_they_name_the_same_files() {
+        let named = |ca: &str| super::TlsSettings { ca_file: Some(ca.into()), ..Default::default() };
+        // What was read is not compared: the same files mean the same pool.
+        assert_eq!(named("/etc/ssl/ca.pem"), named("/etc/ssl/ca.pem"));
+        assert_ne!(named("/etc/ssl/ca.pem"), named("/etc/ssl/other.pem"));
+        assert_ne!(named("/etc/ssl/ca.pem"), super::TlsSettings::default());
+    }
+}
