@@ -308,13 +308,11 @@ pub(crate) fn hint(error: &(dyn std::error::Error + 'static)) -> Option<&'static
 
 #[cfg(test)]
 mod tests {
-    use crate::Invoker;
-
-    const SERVICE: &str = "[services.Catalog]\nurl = \"http://127.0.0.1:1/\"\n";
-
     #[cfg(not(feature = "tls"))]
     #[test]
     fn every_tls_key_needs_the_feature() {
+        use crate::Invoker;
+        const SERVICE: &str = "[services.Catalog]\nurl = \"http://127.0.0.1:1/\"\n";
         for key in ["ca_file = \"ca.pem\"", "client_cert = \"c.pem\"\nclient_key = \"k.pem\""] {
             let error = Invoker::from_toml(&format!("{SERVICE}{key}\n")).expect_err("no TLS in this build");
             let message = error.to_string();
