@@ -55,7 +55,7 @@ use toml::de::DeTable;
 use self::document::{Origin, Origins};
 pub(crate) use self::env::Environment;
 use crate::calls::OnStoreError;
-use crate::client::ConnectionSettings;
+use crate::client::{ConnectionSettings, PemFiles, TlsKey};
 use crate::error::Error;
 use crate::protocol::path::{self, BaseUrl};
 use crate::security::Security;
@@ -220,6 +220,9 @@ struct RawDefaults {
     http2: Option<Spanned<bool>>,
     pool_idle_timeout_ms: Option<Spanned<u64>>,
     pool_max_idle_per_host: Option<Spanned<u64>>,
+    ca_file: Option<Spanned<String>>,
+    client_cert: Option<Spanned<String>>,
+    client_key: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -235,6 +238,9 @@ struct RawService {
     http2: Option<Spanned<bool>>,
     pool_idle_timeout_ms: Option<Spanned<u64>>,
     pool_max_idle_per_host: Option<Spanned<u64>>,
+    ca_file: Option<Spanned<String>>,
+    client_cert: Option<Spanned<String>>,
+    client_key: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -322,11 +328,19 @@ impl Config {
             http2: d.http2.clone(),
             pool_idle_timeout_ms: d.pool_idle_timeout_ms.clone(),
             pool_max_idle_per_host: d.pool_max_idle_per_host.clone(),
+            ca_file: d.ca_file.clone(),
+            client_cert: d.client_cert.clone(),
+            client_key: d.client_key.clone(),
         };
         let none = TableCallSettings::empty("defaults");
+        // Relative TLS file paths start at the file's directory; each file is read once.
+        let mut pem = PemFiles::new(match &source {
+            Source::File(path) => path.parent(),
+            Source::Inline | Source::Builder => None,
+        });
         // Validates `[defaults]` even when no service uses it.
         defaults.policy(&none).map_err(|(span, m)| at(Some(span), &m))?;
-        defaults.connection(&none).map_err(|(span, m)| at(Some(span), &m))?;
+        defaults.connection(&none, &mut pem).map_err(|(span, m)| at(Some(span), &m))?;
         let mut services = BTreeMap::new();
         for (name, entry) in raw.services {
             let key = format!("services.{name}");
@@ -345,9 +359,13 @@ impl Config {
                 http2: entry.http2,
                 pool_idle_timeout_ms: entry.pool_idle_timeout_ms,
                 pool_max_idle_per_host: entry.pool_max_idle_per_host,
+                ca_file: entry.ca_file,
+                client_cert: entry.client_cert,
+                client_key: entry.client_key,
             };
             let policy = own.policy(&defaults).map_err(|(span, m)| at(Some(span), &m))?;
-            let (connection, connection_key) = own.connection(&defaults).map_err(|(span, m)| at(Some(span), &m))?;
+            let (connection, connection_key) =
+                own.connection(&defaults, &mut pem).map_err(|(span, m)| at(Some(span), &m))?;
             services.insert(name, ServiceConfig { base, policy, connection, connection_key });
         }
         let budget = budget(&raw.retry_budget).map_err(|(span, m)| at(Some(span), &m))?;
@@ -386,6 +404,9 @@ struct TableCallSettings {
     http2: Option<Spanned<bool>>,
     pool_idle_timeout_ms: Option<Spanned<u64>>,
     pool_max_idle_per_host: Option<Spanned<u64>>,
+    ca_file: Option<Spanned<String>>,
+    client_cert: Option<Spanned<String>>,
+    client_key: Option<Spanned<String>>,
 }
 
 type Located = (Range<usize>, String);
@@ -403,12 +424,20 @@ impl TableCallSettings {
             http2: None,
             pool_idle_timeout_ms: None,
             pool_max_idle_per_host: None,
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
         }
     }
 
     /// How the built-in transport connects, from this table over `defaults`, and the
-    /// first of these keys either sets (quoted), if any.
-    fn connection(&self, defaults: &TableCallSettings) -> Result<(ConnectionSettings, Option<String>), Located> {
+    /// first of these keys either sets (quoted), if any. The TLS files are read here
+    /// (through `pem`, once each), so a bad file is an error at its key's line.
+    fn connection(
+        &self,
+        defaults: &TableCallSettings,
+        pem: &mut PemFiles,
+    ) -> Result<(ConnectionSettings, Option<String>), Located> {
         let mut first_key = None;
         let mut pick = |own: &Option<Spanned<u64>>, default: &Option<Spanned<u64>>, field: &str| {
             let (value, table) = match (own, default) {
@@ -434,14 +463,70 @@ impl TableCallSettings {
         if let Some((_, table)) = http2 {
             first_key.get_or_insert_with(|| format!("`{table}.http2`"));
         }
+        let tls = self.tls(defaults, pem)?;
+        if let Some((key, _)) = &tls {
+            first_key.get_or_insert_with(|| key.clone());
+        }
         let settings = ConnectionSettings {
             http2: http2.is_some_and(|(on, _)| on),
             pool_idle_timeout: idle.map_or(builtin.pool_idle_timeout, Duration::from_millis),
             pool_max_idle_per_host: max_idle
                 .map_or(builtin.pool_max_idle_per_host, |n| usize::try_from(n).unwrap_or(usize::MAX)),
-            ..builtin
+            tls: tls.map(|(_, tls)| tls).unwrap_or_default(),
         };
         Ok((settings, first_key))
+    }
+
+    /// `ca_file`, `client_cert` and `client_key`, each from this table over `defaults`,
+    /// with their files read, and the first of the keys set (quoted); `None` when none is.
+    fn tls(
+        &self,
+        defaults: &TableCallSettings,
+        pem: &mut PemFiles,
+    ) -> Result<Option<(String, crate::client::TlsSettings)>, Located> {
+        let pick = |own: &Option<Spanned<String>>, default: &Option<Spanned<String>>, field: &str| {
+            let (value, table) = match (own, default) {
+                (Some(v), _) => (v, &self.key),
+                (None, Some(v)) => (v, &defaults.key),
+                (None, None) => return Ok(None),
+            };
+            let key = format!("`{table}.{field}`");
+            match value.get_ref().trim() {
+                "" => Err((value.span(), format!("{key} is empty; write the path of a PEM file"))),
+                _ => Ok(Some((pem.resolve(value.get_ref()), value.span(), key))),
+            }
+        };
+        let ca_file = pick(&self.ca_file, &defaults.ca_file, "ca_file")?;
+        let cert = pick(&self.client_cert, &defaults.client_cert, "client_cert")?;
+        let key = pick(&self.client_key, &defaults.client_key, "client_key")?;
+        match (&cert, &key) {
+            (Some((_, span, set)), None) => {
+                return Err((
+                    span.clone(),
+                    format!("{set} is set without `client_key`; a client certificate needs its key"),
+                ));
+            }
+            (None, Some((_, span, set))) => {
+                return Err((
+                    span.clone(),
+                    format!("{set} is set without `client_cert`; a client key needs its certificate"),
+                ));
+            }
+            _ => {}
+        }
+        let first = [&ca_file, &cert, &key].into_iter().flatten().next().map(|(_, _, key)| key.clone());
+        let Some(first) = first else { return Ok(None) };
+        let paths = cert.as_ref().zip(key.as_ref()).map(|(c, k)| (c.0.clone(), k.0.clone()));
+        let tls = pem.settings(ca_file.as_ref().map(|c| c.0.clone()), paths).map_err(|(which, message)| {
+            let (_, span, key) = match which {
+                TlsKey::CaFile => ca_file.as_ref(),
+                TlsKey::ClientCert => cert.as_ref(),
+                TlsKey::ClientKey => key.as_ref(),
+            }
+            .expect("an error about a key that is set");
+            (span.clone(), format!("{key}: {message}"))
+        })?;
+        Ok(Some((first, tls)))
     }
 
     /// This table's settings over `defaults`' over the built-in ones, validated; an

@@ -155,9 +155,16 @@ fn non_http_scheme() {
 
 #[test]
 fn https_needs_the_tls_feature() {
-    // The `tls` feature is off in this workspace's test build.
+    // The workspace's test build has the feature (`tls`, a default feature of this
+    // crate); `--no-default-features` builds without it.
     let text = "[services.Catalog]\ntimeout_ms = 500\n\nurl = \"https://127.0.0.1:8081/\"\n";
+    #[cfg(not(feature = "tls"))]
     rejected("https-without-tls", text, &["line 4, column 7", "services.Catalog.url", "https", "`tls` feature"]);
+    #[cfg(feature = "tls")]
+    assert_eq!(
+        Invoker::from_toml(text).expect("https with the feature").base_url("Catalog"),
+        Some("https://127.0.0.1:8081")
+    );
 }
 
 #[test]

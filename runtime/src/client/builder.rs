@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use std::sync::Arc;
@@ -101,6 +101,12 @@ impl Value {
         }
         .expect("writing to a String");
     }
+}
+
+/// A path as a TOML string. The document is text: a path that is not UTF-8 is written
+/// lossily, and then names no file, which the validator reports with the path.
+fn path_value(path: &Path) -> Value {
+    Value::Text(path.to_string_lossy().into_owned())
 }
 
 /// A TOML basic string: JSON's string escapes are a subset of TOML's, and JSON leaves
@@ -311,6 +317,56 @@ impl InvokerBuilder {
     pub fn pool_max_idle_per_host(mut self, connections: u64) -> Self {
         self.defaults.insert("pool_max_idle_per_host", Value::Integer(connections));
         self
+    }
+
+    /// `ca_file`: a PEM file of CA certificates every service's server certificate may
+    /// chain to, beside the platform's roots (feature `tls`): for services behind a
+    /// private CA. A relative path starts at the current directory. The file is read
+    /// by [`build`](Self::build), and a missing file, or one without a certificate, is
+    /// an error there.
+    ///
+    /// ```
+    /// # fn main() {
+    /// let built = intercall::Invoker::builder()
+    ///     .service("Catalog", "https://catalog.internal/")
+    ///     .ca_file("/etc/ssl/private-ca.pem")
+    ///     .build();
+    /// // Here the file does not exist (or the `tls` feature is off): a start-up error.
+    /// assert!(built.unwrap_err().to_string().contains("defaults.ca_file"));
+    /// # }
+    /// ```
+    pub fn ca_file(mut self, path: impl AsRef<Path>) -> Self {
+        self.defaults.insert("ca_file", path_value(path.as_ref()));
+        self
+    }
+
+    /// `client_cert` and `client_key`: the certificate chain and private key (both
+    /// PEM) every service is shown when its server asks for one (mutual TLS; feature
+    /// `tls`). Relative paths start at the current directory.
+    pub fn client_identity(mut self, cert: impl AsRef<Path>, key: impl AsRef<Path>) -> Self {
+        self.defaults.insert("client_cert", path_value(cert.as_ref()));
+        self.defaults.insert("client_key", path_value(key.as_ref()));
+        self
+    }
+
+    /// `ca_file` for one service, instead of the default one.
+    pub fn service_ca_file(self, service: impl Into<String>, path: impl AsRef<Path>) -> Self {
+        self.for_service(service, "ca_file", path_value(path.as_ref()))
+    }
+
+    /// `client_cert` and `client_key` for one service, instead of the default ones.
+    pub fn service_client_identity(
+        self,
+        service: impl Into<String>,
+        cert: impl AsRef<Path>,
+        key: impl AsRef<Path>,
+    ) -> Self {
+        let service = service.into();
+        self.for_service(service.clone(), "client_cert", path_value(cert.as_ref())).for_service(
+            service,
+            "client_key",
+            path_value(key.as_ref()),
+        )
     }
 
     /// Adds a tower layer around the HTTP exchange of every attempt, for every service.

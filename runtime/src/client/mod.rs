@@ -22,5 +22,6 @@ pub use invoker::Invoker;
 pub use options::{CallOptions, with_options};
 #[cfg(feature = "reqwest")]
 pub use reqwest::ReqwestTransport;
+pub(crate) use tls::{PemFiles, TlsKey, TlsSettings};
 pub(crate) use transport::ConnectionSettings;
 pub use transport::HyperTransport;

@@ -90,6 +90,9 @@ impl HyperTransport {
         // Small request/response exchanges: Nagle's algorithm would only delay them.
         http.set_nodelay(true);
         http.set_keepalive(Some(Duration::from_secs(60)));
+        // The TLS connector above it takes `https://` URIs to this connector too.
+        #[cfg(feature = "tls")]
+        http.enforce_http(false);
         #[cfg(feature = "tls")]
         let connector = super::tls::connector(&settings.tls, settings.http2, Tracking(http))?;
         #[cfg(not(feature = "tls"))]
@@ -175,6 +178,7 @@ fn closed_before_reply(error: &(dyn std::error::Error + 'static)) -> bool {
 
 /// An error with its causes: hyper's outermost message ("client error (Connect)") says
 /// little; the cause (refused, reset) is further down the chain, and the reader needs it.
+/// A TLS failure also says what it means and how to fix it.
 pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> BoxError {
     let mut message = error.to_string();
     let mut source = error.source();
@@ -182,6 +186,11 @@ pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> BoxError {
         message.push_str(": ");
         message.push_str(&cause.to_string());
         source = cause.source();
+    }
+    #[cfg(feature = "tls")]
+    if let Some(hint) = super::tls::hint(error) {
+        message.push_str(": ");
+        message.push_str(hint);
     }
     message.into()
 }
