@@ -153,11 +153,22 @@ fn non_http_scheme() {
     rejected("ftp-scheme", text, &["line 4, column 7", "services.Catalog.url", "scheme `ftp`"]);
 }
 
+/// Without intercall's `tls` feature (this crate's `tls` feature forwards it, so
+/// `--all-features` turns both on), an https URL is a start-up error naming the feature.
+#[cfg(not(feature = "tls"))]
 #[test]
 fn https_needs_the_tls_feature() {
-    // The `tls` feature is off in this workspace's test build.
     let text = "[services.Catalog]\ntimeout_ms = 500\n\nurl = \"https://127.0.0.1:8081/\"\n";
     rejected("https-without-tls", text, &["line 4, column 7", "services.Catalog.url", "https", "`tls` feature"]);
+}
+
+/// With the `tls` feature, the same https URL is accepted.
+#[cfg(feature = "tls")]
+#[test]
+fn https_is_accepted_with_the_tls_feature() {
+    let file = TempConfig::new("https-with-tls", "[services.Catalog]\nurl = \"https://127.0.0.1:8081/\"\n");
+    let invoker = Invoker::from_file(&file.path).expect("https is valid with the tls feature");
+    assert_eq!(invoker.base_url("Catalog"), Some("https://127.0.0.1:8081"));
 }
 
 #[test]
