@@ -49,7 +49,7 @@ use toml::Spanned;
 use crate::calls::OnStoreError;
 use crate::error::Error;
 use crate::protocol::path::{self, BaseUrl};
-use crate::security::Security;
+use crate::security::{MIN_SECRET_BYTES, Security};
 
 /// The environment variable [`Invoker::from_env`](crate::Invoker::from_env) reads the
 /// config path from.
@@ -237,6 +237,12 @@ impl Config {
             Error::config(format!("invalid services config {}: {message}", locate(&source, text, span)))
         };
         let raw: RawFile = parse_toml(text).map_err(|(e, key)| match key {
+            // serde's message quotes the value ("invalid type: integer `1234`"): never
+            // for a secret, whatever its type.
+            Some(key) if SECRET_KEYS.contains(&key.as_str()) => at(
+                e.span(),
+                &format!("`{key}` must be a string of at least {MIN_SECRET_BYTES} bytes (the value is not shown)"),
+            ),
             Some(key) => at(e.span(), &format!("`{key}`: {}", e.message().trim_end())),
             None => at(e.span(), e.message().trim_end()),
         })?;
@@ -518,6 +524,9 @@ fn budget(raw: &RawBudget) -> Result<BudgetConfig, Located> {
     let burst = raw.burst.as_ref().map_or(builtin.burst, |b| f64::from(*b.get_ref()));
     Ok(BudgetConfig { ratio, burst })
 }
+
+/// The keys whose values are secrets: an error about one never quotes its value.
+const SECRET_KEYS: [&str; 2] = ["security.secret", "security.accepted_secret"];
 
 /// Parses the document, and on a type error also returns the dotted key it concerns
 /// (toml's own message names only the position).

@@ -648,6 +648,41 @@ fn a_short_accepted_secret_is_rejected_without_being_echoed() {
     assert!(!message.contains("tiny-pw") && !message.contains("0123456789abcdef"), "a secret leaked: {message}");
 }
 
+/// Issue 17 item 5: a secret of the wrong type (an integer, a float, a date...) was
+/// echoed in the type error ("invalid type: integer `1234...`"). No config error may
+/// show a secret value, whatever its type.
+#[test]
+fn a_secret_of_the_wrong_type_is_rejected_without_being_echoed() {
+    let values = [
+        ("1234567890123456789", "1234567890123456789"),
+        ("98765432109876543210987", "98765432109876543210987"),
+        ("3.14159265358979", "3.14159265358979"),
+        ("0x7fa3b2c1d4e5", "7fa3b2c1d4e5"),
+        ("1979-05-27T07:32:00Z", "1979-05-27"),
+        ("[\"hunter2hunter2hunter2\"]", "hunter2"),
+        ("{ value = \"hunter2hunter2hunter2\" }", "hunter2"),
+        ("true", "true"),
+    ];
+    for (key, line) in [("secret", 2), ("accepted_secret", 3)] {
+        for (i, (value, shown)) in values.iter().enumerate() {
+            let text = match key {
+                "secret" => format!("[security]\nsecret = {value}\n"),
+                _ => format!("[security]\nsecret = \"0123456789abcdef-long-enough\"\naccepted_secret = {value}\n"),
+            };
+            let message =
+                rejected(&format!("typed-{key}-{i}"), &text, &[&format!("line {line}"), &format!("security.{key}")]);
+            assert!(!message.contains(shown), "the secret `{value}` leaked: {message}");
+            assert!(!message.contains("0123456789abcdef"), "the other secret leaked: {message}");
+        }
+    }
+    // TOML syntax errors in a secret (unquoted, unterminated) name a position, not the text.
+    for (i, value) in ["hunter2hunter2hunter2", "\"hunter2hunter2hunter2", "'hunter2hunter2hunter2"].iter().enumerate()
+    {
+        let message = rejected(&format!("syntax-secret-{i}"), &format!("[security]\nsecret = {value}\n"), &["line 2"]);
+        assert!(!message.contains("hunter2"), "the secret `{value}` leaked: {message}");
+    }
+}
+
 #[test]
 fn security_mistakes_name_the_key() {
     let text = "[security]\nsecret = \"0123456789abcdef-long-enough\"\nmax_age_ms = 0\n";
