@@ -720,3 +720,41 @@ fn builder_writes_floats_as_toml_floats() {
     let built = Invoker::builder().retry_budget(1e20, 1).service("Catalog", "http://127.0.0.1:8081/").build();
     assert!(built.is_ok(), "{built:?}");
 }
+
+// ---- [server] connection settings ---------------------------------------------------
+
+#[test]
+fn server_connection_settings_reach_the_serve_options() {
+    let text = "[server]\nheader_read_timeout_ms = 1500\nbody_read_timeout_ms = 2500\nidle_timeout_ms = 3500\nmax_connections = 42\n";
+    let options = Invoker::from_toml(text).unwrap().server_settings().serve_options;
+    assert_eq!(options.get_header_read_timeout(), Duration::from_millis(1500));
+    assert_eq!(options.get_body_read_timeout(), Duration::from_millis(2500));
+    assert_eq!(options.get_idle_timeout(), Duration::from_millis(3500));
+    assert_eq!(options.get_max_connections(), Some(42));
+    let built = Invoker::builder()
+        .header_read_timeout(Duration::from_millis(1500))
+        .body_read_timeout(Duration::from_millis(2500))
+        .idle_timeout(Duration::from_millis(3500))
+        .max_connections(42)
+        .build()
+        .unwrap();
+    assert_eq!(built.server_settings().serve_options, options);
+    assert_eq!(Invoker::from_toml("").unwrap().server_settings().serve_options, intercall::ServeOptions::default());
+}
+
+#[test]
+fn zero_or_negative_connection_settings_are_refused_by_key() {
+    for key in ["header_read_timeout_ms", "body_read_timeout_ms", "idle_timeout_ms", "max_connections"] {
+        for value in ["0", "-5"] {
+            let text = format!("[server]\n{key} = {value}\n");
+            rejected(&format!("{key}-{value}"), &text, &["line 2", &format!("server.{key}"), &format!("is {value}")]);
+        }
+        let message = builder_error(match key {
+            "max_connections" => Invoker::builder().max_connections(0).build(),
+            "idle_timeout_ms" => Invoker::builder().idle_timeout(Duration::ZERO).build(),
+            "body_read_timeout_ms" => Invoker::builder().body_read_timeout(Duration::ZERO).build(),
+            _ => Invoker::builder().header_read_timeout(Duration::ZERO).build(),
+        });
+        assert_mentions(&message, &[&format!("server.{key}"), "is 0"]);
+    }
+}

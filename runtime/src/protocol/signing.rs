@@ -78,6 +78,25 @@ pub(crate) fn verify(
     timestamp: Option<&str>,
     signature: Option<&str>,
 ) -> Result<(), String> {
+    let (timestamp, digest) = check_headers(max_age, now_ms, timestamp, signature)?;
+    // Verified over the timestamp text as sent, which `integer` admits only in digits.
+    if keys.iter().any(|key| mac(key, fields, timestamp).verify_slice(&digest).is_ok()) {
+        Ok(())
+    } else {
+        Err("the signature does not match the request".to_owned())
+    }
+}
+
+/// Everything [`verify`] checks that needs no body: both headers present, well formed,
+/// and the timestamp inside the window. A server runs it before it reads the body, so
+/// an unsigned request is refused without its body being read. Gives the timestamp
+/// text and the signature's MAC.
+pub(crate) fn check_headers<'a>(
+    max_age: Duration,
+    now_ms: u64,
+    timestamp: Option<&'a str>,
+    signature: Option<&str>,
+) -> Result<(&'a str, Vec<u8>), String> {
     use super::headers::{SIGNATURE, TIMESTAMP};
     let (Some(timestamp), Some(signature)) = (timestamp, signature) else {
         return Err(format!(
@@ -104,12 +123,7 @@ pub(crate) fn verify(
         .strip_prefix(SIGNATURE_PREFIX)
         .and_then(unhex)
         .ok_or_else(|| format!("`{SIGNATURE}` must be `v1=` and 64 lowercase hex digits"))?;
-    // Verified over the timestamp text as sent, which `integer` admits only in digits.
-    if keys.iter().any(|key| mac(key, fields, timestamp).verify_slice(&digest).is_ok()) {
-        Ok(())
-    } else {
-        Err("the signature does not match the request".to_owned())
-    }
+    Ok((timestamp, digest))
 }
 
 /// The lowercase hex SHA-256 of a body, computed once per call.
