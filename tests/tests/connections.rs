@@ -277,3 +277,29 @@ async fn graceful_shutdown_lets_a_call_in_flight_finish() {
     assert_eq!(reply, Ok("released".to_owned()));
     tokio::time::timeout(BOUND, serving).await.expect("the server stopped").unwrap().unwrap();
 }
+
+/// Issue 17 item 7: a call without a call id was cancelled halfway when its client
+/// disconnected. It now runs to its end, as a call with a call id does.
+#[tokio::test]
+async fn a_plain_call_whose_client_disconnects_runs_to_its_end() {
+    // One connection at a time: the second connection is served only once the server
+    // has dropped the first, so the run is past its connection when it is released.
+    let (server, observed) = serve(options().max_connections(Some(1))).await;
+    let mut client = TcpStream::connect(server.addr).await.unwrap();
+    client.write_all((head("/Gate/hold", "", 2) + "{}").as_bytes()).await.unwrap();
+    tokio::time::timeout(BOUND, observed.entered.notified()).await.expect("the run started");
+    drop(client);
+    let mut next = TcpStream::connect(server.addr).await.unwrap();
+    next.write_all((head("/Gate/ping", "", 2) + "{}").as_bytes()).await.unwrap();
+    assert!(read_response(&mut next).await.contains("pong"), "the server dropped the first connection");
+    observed.release.add_permits(1);
+    tokio::time::timeout(BOUND, async {
+        while observed.finished.load(Ordering::SeqCst) + observed.cancelled.load(Ordering::SeqCst) == 0 {
+            observed.finished_notify.notified().await;
+        }
+    })
+    .await
+    .expect("the run ended one way or the other");
+    assert_eq!(observed.cancelled.load(Ordering::SeqCst), 0, "the run was cancelled when its client left");
+    assert_eq!(observed.finished.load(Ordering::SeqCst), 1);
+}

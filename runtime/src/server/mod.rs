@@ -256,8 +256,9 @@ where
     // context: same user, same activity, the caller's deadline.
     let future = context.scope(call(state.implementation, args));
     let reply = match dedup {
-        // A plain HTTP client: run inline, store nothing.
-        None => reply::run(served, future).instrument(span).await,
+        // A plain HTTP client: store nothing, but, as with a call id, a run that has
+        // started ends (a client that disconnects does not cut it halfway).
+        None => detach::Detachable::new(reply::run(served, future).instrument(span)).await,
         Some((key, fingerprint, claimed)) => {
             let future = future.instrument(span.clone());
             dedup::run_once(served, state.store, key, fingerprint, headers.deadline, claimed, future)
