@@ -303,3 +303,44 @@ async fn a_plain_call_whose_client_disconnects_runs_to_its_end() {
     assert_eq!(observed.cancelled.load(Ordering::SeqCst), 0, "the run was cancelled when its client left");
     assert_eq!(observed.finished.load(Ordering::SeqCst), 1);
 }
+
+/// Issue 17 item 3, the documented gap (docs/SECURITY.md): a signed call replayed
+/// unchanged within the window runs again when it has no `x-call-id`, and does not
+/// when it has one (the store answers the replay).
+#[tokio::test]
+async fn a_signed_replay_runs_again_only_without_a_call_id() {
+    use hmac::{Hmac, Mac};
+    use sha2::{Digest, Sha256};
+    const SECRET: &str = "a secret of at least 16 bytes";
+    let observed = Arc::new(Observed::default());
+    let router = GateServer::new(TestGate(Arc::clone(&observed)))
+        .security(Security::shared_secret(SECRET).unwrap())
+        .into_router();
+    let server = spawn_with(router, options()).await;
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let signed = |call_id: &str| {
+        let timestamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+        let body_sha = hex(&Sha256::digest(b"{}"));
+        let canonical = format!("intercall-v1\nGate/hold\n{timestamp}\n{call_id}\n\n\n\n{body_sha}");
+        let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+        mac.update(canonical.as_bytes());
+        let id = if call_id.is_empty() { String::new() } else { format!("x-call-id: {call_id}\r\n") };
+        let extra = format!(
+            "{id}x-intercall-timestamp: {timestamp}\r\nx-intercall-signature: v1={}\r\n",
+            hex(&mac.finalize().into_bytes())
+        );
+        head("/Gate/hold", &extra, 2) + "{}"
+    };
+    observed.release.add_permits(100);
+    for (call_id, runs) in [("", 2), ("67e55044-10b1-426f-9247-bb680e5fe0c8", 1)] {
+        let before = observed.finished.load(Ordering::SeqCst);
+        let request = signed(call_id);
+        for _ in 0..2 {
+            let mut stream = TcpStream::connect(server.addr).await.unwrap();
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let reply = read_response(&mut stream).await;
+            assert!(reply.starts_with("HTTP/1.1 200") && reply.contains("released"), "{reply}");
+        }
+        assert_eq!(observed.finished.load(Ordering::SeqCst) - before, runs, "call id `{call_id}`");
+    }
+}
