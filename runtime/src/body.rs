@@ -17,13 +17,18 @@ pub(crate) enum BodyError {
     Read(Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// The body length a head declares in `content-length`, if it does.
+pub(crate) fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+}
+
 /// Reads all of `body` (whose head had `headers`), at most `limit` bytes.
 pub(crate) async fn read_limited<B>(headers: &HeaderMap, body: B, limit: u64) -> Result<Bytes, BodyError>
 where
     B: Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared = declared_length(headers);
     if let Some(declared) = declared.filter(|&len| len > limit) {
         return Err(BodyError::TooLarge { declared: Some(declared) });
     }

@@ -30,6 +30,10 @@
 //! call_store_capacity = 100000              # memory: entries kept
 //! call_store_max_bytes = 268435456          # memory: reply bytes kept
 //! on_store_error = "fail"    # or "run": without deduplication when the store fails
+//! header_read_timeout_ms = 30000  # a request head must arrive within this
+//! body_read_timeout_ms = 30000    # a request body must arrive within this (else 408)
+//! idle_timeout_ms = 90000         # a connection without a request this long is closed
+//! max_connections = 10000         # over it, new connections wait in the backlog
 //! ```
 //!
 //! Every mistake is a start-up [`Error`] naming the source, the line, the column and the
@@ -58,7 +62,8 @@ use crate::calls::OnStoreError;
 use crate::client::{ConnectionSettings, PemFiles, TlsKey};
 use crate::error::Error;
 use crate::protocol::path::{self, BaseUrl};
-use crate::security::Security;
+use crate::security::{MIN_SECRET_BYTES, Security};
+use crate::server::ServeOptions;
 
 mod document;
 mod env;
@@ -157,6 +162,7 @@ pub(crate) struct ServerConfig {
     pub(crate) security: Security,
     pub(crate) store: StoreConfig,
     pub(crate) on_store_error: OnStoreError,
+    pub(crate) serve_options: ServeOptions,
 }
 
 /// Which call-id store `[server]` asks for.
@@ -197,6 +203,10 @@ struct RawServer {
     call_store_capacity: Option<Spanned<u64>>,
     call_store_max_bytes: Option<Spanned<u64>>,
     on_store_error: Option<Spanned<String>>,
+    header_read_timeout_ms: Option<Spanned<i64>>,
+    body_read_timeout_ms: Option<Spanned<i64>>,
+    idle_timeout_ms: Option<Spanned<i64>>,
+    max_connections: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -310,6 +320,13 @@ impl Config {
                 _ => "",
             };
             match key {
+                // serde's message quotes the value ("invalid type: integer `1234`"): never
+                // for a secret, whatever its type.
+                Some(key) if SECRET_KEYS.contains(&key.as_str()) => at(
+                    &origins,
+                    span,
+                    &format!("`{key}` must be a string of at least {MIN_SECRET_BYTES} bytes (the value is not shown)"),
+                ),
                 Some(key) => at(&origins, span, &format!("`{key}`: {}{hint}", e.message().trim_end())),
                 None => at(&origins, span, &format!("{}{hint}", e.message().trim_end())),
             }
@@ -645,6 +662,7 @@ fn server(raw: &RawServer, security: Security) -> Result<ServerConfig, Located> 
             }
         },
     };
+    let serve_options = serve_options(raw)?;
     let kind = raw.call_store.as_ref().map(|s| (s.get_ref().as_str(), s.span()));
     let is_redis = matches!(kind, Some((url, _)) if url.starts_with("redis://"));
     // A setting of the other kind of store would be silently ignored.
@@ -693,7 +711,33 @@ fn server(raw: &RawServer, security: Security) -> Result<ServerConfig, Located> 
             return Err((span, "`server.call_store` must be \"memory\" or a redis:// URL".to_owned()));
         }
     };
-    Ok(ServerConfig { security, store, on_store_error })
+    Ok(ServerConfig { security, store, on_store_error, serve_options })
+}
+
+/// The connection settings of `[server]`: each a positive integer. (Read as signed
+/// integers, so that a negative value gets this message rather than serde's.)
+fn serve_options(raw: &RawServer) -> Result<ServeOptions, Located> {
+    let positive = |value: &Option<Spanned<i64>>, key: &str, example: &str| match value {
+        Some(v) if *v.get_ref() <= 0 => {
+            Err((v.span(), format!("`server.{key}` is {}; write a positive number, such as {example}", v.get_ref())))
+        }
+        Some(v) => Ok(Some(u64::try_from(*v.get_ref()).expect("positive"))),
+        None => Ok(None),
+    };
+    let mut options = ServeOptions::default();
+    if let Some(ms) = positive(&raw.header_read_timeout_ms, "header_read_timeout_ms", "30000")? {
+        options = options.header_read_timeout(Duration::from_millis(ms));
+    }
+    if let Some(ms) = positive(&raw.body_read_timeout_ms, "body_read_timeout_ms", "30000")? {
+        options = options.body_read_timeout(Duration::from_millis(ms));
+    }
+    if let Some(ms) = positive(&raw.idle_timeout_ms, "idle_timeout_ms", "90000")? {
+        options = options.idle_timeout(Duration::from_millis(ms));
+    }
+    if let Some(n) = positive(&raw.max_connections, "max_connections", "10000")? {
+        options = options.max_connections(Some(usize::try_from(n).unwrap_or(usize::MAX)));
+    }
+    Ok(options)
 }
 
 #[cfg(feature = "redis")]
@@ -728,6 +772,9 @@ fn budget(raw: &RawBudget) -> Result<BudgetConfig, Located> {
 /// What an override's type error adds: how an environment value is read.
 const ENV_VALUE_HINT: &str =
     "; an environment value is read as TOML: digits for a number, `true` or `false`, text as it is (no quotes)";
+
+/// The keys whose values are secrets: an error about one never quotes its value.
+const SECRET_KEYS: [&str; 2] = ["security.secret", "security.accepted_secret"];
 
 /// Deserializes the merged document, and on a type error also returns the dotted key
 /// it concerns (toml's own message names only the position).

@@ -87,17 +87,32 @@ pub use context::{
 pub use error::{CallError, Error};
 pub use intercall_macros::service;
 pub use security::{ACCEPTED_SECRET_ENV, DEFAULT_MAX_AGE, MIN_SECRET_BYTES, SECRET_ENV, Security};
-pub use server::{DEFAULT_MAX_BODY_BYTES, ServerSettings, default_call_store, unknown_service};
+pub use server::{
+    DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_CONNECTIONS, ServeOptions, ServerSettings, default_call_store, unknown_service,
+};
 /// The `uuid` crate, for [`ActivityId::as_uuid`] and [`calls::CallKey::call_id`].
 pub use uuid;
 
 /// Serves `router` on `listener` until the process ends, with intercall's
-/// `unknown_service` reply for paths no service claims.
+/// `unknown_service` reply for paths no service claims, and the default
+/// [`ServeOptions`] (timeouts on every connection, a connection limit).
 ///
+/// HTTP/1.1 and HTTP/2 (cleartext, prior knowledge) are both accepted on the port.
 /// `router` is usually one `XServer::into_router()` or several merged with
 /// [`Router::merge`].
 pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
-    axum::serve(listener, router.fallback(unknown_service)).await
+    serve_with(listener, router, ServeOptions::default()).await
+}
+
+/// Like [`serve`], with the connection timeouts and limit of `options` (from code, or
+/// from services.toml's `[server]` through `invoker.server_settings().serve_options`).
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    options: ServeOptions,
+) -> std::io::Result<()> {
+    serve_with_graceful_shutdown(listener, router, options, std::future::pending()).await
 }
 
 /// Like [`serve`], and stops accepting when `shutdown` completes, letting calls in
@@ -110,7 +125,22 @@ pub async fn serve_with_shutdown<F>(
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    axum::serve(listener, router.fallback(unknown_service)).with_graceful_shutdown(shutdown).await
+    serve_with_graceful_shutdown(listener, router, ServeOptions::default(), shutdown).await
+}
+
+/// [`serve_with`] and [`serve_with_shutdown`] at once: `options` for the connections,
+/// and when `shutdown` completes, no new connection or request is taken, the calls in
+/// flight finish, and the future returns.
+pub async fn serve_with_graceful_shutdown<F>(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    options: ServeOptions,
+    shutdown: F,
+) -> std::io::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    server::serve_connections(listener, router.fallback(unknown_service), options, shutdown).await
 }
 
 /// Checks that a service's error type can carry transport failures and cross the wire.

@@ -134,6 +134,15 @@ impl Security {
     }
 }
 
+impl Security {
+    /// The checks of [`verify`](Self::verify) that need no body (headers present, well
+    /// formed, timestamp in the window): a server makes them before reading the body.
+    pub(crate) fn check_headers(&self, timestamp: Option<&str>, signature: Option<&str>) -> Result<(), String> {
+        let Some(keys) = self.keys.as_deref() else { return Ok(()) };
+        signing::check_headers(keys.max_age, now_ms(), timestamp, signature).map(drop)
+    }
+}
+
 impl fmt::Debug for Security {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.keys.as_deref() {

@@ -51,6 +51,20 @@ pub async fn spawn(router: Router) -> TestServer {
     TestServer { addr, shutdown: Some(shutdown) }
 }
 
+/// Serves `router` with `options` (`intercall::serve_with_graceful_shutdown`).
+pub async fn spawn_with(router: Router, options: intercall::ServeOptions) -> TestServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+    let addr = listener.local_addr().expect("local address");
+    let (shutdown, stop) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let stop = async move {
+            let _ = stop.await;
+        };
+        intercall::serve_with_graceful_shutdown(listener, router, options, stop).await.expect("serve");
+    });
+    TestServer { addr, shutdown: Some(shutdown) }
+}
+
 /// An invoker that knows one service at `url`.
 pub fn invoker(service: &str, url: &str) -> Invoker {
     Invoker::builder().service(service, url).build().expect("a valid test config")

@@ -153,6 +153,9 @@ fn non_http_scheme() {
     rejected("ftp-scheme", text, &["line 4, column 7", "services.Catalog.url", "scheme `ftp`"]);
 }
 
+/// Without intercall's `tls` feature (this crate's `tls` feature forwards it, so
+/// `--all-features` turns both on), an https URL is a start-up error naming the feature.
+#[cfg(not(feature = "tls"))]
 #[test]
 fn https_needs_the_tls_feature() {
     // The workspace's test build has the feature (`tls`, a default feature of this
@@ -165,6 +168,15 @@ fn https_needs_the_tls_feature() {
         Invoker::from_toml(text).expect("https with the feature").base_url("Catalog"),
         Some("https://127.0.0.1:8081")
     );
+}
+
+/// With the `tls` feature, the same https URL is accepted.
+#[cfg(feature = "tls")]
+#[test]
+fn https_is_accepted_with_the_tls_feature() {
+    let file = TempConfig::new("https-with-tls", "[services.Catalog]\nurl = \"https://127.0.0.1:8081/\"\n");
+    let invoker = Invoker::from_file(&file.path).expect("https is valid with the tls feature");
+    assert_eq!(invoker.base_url("Catalog"), Some("https://127.0.0.1:8081"));
 }
 
 #[test]
@@ -654,6 +666,41 @@ fn a_short_accepted_secret_is_rejected_without_being_echoed() {
     assert!(!message.contains("tiny-pw") && !message.contains("0123456789abcdef"), "a secret leaked: {message}");
 }
 
+/// Issue 17 item 5: a secret of the wrong type (an integer, a float, a date...) was
+/// echoed in the type error ("invalid type: integer `1234...`"). No config error may
+/// show a secret value, whatever its type.
+#[test]
+fn a_secret_of_the_wrong_type_is_rejected_without_being_echoed() {
+    let values = [
+        ("1234567890123456789", "1234567890123456789"),
+        ("98765432109876543210987", "98765432109876543210987"),
+        ("3.14159265358979", "3.14159265358979"),
+        ("0x7fa3b2c1d4e5", "7fa3b2c1d4e5"),
+        ("1979-05-27T07:32:00Z", "1979-05-27"),
+        ("[\"hunter2hunter2hunter2\"]", "hunter2"),
+        ("{ value = \"hunter2hunter2hunter2\" }", "hunter2"),
+        ("true", "true"),
+    ];
+    for (key, line) in [("secret", 2), ("accepted_secret", 3)] {
+        for (i, (value, shown)) in values.iter().enumerate() {
+            let text = match key {
+                "secret" => format!("[security]\nsecret = {value}\n"),
+                _ => format!("[security]\nsecret = \"0123456789abcdef-long-enough\"\naccepted_secret = {value}\n"),
+            };
+            let message =
+                rejected(&format!("typed-{key}-{i}"), &text, &[&format!("line {line}"), &format!("security.{key}")]);
+            assert!(!message.contains(shown), "the secret `{value}` leaked: {message}");
+            assert!(!message.contains("0123456789abcdef"), "the other secret leaked: {message}");
+        }
+    }
+    // TOML syntax errors in a secret (unquoted, unterminated) name a position, not the text.
+    for (i, value) in ["hunter2hunter2hunter2", "\"hunter2hunter2hunter2", "'hunter2hunter2hunter2"].iter().enumerate()
+    {
+        let message = rejected(&format!("syntax-secret-{i}"), &format!("[security]\nsecret = {value}\n"), &["line 2"]);
+        assert!(!message.contains("hunter2"), "the secret `{value}` leaked: {message}");
+    }
+}
+
 #[test]
 fn security_mistakes_name_the_key() {
     let text = "[security]\nsecret = \"0123456789abcdef-long-enough\"\nmax_age_ms = 0\n";
@@ -690,4 +737,42 @@ fn builder_writes_floats_as_toml_floats() {
     assert!(from_file.is_ok(), "{from_file:?}");
     let built = Invoker::builder().retry_budget(1e20, 1).service("Catalog", "http://127.0.0.1:8081/").build();
     assert!(built.is_ok(), "{built:?}");
+}
+
+// ---- [server] connection settings ---------------------------------------------------
+
+#[test]
+fn server_connection_settings_reach_the_serve_options() {
+    let text = "[server]\nheader_read_timeout_ms = 1500\nbody_read_timeout_ms = 2500\nidle_timeout_ms = 3500\nmax_connections = 42\n";
+    let options = Invoker::from_toml(text).unwrap().server_settings().serve_options;
+    assert_eq!(options.get_header_read_timeout(), Duration::from_millis(1500));
+    assert_eq!(options.get_body_read_timeout(), Duration::from_millis(2500));
+    assert_eq!(options.get_idle_timeout(), Duration::from_millis(3500));
+    assert_eq!(options.get_max_connections(), Some(42));
+    let built = Invoker::builder()
+        .header_read_timeout(Duration::from_millis(1500))
+        .body_read_timeout(Duration::from_millis(2500))
+        .idle_timeout(Duration::from_millis(3500))
+        .max_connections(42)
+        .build()
+        .unwrap();
+    assert_eq!(built.server_settings().serve_options, options);
+    assert_eq!(Invoker::from_toml("").unwrap().server_settings().serve_options, intercall::ServeOptions::default());
+}
+
+#[test]
+fn zero_or_negative_connection_settings_are_refused_by_key() {
+    for key in ["header_read_timeout_ms", "body_read_timeout_ms", "idle_timeout_ms", "max_connections"] {
+        for value in ["0", "-5"] {
+            let text = format!("[server]\n{key} = {value}\n");
+            rejected(&format!("{key}-{value}"), &text, &["line 2", &format!("server.{key}"), &format!("is {value}")]);
+        }
+        let message = builder_error(match key {
+            "max_connections" => Invoker::builder().max_connections(0).build(),
+            "idle_timeout_ms" => Invoker::builder().idle_timeout(Duration::ZERO).build(),
+            "body_read_timeout_ms" => Invoker::builder().body_read_timeout(Duration::ZERO).build(),
+            _ => Invoker::builder().header_read_timeout(Duration::ZERO).build(),
+        });
+        assert_mentions(&message, &[&format!("server.{key}"), "is 0"]);
+    }
 }

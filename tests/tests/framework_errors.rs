@@ -552,6 +552,31 @@ async fn a_very_long_unknown_name_is_not_echoed_in_full() {
     assert_still_serving(&server).await;
 }
 
+/// Issue 17 item 6: a 1 MB string in a number field gave a 1,000,128-byte error body,
+/// serde's message quoting the whole value. The reply is bounded, and still says what
+/// was expected and where.
+#[tokio::test]
+async fn a_huge_value_of_the_wrong_type_is_not_echoed_in_full() {
+    let server = server().await;
+    let mut body = order_json();
+    body["order"]["customer"]["address"]["zip"] = json!("9".repeat(1_000_000));
+    let response = reqwest::Client::new()
+        .post(server.at("/Probe/submit"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("the server answers");
+    assert_eq!(response.status().as_u16(), 400);
+    let bytes = response.bytes().await.expect("a complete body");
+    assert!(bytes.len() < 2_048, "the error body is {} bytes", bytes.len());
+    let reply: Value = serde_json::from_slice(&bytes).expect("a JSON error body");
+    assert_eq!((reply["kind"].as_str(), reply["argument"].as_str()), (Some("bad_request"), Some("order")));
+    let message = reply["message"].as_str().expect("a message");
+    assert!(message.contains("order.customer.address.zip") && message.contains("expected u32"), "{message}");
+    assert_still_serving(&server).await;
+}
+
 #[tokio::test]
 async fn an_unknown_method_is_404_naming_it_and_listing_the_real_ones() {
     let server = server().await;

@@ -445,6 +445,34 @@ impl InvokerBuilder {
         self
     }
 
+    /// `[server] header_read_timeout_ms`: how long a client may take to send a request
+    /// head (see [`ServeOptions::header_read_timeout`](crate::ServeOptions::header_read_timeout)).
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.server.insert("header_read_timeout_ms", Value::millis(timeout));
+        self
+    }
+
+    /// `[server] body_read_timeout_ms`: how long a request body may take to arrive
+    /// (see [`ServeOptions::body_read_timeout`](crate::ServeOptions::body_read_timeout)).
+    pub fn body_read_timeout(mut self, timeout: Duration) -> Self {
+        self.server.insert("body_read_timeout_ms", Value::millis(timeout));
+        self
+    }
+
+    /// `[server] idle_timeout_ms`: how long a connection may go without a request
+    /// (see [`ServeOptions::idle_timeout`](crate::ServeOptions::idle_timeout)).
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.server.insert("idle_timeout_ms", Value::millis(timeout));
+        self
+    }
+
+    /// `[server] max_connections`: the most connections served at once
+    /// (see [`ServeOptions::max_connections`](crate::ServeOptions::max_connections)).
+    pub fn max_connections(mut self, limit: u64) -> Self {
+        self.server.insert("max_connections", Value::Integer(limit));
+        self
+    }
+
     fn for_service(mut self, service: impl Into<String>, key: &'static str, value: Value) -> Self {
         self.services.entry(service.into()).or_default().insert(key, value);
         self

@@ -3,7 +3,7 @@
 use serde::de::DeserializeOwned;
 use serde_json::error::Category;
 
-use super::{ErrorKind, Refusal};
+use super::{ErrorKind, Refusal, shorten, truncate};
 
 /// Decodes the JSON object of named arguments; an empty body means no arguments.
 /// A refusal names the argument (`argument`) only when one argument is at fault: it
@@ -21,31 +21,35 @@ pub(crate) fn decode<A: DeserializeOwned>(body: &[u8]) -> Result<A, Refusal> {
         Ok(args) => return Ok(args),
         Err(error) => error,
     };
+    // serde's messages quote the client's value: every one is shortened, so a huge
+    // value cannot make a huge reply.
     if error.classify() != Category::Data {
-        return Err(bad(format!("malformed JSON: {error}"), None));
+        return Err(bad(format!("malformed JSON: {}", shorten(&error.to_string())), None));
     }
     let mut json = serde_json::Deserializer::from_slice(body);
     let Err(e) = serde_path_to_error::deserialize::<_, A>(&mut json) else {
         // Unreachable for a deterministic `Deserialize`; report the first error anyway.
-        return Err(bad(format!("invalid arguments: {error}"), None));
+        return Err(bad(format!("invalid arguments: {}", shorten(&error.to_string())), None));
     };
+    let inner = e.inner().to_string();
     let argument = match e.path().iter().next() {
-        Some(serde_path_to_error::Segment::Map { key }) => Some(key.clone()),
-        _ => missing_field(&e.inner().to_string()),
+        Some(serde_path_to_error::Segment::Map { key }) => Some(truncate(key).to_owned()),
+        _ => missing_field(&inner).map(|name| truncate(name).to_owned()),
     };
+    let inner = shorten(&inner);
     let message = match (&argument, e.path().iter().count()) {
         (Some(name), 0) => format!("missing argument `{name}`"),
-        (Some(name), 1) => format!("argument `{name}`: {}", e.inner()),
-        (Some(name), _) => format!("argument `{name}` is invalid at `{}`: {}", e.path(), e.inner()),
-        (None, _) => format!("invalid arguments: {}", e.inner()),
+        (Some(name), 1) => format!("argument `{name}`: {inner}"),
+        (Some(name), _) => format!("argument `{name}` is invalid at `{}`: {inner}", shorten(&e.path().to_string())),
+        (None, _) => format!("invalid arguments: {inner}"),
     };
     Err(bad(message, argument))
 }
 
 /// serde reports a missing field only in its message: "missing field `id` at ...".
-fn missing_field(message: &str) -> Option<String> {
+fn missing_field(message: &str) -> Option<&str> {
     let rest = message.strip_prefix("missing field `")?;
-    Some(rest[..rest.find('`')?].to_owned())
+    Some(&rest[..rest.find('`')?])
 }
 
 #[cfg(test)]
@@ -102,6 +106,38 @@ mod tests {
             assert_eq!(refusal.argument, None, "{body}: {}", refusal.message);
             assert!(refusal.message.starts_with("malformed JSON"), "{body}: {}", refusal.message);
         }
+    }
+
+    /// Issue 17 item 6: a 1 MB string in a number field gave a 1,000,128-byte reply.
+    #[test]
+    fn a_huge_value_gives_a_short_message_that_keeps_what_was_expected() {
+        let huge = "9".repeat(1_000_000);
+        let wrong = refused(&format!(r#"{{"id":"x","tags":["{huge}"]}}"#));
+        assert_eq!(wrong.argument.as_deref(), Some("tags"));
+        assert!(wrong.message.len() < 2 * crate::protocol::MAX_QUOTED_MESSAGE, "{} bytes", wrong.message.len());
+        assert!(
+            wrong.message.contains("expected u32") && wrong.message.contains("bytes left out"),
+            "{}",
+            wrong.message
+        );
+        assert!(wrong.encode().body.len() < 2048, "{} bytes", wrong.encode().body.len());
+        // A huge map key in the path is shortened too.
+        let deep = decode::<std::collections::HashMap<String, std::collections::HashMap<String, u32>>>(
+            format!(r#"{{"m":{{"{huge}":"x"}}}}"#).as_bytes(),
+        )
+        .expect_err("a string is not a u32");
+        assert!(deep.encode().body.len() < 2048, "{} bytes", deep.encode().body.len());
+        // Malformed JSON after a huge value: no quote of it either.
+        let malformed = refused(&format!(r#"{{"id":"{huge}"#));
+        assert!(malformed.encode().body.len() < 2048, "{} bytes", malformed.encode().body.len());
+    }
+
+    #[test]
+    fn a_short_message_is_kept_whole_and_a_long_one_keeps_its_ends() {
+        assert_eq!(shorten("invalid type: integer `5`"), "invalid type: integer `5`");
+        let long = format!("start{}é{}end", "a".repeat(300), "b".repeat(300));
+        let short = shorten(&long);
+        assert!(short.starts_with("start") && short.ends_with("end") && short.len() < 600, "{short}");
     }
 
     #[test]

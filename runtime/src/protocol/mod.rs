@@ -66,3 +66,25 @@ pub(crate) fn truncate(text: &str) -> &str {
         None => text,
     }
 }
+
+/// The longest serde message an error body quotes, in bytes, before [`shorten`] cuts
+/// its middle out.
+pub(crate) const MAX_QUOTED_MESSAGE: usize = 512;
+
+/// Keeps a decoder's message (which quotes the offending value: "invalid type: string
+/// \"...\", expected u64 at line 1 column 9") at most about [`MAX_QUOTED_MESSAGE`]
+/// bytes: its start and its end (where serde puts what it expected, and the position)
+/// are kept, and the middle is replaced by how much was left out. A 1 MB string in a
+/// number argument gets a reply of under a kilobyte, not of a megabyte.
+pub(crate) fn shorten(message: &str) -> std::borrow::Cow<'_, str> {
+    const HEAD: usize = MAX_QUOTED_MESSAGE / 2;
+    const TAIL: usize = MAX_QUOTED_MESSAGE / 4;
+    if message.len() <= MAX_QUOTED_MESSAGE {
+        return message.into();
+    }
+    let head_end = (0..=HEAD).rev().find(|&i| message.is_char_boundary(i)).unwrap_or(0);
+    let tail_start =
+        (message.len() - TAIL..message.len()).find(|&i| message.is_char_boundary(i)).unwrap_or(message.len());
+    let left_out = tail_start - head_end;
+    format!("{}…[{left_out} bytes left out]…{}", &message[..head_end], &message[tail_start..]).into()
+}

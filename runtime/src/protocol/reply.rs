@@ -49,11 +49,14 @@ pub enum ErrorKind {
     Unauthorized,
     /// 504: the caller's deadline had passed when the call arrived; nothing ran.
     DeadlineExceeded,
+    /// 408: the request's body did not arrive within the server's body-read timeout;
+    /// nothing ran, and the server closes the connection.
+    RequestTimeout,
 }
 
 impl ErrorKind {
     /// Every kind, in the order of PROTOCOL.md's table.
-    pub const ALL: [ErrorKind; 14] = [
+    pub const ALL: [ErrorKind; 15] = [
         ErrorKind::Service,
         ErrorKind::BadRequest,
         ErrorKind::UnknownService,
@@ -68,6 +71,7 @@ impl ErrorKind {
         ErrorKind::StoreUnavailable,
         ErrorKind::Unauthorized,
         ErrorKind::DeadlineExceeded,
+        ErrorKind::RequestTimeout,
     ];
 
     /// The `kind` string on the wire.
@@ -87,6 +91,7 @@ impl ErrorKind {
             ErrorKind::StoreUnavailable => "store_unavailable",
             ErrorKind::Unauthorized => "unauthorized",
             ErrorKind::DeadlineExceeded => "deadline_exceeded",
+            ErrorKind::RequestTimeout => "request_timeout",
         }
     }
 
@@ -104,6 +109,7 @@ impl ErrorKind {
             ErrorKind::StoreUnavailable => 503,
             ErrorKind::Unauthorized => 401,
             ErrorKind::DeadlineExceeded => 504,
+            ErrorKind::RequestTimeout => 408,
         }
     }
 }
@@ -339,6 +345,7 @@ mod tests {
             (503, "store_unavailable"),
             (401, "unauthorized"),
             (504, "deadline_exceeded"),
+            (408, "request_timeout"),
         ];
         assert_eq!(table.len(), ErrorKind::ALL.len());
         for ((status, text), kind) in table.into_iter().zip(ErrorKind::ALL) {

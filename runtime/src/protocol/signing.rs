@@ -2,8 +2,8 @@
 //! formats and the time window. [`Security`](crate::Security) only holds the keys.
 //!
 //! The HMAC key is the secret's bytes exactly as configured (no derivation step). The
-//! window is inclusive: a timestamp exactly `max_age` away from the server's clock is
-//! accepted.
+//! window is inclusive: a timestamp exactly `max_age` behind the server's clock, or
+//! exactly [`MAX_AHEAD`] (or `max_age`, if shorter) ahead of it, is accepted.
 
 use std::time::Duration;
 
@@ -14,6 +14,14 @@ use sha2::{Digest, Sha256};
 /// prefix of the signature header.
 const VERSION_LINE: &str = "intercall-v1";
 const SIGNATURE_PREFIX: &str = "v1=";
+
+/// How far ahead of the server's clock a timestamp may be (or `max_age`, if shorter).
+///
+/// The window is not symmetric: a timestamp `s` ahead would keep a captured request
+/// valid until `s + max_age` from now, past the time a call-id store keeps the entry
+/// that answers its replays (its time to live, counted from the run). Bounding the
+/// future to a clock skew bounds that gap to the skew.
+pub(crate) const MAX_AHEAD: Duration = Duration::from_secs(5);
 
 /// What a signature covers, besides the timestamp. Absent fields are empty lines.
 #[derive(Debug, Clone, Copy)]
@@ -70,6 +78,25 @@ pub(crate) fn verify(
     timestamp: Option<&str>,
     signature: Option<&str>,
 ) -> Result<(), String> {
+    let (timestamp, digest) = check_headers(max_age, now_ms, timestamp, signature)?;
+    // Verified over the timestamp text as sent, which `integer` admits only in digits.
+    if keys.iter().any(|key| mac(key, fields, timestamp).verify_slice(&digest).is_ok()) {
+        Ok(())
+    } else {
+        Err("the signature does not match the request".to_owned())
+    }
+}
+
+/// Everything [`verify`] checks that needs no body: both headers present, well formed,
+/// and the timestamp inside the window. A server runs it before it reads the body, so
+/// an unsigned request is refused without its body being read. Gives the timestamp
+/// text and the signature's MAC.
+pub(crate) fn check_headers<'a>(
+    max_age: Duration,
+    now_ms: u64,
+    timestamp: Option<&'a str>,
+    signature: Option<&str>,
+) -> Result<(&'a str, Vec<u8>), String> {
     use super::headers::{SIGNATURE, TIMESTAMP};
     let (Some(timestamp), Some(signature)) = (timestamp, signature) else {
         return Err(format!(
@@ -79,21 +106,24 @@ pub(crate) fn verify(
     let sent_ms = super::integer::<u64>(timestamp).ok_or_else(|| {
         format!("`{TIMESTAMP}` must be Unix milliseconds in digits; got `{}`", super::truncate(timestamp))
     })?;
-    let age = now_ms.abs_diff(sent_ms);
     let max_age_ms = u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX);
-    if age > max_age_ms {
-        return Err(format!("the signature is {age} ms away from this server's clock; the limit is {max_age_ms} ms"));
+    let max_ahead_ms = max_age_ms.min(u64::try_from(MAX_AHEAD.as_millis()).unwrap_or(u64::MAX));
+    if sent_ms > now_ms {
+        let ahead = sent_ms - now_ms;
+        if ahead > max_ahead_ms {
+            return Err(format!(
+                "`{TIMESTAMP}` is {ahead} ms ahead of this server's clock; the limit is {max_ahead_ms} ms (check the clocks)"
+            ));
+        }
+    } else if now_ms - sent_ms > max_age_ms {
+        let age = now_ms - sent_ms;
+        return Err(format!("the signature is {age} ms behind this server's clock; the limit is {max_age_ms} ms"));
     }
     let digest = signature
         .strip_prefix(SIGNATURE_PREFIX)
         .and_then(unhex)
         .ok_or_else(|| format!("`{SIGNATURE}` must be `v1=` and 64 lowercase hex digits"))?;
-    // Verified over the timestamp text as sent, which `integer` admits only in digits.
-    if keys.iter().any(|key| mac(key, fields, timestamp).verify_slice(&digest).is_ok()) {
-        Ok(())
-    } else {
-        Err("the signature does not match the request".to_owned())
-    }
+    Ok((timestamp, digest))
 }
 
 /// The lowercase hex SHA-256 of a body, computed once per call.
@@ -175,16 +205,35 @@ mod tests {
     }
 
     #[test]
-    fn the_window_is_inclusive_in_both_directions() {
+    fn the_window_is_inclusive_at_both_ends() {
         let max = u64::try_from(MAX_AGE.as_millis()).unwrap();
-        for sent in [NOW - max, NOW + max] {
+        let ahead = u64::try_from(MAX_AHEAD.as_millis()).unwrap();
+        for sent in [NOW - max, NOW + ahead] {
             let signature = sign(KEY, &fields("1"), sent);
             assert_eq!(check(&fields("1"), &sent.to_string(), &signature), Ok(()), "{sent}");
         }
-        for sent in [NOW - max - 1, NOW + max + 1] {
+        for (sent, why) in [(NOW - max - 1, "behind"), (NOW + ahead + 1, "ahead of")] {
             let signature = sign(KEY, &fields("1"), sent);
-            assert!(check(&fields("1"), &sent.to_string(), &signature).unwrap_err().contains("away from"));
+            assert!(check(&fields("1"), &sent.to_string(), &signature).unwrap_err().contains(why), "{sent}");
         }
+    }
+
+    /// Issue 17 item 4: a timestamp `s` seconds ahead stayed valid until `s` seconds
+    /// after the call's store entry expired, so a replay ran again. A timestamp more
+    /// than `MAX_AHEAD` in the future is refused, whatever `max_age`.
+    #[test]
+    fn a_timestamp_further_ahead_than_the_allowed_skew_is_refused() {
+        let ahead = u64::try_from(MAX_AHEAD.as_millis()).unwrap();
+        for sent in [NOW + ahead + 1, NOW + 60_000, NOW + 299_000] {
+            let signature = sign(KEY, &fields("1"), sent);
+            let refused = check(&fields("1"), &sent.to_string(), &signature).unwrap_err();
+            assert!(refused.contains("ahead of this server's clock"), "{sent}: {refused}");
+        }
+        // A window shorter than the skew bounds the future too.
+        let short = Duration::from_secs(1);
+        let signature = sign(KEY, &fields("1"), NOW + 1_001);
+        let refused = verify(&[KEY], short, NOW, &fields("1"), Some(&(NOW + 1_001).to_string()), Some(&signature));
+        assert!(refused.is_err());
     }
 
     #[test]

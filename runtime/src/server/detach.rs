@@ -1,8 +1,8 @@
 //! A future that runs in place, and goes on as a task of its own if it is dropped
 //! before it finishes.
 //!
-//! A call-id run must never be cut short halfway: a client that gives up or
-//! disconnects must cancel neither the claim nor the run. Spawning every run as a task
+//! A run must never be cut short halfway: a client that gives up or disconnects must
+//! cancel neither a call id's claim nor the run, with or without a call id. Spawning every run as a task
 //! would give that too, but costs a task, a wake-up and a timer per call; most runs
 //! finish on their first poll, so this one is polled by the request's own task, and
 //! only a run still pending when the request is dropped moves to a task.

@@ -1,11 +1,13 @@
 //! The server side: the axum routes a generated `XServer::into_router` builds, and the
 //! request flow every method shares: checks (`request`), the call-id flow (`dedup`),
-//! the run and the replies (`reply`). The node's settings and its stores: `settings`.
+//! the run and the replies (`reply`). The node's settings and its stores: `settings`;
+//! the accept loop and its connection limits: `serve`.
 
 mod dedup;
 mod detach;
 mod reply;
 mod request;
+mod serve;
 mod settings;
 
 use std::future::Future;
@@ -15,7 +17,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::extract::Request;
 use axum::http::Method;
-use axum::http::header::{ALLOW, HeaderValue};
+use axum::http::header::{ALLOW, CONNECTION, HeaderValue};
 use axum::response::Response;
 use axum::routing::{any, post};
 use serde::Serialize;
@@ -28,6 +30,10 @@ use crate::protocol::reply::framework_error;
 use crate::protocol::{ErrorKind, args, path, truncate};
 use crate::security::Security;
 use reply::{refuse, respond};
+pub(crate) use serve::{BodyReadTimeout, serve_connections};
+pub use serve::{
+    DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, ServeOptions,
+};
 pub(crate) use settings::server_settings;
 pub use settings::{DEFAULT_MAX_BODY_BYTES, ServerSettings, default_call_store};
 
@@ -96,7 +102,7 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
         implementation: Arc<S>,
         setup: ServerSetup,
     ) -> Self {
-        let ServerSettings { security, call_store, on_store_error } = setup.settings;
+        let ServerSettings { security, call_store, on_store_error, serve_options: _ } = setup.settings;
         let store = call_store.unwrap_or_else(default_call_store);
         if !security.is_enabled() {
             warn_unsigned_once();
@@ -179,8 +185,22 @@ where
         Ok(headers) => headers,
         Err(refusal) => return refuse(&refusal),
     };
-    let bytes = match request::read_body(&parts.headers, body, served.max_body_bytes).await {
+    // Before the body: a declared size over the limit, and an unsigned request to a
+    // signed server, are refused unread.
+    let early = request::check_declared_size(&parts.headers, served.max_body_bytes)
+        .and_then(|()| request::check_signature_headers(&state.security, &parts.headers));
+    if let Err(refusal) = early {
+        return refuse(&refusal);
+    }
+    let body_timeout = parts.extensions.get::<BodyReadTimeout>().map(|timeout| timeout.0);
+    let bytes = match request::read_body(&parts.headers, body, served.max_body_bytes, body_timeout).await {
         Ok(bytes) => bytes,
+        Err(refusal) if refusal.kind == ErrorKind::RequestTimeout => {
+            // The rest of the body may still come: the connection cannot be reused.
+            let mut response = refuse(&refusal);
+            response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
         Err(refusal) => return refuse(&refusal),
     };
     let verified = request::verify(&state.security, served.service, served.method, &headers, &parts.headers, &bytes);
@@ -236,8 +256,9 @@ where
     // context: same user, same activity, the caller's deadline.
     let future = context.scope(call(state.implementation, args));
     let reply = match dedup {
-        // A plain HTTP client: run inline, store nothing.
-        None => reply::run(served, future).instrument(span).await,
+        // A plain HTTP client: store nothing, but, as with a call id, a run that has
+        // started ends (a client that disconnects does not cut it halfway).
+        None => detach::Detachable::new(reply::run(served, future).instrument(span)).await,
         Some((key, fingerprint, claimed)) => {
             let future = future.instrument(span.clone());
             dedup::run_once(served, state.store, key, fingerprint, headers.deadline, claimed, future)

@@ -1,6 +1,9 @@
 //! Everything checked before the implementation runs, in PROTOCOL.md's order: content
-//! type, call headers, body size, signature. The rules are `protocol`'s; this file
+//! type, call headers, the signature headers' form and window (before the body is
+//! read), body size and read time, the signature. The rules are `protocol`'s; this file
 //! applies them to an axum request and reads its body.
+
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::http::HeaderMap;
@@ -17,14 +20,55 @@ pub(crate) fn check_headers(headers: &HeaderMap) -> Result<CallHeaders<'_>, Refu
     CallHeaders::parse(headers)
 }
 
-/// Reads the whole body, refusing more than `limit` bytes, declared or not (413).
-pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Refusal> {
-    match read_limited(headers, body, limit as u64).await {
+/// Refuses a body whose `content-length` is over `limit` (413) before anything is read.
+pub(crate) fn check_declared_size(headers: &HeaderMap, limit: usize) -> Result<(), Refusal> {
+    match crate::body::declared_length(headers) {
+        Some(declared) if declared > limit as u64 => Err(too_large(limit)),
+        _ => Ok(()),
+    }
+}
+
+fn too_large(limit: usize) -> Refusal {
+    let message = format!("the request body is larger than this server's limit of {limit} bytes");
+    Refusal::new(ErrorKind::PayloadTooLarge, message)
+}
+
+/// When `security` requires signatures: refuses a request whose signature headers are
+/// missing, malformed or out of the window (401) before its body is read, so that an
+/// unsigned client cannot make the server buffer a body it will refuse anyway.
+pub(crate) fn check_signature_headers(security: &Security, headers: &HeaderMap) -> Result<(), Refusal> {
+    if !security.is_enabled() {
+        return Ok(());
+    }
+    let (timestamp, signature) = headers::signature_headers(headers);
+    security.check_headers(timestamp, signature).map_err(|reason| Refusal::new(ErrorKind::Unauthorized, reason))
+}
+
+/// Reads the whole body, refusing more than `limit` bytes, declared or not (413), and a
+/// body that has not arrived whole within `timeout` (408; `None`: no limit).
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    timeout: Option<Duration>,
+) -> Result<Bytes, Refusal> {
+    let read = read_limited(headers, body, limit as u64);
+    let read = match timeout {
+        None => read.await,
+        Some(timeout) => match tokio::time::timeout(timeout, read).await {
+            Ok(read) => read,
+            Err(_) => {
+                let message = format!(
+                    "the request body did not arrive within this server's body-read timeout of {} ms; the call did not run",
+                    timeout.as_millis()
+                );
+                return Err(Refusal::new(ErrorKind::RequestTimeout, message));
+            }
+        },
+    };
+    match read {
         Ok(bytes) => Ok(bytes),
-        Err(BodyError::TooLarge { .. }) => {
-            let message = format!("the request body is larger than this server's limit of {limit} bytes");
-            Err(Refusal::new(ErrorKind::PayloadTooLarge, message))
-        }
+        Err(BodyError::TooLarge { .. }) => Err(too_large(limit)),
         Err(BodyError::Read(e)) => {
             Err(Refusal::new(ErrorKind::BadRequest, format!("cannot read the request body: {e}")))
         }

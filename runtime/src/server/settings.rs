@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 use crate::calls::{CallStore, MemoryCallStore, OnStoreError};
 use crate::config::{ServerConfig, StoreConfig};
 use crate::security::Security;
+use crate::server::ServeOptions;
 
 /// The default limit on a request body: 2 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
@@ -17,9 +18,11 @@ pub fn default_call_store() -> Arc<dyn CallStore> {
     Arc::clone(STORE.get_or_init(|| Arc::new(MemoryCallStore::default())))
 }
 
-/// The settings a node's configuration gives its servers: how calls are verified and
-/// where call ids are recorded. [`Invoker::server_settings`](crate::Invoker::server_settings)
-/// reads them from `services.toml`; `XServer::settings(..)` applies them.
+/// The settings a node's configuration gives its servers: how calls are verified,
+/// where call ids are recorded, and how connections are served.
+/// [`Invoker::server_settings`](crate::Invoker::server_settings) reads them from
+/// `services.toml`; `XServer::settings(..)` applies the first three, and
+/// [`serve_with`](crate::serve_with) takes [`serve_options`](Self::serve_options).
 #[derive(Clone, Default)]
 pub struct ServerSettings {
     /// How calls are verified (default: not at all).
@@ -29,6 +32,10 @@ pub struct ServerSettings {
     pub call_store: Option<Arc<dyn CallStore>>,
     /// What to do when the store fails (default: answer 503, run nothing).
     pub on_store_error: OnStoreError,
+    /// The connection timeouts and limit of `[server]`, for
+    /// [`serve_with`](crate::serve_with) (a router does not hold them: one listener
+    /// serves every service of a node).
+    pub serve_options: ServeOptions,
 }
 
 impl std::fmt::Debug for ServerSettings {
@@ -37,6 +44,7 @@ impl std::fmt::Debug for ServerSettings {
             .field("security", &self.security)
             .field("call_store", &self.call_store.as_ref().map(|_| "custom"))
             .field("on_store_error", &self.on_store_error)
+            .field("serve_options", &self.serve_options)
             .finish()
     }
 }
@@ -61,5 +69,10 @@ pub(crate) fn server_settings(config: &ServerConfig) -> ServerSettings {
             Some(Arc::new(store))
         }
     };
-    ServerSettings { security: config.security.clone(), call_store, on_store_error: config.on_store_error }
+    ServerSettings {
+        security: config.security.clone(),
+        call_store,
+        on_store_error: config.on_store_error,
+        serve_options: config.serve_options,
+    }
 }

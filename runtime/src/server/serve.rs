@@ -1,0 +1,293 @@
+//! The accept loop behind [`serve`](crate::serve): HTTP/1.1 and HTTP/2 (h2c, prior
+//! knowledge) on one port, with a timer, so that no connection is held open forever.
+//!
+//! `axum::serve` builds hyper's connections without a timer, which silently disables
+//! hyper's header-read timeout, and has no body or idle limit: a client sending a
+//! header byte a second, or half a body, held its connection (and a file descriptor)
+//! for good. Here every connection has:
+//!
+//! - a **header-read timeout** (hyper's, HTTP/1.1): the whole request head must arrive
+//!   within it, counted from the connection's opening or the end of its previous
+//!   reply, so it also closes an idle HTTP/1.1 keep-alive connection;
+//! - a **body-read timeout**: the handler reads the body within it, or answers
+//!   `408 request_timeout` and closes the connection (the request carries the limit to
+//!   the handler as a [`BodyReadTimeout`] extension);
+//! - an **idle timeout**: a connection with no request in flight for this long is shut
+//!   down gracefully (HTTP/2 gets a GOAWAY);
+//! - an optional **connection limit**: over it, the loop stops accepting until a
+//!   connection ends; new connections wait in the kernel's backlog.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::time::Instant;
+use tower_service::Service;
+
+/// The default [`ServeOptions::header_read_timeout`]: 30 seconds.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default [`ServeOptions::body_read_timeout`]: 30 seconds.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default [`ServeOptions::idle_timeout`]: 90 seconds, above the intercall
+/// client's 60-second pool idle timeout, so that the client drops an idle connection
+/// before the server does.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// The default [`ServeOptions::max_connections`]: 10,000.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// How [`serve_with`](crate::serve_with) treats connections: its timeouts and its
+/// connection limit. `[server]` in services.toml sets them (`header_read_timeout_ms`,
+/// `body_read_timeout_ms`, `idle_timeout_ms`, `max_connections`), and
+/// [`ServerSettings::serve_options`](crate::ServerSettings::serve_options) carries them.
+///
+/// ```
+/// use std::time::Duration;
+/// let options = intercall::ServeOptions::default()
+///     .header_read_timeout(Duration::from_secs(10))
+///     .max_connections(Some(2_000));
+/// assert_eq!(options.get_max_connections(), Some(2_000));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeOptions {
+    header_read_timeout: Duration,
+    body_read_timeout: Duration,
+    idle_timeout: Duration,
+    max_connections: Option<usize>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: Some(DEFAULT_MAX_CONNECTIONS),
+        }
+    }
+}
+
+impl ServeOptions {
+    /// How long a client may take to send a whole HTTP/1.1 request head, counted from
+    /// the connection's opening or the end of its previous reply; then the connection
+    /// is closed without a reply. So an idle HTTP/1.1 keep-alive connection is closed
+    /// after the shorter of this and [`idle_timeout`](Self::idle_timeout). A zero
+    /// duration is taken as 1 ms.
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long a request's whole body may take to arrive once its head has: past it,
+    /// the request gets `408 request_timeout`, nothing runs, and the connection is
+    /// closed. A zero duration is taken as 1 ms.
+    pub fn body_read_timeout(mut self, timeout: Duration) -> Self {
+        self.body_read_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long a connection may go without a request in flight before it is shut
+    /// down gracefully (HTTP/2: a GOAWAY). A zero duration is taken as 1 ms.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The most connections served at once (`None`: no limit). At the limit, no new
+    /// connection is accepted until one ends: new ones wait in the listener's backlog
+    /// (and are refused by the kernel when it is full). Keep it below the process's
+    /// file-descriptor limit. `Some(0)` is taken as 1.
+    pub fn max_connections(mut self, limit: Option<usize>) -> Self {
+        self.max_connections = limit.map(|n| n.max(1));
+        self
+    }
+
+    /// The header-read timeout.
+    pub fn get_header_read_timeout(&self) -> Duration {
+        self.header_read_timeout
+    }
+
+    /// The body-read timeout.
+    pub fn get_body_read_timeout(&self) -> Duration {
+        self.body_read_timeout
+    }
+
+    /// The idle timeout.
+    pub fn get_idle_timeout(&self) -> Duration {
+        self.idle_timeout
+    }
+
+    /// The connection limit.
+    pub fn get_max_connections(&self) -> Option<usize> {
+        self.max_connections
+    }
+}
+
+/// The body-read timeout, handed to the handler in each request's extensions.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyReadTimeout(pub(crate) Duration);
+
+/// Serves `router` on `listener` with `options` until `shutdown` completes, then stops
+/// accepting, lets every connection finish the requests it has in flight, and returns.
+pub(crate) async fn serve_connections(
+    listener: TcpListener,
+    router: Router,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(options.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let limit = options.max_connections.map(|n| Arc::new(Semaphore::new(n)));
+    // Every connection holds a receiver; `closed()` on the sender waits for them all.
+    let (closing, closing_rx) = watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = match &limit {
+            None => None,
+            Some(limit) => tokio::select! {
+                permit = Arc::clone(limit).acquire_owned() => Some(permit.expect("the semaphore is never closed")),
+                () = &mut shutdown => break,
+            },
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    if accept_error_pause(&e) {
+                        // Out of file descriptors, say: wait rather than spin.
+                        tokio::select! {
+                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            () = &mut shutdown => break,
+                        }
+                    }
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let connection = Connection { builder: builder.clone(), router: router.clone(), options, _permit: permit };
+        tokio::spawn(connection.serve(stream, closing_rx.clone()));
+    }
+    drop(listener);
+    drop(closing_rx);
+    let _ = closing.send(true);
+    closing.closed().await;
+    Ok(())
+}
+
+/// Whether an accept error calls for a pause: not for a connection that failed
+/// before it was accepted (the next one is fine), but for a shortage of file
+/// descriptors or memory.
+fn accept_error_pause(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(error.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset) {
+        return false;
+    }
+    tracing::error!("intercall server: cannot accept a connection: {error}; retrying in 1 s");
+    true
+}
+
+/// One accepted connection and what it is served with.
+struct Connection {
+    builder: Builder<TokioExecutor>,
+    router: Router,
+    options: ServeOptions,
+    /// The connection's slot under the limit, freed when the connection ends.
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+/// When a connection last had no request in flight, and how many it has.
+struct Activity {
+    started: Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds after `started` when the last request ended.
+    idle_since_ms: AtomicU64,
+}
+
+impl Activity {
+    fn idle_since(&self) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        Some(self.started + Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire)))
+    }
+}
+
+/// Counts a request in flight on its connection, from its head to its reply.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn new(activity: &Arc<Activity>) -> Self {
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        Self(Arc::clone(activity))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let elapsed = u64::try_from(self.0.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.0.idle_since_ms.fetch_max(elapsed, Ordering::AcqRel);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Connection {
+    async fn serve(self, stream: TcpStream, mut closing: watch::Receiver<bool>) {
+        // Replies are written whole; without Nagle they leave at once.
+        let _ = stream.set_nodelay(true);
+        let activity = Arc::new(Activity {
+            started: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            idle_since_ms: AtomicU64::new(0),
+        });
+        let (router, body_timeout) = (self.router, BodyReadTimeout(self.options.body_read_timeout));
+        let requests = Arc::clone(&activity);
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            request.extensions_mut().insert(body_timeout);
+            let in_flight = InFlight::new(&requests);
+            let reply = router.clone().call(request.map(Body::new));
+            async move {
+                let reply = reply.await;
+                drop(in_flight);
+                reply
+            }
+        });
+        let connection = self.builder.serve_connection(TokioIo::new(stream), service);
+        tokio::pin!(connection);
+        let idle = self.options.idle_timeout;
+        let watchdog = tokio::time::sleep(idle);
+        tokio::pin!(watchdog);
+        let (mut shutting_down, mut idled_out) = (false, false);
+        loop {
+            tokio::select! {
+                _ = connection.as_mut() => break,
+                // A shutdown: finish what is in flight, take nothing new.
+                _ = closing.changed(), if !shutting_down => {
+                    connection.as_mut().graceful_shutdown();
+                    shutting_down = true;
+                }
+                // An idle connection that has not closed one more idle period after
+                // its graceful shutdown (an HTTP/2 peer that never answers the GOAWAY's
+                // ping) has nothing in flight: it is dropped.
+                () = &mut watchdog, if idled_out || !shutting_down => match activity.idle_since() {
+                    _ if idled_out => break,
+                    Some(since) if since + idle <= Instant::now() => {
+                        connection.as_mut().graceful_shutdown();
+                        (shutting_down, idled_out) = (true, true);
+                        watchdog.as_mut().reset(Instant::now() + idle);
+                    }
+                    Some(since) => watchdog.as_mut().reset(since + idle),
+                    None => watchdog.as_mut().reset(Instant::now() + idle),
+                },
+            }
+        }
+    }
+}
