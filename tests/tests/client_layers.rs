@@ -322,3 +322,41 @@ fn connection_keys_are_validated_like_the_rest() {
     let text = "[defaults]\nhttp2 = true\npool_idle_timeout_ms = 1000\npool_max_idle_per_host = 4\n[services.Echo]\nurl = \"http://127.0.0.1:1/\"\nhttp2 = false\n";
     assert!(Invoker::from_toml(text).is_ok());
 }
+
+/// A TCP forwarder in front of `upstream` that counts the connections it accepts.
+async fn counting_forwarder(upstream: std::net::SocketAddr) -> (String, Arc<AtomicU32>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let accepted = Arc::new(AtomicU32::new(0));
+    let count = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    (url, accepted)
+}
+
+#[tokio::test]
+async fn http2_carries_concurrent_calls_on_one_connection_where_http1_opens_several() {
+    let (server, received) = server(Security::none(), false, 0).await;
+    for (http2, expect_one) in [(true, true), (false, false)] {
+        let (url, accepted) = counting_forwarder(server.addr).await;
+        let invoker = Invoker::builder().service("Echo", url).http2(http2).build().unwrap();
+        let proxy = EchoProxy::new(invoker).unwrap();
+        let calls = (0..32).map(|i| {
+            let proxy = proxy.clone();
+            async move { proxy.echo(format!("call {i}")).await }
+        });
+        let replies = futures_util::future::join_all(calls).await;
+        assert!(replies.iter().all(Result::is_ok), "http2 = {http2}: {replies:?}");
+        let connections = accepted.load(Ordering::SeqCst);
+        assert_eq!(connections == 1, expect_one, "http2 = {http2}: {connections} connections for 32 calls");
+    }
+    assert_eq!(received.all().len(), 64);
+}

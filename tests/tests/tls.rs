@@ -254,6 +254,10 @@ async fn a_certificate_from_an_unknown_ca_is_refused_with_a_clear_connect_error(
         assert!(error.is_connect(), "not a connection failure: {error:?}");
         assert_mentions(&error.to_string(), &["Catalog.save", "certificate was not trusted", "`ca_file`"]);
     }
+    // With retries on: the same certificate would be met again, so no attempt follows.
+    let retrying = Invoker::builder().service("Catalog", server.url()).tries(3).build().expect("valid");
+    let error = failed(save(retrying).await);
+    assert!(error.is_connect() && error.attempts() == 1, "{error:?}");
     assert!(server.alpn().is_empty(), "no handshake may complete: {:?}", server.alpn());
 }
 

@@ -307,7 +307,7 @@ impl InvokerBuilder {
         self.for_service(service, "http2", Value::Bool(enabled))
     }
 
-    /// How long an idle pooled connection is kept (default 60 s).
+    /// How long an idle pooled connection is kept (default 20 s).
     pub fn pool_idle_timeout(mut self, timeout: Duration) -> Self {
         self.defaults.insert("pool_idle_timeout_ms", Value::millis(timeout));
         self

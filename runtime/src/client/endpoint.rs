@@ -17,7 +17,7 @@ use super::http::{BoxError, CallInfo};
 use super::options::CallOptions;
 use super::retry::{RetryBudget, backoff};
 use super::stack::{BodyDigest, Carrier, sign};
-use super::transport::chain;
+use super::transport::{CertificateRejected, chain};
 use crate::body::{BodyError, read_limited};
 use crate::config::CallPolicy;
 use crate::context::CallContext;
@@ -211,6 +211,10 @@ impl Endpoint {
             }
             // A layer's own refusal: the caller gets it as it is, and nothing retries it.
             Ok(Err(Failure::Refused(error))) => return Attempt::failed(error, Outcome::Unusable),
+            // The same certificate would be met again.
+            Ok(Err(Failure::Certificate(message))) => {
+                return Attempt::failed(CallError::connect(this.service, method, message), Outcome::Unusable);
+            }
             // Refused, not buffered whole.
             Ok(Err(Failure::TooLarge { status, size })) => {
                 let message =
@@ -302,7 +306,7 @@ impl Endpoint {
                     }
                     request
                 };
-                let response = transport.send(signed(), signed).await.map_err(|e| Failure::Transport(e.to_string()))?;
+                let response = transport.send(signed(), signed).await.map_err(Failure::from_transport)?;
                 read_reply(response, limit).await
             }
             Carrier::Layered(client) => {
@@ -332,6 +336,8 @@ enum Failure {
     Transport(String),
     /// A layer refused the call with a `CallError` of its own.
     Refused(CallError),
+    /// A TLS handshake failed over a certificate: no retry can help.
+    Certificate(String),
     /// The reply's body is larger than the limit (`size` says how large, as known).
     TooLarge { status: StatusCode, size: String },
 }
@@ -342,9 +348,23 @@ impl Failure {
     fn from_layers(error: BoxError) -> Self {
         match error.downcast::<CallError>() {
             Ok(refusal) => Failure::Refused(*refusal),
-            Err(other) => Failure::Transport(chain(&*other).to_string()),
+            Err(other) => Failure::from_transport(chain_unless_ours(other)),
         }
     }
+
+    /// The built-in transport's error: a rejected certificate, or a failed connection.
+    fn from_transport(error: BoxError) -> Self {
+        match error.downcast::<CertificateRejected>() {
+            Ok(rejected) => Failure::Certificate(rejected.0),
+            Err(other) => Failure::Transport(other.to_string()),
+        }
+    }
+}
+
+/// A layer's or a transport's error as one message with its causes; the built-in
+/// transport's own errors already are.
+fn chain_unless_ours(error: BoxError) -> BoxError {
+    if error.is::<CertificateRejected>() { error } else { chain(&*error) }
 }
 
 /// Reads the body of `response` whole, at most `limit` bytes: refused, not buffered,

@@ -43,7 +43,11 @@ pub(crate) struct ConnectionSettings {
 }
 
 /// The pool's idle timeout unless configured.
-pub(crate) const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+///
+/// Below the 30 s after which an intercall server closes an idle HTTP/1.1 connection
+/// (its header-read timeout covers the wait for the next request), so that the client
+/// closes first and a request never meets a connection the server is closing.
+pub(crate) const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
 
 impl Default for ConnectionSettings {
     fn default() -> Self {
@@ -80,7 +84,7 @@ impl Default for HyperTransport {
 
 impl HyperTransport {
     /// The transport with the default settings: HTTP/1.1, a pool whose idle
-    /// connections live 60 s, and (feature `tls`) the platform's roots.
+    /// connections live 20 s, and (feature `tls`) the platform's roots.
     pub fn new() -> Self {
         Self::default()
     }
@@ -191,6 +195,20 @@ pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> BoxError {
     if let Some(hint) = super::tls::hint(error) {
         message.push_str(": ");
         message.push_str(hint);
+        return Box::new(CertificateRejected(message));
     }
     message.into()
 }
+
+/// A TLS handshake that failed over a certificate (untrusted, or refused by the
+/// server): another attempt would meet the same certificate, so none is made.
+#[derive(Debug)]
+pub(crate) struct CertificateRejected(pub(crate) String);
+
+impl std::fmt::Display for CertificateRejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CertificateRejected {}

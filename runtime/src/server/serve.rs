@@ -37,8 +37,9 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// The default [`ServeOptions::body_read_timeout`]: 30 seconds.
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// The default [`ServeOptions::idle_timeout`]: 90 seconds, above the intercall
-/// client's 60-second pool idle timeout, so that the client drops an idle connection
-/// before the server does.
+/// client's 20-second pool idle timeout, so that the client drops an idle connection
+/// before the server does (an idle HTTP/1.1 connection is also closed by the header-read
+/// timeout, 30 s).
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// The default [`ServeOptions::max_connections`]: 10,000.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
