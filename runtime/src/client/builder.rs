@@ -382,6 +382,11 @@ impl InvokerBuilder {
     /// so headers a layer adds are sent but not signed. A layer may answer with any
     /// response body whose chunks are [`Bytes`].
     ///
+    /// The stack is built once per proxy and cloned for each attempt, as tower services
+    /// are: state a layer keeps must be shared between clones. `ConcurrencyLimitLayer`
+    /// shares its semaphore; a `RateLimitLayer` keeps its count per clone, so put it
+    /// behind a `tower::buffer::BufferLayer` to make one limit for every call.
+    ///
     /// ```
     /// # fn main() -> Result<(), intercall::Error> {
     /// use intercall::client::HttpRequest;
