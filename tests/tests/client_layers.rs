@@ -323,40 +323,100 @@ fn connection_keys_are_validated_like_the_rest() {
     assert!(Invoker::from_toml(text).is_ok());
 }
 
-/// A TCP forwarder in front of `upstream` that counts the connections it accepts.
-async fn counting_forwarder(upstream: std::net::SocketAddr) -> (String, Arc<AtomicU32>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/", listener.local_addr().unwrap());
-    let accepted = Arc::new(AtomicU32::new(0));
-    let count = Arc::clone(&accepted);
-    tokio::spawn(async move {
-        while let Ok((mut inbound, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                }
-            });
-        }
+/// A TCP forwarder in front of a server that counts the connections it accepts and the
+/// ones that have ended.
+struct Forwarder {
+    url: String,
+    accepted: Arc<AtomicU32>,
+    closed: Arc<AtomicU32>,
+}
+
+impl Forwarder {
+    async fn start(upstream: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let (accepted, closed) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+        let (count, ended) = (Arc::clone(&accepted), Arc::clone(&closed));
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let ended = Arc::clone(&ended);
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                    ended.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        Self { url, accepted, closed }
+    }
+
+    fn accepted(&self) -> u32 {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+/// `n` concurrent echo calls, all of which must succeed.
+async fn burst(proxy: &EchoProxy, n: usize) {
+    let calls = (0..n).map(|i| {
+        let proxy = proxy.clone();
+        async move { proxy.echo(format!("call {i}")).await }
     });
-    (url, accepted)
+    let replies = futures_util::future::join_all(calls).await;
+    assert!(replies.iter().all(Result::is_ok), "{replies:?}");
 }
 
 #[tokio::test]
 async fn http2_carries_concurrent_calls_on_one_connection_where_http1_opens_several() {
     let (server, received) = server(Security::none(), false, 0).await;
     for (http2, expect_one) in [(true, true), (false, false)] {
-        let (url, accepted) = counting_forwarder(server.addr).await;
-        let invoker = Invoker::builder().service("Echo", url).http2(http2).build().unwrap();
-        let proxy = EchoProxy::new(invoker).unwrap();
-        let calls = (0..32).map(|i| {
-            let proxy = proxy.clone();
-            async move { proxy.echo(format!("call {i}")).await }
-        });
-        let replies = futures_util::future::join_all(calls).await;
-        assert!(replies.iter().all(Result::is_ok), "http2 = {http2}: {replies:?}");
-        let connections = accepted.load(Ordering::SeqCst);
+        let forwarder = Forwarder::start(server.addr).await;
+        let invoker = Invoker::builder().service("Echo", &forwarder.url).http2(http2).build().unwrap();
+        burst(&EchoProxy::new(invoker).unwrap(), 32).await;
+        let connections = forwarder.accepted();
         assert_eq!(connections == 1, expect_one, "http2 = {http2}: {connections} connections for 32 calls");
     }
     assert_eq!(received.all().len(), 64);
+}
+
+#[tokio::test]
+async fn the_pool_keeps_at_most_its_idle_connections_per_host() {
+    let (server, _) = server(Security::none(), false, 0).await;
+    for max_idle in [None, Some(1)] {
+        let forwarder = Forwarder::start(server.addr).await;
+        let builder = Invoker::builder().service("Echo", &forwarder.url);
+        let builder = match max_idle {
+            Some(n) => builder.pool_max_idle_per_host(n),
+            None => builder,
+        };
+        let proxy = EchoProxy::new(builder.build().unwrap()).unwrap();
+        burst(&proxy, 8).await;
+        let first = forwarder.accepted();
+        assert!(first > 1, "a burst of 8 opens several connections: {first}");
+        burst(&proxy, 8).await;
+        let second = forwarder.accepted() - first;
+        match max_idle {
+            None => assert_eq!(second, 0, "every connection of the first burst was kept"),
+            Some(_) => assert!(second >= first - 1, "one of {first} kept, so {second} new ones"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_pool_closes_a_connection_idle_longer_than_its_timeout() {
+    let (server, _) = server(Security::none(), false, 0).await;
+    let forwarder = Forwarder::start(server.addr).await;
+    let invoker =
+        Invoker::builder().service("Echo", &forwarder.url).pool_idle_timeout(Duration::from_millis(50)).build();
+    let proxy = EchoProxy::new(invoker.unwrap()).unwrap();
+    proxy.echo("once".into()).await.unwrap();
+    // Bounded polling: the client drops its idle connection, the forwarder sees it end.
+    let closed = async {
+        while forwarder.closed.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), closed).await.expect("the idle connection was closed");
+    assert_eq!(forwarder.accepted(), 1);
 }
