@@ -241,6 +241,8 @@ pub struct CallContext {
     pub activity: Option<ActivityId>,
     /// When the first caller stops waiting; nested calls stop by then too.
     pub deadline: Option<Instant>,
+    /// The W3C trace context the request carried, forwarded to nested calls.
+    pub trace: Option<crate::protocol::trace::TraceContext>,
 }
 
 tokio::task_local! {

@@ -86,6 +86,7 @@ pub use context::{
 };
 pub use error::{CallError, Error};
 pub use intercall_macros::service;
+pub use protocol::trace::TraceContext;
 pub use security::{ACCEPTED_SECRET_ENV, DEFAULT_MAX_AGE, MIN_SECRET_BYTES, SECRET_ENV, Security};
 pub use server::{
     DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY_BYTES,

@@ -235,7 +235,7 @@ async fn a_given_user_and_activity_arrive_unchanged_at_the_third_hop() {
     // Beyond ASCII and at the length limit: both travel byte for byte.
     for id in ["Zoë-🦀", &"x".repeat(intercall::MAX_USER_FIELD_BYTES)] {
         let user = UserContext::new(UserType::Admin, id).unwrap();
-        let context = CallContext { user: Some(user.clone()), activity: Some(activity), deadline: None };
+        let context = CallContext { user: Some(user.clone()), activity: Some(activity), ..CallContext::default() };
         let trace = bounded("trace", context.scope(hop.trace())).await.unwrap();
         assert_eq!(hops(&trace), ["A", "B", "C"]);
         let third = &trace[2];

@@ -55,7 +55,7 @@ async fn run() -> Result<(), String> {
             ),
         };
         let activity = call.activity.as_ref().map(|label| *activities.entry(label.clone()).or_default());
-        let context = CallContext { user, activity, deadline: None };
+        let context = CallContext { user, activity, ..CallContext::default() };
         let outcome = context.scope(dispatch(&proxy, call)).await?;
         println!("{}", outcome.line(&call.case));
     }

@@ -87,6 +87,10 @@ impl Outgoing {
         // one (an implementation serving a request, a scope) forwards its id.
         let activity = context.activity.unwrap_or_default().to_string();
         let mut headers = headers::write_call(&call_id, &activity, context.user.as_ref());
+        // The trace context of the request being served, as it arrived (§3.3).
+        if let Some(trace) = &context.trace {
+            trace.write(&mut headers);
+        }
         // `CallOptions` refuses the protocol's names, so these never replace its headers.
         headers.extend(extra.into_iter().flatten());
         let body_sha256 = signed.then(|| Arc::from(body_sha256(&body)));
@@ -159,7 +163,9 @@ impl Endpoint {
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let timeout = policy.timeout.min(remaining);
-            let (error, at_least) = match self.attempt(index, outgoing, policy, attempt, timeout).await {
+            let span = tracing::info_span!("intercall.attempt", attempt);
+            let (error, at_least) = match self.attempt(index, outgoing, policy, attempt, timeout).instrument(span).await
+            {
                 Attempt::Ok(value) => return Ok(value),
                 Attempt::Typed(error) => return Err(error),
                 Attempt::Failed { error, decision } => {

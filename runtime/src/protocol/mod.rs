@@ -10,6 +10,7 @@
 //! | §4 Response | [`reply`]: encoding a result, a typed error or a framework error; decoding a reply |
 //! | §4.2 `type`, `variant` | `type_info`: an error's type and variant name, from its `Serialize` impl |
 //! | §5 What a client does | `retry`: the retry decision |
+//! | §3.3 Trace context | [`trace`]: the W3C `traceparent` and `tracestate`, forwarded as received |
 //! | §6 Signed calls | `signing`: the canonical string, the MAC, the window |
 //!
 //! The I/O around it lives in `server/` (axum and the call-id flow) and `client/` (the
@@ -21,6 +22,7 @@ pub mod path;
 pub mod reply;
 pub(crate) mod retry;
 pub(crate) mod signing;
+pub mod trace;
 pub(crate) mod type_info;
 
 pub use headers::{ACTIVITY_ID, CALL_ATTEMPT, CALL_ID, DEADLINE_MS, JSON, SIGNATURE, TIMESTAMP, USER_ID, USER_TYPE};

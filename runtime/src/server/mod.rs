@@ -27,6 +27,7 @@ use tracing::Instrument;
 use crate::calls::{CallKey, CallStore, OnStoreError, fingerprint};
 use crate::context::CallContext;
 use crate::protocol::reply::framework_error;
+use crate::protocol::trace::TraceContext;
 use crate::protocol::{ErrorKind, args, path, truncate};
 use crate::security::Security;
 use reply::{refuse, respond};
@@ -251,7 +252,8 @@ where
     };
     // `checked_add`: a huge `x-deadline-ms` is no deadline, not an overflow.
     let deadline = headers.deadline.and_then(|left| arrived.checked_add(left));
-    let context = CallContext { user: headers.user, activity: Some(activity), deadline };
+    let trace = TraceContext::from_headers(&parts.headers);
+    let context = CallContext { user: headers.user, activity: Some(activity), deadline, trace };
     // The implementation, and every proxy call it makes, runs inside the request's
     // context: same user, same activity, the caller's deadline.
     let future = context.scope(call(state.implementation, args));
