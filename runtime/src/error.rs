@@ -110,6 +110,18 @@ impl CallError {
         }
     }
 
+    /// The kind's name, as on the wire (`timeout`, `connect`, ...): a metrics label.
+    pub(crate) fn kind_name(&self) -> &'static str {
+        match self.kind {
+            CallErrorKind::Timeout => "timeout",
+            CallErrorKind::Connect => "connect",
+            CallErrorKind::Status => "status",
+            CallErrorKind::Decode => "decode",
+            CallErrorKind::Encode => "encode",
+            CallErrorKind::Lookup => "lookup",
+        }
+    }
+
     pub(crate) fn after_attempts(mut self, attempts: u32) -> Self {
         self.attempts = attempts;
         self

@@ -74,6 +74,7 @@ mod error;
 pub mod protocol;
 mod security;
 mod server;
+mod telemetry;
 
 use std::future::Future;
 

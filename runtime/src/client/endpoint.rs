@@ -26,6 +26,7 @@ use crate::protocol::reply::{self, Decoded};
 use crate::protocol::retry::{self as policy, Decision, Outcome};
 use crate::protocol::signing::body_sha256;
 use crate::protocol::{ErrorKind, headers};
+use crate::telemetry;
 
 /// One service as a generated proxy sees it: the method URLs resolved once, the shared
 /// HTTP client, the call policy and the invoker's retry budget. Cloning is one
@@ -117,7 +118,14 @@ impl Endpoint {
     {
         let this = &*self.0;
         let method = this.methods[index];
-        let body = serde_json::to_vec(args).map_err(|e| CallError::encode(this.service, method, e.to_string()))?;
+        let started = Instant::now();
+        let _in_flight = telemetry::client_started(this.service, method);
+        let failed = |error: CallError| -> E {
+            telemetry::client_finished(this.service, method, error.kind_name(), started);
+            error.into()
+        };
+        let body =
+            serde_json::to_vec(args).map_err(|e| failed(CallError::encode(this.service, method, e.to_string())))?;
         let context = CallContext::current();
         let (policy, extra) = match CallOptions::apply(this.policy) {
             Some((policy, headers)) => (policy, Some(headers)),
@@ -129,7 +137,7 @@ impl Endpoint {
         let mut deadline = now.checked_add(policy.timeout.saturating_mul(policy.tries).min(far)).unwrap_or(now);
         if let Some(callers) = context.deadline {
             if callers <= now {
-                return Err(CallError::deadline_passed(this.service, method).into());
+                return Err(failed(CallError::deadline_passed(this.service, method)));
             }
             // A nested call never outlives the call it is made for.
             deadline = deadline.min(callers);
@@ -142,7 +150,7 @@ impl Endpoint {
             call_id = %outgoing.call_id,
             activity_id = %outgoing.activity,
         );
-        self.attempts::<T, E>(index, &outgoing, &policy, deadline).instrument(span).await
+        self.attempts::<T, E>(index, &outgoing, &policy, started, deadline).instrument(span).await
     }
 
     /// The attempts of one call, within `deadline`, the policy and the retry budget.
@@ -151,6 +159,7 @@ impl Endpoint {
         index: usize,
         outgoing: &Outgoing,
         policy: &CallPolicy,
+        started: Instant,
         deadline: Instant,
     ) -> Result<T, E>
     where
@@ -158,37 +167,51 @@ impl Endpoint {
         E: crate::ServiceError,
     {
         let this = &*self.0;
+        let method = this.methods[index];
+        let finished = |outcome| telemetry::client_finished(this.service, method, outcome, started);
+        let failed = |error: CallError| -> E {
+            finished(error.kind_name());
+            error.into()
+        };
         this.budget.deposit();
         let mut attempt = 1;
         loop {
+            telemetry::client_attempt(this.service, method, attempt);
             let remaining = deadline.saturating_duration_since(Instant::now());
             let timeout = policy.timeout.min(remaining);
             let span = tracing::info_span!("intercall.attempt", attempt);
             let (error, at_least) = match self.attempt(index, outgoing, policy, attempt, timeout).instrument(span).await
             {
-                Attempt::Ok(value) => return Ok(value),
-                Attempt::Typed(error) => return Err(error),
+                Attempt::Ok(value) => {
+                    finished("ok");
+                    return Ok(value);
+                }
+                Attempt::Typed(error) => {
+                    finished("service_error");
+                    return Err(error);
+                }
                 Attempt::Failed { error, decision } => {
                     let error = error.after_attempts(attempt);
                     tracing::debug!(attempt, retryable = decision != Decision::Stop, "attempt failed: {error}");
                     match decision {
                         Decision::Retry { at_least } if attempt < policy.tries => (error, at_least),
-                        _ => return Err(error.into()),
+                        _ => return Err(failed(error)),
                     }
                 }
             };
             let delay = backoff(policy, attempt).max(at_least);
             // The next attempt needs time of its own, or it could only time out.
             if delay >= deadline.saturating_duration_since(Instant::now()) {
-                return Err(error.into());
+                return Err(failed(error));
             }
             if !this.budget.try_withdraw() {
-                return Err(error.retry_budget_exhausted().into());
+                telemetry::client_budget_exhausted(this.service, method);
+                return Err(failed(error.retry_budget_exhausted()));
             }
             tokio::time::sleep(delay).await;
             if Instant::now() >= deadline {
                 // The sleep overshot: report the failure we have, not an empty timeout.
-                return Err(error.into());
+                return Err(failed(error));
             }
             attempt += 1;
         }

@@ -30,6 +30,7 @@ use crate::protocol::reply::framework_error;
 use crate::protocol::trace::TraceContext;
 use crate::protocol::{ErrorKind, args, path, truncate};
 use crate::security::Security;
+use crate::telemetry;
 use reply::{refuse, respond};
 pub(crate) use serve::{BodyReadTimeout, serve_connections};
 pub use serve::{
@@ -135,7 +136,9 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
             store: Arc::clone(&self.store),
             security: Arc::clone(&self.security),
         };
-        let handler = move |request: Request| handle(served, state.clone(), call.clone(), request);
+        let handler = move |request: Request| {
+            telemetry::served(served.service, served.method, handle(served, state.clone(), call.clone(), request))
+        };
         let route =
             post(handler).fallback(move |request: Request| async move { method_not_allowed(served, request.method()) });
         self.router = self.router.route(&path::route(self.service, method), route);

@@ -18,7 +18,9 @@ use crate::protocol::{ErrorKind, JSON, Refusal};
 /// The HTTP response for an encoded reply.
 pub(crate) fn respond(reply: EncodedReply) -> Response {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, [(CONTENT_TYPE, HeaderValue::from_static(JSON))], reply.body).into_response()
+    let typed_error = reply.is_storable() && status != StatusCode::OK;
+    let response = (status, [(CONTENT_TYPE, HeaderValue::from_static(JSON))], reply.body).into_response();
+    crate::telemetry::mark_typed_error(response, typed_error)
 }
 
 /// The HTTP response for a refusal.

@@ -1,0 +1,135 @@
+//! Metrics (feature `metrics`) with a real recorder: exact counts of calls by outcome,
+//! attempts and retries on the client, calls by outcome and status on the server, and
+//! in-flight gauges back at zero. One recorder per process, so one test in this file.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::middleware::{Next, from_fn};
+use axum::response::IntoResponse;
+use intercall::{CallError, Invoker};
+use intercall_tests::spawn;
+use metrics::{SharedString, Unit};
+use metrics_util::CompositeKey;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum TallyError {
+    Refused,
+    Unavailable(CallError),
+}
+
+impl From<CallError> for TallyError {
+    fn from(error: CallError) -> Self {
+        TallyError::Unavailable(error)
+    }
+}
+
+#[intercall::service]
+pub trait Tally {
+    async fn add(&self, n: u64) -> Result<u64, TallyError>;
+    async fn refuse(&self) -> Result<u64, TallyError>;
+    /// Behind a gateway that answers the first request with 503.
+    async fn flaky(&self) -> Result<u64, TallyError>;
+}
+
+struct Tallies;
+
+impl Tally for Tallies {
+    async fn add(&self, n: u64) -> Result<u64, TallyError> {
+        Ok(n + 1)
+    }
+
+    async fn refuse(&self) -> Result<u64, TallyError> {
+        Err(TallyError::Refused)
+    }
+
+    async fn flaky(&self) -> Result<u64, TallyError> {
+        Ok(7)
+    }
+}
+
+/// One snapshot of every metric (a snapshot drains the histograms' samples).
+type Snapshot = Vec<(CompositeKey, Option<Unit>, Option<SharedString>, DebugValue)>;
+
+/// The value of the metric `name` whose labels include every one of `labels`, summed
+/// over the series that match: a counter's count, a gauge's value, a histogram's
+/// number of samples.
+fn value(snapshot: &Snapshot, name: &str, labels: &[(&str, &str)]) -> f64 {
+    snapshot
+        .iter()
+        .filter(|(key, ..)| key.key().name() == name)
+        .filter(|(key, ..)| {
+            labels.iter().all(|(k, v)| key.key().labels().any(|label| label.key() == *k && label.value() == *v))
+        })
+        .map(|(.., value)| match value {
+            DebugValue::Counter(n) => *n as f64,
+            DebugValue::Gauge(g) => g.into_inner(),
+            DebugValue::Histogram(samples) => samples.len() as f64,
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn calls_are_counted_by_outcome_on_both_sides() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    recorder.install().expect("the only recorder of this test binary");
+
+    let failed_once = Arc::new(AtomicBool::new(false));
+    let router = TallyServer::new(Tallies).into_router().layer(from_fn(move |request: Request, next: Next| {
+        let failed_once = Arc::clone(&failed_once);
+        async move {
+            if request.uri().path() == "/Tally/flaky" && !failed_once.swap(true, Ordering::SeqCst) {
+                return (StatusCode::SERVICE_UNAVAILABLE, "warming up").into_response();
+            }
+            next.run(request).await
+        }
+    }));
+    let server = spawn(router).await;
+    let invoker = Invoker::builder()
+        .service("Tally", server.url())
+        .backoff(std::time::Duration::from_millis(1), std::time::Duration::from_millis(1))
+        .build()
+        .unwrap();
+    let proxy = TallyProxy::new(invoker).unwrap();
+    for n in 0..3 {
+        assert_eq!(proxy.add(n).await, Ok(n + 1));
+    }
+    assert_eq!(proxy.refuse().await, Err(TallyError::Refused));
+    assert_eq!(proxy.flaky().await, Ok(7));
+
+    let snapshot = snapshotter.snapshot().into_vec();
+    let client = |metric, method, extra: &[(&str, &str)]| {
+        let mut labels = vec![("rpc.system", "intercall"), ("rpc.service", "Tally"), ("rpc.method", method)];
+        labels.extend_from_slice(extra);
+        value(&snapshot, metric, &labels)
+    };
+    assert_eq!(client("intercall.client.calls", "add", &[("outcome", "ok")]), 3.0);
+    assert_eq!(client("rpc.client.call.duration", "add", &[("outcome", "ok")]), 3.0, "one sample per call");
+    assert_eq!(client("intercall.client.calls", "refuse", &[("outcome", "service_error")]), 1.0);
+    assert_eq!(client("intercall.client.calls", "flaky", &[("outcome", "ok")]), 1.0);
+    assert_eq!(client("intercall.client.attempts", "flaky", &[]), 2.0);
+    assert_eq!(client("intercall.client.retries", "flaky", &[]), 1.0);
+    assert_eq!(client("intercall.client.retries", "add", &[]), 0.0);
+    assert_eq!(client("intercall.client.in_flight", "add", &[]), 0.0);
+
+    let served = |snapshot: &Snapshot, method, outcome, status| {
+        let labels = [("rpc.method", method), ("outcome", outcome), ("http.response.status_code", status)];
+        value(snapshot, "intercall.server.calls", &labels)
+    };
+    assert_eq!(served(&snapshot, "add", "ok", "200"), 3.0);
+    assert_eq!(served(&snapshot, "refuse", "service_error", "422"), 1.0);
+    // The gateway's 503 never reached the server: one call served.
+    assert_eq!(served(&snapshot, "flaky", "ok", "200"), 1.0);
+    assert_eq!(value(&snapshot, "rpc.server.call.duration", &[("rpc.method", "add")]), 3.0);
+    assert_eq!(value(&snapshot, "intercall.server.in_flight", &[]), 0.0);
+
+    // A framework error on the server: an unknown argument type.
+    let raw = intercall_tests::post_raw(&server.at("Tally/add"), Some("application/json"), r#"{"n":"x"}"#).await;
+    assert_eq!(raw.status, 400);
+    assert_eq!(served(&snapshotter.snapshot().into_vec(), "add", "framework_error", "400"), 1.0);
+}
