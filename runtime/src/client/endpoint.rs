@@ -143,12 +143,17 @@ impl Endpoint {
             deadline = deadline.min(callers);
         }
         let outgoing = Outgoing::new(Bytes::from(body), &context, this.security.is_enabled(), extra);
+        // Field names of the OpenTelemetry RPC conventions; `outcome` is recorded at the end.
         let span = tracing::info_span!(
             "intercall.call",
-            service = this.service,
-            method,
+            "otel.kind" = "client",
+            "rpc.system" = "intercall",
+            "rpc.service" = this.service,
+            "rpc.method" = method,
+            "server.address" = this.urls[index].host(),
             call_id = %outgoing.call_id,
             activity_id = %outgoing.activity,
+            outcome = tracing::field::Empty,
         );
         self.attempts::<T, E>(index, &outgoing, &policy, started, deadline).instrument(span).await
     }
@@ -168,7 +173,10 @@ impl Endpoint {
     {
         let this = &*self.0;
         let method = this.methods[index];
-        let finished = |outcome| telemetry::client_finished(this.service, method, outcome, started);
+        let finished = |outcome| {
+            tracing::Span::current().record("outcome", outcome);
+            telemetry::client_finished(this.service, method, outcome, started);
+        };
         let failed = |error: CallError| -> E {
             finished(error.kind_name());
             error.into()

@@ -214,8 +214,10 @@ where
     let activity = headers.activity.unwrap_or_default();
     let span = tracing::info_span!(
         "intercall.serve",
-        service = served.service,
-        method = served.method,
+        "otel.kind" = "server",
+        "rpc.system" = "intercall",
+        "rpc.service" = served.service,
+        "rpc.method" = served.method,
         call_id = headers.call_id.map(tracing::field::display),
         activity_id = %activity,
         attempt = headers.attempt,

@@ -1,0 +1,110 @@
+//! The spans a call opens, as a tracing subscriber sees them: OpenTelemetry RPC fields
+//! on both sides, one attempt span per attempt, and the client call's outcome.
+
+use std::sync::{Arc, Mutex};
+
+use intercall::{CallError, Invoker};
+use intercall_tests::spawn;
+use serde::{Deserialize, Serialize};
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum GreetError {
+    Nobody,
+    Unavailable(CallError),
+}
+
+impl From<CallError> for GreetError {
+    fn from(error: CallError) -> Self {
+        GreetError::Unavailable(error)
+    }
+}
+
+#[intercall::service]
+pub trait Greeter {
+    async fn greet(&self, name: String) -> Result<String, GreetError>;
+}
+
+struct Greetings;
+
+impl Greeter for Greetings {
+    async fn greet(&self, name: String) -> Result<String, GreetError> {
+        if name.is_empty() { Err(GreetError::Nobody) } else { Ok(format!("hello {name}")) }
+    }
+}
+
+/// One span as recorded: its name and every field given or recorded, as text.
+#[derive(Debug, Clone)]
+struct Recorded {
+    name: &'static str,
+    fields: Vec<(String, String)>,
+}
+
+impl Recorded {
+    fn field(&self, name: &str) -> Option<&str> {
+        self.fields.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Clone, Default)]
+struct Spans(Arc<Mutex<Vec<(Id, Recorded)>>>);
+
+struct Fields<'a>(&'a mut Vec<(String, String)>);
+
+impl Visit for Fields<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.push((field.name().to_owned(), value.to_owned()));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.push((field.name().to_owned(), format!("{value:?}")));
+    }
+}
+
+impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> tracing_subscriber::Layer<S> for Spans {
+    fn on_new_span(&self, attributes: &Attributes<'_>, id: &Id, _: Context<'_, S>) {
+        let mut fields = Vec::new();
+        attributes.record(&mut Fields(&mut fields));
+        let recorded = Recorded { name: attributes.metadata().name(), fields };
+        self.0.lock().unwrap().push((id.clone(), recorded));
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, _: Context<'_, S>) {
+        let mut spans = self.0.lock().unwrap();
+        if let Some((_, recorded)) = spans.iter_mut().rev().find(|(known, _)| known == id) {
+            values.record(&mut Fields(&mut recorded.fields));
+        }
+    }
+}
+
+#[tokio::test]
+async fn calls_open_spans_with_rpc_fields_attempts_and_the_outcome() {
+    let spans = Spans::default();
+    let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
+
+    let server = spawn(GreeterServer::new(Greetings).into_router()).await;
+    let proxy = GreeterProxy::new(Invoker::builder().service("Greeter", server.url()).build().unwrap()).unwrap();
+    assert_eq!(proxy.greet("ada".into()).await, Ok("hello ada".to_owned()));
+    assert_eq!(proxy.greet(String::new()).await, Err(GreetError::Nobody));
+
+    let all: Vec<Recorded> = spans.0.lock().unwrap().iter().map(|(_, r)| r.clone()).collect();
+    let named = |name| all.iter().filter(move |r| r.name == name).collect::<Vec<_>>();
+    let calls = named("intercall.call");
+    assert_eq!(calls.len(), 2, "{all:?}");
+    for call in &calls {
+        assert_eq!(call.field("otel.kind"), Some("client"));
+        assert_eq!(call.field("rpc.system"), Some("intercall"));
+        assert_eq!((call.field("rpc.service"), call.field("rpc.method")), (Some("Greeter"), Some("greet")));
+        assert_eq!(call.field("server.address"), Some("127.0.0.1"));
+    }
+    let outcomes: Vec<_> = calls.iter().map(|call| call.field("outcome")).collect();
+    assert_eq!(outcomes, [Some("ok"), Some("service_error")]);
+    let attempts = named("intercall.attempt");
+    assert_eq!(attempts.iter().map(|a| a.field("attempt")).collect::<Vec<_>>(), [Some("1"), Some("1")]);
+    let served = named("intercall.serve");
+    assert_eq!(served.len(), 2, "{all:?}");
+    assert!(served.iter().all(|s| s.field("otel.kind") == Some("server") && s.field("rpc.method") == Some("greet")));
+}
