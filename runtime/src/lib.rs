@@ -71,6 +71,8 @@ pub mod client;
 mod config;
 mod context;
 mod error;
+#[cfg(feature = "otel")]
+mod otel;
 pub mod protocol;
 mod security;
 mod server;

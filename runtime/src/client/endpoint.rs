@@ -326,6 +326,11 @@ impl Endpoint {
         let request = || {
             let mut headers = outgoing.headers.clone();
             headers::write_attempt(&mut headers, attempt, server_deadline);
+            // This attempt's span is the parent of the server's (replacing a forwarded one).
+            #[cfg(feature = "otel")]
+            if let Some(trace) = crate::otel::current() {
+                trace.write(&mut headers);
+            }
             let mut request = Request::new(Full::new(outgoing.body.clone()));
             *request.method_mut() = hyper::http::Method::POST;
             *request.uri_mut() = this.urls[index].clone();

@@ -212,6 +212,7 @@ where
         return refuse(&refusal);
     }
     let activity = headers.activity.unwrap_or_default();
+    let trace = TraceContext::from_headers(&parts.headers);
     let span = tracing::info_span!(
         "intercall.serve",
         "otel.kind" = "server",
@@ -222,6 +223,10 @@ where
         activity_id = %activity,
         attempt = headers.attempt,
     );
+    #[cfg(feature = "otel")]
+    if let Some(trace) = &trace {
+        crate::otel::continue_trace(&span, trace);
+    }
     if headers.deadline.is_some_and(|left| left.is_zero()) {
         let message =
             format!("{}.{} arrived after its caller's deadline; it did not run", served.service, served.method);
@@ -257,7 +262,6 @@ where
     };
     // `checked_add`: a huge `x-deadline-ms` is no deadline, not an overflow.
     let deadline = headers.deadline.and_then(|left| arrived.checked_add(left));
-    let trace = TraceContext::from_headers(&parts.headers);
     let context = CallContext { user: headers.user, activity: Some(activity), deadline, trace };
     // The implementation, and every proxy call it makes, runs inside the request's
     // context: same user, same activity, the caller's deadline.
