@@ -131,7 +131,7 @@ impl Endpoint {
             Some((policy, headers)) => (policy, Some(headers)),
             None => (this.policy, None),
         };
-        let now = Instant::now();
+        let now = started;
         // A timeout too large to add to the clock means no deadline of our own.
         let far = Duration::from_secs(100 * 365 * 24 * 3600);
         let mut deadline = now.checked_add(policy.timeout.saturating_mul(policy.tries).min(far)).unwrap_or(now);
