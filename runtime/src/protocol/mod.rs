@@ -11,11 +11,14 @@
 //! | §4.2 `type`, `variant` | `type_info`: an error's type and variant name, from its `Serialize` impl |
 //! | §5 What a client does | `retry`: the retry decision |
 //! | §6 Signed calls | `signing`: the canonical string, the MAC, the window |
+//! | EVENTS.md | `events`: stream and key names, an entry's fields, an event's canonical string |
 //!
 //! The I/O around it lives in `server/` (axum and the call-id flow) and `client/` (the
 //! transport and the retry loop).
 
 pub(crate) mod args;
+#[cfg(any(feature = "events", test))]
+pub(crate) mod events;
 pub mod headers;
 pub mod path;
 pub mod reply;
