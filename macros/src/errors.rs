@@ -42,6 +42,11 @@ impl Errors {
         self.errors.push(syn::Error::new_spanned(tokens, message));
     }
 
+    /// Records an error whose message is already in the item's own words.
+    pub(crate) fn at_verbatim(&mut self, tokens: impl quote::ToTokens, message: impl Display) {
+        self.errors.push(syn::Error::new_spanned(tokens, message));
+    }
+
     pub(crate) fn push(&mut self, error: syn::Error) {
         if self.events {
             let message = self.worded(error.to_string());

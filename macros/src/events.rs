@@ -16,7 +16,7 @@ pub(crate) fn check(events: &Service<'_>, errors: &mut Errors) {
     for method in &events.methods {
         let is_unit = matches!(method.ok, syn::Type::Tuple(tuple) if tuple.elems.is_empty());
         if !is_unit {
-            errors.at(
+            errors.at_verbatim(
                 method.ok,
                 format!(
                     "an event method returns `Result<(), {}>`: an event has no reply (the publisher returns once Redis has stored it); send a reply as an event of its own, or make this a `#[intercall::service]` call",
