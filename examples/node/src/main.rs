@@ -161,7 +161,7 @@ async fn demo(invoker: Invoker) -> Result<(), Failure> {
         nodes.push(start_node("catalog", events_url.as_deref()).await?);
     }
     nodes.push(start_node("checkout", events_url.as_deref()).await?);
-    let (stop_mailer, mailer) = match OrderEventsConsumer::new(invoker.clone(), "mailer", Mailer::default()) {
+    let (stop_mailer, mailer) = match OrderEventsConsumer::new(invoker.clone(), "mailer", Mailer) {
         Ok(consumer) => {
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
             let consumer = consumer.consumer_name("front-end");
@@ -228,7 +228,6 @@ static MAILED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::
 
 /// A subscriber: a plain `impl OrderEvents`, run by `OrderEventsConsumer` for group
 /// `mailer`. The user and activity are the publisher's, as in a served call.
-#[derive(Default)]
 struct Mailer;
 
 impl OrderEvents for Mailer {
