@@ -23,7 +23,7 @@ pub(crate) fn service(args: TokenStream, input: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
     let args = attr::parse(args, &mut errors);
     let service = Service::parse(&item, args, &mut errors);
-    valid::check(&service, &mut errors);
+    valid::check(&service, "Proxy", &mut errors);
     if let Some(errors) = errors.into_compile_errors() {
         let tokens = fallback::emit(&item, &service.krate, errors);
         debug::print_if_enabled(&item.ident.to_string(), &tokens);
@@ -37,6 +37,43 @@ pub(crate) fn service(args: TokenStream, input: TokenStream) -> TokenStream {
         server::server(&service),
         client::proxy(&service),
         assertions,
+    ]
+    .into_iter()
+    .collect();
+    debug::print_if_enabled(&item.ident.to_string(), &tokens);
+    tokens
+}
+
+/// `#[intercall::events]`: the same parse and rules as a service's, the event rule, then
+/// the trait, its `dyn` support, the publisher and the consumer.
+pub(crate) fn events(args: TokenStream, input: TokenStream) -> TokenStream {
+    let item: ItemTrait = match syn::parse2(input.clone()) {
+        Ok(item) => item,
+        Err(_) => {
+            let error = syn::Error::new(
+                item_keyword_span(&input),
+                "#[intercall::events] goes on a trait: write `pub trait Name { async fn event(&self, arg: Type) -> Result<(), E>; }`",
+            );
+            let error = error.to_compile_error();
+            return quote!(#error #input);
+        }
+    };
+    let mut errors = Errors::for_events();
+    let args = attr::parse(args, &mut errors);
+    let service = Service::parse(&item, args, &mut errors);
+    crate::events::check(&service, &mut errors);
+    valid::check(&service, "Publisher", &mut errors);
+    if let Some(errors) = errors.into_compile_errors() {
+        let tokens = fallback::emit_events(&item, &service.krate, errors);
+        debug::print_if_enabled(&item.ident.to_string(), &tokens);
+        return tokens;
+    }
+    let tokens = [
+        trait_def::service_trait(&service, &item),
+        trait_def::dyn_support(&service),
+        crate::events::publisher(&service),
+        crate::events::consumer(&service),
+        assertions(&service),
     ]
     .into_iter()
     .collect();

@@ -49,6 +49,43 @@ pub(crate) fn emit(item: &ItemTrait, krate: &syn::Path, errors: TokenStream) -> 
     }
 }
 
+/// What `#[intercall::events]` emits beside its errors: the trait, and stubs of the
+/// publisher (implementing the trait, as the proxy's stub does) and the consumer.
+pub(crate) fn emit_events(item: &ItemTrait, krate: &syn::Path, errors: TokenStream) -> TokenStream {
+    let (vis, ident) = (&item.vis, &item.ident);
+    let item = without_reported_forms(item);
+    let publisher = format_ident!("{}Publisher", ident);
+    let consumer = format_ident!("{}Consumer", ident);
+    let publisher_impl = proxy_impl(&item, &publisher);
+    quote! {
+        #errors
+
+        #[allow(async_fn_in_trait, unused_variables)]
+        #item
+
+        #[derive(::core::clone::Clone, ::core::fmt::Debug)]
+        #vis struct #publisher;
+
+        #[allow(unused_variables, clippy::all)]
+        impl #publisher {
+            #vis fn new(invoker: #krate::Invoker) -> ::core::result::Result<Self, #krate::Error> { ::core::unreachable!() }
+        }
+
+        #publisher_impl
+
+        #vis struct #consumer<__IntercallImpl>(::core::marker::PhantomData<__IntercallImpl>);
+
+        #[allow(unused_variables, clippy::all)]
+        impl<__IntercallImpl> #consumer<__IntercallImpl> {
+            #vis fn new(invoker: #krate::Invoker, group: impl ::core::convert::Into<::std::string::String>, implementation: __IntercallImpl) -> ::core::result::Result<Self, #krate::Error> { ::core::unreachable!() }
+            #vis fn from_arc(invoker: #krate::Invoker, group: impl ::core::convert::Into<::std::string::String>, implementation: ::std::sync::Arc<__IntercallImpl>) -> ::core::result::Result<Self, #krate::Error> { ::core::unreachable!() }
+            #vis fn consumer_name(self, name: impl ::core::convert::Into<::std::string::String>) -> Self { ::core::unreachable!() }
+            #vis fn only_new_events(self) -> Self { ::core::unreachable!() }
+            #vis async fn run<F: ::core::future::Future<Output = ()> + ::core::marker::Send>(self, shutdown: F) { ::core::unreachable!() }
+        }
+    }
+}
+
 // Input:  the trait as emitted: `trait Shop { async fn get(&self, _: &str) -> R; fn f(&self) {..} }`
 // Output: `impl Shop for ShopProxy { async fn get(&self, _: &str) -> R { unreachable!() } }`,
 //         so `proxy.get(..)` in the user's code is not a second error. Methods with a

@@ -7,6 +7,7 @@ mod cfg;
 mod client;
 mod debug;
 mod errors;
+mod events;
 mod expand;
 mod fallback;
 mod result_type;
@@ -74,4 +75,38 @@ use proc_macro::TokenStream;
 #[proc_macro_attribute]
 pub fn service(args: TokenStream, input: TokenStream) -> TokenStream {
     expand::service(args.into(), input.into()).into()
+}
+
+/// Turns a trait into events: one-way notifications on Redis Streams.
+///
+/// ```ignore
+/// #[intercall::events]                        // stream `intercall:events:OrderEvents`
+/// #[intercall::events(name = "orders")]       // stream `intercall:events:orders`
+/// #[intercall::events(crate = "path")]        // when `intercall` is renamed in Cargo.toml
+/// ```
+///
+/// The methods follow the rules of `#[intercall::service]` (`async fn`, `&self`, named
+/// owned serde arguments, `E: From<intercall::CallError> + Serialize + Deserialize`),
+/// and return `Result<(), E>`: an event has no reply. A method's arguments are its
+/// payload.
+///
+/// # What it generates, for `pub trait OrderEvents`
+///
+/// - **The trait**, rewritten as `#[intercall::service]` does (plain `async fn` impls,
+///   `Send` futures, `dyn OrderEvents`, `Arc<T>`).
+/// - **`OrderEventsPublisher`**: `Clone + Debug`, `new(intercall::Invoker) ->
+///   Result<Self, intercall::Error>` (fails without an `[events]` table), and `impl
+///   OrderEvents`: calling a method appends the event to the stream and returns once
+///   Redis has stored it; a failure is `E::from(CallError)`.
+/// - **`OrderEventsConsumer<T: OrderEvents>`**: `new(invoker, group, T)`, `from_arc`,
+///   `consumer_name`, `only_new_events` and `run(shutdown)`, which reads the group's
+///   events and calls `T`'s methods inside the publisher's user and activity.
+///
+/// A node that runs the subscriber itself passes the implementation wherever an
+/// `OrderEvents` is expected, as with a service. Delivery, retries, the dead-letter
+/// stream and the entry format: `docs/EVENTS.md`. The publisher and consumer need
+/// intercall's `events` feature; without it they compile and `new` fails saying so.
+#[proc_macro_attribute]
+pub fn events(args: TokenStream, input: TokenStream) -> TokenStream {
+    expand::events(args.into(), input.into()).into()
 }

@@ -5,16 +5,18 @@ use quote::format_ident;
 use crate::ast::Service;
 use crate::errors::Errors;
 
-/// Names a trait method cannot have, because `{Trait}Proxy` already has them: its
-/// inherent constructor and the methods of the traits it derives (`Clone`).
+/// Names a trait method cannot have, because `{Trait}Proxy` (or `{Trait}Publisher`)
+/// already has them: its inherent constructor and the methods of the traits it derives
+/// (`Clone`).
 const PROXY_NAMES: &[(&str, &str)] = &[
     ("new", "the constructor `{proxy}::new`"),
     ("clone", "`Clone::clone`, which `{proxy}` implements"),
     ("clone_from", "`Clone::clone_from`, which `{proxy}` implements"),
 ];
 
-pub(crate) fn check(service: &Service<'_>, errors: &mut Errors) {
-    let proxy = format_ident!("{}Proxy", service.ident).to_string();
+/// `generated` is the suffix of the type that implements the trait: `Proxy` or `Publisher`.
+pub(crate) fn check(service: &Service<'_>, generated: &str, errors: &mut Errors) {
+    let proxy = format_ident!("{}{generated}", service.ident).to_string();
     for method in &service.methods {
         let name = method.ident.to_string();
         if let Some((_, generated)) = PROXY_NAMES.iter().find(|(taken, _)| *taken == name) {

@@ -34,6 +34,17 @@
 //! body_read_timeout_ms = 30000    # a request body must arrive within this (else 408)
 //! idle_timeout_ms = 90000         # a connection without a request this long is closed
 //! max_connections = 10000         # over it, new connections wait in the backlog
+//!
+//! [events]                   # event streams (feature `events`; docs/EVENTS.md)
+//! url = "redis://127.0.0.1:6379/0"
+//! prefix = "intercall:"      # streams are {prefix}events:{Trait}
+//! max_len = 100000           # entries kept per stream (XADD MAXLEN ~)
+//! claim_idle_ms = 30000      # a pending event idle this long is claimed by another consumer
+//! max_deliveries = 5         # a failing event goes to {stream}:dead after this many
+//! processed_ttl_ms = 86400000  # how long a group remembers a processed event id
+//! retry_backoff_ms = 100     # first wait before redelivering a failed event (doubling)
+//! op_timeout_ms = 1000       # bound on one Redis operation, a publish included
+//! batch_size = 10            # events a consumer reads at once
 //! ```
 //!
 //! Every mistake is a start-up [`Error`] naming the source, the line, the column and the
@@ -67,6 +78,13 @@ use crate::server::ServeOptions;
 
 mod document;
 mod env;
+mod events;
+
+pub(crate) use self::events::EventsConfig;
+pub use self::events::{
+    DEFAULT_BATCH_SIZE, DEFAULT_CLAIM_IDLE, DEFAULT_MAX_DELIVERIES, DEFAULT_MAX_LEN, DEFAULT_OP_TIMEOUT,
+    DEFAULT_PREFIX as DEFAULT_EVENTS_PREFIX, DEFAULT_PROCESSED_TTL, DEFAULT_RETRY_BACKOFF,
+};
 
 /// The environment variable [`Invoker::from_env`](crate::Invoker::from_env) reads the
 /// config path from.
@@ -142,6 +160,9 @@ pub(crate) struct Config {
     pub(crate) budget: BudgetConfig,
     pub(crate) security: Security,
     pub(crate) server: ServerConfig,
+    /// `[events]`, when the node publishes or consumes events.
+    #[cfg_attr(not(feature = "events"), allow(dead_code))]
+    pub(crate) events: Option<EventsConfig>,
 }
 
 /// How to reach one service.
@@ -190,6 +211,7 @@ struct RawFile {
     security: Option<Spanned<RawSecurity>>,
     #[serde(default)]
     server: RawServer,
+    events: Option<Spanned<events::RawEvents>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -392,7 +414,8 @@ impl Config {
             (None, None) => Security::from_vars(|name| environment.var(name))?,
         };
         let server = server(&raw.server, security.clone()).map_err(|(span, m)| at(Some(span), &m))?;
-        Ok(Config { source, services, budget, security, server })
+        let events = raw.events.map(events::events).transpose().map_err(|(span, m)| at(Some(span), &m))?;
+        Ok(Config { source, services, budget, security, server, events })
     }
 }
 

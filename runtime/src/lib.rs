@@ -71,6 +71,7 @@ pub mod client;
 mod config;
 mod context;
 mod error;
+pub mod events;
 #[cfg(feature = "otel")]
 mod otel;
 pub mod protocol;
@@ -88,7 +89,7 @@ pub use context::{
     ActivityId, CallContext, InvalidContext, MAX_USER_FIELD_BYTES, UserContext, UserType, with_deadline,
 };
 pub use error::{CallError, Error};
-pub use intercall_macros::service;
+pub use intercall_macros::{events, service};
 pub use protocol::trace::TraceContext;
 pub use security::{ACCEPTED_SECRET_ENV, DEFAULT_MAX_AGE, MIN_SECRET_BYTES, SECRET_ENV, Security};
 pub use server::{
@@ -183,6 +184,10 @@ pub mod __private {
     pub use crate::client::invoker::endpoint;
     pub use crate::server::{ServerSetup, ServiceRouter};
     pub use serde;
+
+    /// What `#[intercall::events]` generates its publisher and consumer on; present
+    /// with and without the `events` feature.
+    pub use crate::events::codegen as events;
 
     /// The boxed future of a method called through `dyn Trait`.
     pub type BoxFuture<'a, T> = core::pin::Pin<Box<dyn core::future::Future<Output = T> + Send + 'a>>;

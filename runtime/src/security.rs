@@ -135,6 +135,27 @@ impl Security {
 }
 
 impl Security {
+    #[cfg(feature = "events")]
+    /// The signature of an event's canonical string; `None` without a secret.
+    pub(crate) fn sign_text(&self, canonical: &str) -> Option<String> {
+        let keys = self.keys.as_deref()?;
+        Some(signing::sign_text(&keys.current, canonical))
+    }
+
+    #[cfg(feature = "events")]
+    /// Checks an event's signature; always `Ok` without a secret (an unsigned
+    /// consumer trusts its stream, as an unsigned server trusts its headers).
+    pub(crate) fn verify_text(&self, canonical: &str, signature: Option<&str>) -> Result<(), String> {
+        let Some(keys) = self.keys.as_deref() else { return Ok(()) };
+        let current: &[u8] = &keys.current;
+        match keys.accepted.as_deref() {
+            Some(accepted) => signing::verify_text(&[current, accepted], canonical, signature),
+            None => signing::verify_text(&[current], canonical, signature),
+        }
+    }
+}
+
+impl Security {
     /// The checks of [`verify`](Self::verify) that need no body (headers present, well
     /// formed, timestamp in the window): a server makes them before reading the body.
     pub(crate) fn check_headers(&self, timestamp: Option<&str>, signature: Option<&str>) -> Result<(), String> {

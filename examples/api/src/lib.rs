@@ -111,4 +111,15 @@ impl From<CallError> for CheckoutError {
 pub trait Checkout {
     /// Prices an order, applying `coupon` when given.
     async fn quote(&self, lines: Vec<OrderLine>, coupon: Option<String>) -> Result<Quote, CheckoutError>;
+    /// Prices the order and places it: the quote becomes an order, and
+    /// [`OrderEvents::placed`] tells whoever subscribes.
+    async fn place_order(&self, lines: Vec<OrderLine>, coupon: Option<String>) -> Result<String, CheckoutError>;
+}
+
+/// What happens to orders, for whoever subscribes (a mailer, a ledger, ...): published
+/// by checkout on Redis Streams, each subscriber group gets every event.
+#[intercall::events]
+pub trait OrderEvents {
+    /// An order was placed: its id, its total and how many lines it has.
+    async fn placed(&self, order_id: String, total_cents: u64, lines: u32) -> Result<(), CheckoutError>;
 }

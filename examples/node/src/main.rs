@@ -9,12 +9,21 @@
 //! `remote-catalog`, it calls the catalog node through `CatalogProxy`. The code that
 //! calls `Catalog` (`ShopCheckout` in `example-services`) is the same in both builds.
 //! Where each service lives comes from `services.toml` (or `INTERCALL_SERVICES`).
+//!
+//! Placing an order publishes `OrderEvents::placed` on Redis Streams, and the front end
+//! consumes it as subscriber group `mailer`. Without an `[events]` table, the demo
+//! starts its own `redis-server` on a free port when one is on the `PATH` and hands its
+//! URL to the nodes as `INTERCALL_EVENTS__URL`; without one, it says how to get Redis
+//! and skips the events.
 
 use std::process::Stdio;
 use std::sync::Arc;
 
-use example_api::{Catalog, CatalogServer, Checkout, CheckoutProxy, CheckoutServer, OrderLine, Product};
-use example_services::{InMemoryCatalog, ShopCheckout};
+use example_api::{
+    Catalog, CatalogServer, Checkout, CheckoutError, CheckoutProxy, CheckoutServer, OrderEvents, OrderEventsConsumer,
+    OrderEventsPublisher, OrderLine, Product,
+};
+use example_services::{InMemoryCatalog, NoOrderEvents, ShopCheckout};
 use intercall::{ActivityId, Invoker, UserContext, UserType};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -70,7 +79,12 @@ async fn checkout_node(invoker: Invoker) -> Result<(), Failure> {
         let place = format!("remote {}", invoker.base_url("Catalog").unwrap_or("?"));
         (Logged { inner: Arc::new(proxy) as Arc<dyn Catalog>, place }, intercall::Router::new())
     };
-    let checkout = ShopCheckout::new(catalog);
+    // Placed orders go to the events stream when `[events]` is configured.
+    let events: Arc<dyn OrderEvents> = match OrderEventsPublisher::new(invoker.clone()) {
+        Ok(publisher) => Arc::new(publisher),
+        Err(_) => Arc::new(NoOrderEvents),
+    };
+    let checkout = ShopCheckout::with_events(catalog, events);
     let checkout = CheckoutServer::new(checkout).settings(invoker.server_settings()).into_router();
     serve(&invoker, "Checkout", router.merge(checkout)).await
 }
@@ -140,11 +154,26 @@ async fn demo(invoker: Invoker) -> Result<(), Failure> {
         "intercall example: Catalog is {}",
         if remote_catalog { "a separate node, called through CatalogProxy" } else { "linked into the checkout node" }
     );
+    // Events need a Redis: the configured one, else one of our own, else none.
+    let (invoker, redis, events_url) = events_redis(invoker).await?;
     let mut nodes = Vec::new();
     if remote_catalog {
-        nodes.push(start_node("catalog").await?);
+        nodes.push(start_node("catalog", events_url.as_deref()).await?);
     }
-    nodes.push(start_node("checkout").await?);
+    nodes.push(start_node("checkout", events_url.as_deref()).await?);
+    let (stop_mailer, mailer) = match OrderEventsConsumer::new(invoker.clone(), "mailer", Mailer) {
+        Ok(consumer) => {
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let consumer = consumer.consumer_name("front-end");
+            (
+                Some(stop),
+                Some(tokio::spawn(consumer.run(async move {
+                    let _ = stopped.await;
+                }))),
+            )
+        }
+        Err(_) => (None, None),
+    };
 
     let checkout_invoker_signs = invoker.security().is_enabled();
     let checkout = CheckoutProxy::new(invoker)?;
@@ -167,17 +196,105 @@ async fn demo(invoker: Invoker) -> Result<(), Failure> {
         }
     }
 
+    if let (Some(stop), Some(mailer)) = (stop_mailer, mailer) {
+        println!("\n-> Checkout.place_order as customer alice: one notebook (publishes OrderEvents.placed)");
+        let order = alice.clone().scope(checkout.place_order(vec![line("p-3", 1)], None)).await;
+        println!("<- {order:?}");
+        if order.is_ok() {
+            // The mailer prints the event when it arrives; wait for it, bounded.
+            for _ in 0..500 {
+                if MAILED.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            if MAILED.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return Err("the mailer did not receive OrderEvents.placed within 5 s".into());
+            }
+        }
+        let _ = stop.send(());
+        mailer.await?;
+    }
+
     for mut node in nodes {
         node.kill().await?;
     }
+    drop(redis);
     Ok(())
+}
+
+/// How many events the mailer has handled.
+static MAILED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A subscriber: a plain `impl OrderEvents`, run by `OrderEventsConsumer` for group
+/// `mailer`. The user and activity are the publisher's, as in a served call.
+struct Mailer;
+
+impl OrderEvents for Mailer {
+    async fn placed(&self, order_id: String, total_cents: u64, lines: u32) -> Result<(), CheckoutError> {
+        let user = UserContext::current().map_or("nobody".to_owned(), |u| describe(&u));
+        let activity = ActivityId::current().map_or("-".to_owned(), |a| a.to_string()[..8].to_owned());
+        println!(
+            "  [mailer] OrderEvents.placed({order_id:?}, {total_cents} cents, {lines} lines) for {user}, activity {activity}..: mail sent"
+        );
+        MAILED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// The Redis for events: `[events]` if configured; else a `redis-server` of our own
+/// on a free port, if one is on the `PATH` (its URL goes to the nodes as
+/// `INTERCALL_EVENTS__URL`); else none, with a notice.
+async fn events_redis(invoker: Invoker) -> Result<(Invoker, Option<Child>, Option<String>), Failure> {
+    if OrderEventsPublisher::new(invoker.clone()).is_ok() {
+        println!("events: the [events] Redis of the configuration");
+        return Ok((invoker, None, None));
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let spawned = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn();
+    let mut redis = match spawned {
+        Ok(redis) => redis,
+        Err(_) => {
+            println!(
+                "events: skipped. No [events] Redis is configured and no redis-server is on the PATH; install Redis (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis) or set INTERCALL_EVENTS__URL=redis://host:6379/0 to see checkout publish OrderEvents"
+            );
+            return Ok((invoker, None, None));
+        }
+    };
+    let mut lines = BufReader::new(redis.stdout.take().expect("stdout is piped")).lines();
+    let ready = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("Ready to accept connections") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    if ready != Ok(true) {
+        return Err(format!("the redis-server started on port {port} did not become ready").into());
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let url = format!("redis://127.0.0.1:{port}/0");
+    println!("events: a redis-server of our own at {url}");
+    let path = std::env::var_os(intercall::SERVICES_ENV).unwrap_or_else(|| "services.toml".into());
+    let invoker = Invoker::builder().file(path).events(url.clone()).build()?;
+    Ok((invoker, Some(redis), Some(url)))
 }
 
 /// Runs this same binary as `role`, forwards its output with a prefix, and returns once
 /// it prints its ready line.
-async fn start_node(role: &'static str) -> Result<Child, Failure> {
-    let mut child =
-        Command::new(std::env::current_exe()?).arg(role).stdout(Stdio::piped()).kill_on_drop(true).spawn()?;
+async fn start_node(role: &'static str, events_url: Option<&str>) -> Result<Child, Failure> {
+    let mut command = Command::new(std::env::current_exe()?);
+    command.arg(role).stdout(Stdio::piped()).kill_on_drop(true);
+    if let Some(url) = events_url {
+        command.env("INTERCALL_EVENTS__URL", url);
+    }
+    let mut child = command.spawn()?;
     let mut lines = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
     loop {
         match lines.next_line().await? {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use example_api::{Catalog, CatalogError, Checkout, CheckoutError, OrderLine, PricedLine, Product, Quote};
+use example_api::{Catalog, CatalogError, Checkout, CheckoutError, OrderEvents, OrderLine, PricedLine, Product, Quote};
 
 /// A catalog held in memory.
 #[derive(Default)]
@@ -39,21 +39,40 @@ impl Catalog for InMemoryCatalog {
 }
 
 /// Prices orders with products from any [`Catalog`]: the real one linked into this node,
-/// or a `CatalogProxy` to another node. This code is the same in both builds.
-pub struct ShopCheckout<C> {
+/// or a `CatalogProxy` to another node. This code is the same in both builds. Placed
+/// orders are told to any [`OrderEvents`]: an `OrderEventsPublisher`, a subscriber linked
+/// in, or [`NoOrderEvents`].
+pub struct ShopCheckout<C, E = NoOrderEvents> {
     catalog: C,
+    events: E,
+    next_order: AtomicU64,
 }
 
 impl<C: Catalog> ShopCheckout<C> {
     pub fn new(catalog: C) -> Self {
-        Self { catalog }
+        Self::with_events(catalog, NoOrderEvents)
+    }
+}
+
+impl<C: Catalog, E: OrderEvents> ShopCheckout<C, E> {
+    pub fn with_events(catalog: C, events: E) -> Self {
+        Self { catalog, events, next_order: AtomicU64::new(1) }
+    }
+}
+
+/// Order events nobody hears: for a node without an events stream.
+pub struct NoOrderEvents;
+
+impl OrderEvents for NoOrderEvents {
+    async fn placed(&self, _order_id: String, _total_cents: u64, _lines: u32) -> Result<(), CheckoutError> {
+        Ok(())
     }
 }
 
 /// Percent off for each known coupon.
 const COUPONS: &[(&str, u64)] = &[("WELCOME10", 10), ("HALF", 50)];
 
-impl<C: Catalog> Checkout for ShopCheckout<C> {
+impl<C: Catalog, E: OrderEvents> Checkout for ShopCheckout<C, E> {
     async fn quote(&self, lines: Vec<OrderLine>, coupon: Option<String>) -> Result<Quote, CheckoutError> {
         if lines.is_empty() {
             return Err(CheckoutError::EmptyOrder);
@@ -73,5 +92,14 @@ impl<C: Catalog> Checkout for ShopCheckout<C> {
         }
         let total: u64 = priced.iter().map(|line| line.subtotal_cents).sum();
         Ok(Quote { lines: priced, total_cents: total * (100 - percent_off) / 100, coupon })
+    }
+
+    async fn place_order(&self, lines: Vec<OrderLine>, coupon: Option<String>) -> Result<String, CheckoutError> {
+        let quote = self.quote(lines, coupon).await?;
+        let order_id = format!("order-{}", self.next_order.fetch_add(1, Ordering::Relaxed));
+        let lines = u32::try_from(quote.lines.len()).unwrap_or(u32::MAX);
+        // Returns once Redis has the event; subscribers run on their own time.
+        self.events.placed(order_id.clone(), quote.total_cents, lines).await?;
+        Ok(order_id)
     }
 }

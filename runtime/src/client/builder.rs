@@ -54,6 +54,7 @@ pub struct InvokerBuilder {
     defaults: Table,
     budget: Table,
     server: Table,
+    events: Table,
     urls: BTreeMap<String, String>,
     services: BTreeMap<String, Table>,
     security: Option<Security>,
@@ -478,6 +479,64 @@ impl InvokerBuilder {
         self
     }
 
+    /// `[events] url`: the Redis holding the node's event streams (feature `events`;
+    /// docs/EVENTS.md). Publishers and consumers need it.
+    pub fn events(mut self, url: impl Into<String>) -> Self {
+        self.events.insert("url", Value::Text(url.into()));
+        self
+    }
+
+    /// `[events] prefix`: the prefix of every events key (default `intercall:`).
+    pub fn events_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.events.insert("prefix", Value::Text(prefix.into()));
+        self
+    }
+
+    /// `[events] max_len`: entries kept per stream, approximately (`XADD MAXLEN ~`).
+    pub fn events_max_len(mut self, entries: u64) -> Self {
+        self.events.insert("max_len", Value::Integer(entries));
+        self
+    }
+
+    /// `[events] claim_idle_ms`: how long an event may stay unacknowledged with one
+    /// consumer before another claims it (a consumer that died with it in hand).
+    pub fn events_claim_idle(mut self, idle: Duration) -> Self {
+        self.events.insert("claim_idle_ms", Value::millis(idle));
+        self
+    }
+
+    /// `[events] max_deliveries`: deliveries of a failing event before it goes to the
+    /// dead-letter stream.
+    pub fn events_max_deliveries(mut self, deliveries: u64) -> Self {
+        self.events.insert("max_deliveries", Value::Integer(deliveries));
+        self
+    }
+
+    /// `[events] processed_ttl_ms`: how long a group remembers that it processed an event.
+    pub fn events_processed_ttl(mut self, ttl: Duration) -> Self {
+        self.events.insert("processed_ttl_ms", Value::millis(ttl));
+        self
+    }
+
+    /// `[events] retry_backoff_ms`: the wait before the first redelivery of a failed
+    /// event; it doubles per delivery, up to 5 s.
+    pub fn events_retry_backoff(mut self, backoff: Duration) -> Self {
+        self.events.insert("retry_backoff_ms", Value::millis(backoff));
+        self
+    }
+
+    /// `[events] op_timeout_ms`: the bound on one Redis operation, a publish included.
+    pub fn events_op_timeout(mut self, timeout: Duration) -> Self {
+        self.events.insert("op_timeout_ms", Value::millis(timeout));
+        self
+    }
+
+    /// `[events] batch_size`: events a consumer reads at once.
+    pub fn events_batch_size(mut self, events: u64) -> Self {
+        self.events.insert("batch_size", Value::Integer(events));
+        self
+    }
+
     fn for_service(mut self, service: impl Into<String>, key: &'static str, value: Value) -> Self {
         self.services.entry(service.into()).or_default().insert(key, value);
         self
@@ -510,6 +569,10 @@ impl InvokerBuilder {
         table("defaults", &mut self.defaults.iter().map(|(k, v)| (*k, v)));
         table("retry_budget", &mut self.budget.iter().map(|(k, v)| (*k, v)));
         table("server", &mut self.server.iter().map(|(k, v)| (*k, v)));
+        // Only when set: an `[events]` table, even empty, says the node has events.
+        if !self.events.is_empty() {
+            table("events", &mut self.events.iter().map(|(k, v)| (*k, v)));
+        }
         // A service with settings and no URL is written too: the file may give its URL.
         let names: std::collections::BTreeSet<&String> = self.urls.keys().chain(self.services.keys()).collect();
         for name in names {

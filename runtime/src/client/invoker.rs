@@ -136,6 +136,18 @@ impl Invoker {
         self.shared.server_settings.get_or_init(|| server_settings(&self.shared.config.server)).clone()
     }
 
+    /// `[events]`, if the configuration has it.
+    #[cfg(feature = "events")]
+    pub(crate) fn events_config(&self) -> Option<&crate::config::EventsConfig> {
+        self.shared.config.events.as_ref()
+    }
+
+    /// What the configuration was read from, for messages.
+    #[cfg(feature = "events")]
+    pub(crate) fn source(&self) -> &Source {
+        &self.shared.config.source
+    }
+
     /// How many attempts a call to `service` may make (1 when its retries are off).
     pub fn tries(&self, service: &str) -> Option<u32> {
         self.shared.config.services.get(service).map(|s| s.policy.tries)

@@ -12,11 +12,14 @@
 //! | §5 What a client does | `retry`: the retry decision |
 //! | §3.3 Trace context | [`trace`]: the W3C `traceparent` and `tracestate`, forwarded as received |
 //! | §6 Signed calls | `signing`: the canonical string, the MAC, the window |
+//! | EVENTS.md | `events`: stream and key names, an entry's fields, an event's canonical string |
 //!
 //! The I/O around it lives in `server/` (axum and the call-id flow) and `client/` (the
 //! transport and the retry loop).
 
 pub(crate) mod args;
+#[cfg(any(feature = "events", test))]
+pub(crate) mod events;
 pub mod headers;
 pub mod path;
 pub mod reply;

@@ -67,6 +67,34 @@ pub(crate) fn sign(key: &[u8], fields: &SignedFields<'_>, timestamp_ms: u64) -> 
     format!("{SIGNATURE_PREFIX}{}", hex(&digest))
 }
 
+#[cfg(feature = "events")]
+/// The signature of another canonical string (an event's, `protocol::events`): the
+/// same MAC and format as a call's, over text that starts with its own version line.
+pub(crate) fn sign_text(key: &[u8], canonical: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(canonical.as_bytes());
+    format!("{SIGNATURE_PREFIX}{}", hex(&mac.finalize().into_bytes()))
+}
+
+#[cfg(feature = "events")]
+/// Checks a [`sign_text`] signature against `keys`. No time window: an event may wait
+/// in its stream for as long as it is retained.
+pub(crate) fn verify_text(keys: &[&[u8]], canonical: &str, signature: Option<&str>) -> Result<(), String> {
+    let Some(signature) = signature else {
+        return Err("the event is not signed, and this consumer has a shared secret".to_owned());
+    };
+    let digest = signature
+        .strip_prefix(SIGNATURE_PREFIX)
+        .and_then(unhex)
+        .ok_or_else(|| "the signature must be `v1=` and 64 lowercase hex digits".to_owned())?;
+    let verifies = |key: &&[u8]| {
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+        mac.update(canonical.as_bytes());
+        mac.verify_slice(&digest).is_ok()
+    };
+    if keys.iter().any(verifies) { Ok(()) } else { Err("the signature does not match the event".to_owned()) }
+}
+
 /// Checks the signature headers of a request against `keys` (the current secret and,
 /// during a rotation, an accepted one) at `now_ms`. The error says what was wrong,
 /// never anything secret; a server answers it with `401 unauthorized`.

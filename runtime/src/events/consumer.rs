@@ -1,0 +1,385 @@
+//! Consuming: read a group's events (`XREADGROUP`), claim those a dead consumer left
+//! (`XAUTOCLAIM`), run the handler inside the publisher's context, then acknowledge
+//! (`XACK`) with the processed-id record, retry (redeliver) a failure, or move the
+//! entry to the dead-letter stream. Nothing an entry holds stops the loop: a bad entry
+//! is a dead letter, a panicking handler a failure, and a Redis outage a wait.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Value};
+
+use super::codegen::{Dispatch, DispatchFn};
+use super::stream::{self, Entry, millis, now_ms};
+use crate::config::EventsConfig;
+use crate::context::CallContext;
+use crate::protocol::events::{Event, dead_key, dead_letter_fields, processed_key, stream_key};
+use crate::{Error, Invoker, Security};
+
+/// The longest wait between two redeliveries of a failing event.
+const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The longest a read blocks: a shutdown is noticed within it.
+const MAX_BLOCK: Duration = Duration::from_secs(1);
+
+/// Runs one implementation of an event trait for one subscriber group; what a
+/// generated `XConsumer` holds.
+pub struct Consumer<T> {
+    implementation: Arc<T>,
+    dispatch: DispatchFn<T>,
+    name: &'static str,
+    methods: &'static [&'static str],
+    group: String,
+    consumer: String,
+    only_new: bool,
+    stream: String,
+    dead: String,
+    config: EventsConfig,
+    security: Security,
+}
+
+/// The consumer of the events `name` for `group`, from the invoker's `[events]`.
+pub fn consumer<T>(
+    invoker: &Invoker,
+    name: &'static str,
+    methods: &'static [&'static str],
+    group: String,
+    implementation: Arc<T>,
+    dispatch: DispatchFn<T>,
+) -> Result<Consumer<T>, Error> {
+    let config = invoker.events_config().ok_or_else(|| super::no_events_table(name, invoker.source()))?.clone();
+    if group.is_empty() || group.chars().any(char::is_control) {
+        return Err(Error::config(format!(
+            "the subscriber group of `{name}` must be a non-empty name without control characters, such as \"mailer\""
+        )));
+    }
+    let stream = stream_key(&config.prefix, name);
+    Ok(Consumer {
+        implementation,
+        dispatch,
+        name,
+        methods,
+        group,
+        consumer: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
+        only_new: false,
+        dead: dead_key(&stream),
+        stream,
+        config,
+        security: invoker.security(),
+    })
+}
+
+/// An entry in hand and how often Redis has delivered it.
+struct Delivery {
+    entry: Entry,
+    deliveries: u64,
+}
+
+/// What the loop keeps between reads.
+struct State {
+    connection: Option<MultiplexedConnection>,
+    group_ready: bool,
+    last_claim: Option<Instant>,
+}
+
+impl<T: Send + Sync + 'static> Consumer<T> {
+    /// This consumer's name within the group (default: process id and a random
+    /// suffix). A consumer restarted under the same name finds its own pending events
+    /// through the claim, like any other consumer.
+    pub fn set_consumer_name(&mut self, name: String) {
+        if !name.is_empty() {
+            self.consumer = name;
+        }
+    }
+
+    /// A group created by this consumer starts at the stream's end instead of its
+    /// start (the retained events).
+    pub fn set_only_new_events(&mut self) {
+        self.only_new = true;
+    }
+
+    /// Reads and handles events until `shutdown` completes. An event in hand is
+    /// finished (handled, acknowledged) before it returns; a read in progress ends
+    /// first (within a second).
+    pub async fn run<F: Future<Output = ()> + Send>(self, shutdown: F) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut state = State { connection: None, group_ready: false, last_claim: None };
+        let mut failures = 0u32;
+        loop {
+            if shutdown.as_mut().now_or_never().is_some() {
+                return;
+            }
+            match self.next_batch(&mut state).await {
+                Ok((connection, batch)) => {
+                    failures = 0;
+                    for delivery in batch {
+                        self.handle(&connection, delivery).await;
+                    }
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    if failures == 1 || failures % 30 == 0 {
+                        tracing::warn!(events = self.name, group = %self.group, "cannot read events: {e}");
+                    }
+                    if e.contains("NOGROUP") {
+                        state.group_ready = false;
+                    }
+                    state.connection = None;
+                    let wait = self.config.retry_backoff.saturating_mul(failures.min(10)).min(MAX_RETRY_BACKOFF);
+                    let sleep = std::pin::pin!(tokio::time::sleep(wait));
+                    if let futures_util::future::Either::Left(_) =
+                        futures_util::future::select(shutdown.as_mut(), sleep).await
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Connects and creates the group when needed, claims what dead consumers left
+    /// (at most every half claim-idle time), else reads new events, blocking briefly.
+    async fn next_batch(&self, state: &mut State) -> Result<(MultiplexedConnection, Vec<Delivery>), String> {
+        let block = (self.config.claim_idle / 2).min(MAX_BLOCK);
+        let connection = match &state.connection {
+            Some(connection) => connection.clone(),
+            None => {
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.config.op_timeout))
+                    .set_response_timeout(Some(block + self.config.op_timeout));
+                let connection = self
+                    .bounded(self.config.client.get_multiplexed_async_connection_with_config(&config))
+                    .await
+                    .map_err(|e| format!("Redis at {}: {e}", self.config.address))?;
+                state.connection = Some(connection.clone());
+                connection
+            }
+        };
+        let mut conn = connection.clone();
+        if !state.group_ready {
+            let mut create = redis::cmd("XGROUP");
+            let start = if self.only_new { "$" } else { "0" };
+            create.arg("CREATE").arg(&self.stream).arg(&self.group).arg(start).arg("MKSTREAM");
+            match self.bounded(create.query_async::<Value>(&mut conn)).await {
+                Ok(_) => {}
+                Err(e) if e.contains("BUSYGROUP") => {}
+                Err(e) => return Err(format!("creating group `{}`: {e}", self.group)),
+            }
+            state.group_ready = true;
+        }
+        let claim_every = self.config.claim_idle / 2;
+        if state.last_claim.is_none_or(|last| last.elapsed() >= claim_every) {
+            state.last_claim = Some(Instant::now());
+            let mut claim = redis::cmd("XAUTOCLAIM");
+            claim
+                .arg(&self.stream)
+                .arg(&self.group)
+                .arg(&self.consumer)
+                .arg(millis(self.config.claim_idle))
+                .arg("0-0")
+                .arg("COUNT")
+                .arg(self.config.batch_size);
+            let reply = self.bounded(claim.query_async::<Value>(&mut conn)).await?;
+            let claimed = stream::autoclaim_reply(&reply)?;
+            if !claimed.is_empty() {
+                let mut batch = Vec::with_capacity(claimed.len());
+                for entry in claimed {
+                    // XAUTOCLAIM counted this delivery; a failed lookup counts it as the last.
+                    let deliveries = self.delivery_count(&mut conn, &entry.id).await.unwrap_or(u64::MAX);
+                    tracing::info!(events = self.name, group = %self.group, entry = %entry.id, deliveries, "claimed an event a consumer left pending");
+                    batch.push(Delivery { entry, deliveries });
+                }
+                return Ok((connection, batch));
+            }
+        }
+        let mut read = redis::cmd("XREADGROUP");
+        read.arg("GROUP")
+            .arg(&self.group)
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(self.config.batch_size)
+            .arg("BLOCK")
+            .arg(millis(block))
+            .arg("STREAMS")
+            .arg(&self.stream)
+            .arg(">");
+        let reply =
+            match tokio::time::timeout(block + self.config.op_timeout, read.query_async::<Value>(&mut conn)).await {
+                Ok(reply) => reply.map_err(|e| e.to_string())?,
+                Err(_) => return Err(format!("Redis at {}: a read got no answer in time", self.config.address)),
+            };
+        let entries = stream::read_reply(&reply)?;
+        Ok((connection, entries.into_iter().map(|entry| Delivery { entry, deliveries: 1 }).collect()))
+    }
+
+    /// One entry, to its end: acknowledged after success or a skip, redelivered after a
+    /// failure, or moved to the dead-letter stream. Redis errors leave it pending, to be
+    /// claimed again after the idle time.
+    async fn handle(&self, connection: &MultiplexedConnection, mut delivery: Delivery) {
+        let mut conn = connection.clone();
+        let event = match Event::decode(&delivery.entry.fields) {
+            Ok(event) => event,
+            Err(why) => return self.dead_letter(&mut conn, &delivery, &format!("undecodable entry: {why}")).await,
+        };
+        if let Err(why) = self.security.verify_text(&event.canonical(self.name), event.signature.as_deref()) {
+            return self.dead_letter(&mut conn, &delivery, &format!("bad signature: {why}")).await;
+        }
+        let record = processed_key(&self.stream, &self.group, &event.id);
+        let mut exists = redis::cmd("EXISTS");
+        exists.arg(&record);
+        match self.bounded(exists.query_async::<i64>(&mut conn)).await {
+            Ok(1) => {
+                tracing::debug!(events = self.name, event = %event.id, "already processed by this group; skipped");
+                return self.ack(&mut conn, &delivery.entry.id, None).await;
+            }
+            Ok(_) => {}
+            Err(e) => return self.warn("check the processed record", &delivery, &e),
+        }
+        loop {
+            let run = match (self.dispatch)(&self.implementation, &event.method, &event.payload) {
+                Dispatch::Run(run) => run,
+                Dispatch::Undecodable(why) => {
+                    let reason = format!("the payload of `{}` does not decode: {why}", event.method);
+                    return self.dead_letter(&mut conn, &delivery, &reason).await;
+                }
+                Dispatch::UnknownMethod => {
+                    let reason = format!(
+                        "`{}` has no method `{}` here (it has: {})",
+                        self.name,
+                        event.method,
+                        self.methods.join(", ")
+                    );
+                    return self.dead_letter(&mut conn, &delivery, &reason).await;
+                }
+            };
+            let context = CallContext { user: event.user.clone(), activity: event.activity, ..CallContext::default() };
+            let handler = std::panic::AssertUnwindSafe(context.scope(run)).catch_unwind();
+            let result = match self.while_keeping_it(conn.clone(), &delivery.entry.id, handler).await {
+                Ok(result) => result,
+                Err(_) => Err("the handler panicked".to_owned()),
+            };
+            let failure = match result {
+                Ok(()) => return self.ack(&mut conn, &delivery.entry.id, Some(&record)).await,
+                Err(failure) => failure,
+            };
+            if delivery.deliveries >= self.config.max_deliveries {
+                let reason = format!(
+                    "the handler failed on delivery {} of at most {}: {failure}",
+                    delivery.deliveries.min(self.config.max_deliveries),
+                    self.config.max_deliveries
+                );
+                return self.dead_letter(&mut conn, &delivery, &reason).await;
+            }
+            tracing::warn!(events = self.name, group = %self.group, event = %event.id, deliveries = delivery.deliveries, "the handler failed, redelivering: {failure}");
+            let doublings = u32::try_from(delivery.deliveries.saturating_sub(1)).unwrap_or(u32::MAX).min(16);
+            let wait = self.config.retry_backoff.saturating_mul(1 << doublings).min(MAX_RETRY_BACKOFF);
+            tokio::time::sleep(wait).await;
+            // Redelivered through Redis, so the count survives this consumer: XCLAIM
+            // counts a delivery. Gone (trimmed, or taken and acknowledged elsewhere): done.
+            let mut claim = redis::cmd("XCLAIM");
+            claim.arg(&self.stream).arg(&self.group).arg(&self.consumer).arg(0).arg(&delivery.entry.id);
+            match self.bounded(claim.query_async::<Value>(&mut conn)).await.and_then(|v| stream::entries(&v)) {
+                Ok(entries) if entries.is_empty() => return,
+                Ok(_) => delivery.deliveries += 1,
+                Err(e) => return self.warn("redeliver", &delivery, &e),
+            }
+        }
+    }
+
+    /// Runs `handler` while resetting the entry's idle time every third of the claim
+    /// idle time, so that a slow handler's event is not claimed by another consumer; a
+    /// dead consumer stops resetting it.
+    async fn while_keeping_it<R>(
+        &self,
+        mut conn: MultiplexedConnection,
+        entry_id: &str,
+        handler: impl Future<Output = R>,
+    ) -> R {
+        let heartbeat = async {
+            loop {
+                tokio::time::sleep(self.config.claim_idle / 3).await;
+                let mut keep = redis::cmd("XCLAIM");
+                keep.arg(&self.stream).arg(&self.group).arg(&self.consumer).arg(0).arg(entry_id).arg("JUSTID");
+                if let Err(e) = self.bounded(keep.query_async::<Value>(&mut conn)).await {
+                    tracing::debug!(events = self.name, entry = entry_id, "cannot keep an event in hand: {e}");
+                }
+            }
+        };
+        let (handler, heartbeat) = (std::pin::pin!(handler), std::pin::pin!(heartbeat));
+        match futures_util::future::select(handler, heartbeat).await {
+            futures_util::future::Either::Left((result, _)) => result,
+            futures_util::future::Either::Right(((), _)) => unreachable!("the heartbeat never ends"),
+        }
+    }
+
+    /// Acknowledges the entry, recording the event as processed by the group first
+    /// (in one transaction) when `record` is given.
+    async fn ack(&self, conn: &mut MultiplexedConnection, entry_id: &str, record: Option<&str>) {
+        let mut transaction = redis::pipe();
+        transaction.atomic();
+        if let Some(record) = record {
+            transaction
+                .cmd("SET")
+                .arg(record)
+                .arg(&self.consumer)
+                .arg("NX")
+                .arg("PX")
+                .arg(millis(self.config.processed_ttl))
+                .ignore();
+        }
+        transaction.cmd("XACK").arg(&self.stream).arg(&self.group).arg(entry_id).ignore();
+        if let Err(e) = self.bounded(transaction.query_async::<()>(conn)).await {
+            tracing::warn!(events = self.name, group = %self.group, entry = entry_id, "cannot acknowledge an event; it will be delivered again: {e}");
+        }
+    }
+
+    /// Moves the entry to the dead-letter stream with `reason`, and acknowledges it, in
+    /// one transaction.
+    async fn dead_letter(&self, conn: &mut MultiplexedConnection, delivery: &Delivery, reason: &str) {
+        tracing::warn!(events = self.name, group = %self.group, entry = %delivery.entry.id, "to the dead-letter stream: {reason}");
+        let fields = dead_letter_fields(
+            &delivery.entry.fields,
+            reason,
+            &delivery.entry.id,
+            &self.group,
+            delivery.deliveries,
+            now_ms(),
+        );
+        let mut transaction = redis::pipe();
+        transaction.atomic();
+        let xadd = transaction.cmd("XADD").arg(&self.dead).arg("MAXLEN").arg("~").arg(self.config.max_len).arg("*");
+        for (name, value) in &fields {
+            xadd.arg(name).arg(value);
+        }
+        xadd.ignore();
+        transaction.cmd("XACK").arg(&self.stream).arg(&self.group).arg(&delivery.entry.id).ignore();
+        if let Err(e) = self.bounded(transaction.query_async::<()>(conn)).await {
+            self.warn("move to the dead-letter stream", delivery, &e);
+        }
+    }
+
+    fn warn(&self, what: &str, delivery: &Delivery, error: &str) {
+        tracing::warn!(events = self.name, group = %self.group, entry = %delivery.entry.id, "cannot {what}; the event stays pending and will be claimed again: {error}");
+    }
+
+    async fn delivery_count(&self, conn: &mut MultiplexedConnection, entry_id: &str) -> Option<u64> {
+        let mut pending = redis::cmd("XPENDING");
+        pending.arg(&self.stream).arg(&self.group).arg(entry_id).arg(entry_id).arg(1);
+        let reply = self.bounded(pending.query_async::<Value>(conn)).await.ok()?;
+        stream::delivery_count(&reply)
+    }
+
+    /// One Redis operation within the operation timeout; the error as text.
+    async fn bounded<V>(&self, op: impl Future<Output = redis::RedisResult<V>>) -> Result<V, String> {
+        match tokio::time::timeout(self.config.op_timeout, op).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => {
+                Err(format!("Redis at {}: no answer within {} ms", self.config.address, millis(self.config.op_timeout)))
+            }
+        }
+    }
+}

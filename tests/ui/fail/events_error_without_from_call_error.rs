@@ -1,0 +1,13 @@
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum PlainError {
+    Rejected,
+}
+
+#[intercall::events]
+pub trait Orders {
+    async fn placed(&self, order_id: String) -> Result<(), PlainError>;
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[intercall::events]
+pub struct Orders;
+
+fn main() {}

@@ -1,0 +1,19 @@
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum OrderError {
+    Unavailable(intercall::CallError),
+}
+
+impl From<intercall::CallError> for OrderError {
+    fn from(error: intercall::CallError) -> Self {
+        OrderError::Unavailable(error)
+    }
+}
+
+#[intercall::events]
+pub trait Orders {
+    async fn placed(&self, order_id: &str) -> Result<(), OrderError>;
+}
+
+fn main() {}

@@ -1,0 +1,46 @@
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum OrderError {
+    Unavailable(intercall::CallError),
+}
+
+impl From<intercall::CallError> for OrderError {
+    fn from(error: intercall::CallError) -> Self {
+        OrderError::Unavailable(error)
+    }
+}
+
+/// Renamed, with a gated method, used as a node would.
+#[intercall::events(name = "orders")]
+pub trait Orders {
+    async fn placed(&self, order_id: String, lines: Vec<u32>) -> Result<(), OrderError>;
+    #[cfg(any())]
+    async fn gone(&self) -> Result<(), OrderError>;
+    async fn cancelled(&self) -> Result<(), OrderError>;
+}
+
+struct Mailer;
+
+impl Orders for Mailer {
+    async fn placed(&self, _order_id: String, _lines: Vec<u32>) -> Result<(), OrderError> {
+        Ok(())
+    }
+    async fn cancelled(&self) -> Result<(), OrderError> {
+        Ok(())
+    }
+}
+
+async fn checkout(events: &impl Orders) -> Result<(), OrderError> {
+    events.placed("o-1".into(), vec![1]).await
+}
+
+fn main() {
+    let invoker = intercall::Invoker::builder().build().unwrap();
+    let _ = OrdersPublisher::new(invoker.clone()).map(|publisher| drop(checkout(&publisher)));
+    let _ = checkout(&Mailer);
+    let dynamic: std::sync::Arc<dyn Orders> = std::sync::Arc::new(Mailer);
+    let _ = checkout(&dynamic);
+    let consumer = OrdersConsumer::new(invoker, "mailer", Mailer).map(|c| c.consumer_name("m-1").only_new_events());
+    let _ = consumer.map(|c| c.run(async {}));
+}
