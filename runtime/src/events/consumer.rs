@@ -255,7 +255,12 @@ impl<T: Send + Sync + 'static> Consumer<T> {
                     return self.dead_letter(&mut conn, &delivery, &reason).await;
                 }
             };
-            let context = CallContext { user: event.user.clone(), activity: event.activity, ..CallContext::default() };
+            let context = CallContext {
+                user: event.user.clone(),
+                activity: event.activity,
+                trace: event.trace.clone(),
+                ..CallContext::default()
+            };
             let handler = std::panic::AssertUnwindSafe(context.scope(run)).catch_unwind();
             let result = match self.while_keeping_it(conn.clone(), &delivery.entry.id, handler).await {
                 Ok(result) => result,

@@ -63,6 +63,7 @@ impl Publisher {
             user: context.user,
             activity: Some(context.activity.unwrap_or_default()),
             signature: None,
+            trace: context.trace,
         };
         event.signature = inner.security.sign_text(&event.canonical(inner.name));
         let fields = event.fields();

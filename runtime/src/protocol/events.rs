@@ -26,6 +26,9 @@ pub(crate) mod field {
     /// `v1=` and 64 lowercase hex digits: HMAC-SHA256 of the canonical string;
     /// present when the publisher has a shared secret.
     pub(crate) const SIGNATURE: &str = "signature";
+    /// W3C trace context, as the calls' headers of the same names (not signed).
+    pub(crate) const TRACEPARENT: &str = "traceparent";
+    pub(crate) const TRACESTATE: &str = "tracestate";
 
     /// What a dead-letter entry adds to the original's fields.
     pub(crate) const DEAD_REASON: &str = "dead_reason";
@@ -61,6 +64,8 @@ pub(crate) struct Event {
     pub(crate) user: Option<UserContext>,
     pub(crate) activity: Option<ActivityId>,
     pub(crate) signature: Option<String>,
+    /// The publisher's trace context; a malformed one is dropped when read, as for calls.
+    pub(crate) trace: Option<super::trace::TraceContext>,
 }
 
 impl Event {
@@ -83,6 +88,12 @@ impl Event {
         }
         if let Some(signature) = &self.signature {
             fields.push((field::SIGNATURE, signature.clone()));
+        }
+        if let Some(trace) = &self.trace {
+            fields.push((field::TRACEPARENT, trace.traceparent().to_owned()));
+            if let Some(state) = trace.tracestate() {
+                fields.push((field::TRACESTATE, state.to_owned()));
+            }
         }
         fields
     }
@@ -126,7 +137,12 @@ impl Event {
             ),
         };
         let signature = get(field::SIGNATURE)?.map(str::to_owned);
-        Ok(Event { id, method, payload, published_ms, user, activity, signature })
+        // Never a reason to refuse an event: a malformed or repeated one is dropped.
+        let trace = get(field::TRACEPARENT)
+            .ok()
+            .flatten()
+            .and_then(|parent| super::trace::TraceContext::parse(parent, get(field::TRACESTATE).ok().flatten()));
+        Ok(Event { id, method, payload, published_ms, user, activity, signature, trace })
     }
 
     /// What the signature covers, one line each, joined by `\n`: `intercall-event-v1`,
@@ -188,7 +204,23 @@ mod tests {
                 uuid::Uuid::parse_str("0b7e2b9a-8c55-4f0e-a0b1-3c1c0f6b1e11").unwrap(),
             )),
             signature: None,
+            trace: super::super::trace::TraceContext::parse(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                Some("congo=t61rcWkgMzE"),
+            ),
         }
+    }
+
+    #[test]
+    fn a_malformed_trace_context_is_dropped_not_refused() {
+        let mut fields = owned(event().fields());
+        for (name, value) in &mut fields {
+            if name == field::TRACEPARENT {
+                *value = b"garbage".to_vec();
+            }
+        }
+        let decoded = Event::decode(&fields).unwrap();
+        assert_eq!((decoded.trace, decoded.id), (None, event().id));
     }
 
     fn owned(fields: Vec<(&'static str, String)>) -> Vec<(String, Vec<u8>)> {
