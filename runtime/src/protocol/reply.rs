@@ -188,7 +188,7 @@ impl EncodedReply {
 /// `200` with the result as JSON; `Err` with serde's reason when it does not serialize.
 pub(crate) fn result<T: Serialize>(value: &T) -> Result<EncodedReply, String> {
     let json = serde_json::to_vec(value).map_err(|e| format!("cannot serialize the result: {e}"))?;
-    Ok(EncodedReply { status: 200, body: json.into(), storable: true })
+    Ok(EncodedReply { status: 200, body: exact(json), storable: true })
 }
 
 /// `422` with the typed error: its value, its type's name and, for an enum, its
@@ -233,7 +233,16 @@ pub(crate) fn framework_error(kind: ErrorKind, message: &str, argument: Option<&
 
 fn encode(kind: ErrorKind, body: &ErrorBody<'_>) -> EncodedReply {
     let json = serde_json::to_vec(body).expect("an error body of strings and raw JSON always serializes");
-    EncodedReply { status: kind.status(), body: json.into(), storable: false }
+    EncodedReply { status: kind.status(), body: exact(json), storable: false }
+}
+
+/// A body without the spare capacity serde_json's doubling left in its `Vec` (up to as
+/// much again as the JSON): a call-id store keeps replies for minutes and counts their
+/// length against its byte budget, so the length must be what the memory costs. The
+/// shrink is a `realloc` in place, and a `Bytes` of an exact `Vec` needs no header of
+/// its own until it is cloned, so this costs no allocation.
+fn exact(json: Vec<u8>) -> Bytes {
+    Bytes::from(json.into_boxed_slice())
 }
 
 /// A reply as a client reads it (§7).
@@ -478,5 +487,20 @@ mod tests {
         for kind in ErrorKind::ALL {
             assert!(!framework_error(kind, "m", None).is_storable(), "{kind}");
         }
+    }
+
+    /// Regression (issue 17): a reply's `Vec` became `Bytes` with its spare capacity,
+    /// up to twice the length the call-id store counted (4 KiB replies cost 8 KiB).
+    #[test]
+    fn reply_bodies_have_no_spare_capacity() {
+        let capacity = |body: Bytes| body.try_into_mut().expect("the only handle").capacity();
+        for len in [0, 1, 100, 4_090, 4_100, 70_000] {
+            let body = result(&"x".repeat(len)).unwrap().body;
+            let len = body.len();
+            assert_eq!(capacity(body), len, "a result of {len} bytes");
+        }
+        let error = service_error("Catalog", "get", &CatalogError::NotFound { id: "x".repeat(5_000) }, "E").unwrap();
+        let len = error.body.len();
+        assert_eq!(capacity(error.body), len, "a typed error");
     }
 }
