@@ -30,13 +30,17 @@ fn main() -> Result<(), Failure> {
         Some("serve") => runtime.block_on(serve(&args[1])),
         Some("load") => runtime.block_on(load_command(&args[1..])),
         Some("mem") => runtime.block_on(mem(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(100_000))),
+        Some("mem-budget") => {
+            let arg = |i: usize, default: u64| args.get(i).and_then(|n| n.parse().ok()).unwrap_or(default);
+            runtime.block_on(mem_budget(arg(1, 32 << 20), arg(2, 4096), arg(3, 40_000)))
+        }
         Some("run") => {
             // `--only floor,intercall`: a subset of the systems, for quicker iterations.
             let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1));
             let only: Option<Vec<&str>> = only.map(|list| list.split(',').collect());
             run(args.iter().any(|a| a == "--quick"), args.iter().any(|a| a == "--same-core"), only.as_deref())
         }
-        _ => Err("usage: bench run [--quick] [--same-core] [--only a,b] | serve <system> | load <system> <port> <op> <concurrency> <ms> | mem <n>".into()),
+        _ => Err("usage: bench run [--quick] [--same-core] [--only a,b] | serve <system> | load <system> <port> <op> <concurrency> <ms> | mem <n> | mem-budget <max_bytes> <reply_bytes> <calls>".into()),
     }
 }
 
@@ -85,6 +89,35 @@ async fn mem(n: u64) -> Result<(), Failure> {
     let _ = store.len();
     let grown = rss_bytes_of("self").saturating_sub(before) as f64;
     println!("{}", grown / n as f64 - body.len() as f64);
+    Ok(())
+}
+
+/// What a byte budget costs in RSS: this process serves `Bench` with a store of
+/// `max_bytes`, and calls `large` `calls` times (each with its own call id, so each
+/// reply is kept) with a blob of `reply_bytes`, through the generated proxy over
+/// loopback. Prints the RSS growth and its ratio to the budget: the server's real
+/// reply path decides the bodies' allocations, which is what the budget must bound.
+async fn mem_budget(max_bytes: u64, reply_bytes: u64, calls: u64) -> Result<(), Failure> {
+    use intercall_bench::payload::{Bench, BenchProxy, BenchServer, Blob, Echoer};
+    let store = MemoryCallStore::new(1_000_000, Duration::from_secs(3600)).with_max_bytes(max_bytes);
+    let router = BenchServer::new(Echoer).call_store(std::sync::Arc::new(store)).into_router();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/", listener.local_addr()?);
+    tokio::spawn(intercall::serve(listener, router));
+    let proxy = BenchProxy::new(intercall::Invoker::builder().service("Bench", url).build()?)?;
+    let blob = Blob { data: "x".repeat(usize::try_from(reply_bytes)?) };
+    // One call first, so the connection and its buffers are not counted.
+    proxy.large(blob.clone()).await.map_err(|e| format!("{e:?}"))?;
+    let before = rss_bytes_of("self");
+    for _ in 0..calls {
+        proxy.large(blob.clone()).await.map_err(|e| format!("{e:?}"))?;
+    }
+    let grown = rss_bytes_of("self").saturating_sub(before);
+    println!(
+        "budget {max_bytes} B, {calls} replies of {reply_bytes} B: RSS grew {:.1} MiB, {:.2} x the budget",
+        grown as f64 / f64::from(1 << 20),
+        grown as f64 / max_bytes as f64
+    );
     Ok(())
 }
 

@@ -6,7 +6,7 @@
 //! instead, because CI (`.ci/run`) installs `redis-server` and a skip there would hide
 //! a broken setup.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,16 +15,25 @@ use std::time::{Duration, Instant};
 pub struct RedisServer {
     pub port: u16,
     dir: PathBuf,
+    /// Extra `redis-server` arguments, kept across restarts.
+    args: Vec<String>,
     child: Option<Child>,
 }
 
 impl RedisServer {
     /// Starts a server on a free port, or says why not (see the module docs).
     pub fn start(test: &str) -> Option<Self> {
+        Self::start_with(test, &[])
+    }
+
+    /// [`start`](Self::start) with extra `redis-server` arguments, e.g.
+    /// `["--maxclients", "8"]`.
+    pub fn start_with(test: &str, args: &[&str]) -> Option<Self> {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("intercall-redis-{}-{test}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create the Redis directory");
-        let mut server = Self { port, dir, child: None };
+        let args = args.iter().map(|arg| arg.to_string()).collect();
+        let mut server = Self { port, dir, args, child: None };
         match server.spawn() {
             Ok(()) => Some(server),
             Err(why) if std::env::var_os("CI").is_some() => {
@@ -42,6 +51,22 @@ impl RedisServer {
     /// `redis://127.0.0.1:port/0`
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Sends one command on a connection of its own and returns the raw reply (RESP),
+    /// for what a test checks on Redis itself (`PUBSUB NUMSUB`, `CLIENT KILL`).
+    pub fn command(&self, args: &[&str]) -> String {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis-server");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("a read timeout");
+        let mut request = format!("*{}\r\n", args.len());
+        for arg in args {
+            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        stream.write_all(request.as_bytes()).expect("send the command");
+        // The replies tests read are a few bytes: one read holds them.
+        let mut reply = vec![0; 4096];
+        let n = stream.read(&mut reply).expect("read the reply");
+        String::from_utf8_lossy(&reply[..n]).into_owned()
     }
 
     /// Stops the server, as a crash would.
@@ -63,6 +88,7 @@ impl RedisServer {
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
+            .args(&self.args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

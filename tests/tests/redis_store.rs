@@ -2,7 +2,7 @@
 //! behind a balancer, a dead owner's lease, Redis going away and coming back.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -181,6 +181,107 @@ async fn status_within(server: &TestServer, method: &str, body: &str, deadline_m
         .await
         .unwrap();
     response.status().as_u16()
+}
+
+/// A Redis store that counts the duplicates entering `wait`, so a test knows when they
+/// all wait.
+struct CountingWaits {
+    inner: RedisCallStore,
+    waits: AtomicUsize,
+    expected: usize,
+    all_waiting: Notify,
+}
+
+impl CallStore for CountingWaits {
+    fn claim<'a>(&'a self, key: &'a CallKey, fingerprint: u128) -> intercall::calls::StoreFuture<'a, Claim> {
+        self.inner.claim(key, fingerprint)
+    }
+
+    fn wait<'a>(
+        &'a self,
+        key: &'a CallKey,
+        fingerprint: u128,
+        timeout: Option<Duration>,
+    ) -> intercall::calls::StoreFuture<'a, Option<StoredReply>> {
+        if self.waits.fetch_add(1, Ordering::SeqCst) + 1 == self.expected {
+            self.all_waiting.notify_one();
+        }
+        self.inner.wait(key, fingerprint, timeout)
+    }
+
+    fn complete<'a>(
+        &'a self,
+        key: &'a CallKey,
+        ticket: Ticket,
+        reply: StoredReply,
+    ) -> intercall::calls::StoreFuture<'a, ()> {
+        self.inner.complete(key, ticket, reply)
+    }
+
+    fn release<'a>(&'a self, key: &'a CallKey, ticket: Ticket) -> intercall::calls::StoreFuture<'a, ()> {
+        self.inner.release(key, ticket)
+    }
+}
+
+/// Regression (issue 17): each waiting duplicate opened a pub/sub connection of its
+/// own, so a retry storm on one slow call exhausted Redis's clients (with
+/// `maxclients 40`, 21 of 60 waiters got 503). The store's waiters now share one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_duplicates_of_one_slow_call_share_one_subscriber_under_a_low_maxclients() {
+    let Some(redis) = RedisServer::start_with("maxclients", &["--maxclients", "12"]) else { return };
+    let store = Arc::new(CountingWaits {
+        inner: redis_store(&redis, "maxclients"),
+        waits: AtomicUsize::new(0),
+        expected: 59,
+        all_waiting: Notify::new(),
+    });
+    let a = replica();
+    let server = Arc::new(serve(&a, Arc::clone(&store) as Arc<dyn CallStore>, OnStoreError::Fail).await);
+    let requests: Vec<_> = (0..60)
+        .map(|_| {
+            let server = Arc::clone(&server);
+            tokio::spawn(async move { post(&server, "gated", ID, r#"{"n": 4}"#).await })
+        })
+        .collect();
+    tokio::time::timeout(HANG, a.started.notified()).await.expect("one request runs the call");
+    tokio::time::timeout(HANG, store.all_waiting.notified()).await.expect("the other 59 wait for it");
+    a.gate.add_permits(1);
+    for request in requests {
+        assert_eq!(request.await.unwrap(), (200, serde_json::json!(8)), "every duplicate gets the stored reply");
+    }
+    assert_eq!(a.runs.load(Ordering::SeqCst), 1);
+}
+
+/// The shared subscriber's connection dies while a duplicate waits (a failover, a
+/// proxy's idle timeout): the waiter is woken, polls, and gets the reply, instead of
+/// sleeping until its next read a lease later.
+#[tokio::test]
+async fn a_waiter_whose_subscriber_connection_is_killed_still_gets_the_reply() {
+    let Some(redis) = RedisServer::start("resubscribe") else { return };
+    // Without the fallback the waiter would read again only after this lease.
+    let lease = Duration::from_secs(120);
+    let owner = redis_store(&redis, "resubscribe").lease(lease);
+    let waiter = redis_store(&redis, "resubscribe").lease(lease);
+    let key = CallKey::new(ID.parse().unwrap(), "Tally", "gated", None);
+    let Claim::Run(ticket) = owner.claim(&key, 7).await.unwrap() else { panic!("the first claim runs") };
+    let waiting = {
+        let key = key.clone();
+        tokio::spawn(async move { waiter.wait(&key, 7, None).await })
+    };
+    // The waiter is subscribed once Redis counts a subscriber on the call's channel.
+    let numsub = ["PUBSUB", "NUMSUB", &format!("test:resubscribe:done:{key}")].map(str::to_owned);
+    let numsub: Vec<&str> = numsub.iter().map(String::as_str).collect();
+    let subscribed = async {
+        while !redis.command(&numsub).ends_with(":1\r\n") {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(HANG, subscribed).await.expect("the waiter subscribes");
+    assert!(redis.command(&["CLIENT", "KILL", "TYPE", "pubsub"]).starts_with(":1"), "its connection is killed");
+    let reply = StoredReply { status: 200, body: b"14".to_vec().into() };
+    owner.complete(&key, ticket, reply.clone()).await.unwrap();
+    let woken = tokio::time::timeout(HANG, waiting).await.expect("the waiter does not sleep a whole lease");
+    assert_eq!(woken.unwrap().unwrap(), Some(reply));
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! completed calls expiring in the order they completed.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -10,6 +10,8 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 use super::{CallKey, CallStore, Claim, StoreFuture, StoredReply, Ticket};
+use crate::protocol::ErrorKind;
+use crate::protocol::reply::framework_error;
 
 /// The default time an entry lives after its run completes: 5 minutes, well beyond
 /// any retry window a client can have (timeout x tries + backoff).
@@ -24,16 +26,21 @@ pub const DEFAULT_MAX_BYTES: u64 = 256 << 20;
 
 /// At most this many shards, each behind its own lock...
 const MAX_SHARDS: u64 = 64;
-/// ...and at least this many entries per shard, so that a small store is one shard
-/// with an exact capacity.
+/// ...at least this many entries per shard, so that a small store is one shard with an
+/// exact capacity...
 const MIN_SHARD_CAPACITY: u64 = 1024;
+/// ...and at least this much of the byte budget per shard: a shard keeps no reply
+/// larger than its share, so a small budget is split over fewer shards.
+const MIN_SHARD_BYTES: u64 = 1 << 20;
 
 /// The call-id store of a single node, in memory.
 ///
 /// Completed calls live `ttl` after their run completes, and at most about `capacity`
-/// of them, with at most about [`max_bytes`](Self::with_max_bytes) of bodies, are
-/// kept: beyond either, the oldest completed is dropped first (the call least likely
-/// to be retried still). The guarantee holds for a duplicate that arrives
+/// of them, with at most [`max_bytes`](Self::with_max_bytes) of bodies, are kept:
+/// beyond either, the oldest completed is dropped first (the call least likely to be
+/// retried still). A reply larger than [`max_reply_bytes`](Self::max_reply_bytes) is
+/// not kept at all: its call is remembered as run, and a later duplicate gets
+/// `500 internal` instead of running it again. The guarantee holds for a duplicate that arrives
 /// while its entry is kept: size the store so that `capacity` >= peak calls/s x the
 /// longest retry window, or an entry can be dropped before its retry arrives, and the
 /// retry runs the method again. A claim whose run takes longer than `ttl` can be
@@ -43,21 +50,29 @@ const MIN_SHARD_CAPACITY: u64 = 1024;
 /// [`CallKey`] (its strings are not kept); a completed call is its digest, body
 /// fingerprint, status and body, plus a place in its shard's expiry queue, about 200
 /// bytes beside the body. The keys are spread over up to 64 shards, each a plain map
-/// behind a mutex; a running call also has a `Notify` its duplicates wait on.
+/// behind a mutex with an even share of the capacity and of the byte budget; a running
+/// call also has a `Notify` its duplicates wait on.
 pub struct MemoryCallStore {
     shards: Box<[Mutex<Shard>]>,
+    /// What the store was asked to keep, to split again when the budget changes.
+    capacity: u64,
     /// Completed calls a shard keeps.
     shard_capacity: usize,
-    /// The bytes of the bodies the whole store keeps, and its bound: one large reply
-    /// must not empty its shard while the store is far below its budget.
-    bytes: AtomicUsize,
-    max_bytes: usize,
+    /// Bytes of bodies a shard keeps: the shards' shares add up to at most the store's
+    /// budget, so the budget is a true bound with no lock or counter across shards.
+    shard_max_bytes: usize,
     ttl: Duration,
     /// Seeds the key digests: secret, so that clients cannot choose colliding keys.
     seed: u64,
-    /// When the store was made: expiry times are kept as nanoseconds since then.
+    /// When the store was made: times are kept as nanoseconds since then.
     epoch: Instant,
     next_ticket: AtomicU64,
+    /// Tests move the store's clock forward by this many nanoseconds...
+    #[cfg(test)]
+    skew: AtomicU64,
+    /// ...or run it by hand alone (`skew` is then the time).
+    #[cfg(test)]
+    manual_clock: bool,
 }
 
 #[derive(Default)]
@@ -67,12 +82,16 @@ struct Shard {
     /// Completed calls in the order they completed, which is also the order they
     /// expire in (every entry lives the same `ttl`).
     expiry: VecDeque<Expiry>,
+    /// The bytes of the bodies in `done`.
+    bytes: usize,
 }
 
 /// A completed call, as kept.
 struct Done {
     fingerprint: u128,
-    body: Bytes,
+    /// `None`: the reply was larger than the shard's share of the budget; the call
+    /// ran, and a duplicate gets [`not_kept`] instead.
+    body: Option<Bytes>,
     /// The claim's ticket: tells this entry from a later one of the same key.
     token: u64,
     status: u16,
@@ -92,7 +111,8 @@ struct Running {
     /// Its key's digest, so that finishing it needs no second digest of the key.
     digest: u128,
     fingerprint: u128,
-    claimed: Instant,
+    /// Nanoseconds after the store's `epoch`.
+    claimed: u64,
     /// Set once, when the run completes (`Some`) or is released (`None`).
     outcome: OnceLock<Option<StoredReply>>,
     finished: Notify,
@@ -105,27 +125,52 @@ impl Default for MemoryCallStore {
 }
 
 impl MemoryCallStore {
-    /// A store keeping about `capacity` completed calls, each for `ttl`.
+    /// A store keeping about `capacity` completed calls, each for `ttl`, with at most
+    /// [`DEFAULT_MAX_BYTES`] of bodies.
     pub fn new(capacity: u64, ttl: Duration) -> Self {
-        let shards = (capacity / MIN_SHARD_CAPACITY).clamp(1, MAX_SHARDS);
-        let shard_capacity = usize::try_from(capacity.div_ceil(shards).max(1)).unwrap_or(usize::MAX);
         let seed = u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().expect("8 bytes"));
-        Self {
-            shards: (0..shards).map(|_| Mutex::new(Shard::default())).collect(),
-            shard_capacity,
-            bytes: AtomicUsize::new(0),
-            max_bytes: usize::try_from(DEFAULT_MAX_BYTES).unwrap_or(usize::MAX),
+        let store = Self {
+            shards: Box::default(),
+            capacity,
+            shard_capacity: 0,
+            shard_max_bytes: 0,
             ttl,
             seed,
             epoch: Instant::now(),
             next_ticket: AtomicU64::new(1),
-        }
+            #[cfg(test)]
+            skew: AtomicU64::new(0),
+            #[cfg(test)]
+            manual_clock: false,
+        };
+        store.split(DEFAULT_MAX_BYTES)
     }
 
-    /// Keeps at most about `max_bytes` of reply bodies (default [`DEFAULT_MAX_BYTES`]);
-    /// the newest completed call is always kept, however large.
-    pub fn with_max_bytes(mut self, max_bytes: u64) -> Self {
-        self.max_bytes = usize::try_from(max_bytes).unwrap_or(usize::MAX);
+    /// Keeps at most `max_bytes` of reply bodies (default [`DEFAULT_MAX_BYTES`]), a
+    /// bound that holds at every moment. The budget is split evenly over the shards
+    /// (fewer shards for a small budget: each gets at least 1 MiB, or the whole budget
+    /// when it is smaller), and a reply larger than a shard's share is not kept (see
+    /// [`max_reply_bytes`](Self::max_reply_bytes)). Set it on a new store: calls
+    /// already in it are forgotten.
+    pub fn with_max_bytes(self, max_bytes: u64) -> Self {
+        self.split(max_bytes)
+    }
+
+    /// The largest reply the store keeps: its byte budget over its shards, at least
+    /// 1 MiB unless the whole budget is smaller. The call of a larger reply is
+    /// remembered as run without its reply: a duplicate that arrives after the run
+    /// gets `500 internal` (not retried: at most once holds), and duplicates waiting
+    /// for the run get the reply itself.
+    pub fn max_reply_bytes(&self) -> u64 {
+        self.shard_max_bytes as u64
+    }
+
+    /// Splits the capacity and `max_bytes` over new, empty shards.
+    fn split(mut self, max_bytes: u64) -> Self {
+        let shards = (self.capacity / MIN_SHARD_CAPACITY).min(max_bytes / MIN_SHARD_BYTES).clamp(1, MAX_SHARDS);
+        self.shards = (0..shards).map(|_| Mutex::new(Shard::default())).collect();
+        self.shard_capacity = usize::try_from(self.capacity.div_ceil(shards).max(1)).unwrap_or(usize::MAX);
+        self.shard_max_bytes = usize::try_from(max_bytes / shards).unwrap_or(usize::MAX);
         self
     }
 
@@ -134,7 +179,7 @@ impl MemoryCallStore {
         let now = self.now();
         let held = self.shards.iter().map(|shard| {
             let mut shard = lock(shard);
-            shard.expire(now, &self.bytes);
+            shard.expire(now);
             shard.done.len() + shard.running.len()
         });
         held.sum::<usize>() as u64
@@ -146,7 +191,18 @@ impl MemoryCallStore {
     }
 
     fn now(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        #[cfg(test)]
+        if self.manual_clock {
+            return self.skew.load(Ordering::Relaxed);
+        }
+        let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        #[cfg(test)]
+        let now = now.saturating_add(self.skew.load(Ordering::Relaxed));
+        now
+    }
+
+    fn ttl_nanos(&self) -> u64 {
+        u64::try_from(self.ttl.as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// The shard `digest` belongs to, locked, with its expired calls dropped. Claims,
@@ -154,7 +210,7 @@ impl MemoryCallStore {
     /// exclude each other.
     fn shard(&self, digest: u128) -> MutexGuard<'_, Shard> {
         let mut shard = lock(&self.shards[(digest % self.shards.len() as u128) as usize]);
-        shard.expire(self.now(), &self.bytes);
+        shard.expire(self.now());
         shard
     }
 
@@ -163,21 +219,24 @@ impl MemoryCallStore {
         let mut shard = self.shard(digest);
         if let Some(done) = shard.done.get(&digest) {
             return match done.fingerprint == fingerprint {
-                true => Claim::Done(StoredReply { status: done.status, body: done.body.clone() }),
+                true => Claim::Done(done.reply()),
                 false => Claim::Mismatch,
             };
         }
+        let now = self.now();
         match shard.running.get(&digest) {
-            Some(claim) if claim.claimed.elapsed() < self.ttl => match claim.fingerprint == fingerprint {
-                true => Claim::Running,
-                false => Claim::Mismatch,
-            },
+            Some(claim) if now.saturating_sub(claim.claimed) < self.ttl_nanos() => {
+                match claim.fingerprint == fingerprint {
+                    true => Claim::Running,
+                    false => Claim::Mismatch,
+                }
+            }
             // Free, or a claim older than the time to live: it may be claimed (again).
             _ => {
                 let claim = Arc::new(Running {
                     digest,
                     fingerprint,
-                    claimed: Instant::now(),
+                    claimed: now,
                     outcome: OnceLock::new(),
                     finished: Notify::new(),
                 });
@@ -195,26 +254,35 @@ impl MemoryCallStore {
             return;
         };
         let digest = claim.digest;
+        // Kept only within the shard's share of the budget, so the budget is a bound.
+        let body =
+            outcome.as_ref().and_then(|reply| (reply.body.len() <= self.shard_max_bytes).then(|| reply.body.clone()));
         let owned = {
             let mut shard = self.shard(digest);
             let owned = shard.running.get(&digest).is_some_and(|current| Arc::ptr_eq(current, &claim));
             if owned {
                 shard.running.remove(&digest);
                 if let Some(reply) = &outcome {
-                    let at = self.now().saturating_add(u64::try_from(self.ttl.as_nanos()).unwrap_or(u64::MAX));
-                    let (token, body) = (ticket.token(), reply.body.clone());
-                    self.bytes.fetch_add(body.len(), Ordering::Relaxed);
-                    shard
-                        .done
-                        .insert(digest, Done { fingerprint: claim.fingerprint, body, token, status: reply.status });
-                    shard.expiry.push_back(Expiry { digest, token, at });
-                    shard.evict_beyond(self.shard_capacity, self.max_bytes, &self.bytes, reply.body.len());
+                    let at = self.now().saturating_add(self.ttl_nanos());
+                    let done =
+                        Done { fingerprint: claim.fingerprint, body, token: ticket.token(), status: reply.status };
+                    shard.insert(digest, done, at);
+                    shard.evict_beyond(self.shard_capacity, self.shard_max_bytes);
                 }
             }
             owned
         };
-        if !owned && outcome.is_some() {
-            tracing::warn!(%key, "a call finished after its claim expired; its result was not stored");
+        match &outcome {
+            Some(_) if !owned => {
+                tracing::warn!(%key, "a call finished after its claim expired; its result was not stored")
+            }
+            Some(reply) if reply.body.len() > self.shard_max_bytes => tracing::warn!(
+                %key,
+                bytes = reply.body.len(),
+                max_reply_bytes = self.shard_max_bytes,
+                "a reply larger than the call-id store keeps was not kept; a duplicate after the run gets `500 internal`"
+            ),
+            _ => {}
         }
         let _ = claim.outcome.set(outcome);
         claim.finished.notify_waiters();
@@ -226,46 +294,72 @@ impl MemoryCallStore {
         let shard = self.shard(digest);
         if let Some(done) = shard.done.get(&digest) {
             // A call of another body is another call: this request's own call is gone.
-            let reply = StoredReply { status: done.status, body: done.body.clone() };
-            return (done.fingerprint == fingerprint).then_some(Ok(reply));
+            return (done.fingerprint == fingerprint).then(|| Ok(done.reply()));
         }
         let claim = shard.running.get(&digest).filter(|claim| claim.fingerprint == fingerprint)?;
         Some(Err(Arc::clone(claim)))
     }
 }
 
+impl Done {
+    /// What a duplicate is answered with.
+    fn reply(&self) -> StoredReply {
+        match &self.body {
+            Some(body) => StoredReply { status: self.status, body: body.clone() },
+            None => not_kept(),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.body.as_ref().map_or(0, Bytes::len)
+    }
+}
+
+/// The stand-in reply of a call that ran but whose reply was too large to keep: a
+/// `500 internal`, which clients do not retry, so the method does not run again.
+fn not_kept() -> StoredReply {
+    static REPLY: OnceLock<StoredReply> = OnceLock::new();
+    let reply = REPLY.get_or_init(|| {
+        let message = "this call ran, but its reply was larger than the server's call-id store keeps, \
+                       so a duplicate cannot be answered with it; it was not run again";
+        framework_error(ErrorKind::Internal, message, None).into()
+    });
+    reply.clone()
+}
+
 impl Shard {
     /// Drops the completed calls whose time is up: the front of the queue.
-    fn expire(&mut self, now: u64, bytes: &AtomicUsize) {
+    fn expire(&mut self, now: u64) {
         while self.expiry.front().is_some_and(|oldest| oldest.at <= now) {
-            self.drop_oldest(bytes);
+            self.drop_oldest();
         }
     }
 
-    /// After a call of `added` bytes completed: drops this shard's oldest completed
-    /// calls (never the newest) until it holds at most `capacity`, and while the store
-    /// is over `max_bytes`, until the new call is paid for. The budget is the store's,
-    /// not the shard's: one large reply in a store far below it drops nothing.
-    fn evict_beyond(&mut self, capacity: usize, max_bytes: usize, bytes: &AtomicUsize, added: usize) {
-        while self.done.len() > capacity && self.expiry.len() > 1 {
-            self.drop_oldest(bytes);
-        }
-        let mut freed = 0;
-        while bytes.load(Ordering::Relaxed) > max_bytes && freed < added && self.expiry.len() > 1 {
-            freed += self.drop_oldest(bytes);
+    /// Keeps a completed call, expiring at `at`.
+    fn insert(&mut self, digest: u128, done: Done, at: u64) {
+        self.bytes += done.bytes();
+        self.expiry.push_back(Expiry { digest, token: done.token, at });
+        // A claim exists only while no completed call of its key does: nothing is replaced.
+        self.done.insert(digest, done);
+    }
+
+    /// After a call completed: drops this shard's oldest completed calls (never the
+    /// newest, which fits its share by itself) until it holds at most `capacity` calls
+    /// and `max_bytes` of bodies.
+    fn evict_beyond(&mut self, capacity: usize, max_bytes: usize) {
+        while (self.done.len() > capacity || self.bytes > max_bytes) && self.expiry.len() > 1 {
+            self.drop_oldest();
         }
     }
 
-    /// Drops the oldest completed call; returns the bytes freed.
-    fn drop_oldest(&mut self, bytes: &AtomicUsize) -> usize {
-        let Some(oldest) = self.expiry.pop_front() else { return 0 };
+    /// Drops the oldest completed call.
+    fn drop_oldest(&mut self) {
+        let Some(oldest) = self.expiry.pop_front() else { return };
         // The key may have completed again since (after an expiry): keep that one.
         if self.done.get(&oldest.digest).is_some_and(|done| done.token == oldest.token) {
             let dropped = self.done.remove(&oldest.digest).expect("just found");
-            bytes.fetch_sub(dropped.body.len(), Ordering::Relaxed);
-            return dropped.body.len();
+            self.bytes -= dropped.bytes();
         }
-        0
     }
 }
 
@@ -324,6 +418,39 @@ impl CallStore for MemoryCallStore {
         Box::pin(std::future::ready(Ok(())))
     }
 }
+
+/// A controlled clock and a look inside, for tests.
+#[cfg(test)]
+impl MemoryCallStore {
+    /// The store's clock stands still but for [`advance`](Self::advance).
+    fn with_manual_clock(mut self) -> Self {
+        self.manual_clock = true;
+        self
+    }
+
+    /// Moves the store's clock forward.
+    fn advance(&self, by: Duration) {
+        self.skew.fetch_add(u64::try_from(by.as_nanos()).expect("a short step"), Ordering::Relaxed);
+    }
+
+    /// The completed calls kept and the bytes of their bodies, counted from the bodies
+    /// (each shard's own count is checked against them).
+    fn kept(&self) -> (usize, usize) {
+        let now = self.now();
+        let mut kept = (0, 0);
+        for shard in &self.shards {
+            let mut shard = lock(shard);
+            shard.expire(now);
+            let bytes: usize = shard.done.values().map(Done::bytes).sum();
+            assert_eq!(bytes, shard.bytes, "a shard's byte count is its bodies'");
+            kept = (kept.0 + shard.done.len(), kept.1 + bytes);
+        }
+        kept
+    }
+}
+
+#[cfg(test)]
+mod proptests;
 
 #[cfg(test)]
 mod tests {
@@ -402,7 +529,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn beyond_its_byte_budget_the_store_drops_the_oldest_but_keeps_the_newest() {
+    async fn beyond_its_byte_budget_the_store_drops_the_oldest_and_keeps_no_reply_larger_than_its_budget() {
         let store = MemoryCallStore::new(100, DEFAULT_TTL).with_max_bytes(10);
         let key = |n: u128| CallKey::new(uuid::Uuid::from_u128(n), "Catalog", "get", None);
         for (n, body) in [(1, "1234"), (2, "5678"), (3, "abcd"), (4, "a reply over the budget")] {
@@ -413,8 +540,29 @@ mod tests {
                 assert!(matches!(store.claim(&key(1), 1).await.unwrap(), Claim::Run(_)));
             }
         }
-        assert_eq!(store.claim(&key(4), 1).await.unwrap(), Claim::Done(reply("a reply over the budget")));
-        assert!(matches!(store.claim(&key(3), 1).await.unwrap(), Claim::Run(_)), "dropped for the newest");
+        // The large reply is not kept, nor does it push the others out; its call is
+        // remembered as run: a duplicate gets a 500 (not retried), not a second run.
+        assert_eq!(store.kept(), (3, 8));
+        let Claim::Done(stand_in) = store.claim(&key(4), 1).await.unwrap() else { panic!("remembered as run") };
+        assert_eq!(stand_in.status, 500);
+        assert!(std::str::from_utf8(&stand_in.body).unwrap().contains(r#""kind":"internal""#), "{stand_in:?}");
+        assert_eq!(store.claim(&key(3), 1).await.unwrap(), Claim::Done(reply("abcd")));
+    }
+
+    /// Regression (issue 17): each of 64 shards kept its newest reply whatever the
+    /// budget, so a small budget held 64 replies.
+    #[tokio::test]
+    async fn a_64_kib_budget_holds_under_a_thousand_4_kib_replies() {
+        let store = MemoryCallStore::new(DEFAULT_CAPACITY, DEFAULT_TTL).with_max_bytes(64 << 10);
+        let key = |n: u128| CallKey::new(uuid::Uuid::from_u128(n), "Catalog", "get", None);
+        for n in 1..=1000 {
+            let Claim::Run(ticket) = store.claim(&key(n), 1).await.unwrap() else { panic!("a fresh key runs") };
+            let body = bytes::Bytes::from(vec![b'x'; 4096]);
+            store.complete(&key(n), ticket, StoredReply { status: 200, body }).await.unwrap();
+            assert!(store.kept().1 <= 64 << 10, "{} bytes kept after call {n}", store.kept().1);
+        }
+        assert_eq!(store.kept(), (16, 64 << 10), "the budget is used, not only bounded");
+        assert!(matches!(store.claim(&key(1000), 1).await.unwrap(), Claim::Done(_)), "the newest is kept");
     }
 
     #[tokio::test]

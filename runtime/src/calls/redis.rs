@@ -9,16 +9,19 @@
 //! Claiming is `SET NX PX`. Completing, releasing and renewing are Lua scripts that act
 //! only while the key still holds the owner's own marker, so a late owner whose lease
 //! was taken over cannot overwrite the new owner's result. Completion and release
-//! publish on `{prefix}done:{key}`, which wakes waiting duplicates; they re-read the
-//! key at least once per lease, so a dead owner's expired marker is noticed too.
+//! publish on `{prefix}done:{key}`, which wakes waiting duplicates through the store's
+//! one shared subscriber (`subscriber.rs`); they re-read the key at least once per
+//! lease, so a dead owner's expired marker is noticed too.
 
-use std::sync::Arc;
+mod subscriber;
+
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+use self::subscriber::Subscriber;
 use super::{CallKey, CallStore, Claim, StoreError, StoreFuture, StoredReply, Ticket};
 use crate::error::Error;
 
@@ -48,6 +51,8 @@ pub struct RedisCallStore {
     /// Made on first use: a `ConnectionManager` needs a running Tokio runtime, which a
     /// node may not have yet while it reads its configuration.
     connection: Arc<tokio::sync::OnceCell<ConnectionManager>>,
+    /// The one pub/sub connection its waiting duplicates share; started by the first.
+    subscriber: Arc<OnceLock<Subscriber>>,
     /// Where the URL points, without credentials, for messages.
     address: String,
     prefix: Arc<str>,
@@ -78,6 +83,7 @@ impl RedisCallStore {
         Self {
             client,
             connection: Arc::default(),
+            subscriber: Arc::default(),
             address,
             prefix: Arc::from(DEFAULT_PREFIX),
             ttl: super::memory::DEFAULT_TTL,
@@ -124,6 +130,11 @@ impl RedisCallStore {
                 .map_err(|e| StoreError::new(format!("Redis at {}: cannot set up a connection: {e}", self.address)))
         };
         self.connection.get_or_try_init(make).await.cloned()
+    }
+
+    /// The shared subscriber, started on first use (inside the runtime).
+    fn subscriber(&self) -> &Subscriber {
+        self.subscriber.get_or_init(|| Subscriber::start(self.client.clone(), self.op_timeout))
     }
 
     fn key(&self, key: &CallKey) -> String {
@@ -264,11 +275,14 @@ impl RedisCallStore {
         timeout: Option<Duration>,
     ) -> Result<Option<StoredReply>, StoreError> {
         let until = timeout.map(|t| Instant::now() + t);
-        let mut pubsub = self.bounded("subscribe", self.client.get_async_pubsub()).await?;
-        // Subscribe before reading, so a completion between the two is not missed.
-        self.bounded("subscribe", pubsub.subscribe(self.channel(key))).await?;
+        // Subscribed before reading, so a completion between the two is not missed.
+        let subscription = self.subscriber().subscribe(self.channel(key), self.op_timeout).await;
         let redis_key = self.key(key);
         loop {
+            // Registered before the read, for the same reason.
+            let woken = subscription.notify().notified();
+            let mut woken = std::pin::pin!(woken);
+            woken.as_mut().enable();
             match self.read(&redis_key).await? {
                 Some(Some(Entry::Done { fingerprint: theirs, reply })) if theirs == fingerprint => {
                     return Ok(Some(reply));
@@ -278,8 +292,11 @@ impl RedisCallStore {
                 _ => return Ok(None),
             }
             // Wake on the completion message, or after a lease at the latest to notice
-            // an owner that died without a word.
-            let mut slice = self.lease;
+            // an owner that died without a word; while the subscriber is down, poll.
+            let mut slice = match subscription.is_live() {
+                true => self.lease,
+                false => POLL_WHILE_DOWN.min(self.lease),
+            };
             if let Some(until) = until {
                 let left = until.saturating_duration_since(Instant::now());
                 if left.is_zero() {
@@ -287,15 +304,13 @@ impl RedisCallStore {
                 }
                 slice = slice.min(left);
             }
-            match tokio::time::timeout(slice, pubsub.on_message().next()).await {
-                Ok(Some(_)) | Err(_) => {}
-                // The subscription is gone (Redis restarted, the connection broke):
-                // fall back to one read per slice instead of spinning.
-                Ok(None) => tokio::time::sleep(slice).await,
-            }
+            let _ = tokio::time::timeout(slice, woken).await;
         }
     }
 }
+
+/// How often a waiting duplicate reads its call while the shared subscriber is down.
+const POLL_WHILE_DOWN: Duration = Duration::from_millis(200);
 
 /// The pause between attempts to record a call's outcome while Redis is unavailable.
 const FINISH_RETRY: Duration = Duration::from_millis(100);

@@ -187,8 +187,8 @@ impl EncodedReply {
 
 /// `200` with the result as JSON; `Err` with serde's reason when it does not serialize.
 pub(crate) fn result<T: Serialize>(value: &T) -> Result<EncodedReply, String> {
-    let json = serde_json::to_vec(value).map_err(|e| format!("cannot serialize the result: {e}"))?;
-    Ok(EncodedReply { status: 200, body: json.into(), storable: true })
+    let body = to_json(value).map_err(|e| format!("cannot serialize the result: {e}"))?;
+    Ok(EncodedReply { status: 200, body, storable: true })
 }
 
 /// `422` with the typed error: its value, its type's name and, for an enum, its
@@ -232,8 +232,36 @@ pub(crate) fn framework_error(kind: ErrorKind, message: &str, argument: Option<&
 }
 
 fn encode(kind: ErrorKind, body: &ErrorBody<'_>) -> EncodedReply {
-    let json = serde_json::to_vec(body).expect("an error body of strings and raw JSON always serializes");
-    EncodedReply { status: kind.status(), body: json.into(), storable: false }
+    let body = to_json(body).expect("an error body of strings and raw JSON always serializes");
+    EncodedReply { status: kind.status(), body, storable: false }
+}
+
+/// A scratch buffer per thread larger than this is not kept for the next reply.
+const SCRATCH_KEEP: usize = 256 << 10;
+
+/// `value` as JSON, in a body of exactly its length: a call-id store keeps replies for
+/// minutes and counts their length against its byte budget, so the length must be what
+/// the memory costs. Serialized into the thread's scratch buffer (which keeps its
+/// capacity, so a reply does not grow a `Vec` by doubling), then copied once into an
+/// allocation of its exact size. Growing a `Vec` per reply and shrinking it instead
+/// left a hole of up to its length beside every kept reply, and a kept doubled `Vec`
+/// cost up to twice the length counted (docs/BENCHMARKS.md).
+fn to_json<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<Bytes> {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut buffer) => {
+            buffer.clear();
+            let body = serde_json::to_writer(&mut *buffer, value).map(|()| Bytes::copy_from_slice(&buffer));
+            if buffer.capacity() > SCRATCH_KEEP {
+                *buffer = Vec::new();
+            }
+            body
+        }
+        // A `Serialize` impl that encodes a reply of its own meanwhile.
+        Err(_) => serde_json::to_vec(value).map(|json| Bytes::from(json.into_boxed_slice())),
+    })
 }
 
 /// A reply as a client reads it (§7).
@@ -478,5 +506,20 @@ mod tests {
         for kind in ErrorKind::ALL {
             assert!(!framework_error(kind, "m", None).is_storable(), "{kind}");
         }
+    }
+
+    /// Regression (issue 17): a reply's `Vec` became `Bytes` with its spare capacity,
+    /// up to twice the length the call-id store counted (4 KiB replies cost 8 KiB).
+    #[test]
+    fn reply_bodies_have_no_spare_capacity() {
+        let capacity = |body: Bytes| body.try_into_mut().expect("the only handle").capacity();
+        for len in [0, 1, 100, 4_090, 4_100, 70_000] {
+            let body = result(&"x".repeat(len)).unwrap().body;
+            let len = body.len();
+            assert_eq!(capacity(body), len, "a result of {len} bytes");
+        }
+        let error = service_error("Catalog", "get", &CatalogError::NotFound { id: "x".repeat(5_000) }, "E").unwrap();
+        let len = error.body.len();
+        assert_eq!(capacity(error.body), len, "a typed error");
     }
 }
