@@ -71,6 +71,15 @@ pub mod client;
 mod config;
 mod context;
 mod error;
+/// The fuzz targets' entry points (`fuzz/`): only under cargo-fuzz's `cfg(fuzzing)` and
+/// in this crate's tests, never part of the public API.
+#[cfg(any(fuzzing, test))]
+#[doc(hidden)]
+pub mod __fuzz {
+    pub use crate::fuzzing::*;
+}
+#[cfg(any(fuzzing, test))]
+mod fuzzing;
 pub mod protocol;
 mod security;
 mod server;
