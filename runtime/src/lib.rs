@@ -74,6 +74,15 @@ mod error;
 pub mod events;
 #[cfg(feature = "otel")]
 mod otel;
+/// The fuzz targets' entry points (`fuzz/`): only under cargo-fuzz's `cfg(fuzzing)` and
+/// in this crate's tests, never part of the public API.
+#[cfg(any(fuzzing, test))]
+#[doc(hidden)]
+pub mod __fuzz {
+    pub use crate::fuzzing::*;
+}
+#[cfg(any(fuzzing, test))]
+mod fuzzing;
 pub mod protocol;
 mod security;
 mod server;

@@ -67,6 +67,25 @@ impl FaultProxy {
         upstreams: Vec<SocketAddr>,
         policy: impl Fn(&Seen) -> (usize, Fault) + Send + Sync + 'static,
     ) -> Self {
+        Self::start_inner(upstreams, policy, false).await
+    }
+
+    /// Starts a balancer that fails over as nginx's `proxy_next_upstream error` does:
+    /// when the upstream the policy picks refuses the connection (its process is dead),
+    /// the request goes to the next one that accepts. Nothing was sent to a refusing
+    /// upstream, so this is always safe; a request already forwarded is never resent.
+    pub async fn start_failover(
+        upstreams: Vec<SocketAddr>,
+        policy: impl Fn(&Seen) -> (usize, Fault) + Send + Sync + 'static,
+    ) -> Self {
+        Self::start_inner(upstreams, policy, true).await
+    }
+
+    async fn start_inner(
+        upstreams: Vec<SocketAddr>,
+        policy: impl Fn(&Seen) -> (usize, Fault) + Send + Sync + 'static,
+        failover: bool,
+    ) -> Self {
         let upstreams: Arc<[SocketAddr]> = upstreams.into();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
         let addr = listener.local_addr().expect("local address");
@@ -79,7 +98,7 @@ impl FaultProxy {
                 let (policy, seen, faults) = (Arc::clone(&policy), Arc::clone(&seen_in), Arc::clone(&faults_in));
                 let upstreams = Arc::clone(&upstreams);
                 tokio::spawn(async move {
-                    let _ = serve_connection(client, &upstreams, &*policy, &seen, &faults).await;
+                    let _ = serve_connection(client, &upstreams, failover, &*policy, &seen, &faults).await;
                 });
             }
         })
@@ -112,6 +131,7 @@ impl Drop for FaultProxy {
 async fn serve_connection(
     mut client: TcpStream,
     upstreams: &[SocketAddr],
+    failover: bool,
     policy: &Policy,
     seen: &Mutex<Vec<Seen>>,
     faults: &AtomicUsize,
@@ -133,7 +153,7 @@ async fn serve_connection(
             entry
         };
         let (upstream, fault) = policy(&seen_now);
-        let upstream = upstreams[upstream % upstreams.len()];
+        let first = upstream % upstreams.len();
         if !matches!(fault, Fault::Pass) {
             faults.fetch_add(1, Ordering::SeqCst);
         }
@@ -146,7 +166,7 @@ async fn serve_connection(
             client.write_all(response.as_bytes()).await?;
             continue;
         }
-        let mut server = TcpStream::connect(upstream).await?;
+        let mut server = connect(upstreams, first, failover).await?;
         server.write_all(&request.head).await?;
         server.write_all(&request.body).await?;
         let mut server_buffer = Vec::new();
@@ -169,6 +189,20 @@ async fn serve_connection(
             Fault::Respond { .. } => unreachable!("answered above"),
         }
     }
+}
+
+/// Connects to `upstreams[first]`, or with `failover`, to the first of the others (in
+/// order after it) that accepts.
+async fn connect(upstreams: &[SocketAddr], first: usize, failover: bool) -> std::io::Result<TcpStream> {
+    let tries = if failover { upstreams.len() } else { 1 };
+    let mut last = None;
+    for i in 0..tries {
+        match TcpStream::connect(upstreams[(first + i) % upstreams.len()]).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no upstream")))
 }
 
 struct Message {

@@ -3,6 +3,7 @@
 //! Every server binds `127.0.0.1:0` and stops when its [`TestServer`] is dropped.
 
 pub mod faults;
+pub mod ledger;
 pub mod redis_server;
 
 use std::net::SocketAddr;

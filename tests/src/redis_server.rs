@@ -1,5 +1,6 @@
 //! A real `redis-server` for tests: on a free loopback port, with a temporary
-//! directory, persisting nothing, stopped when dropped.
+//! directory, persisting nothing (or, started durable, everything, through its
+//! append-only file), stopped when dropped.
 //!
 //! Without the binary, [`RedisServer::start`] returns `None` and prints a notice, so a
 //! developer machine without Redis skips those tests; when `CI` is set it panics
@@ -18,6 +19,8 @@ pub struct RedisServer {
     /// Extra `redis-server` arguments, kept across restarts.
     args: Vec<String>,
     child: Option<Child>,
+    /// AOF on, every write fsynced before it is acknowledged.
+    durable: bool,
 }
 
 impl RedisServer {
@@ -26,14 +29,26 @@ impl RedisServer {
         Self::start_with(test, &[])
     }
 
+    /// Like [`start`](Self::start), with the append-only file on and
+    /// `appendfsync always` (in the server's own temporary directory): every write is
+    /// on disk before Redis acknowledges it, so a [`restart`](Self::restart) after a
+    /// SIGKILL loses nothing.
+    pub fn start_durable(test: &str) -> Option<Self> {
+        Self::start_configured(test, &[], true)
+    }
+
     /// [`start`](Self::start) with extra `redis-server` arguments, e.g.
     /// `["--maxclients", "8"]`.
     pub fn start_with(test: &str, args: &[&str]) -> Option<Self> {
+        Self::start_configured(test, args, false)
+    }
+
+    fn start_configured(test: &str, args: &[&str], durable: bool) -> Option<Self> {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("intercall-redis-{}-{test}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create the Redis directory");
         let args = args.iter().map(|arg| arg.to_string()).collect();
-        let mut server = Self { port, dir, args, child: None };
+        let mut server = Self { port, dir, args, child: None, durable };
         match server.spawn() {
             Ok(()) => Some(server),
             Err(why) if std::env::var_os("CI").is_some() => {
@@ -69,7 +84,7 @@ impl RedisServer {
         String::from_utf8_lossy(&reply[..n]).into_owned()
     }
 
-    /// Stops the server, as a crash would.
+    /// Stops the server, as a crash would (SIGKILL).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -77,15 +92,22 @@ impl RedisServer {
         }
     }
 
-    /// Starts it again on the same port (empty: it persisted nothing).
+    /// Starts it again on the same port: empty, unless it was started durable (then
+    /// with every acknowledged write, replayed from its append-only file).
     pub fn restart(&mut self) {
         self.stop();
         self.spawn().expect("redis-server restarts on its port");
     }
 
     fn spawn(&mut self) -> Result<(), String> {
+        let appendonly = if self.durable {
+            ["--appendonly", "yes", "--appendfsync", "always"]
+        } else {
+            ["--appendonly", "no", "--appendfsync", "everysec"]
+        };
         let mut child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(appendonly)
             .arg("--dir")
             .arg(&self.dir)
             .args(&self.args)
