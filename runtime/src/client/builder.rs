@@ -606,5 +606,12 @@ where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    // A service that already is an `HttpClient` (the `Identity` layer's, or a layer that
+    // boxes its own) is kept as it is: boxing it again would cost allocations per call.
+    let mut slot = Some(service);
+    if let Some(client) = (&mut slot as &mut dyn std::any::Any).downcast_mut::<Option<HttpClient>>() {
+        return client.take().expect("the slot was just filled");
+    }
+    let service = slot.expect("the slot was not taken");
     HttpClient::new(service.map_response(|response| response.map(box_body)).map_err(Into::into))
 }

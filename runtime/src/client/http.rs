@@ -103,5 +103,11 @@ where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    body.map_err(BodyError::new).boxed_unsync()
+    // A body that already is one (every layer's, under the built-in transport) is not
+    // boxed again: one allocation less per layer and call.
+    let mut slot = Some(body);
+    if let Some(boxed) = (&mut slot as &mut dyn std::any::Any).downcast_mut::<Option<ResponseBody>>() {
+        return boxed.take().expect("the slot was just filled");
+    }
+    slot.expect("the slot was not taken").map_err(BodyError::new).boxed_unsync()
 }

@@ -139,13 +139,14 @@ impl HyperTransport {
 }
 
 /// The same request again (http's requests are not `Clone`; the body is shared bytes).
+/// Its extensions are not copied: they are for the layers above, which have run, and
+/// hyper reads none.
 fn resend_copy(request: &HttpRequest) -> HttpRequest {
     let mut copy = HttpRequest::new(request.body().clone());
     *copy.method_mut() = request.method().clone();
     *copy.uri_mut() = request.uri().clone();
     *copy.version_mut() = request.version();
     *copy.headers_mut() = request.headers().clone();
-    *copy.extensions_mut() = request.extensions().clone();
     copy
 }
 

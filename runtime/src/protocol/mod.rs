@@ -19,6 +19,8 @@
 
 pub(crate) mod args;
 #[cfg(any(feature = "events", test))]
+// Without the `events` feature only its unit tests use it.
+#[cfg_attr(not(feature = "events"), allow(dead_code))]
 pub(crate) mod events;
 pub mod headers;
 pub mod path;
