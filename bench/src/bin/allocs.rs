@@ -1,0 +1,79 @@
+//! `cargo run --release -p intercall-bench --bin allocs [calls]`: heap allocations and
+//! bytes per call on the client side, for intercall's client variants, counted by a
+//! global allocator on the client's thread only. Unlike throughput, these counts do not
+//! depend on what else the machine is doing, so a few-percent cost (one layer) shows.
+//!
+//! The server runs on a runtime of its own, on another thread; the client is a
+//! current-thread runtime on this one, so its connection tasks count as the client's.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use intercall_bench::clients::{Client, Op};
+
+struct Counting;
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    static BYTES: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count(size: usize) {
+    // `try_with`: the allocator also runs while thread-locals are torn down.
+    let _ = COUNTING.try_with(|on| {
+        if on.get() {
+            let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+            let _ = BYTES.try_with(|n| n.set(n.get() + size as u64));
+        }
+    });
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count(layout.size());
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count(new_size);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let calls: u64 = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(5_000);
+    let server = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let listener = server.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let port = listener.local_addr()?.port();
+    server.spawn(intercall_bench::servers::serve("intercall", listener, std::future::pending()));
+
+    let client = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    println!("# client-side heap allocations per call, {calls} sequential echo calls each");
+    for system in ["intercall", "intercall-layer", "intercall-reqwest", "intercall-h2"] {
+        let (allocations, bytes) = client.block_on(async {
+            let proxy = Client::new(system, port).await?;
+            for id in 0..200 {
+                proxy.call(Op::Echo, id).await?;
+            }
+            ALLOCATIONS.with(|n| n.set(0));
+            BYTES.with(|n| n.set(0));
+            COUNTING.with(|on| on.set(true));
+            for id in 0..calls {
+                proxy.call(Op::Echo, id).await?;
+            }
+            COUNTING.with(|on| on.set(false));
+            Ok::<_, String>((ALLOCATIONS.with(Cell::get), BYTES.with(Cell::get)))
+        })?;
+        let (per_call, bytes_per_call) = (allocations as f64 / calls as f64, bytes as f64 / calls as f64);
+        println!("RESULT client_allocs_per_call {system} {per_call:.1} bytes {bytes_per_call:.0}");
+    }
+    Ok(())
+}
