@@ -63,6 +63,27 @@ mod tests {
         tags: Option<Vec<u32>>,
     }
 
+    /// Regression (found by the `arguments` fuzz target): without serde_json's
+    /// `float_roundtrip`, a float argument could decode to a neighbour of the value the
+    /// client's shortest representation meant, so a sent `f64` did not arrive as sent.
+    #[test]
+    fn a_float_argument_arrives_exactly_as_sent() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Weight {
+            weight: f64,
+        }
+        let body = r#"{"weight":222222222222222222222222222222222222222222222222222222222222222222222222222222222222221.0}"#;
+        let decoded = decode::<Weight>(body.as_bytes()).unwrap().weight;
+        let sent = serde_json::to_string(&decoded).unwrap();
+        let again = decode::<Weight>(format!(r#"{{"weight":{sent}}}"#).as_bytes()).unwrap().weight;
+        assert_eq!(again.to_bits(), decoded.to_bits(), "{sent}");
+        for value in [0.1_f64, 1.0 / 3.0, 1e-300, f64::MAX, 5e-324] {
+            let text = serde_json::to_string(&value).unwrap();
+            let back = decode::<Weight>(format!(r#"{{"weight":{text}}}"#).as_bytes()).unwrap().weight;
+            assert_eq!(back.to_bits(), value.to_bits(), "{text}");
+        }
+    }
+
     fn refused(body: &str) -> Refusal {
         let refusal = decode::<Args>(body.as_bytes()).expect_err(body);
         assert_eq!(refusal.kind, ErrorKind::BadRequest);
