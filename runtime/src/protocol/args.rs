@@ -72,7 +72,8 @@ mod tests {
         struct Weight {
             weight: f64,
         }
-        let body = r#"{"weight":222222222222222222222222222222222222222222222222222222222222222222222222222222222222221.0}"#;
+        let body =
+            r#"{"weight":222222222222222222222222222222222222222222222222222222222222222222222222222222222222221.0}"#;
         let decoded = decode::<Weight>(body.as_bytes()).unwrap().weight;
         let sent = serde_json::to_string(&decoded).unwrap();
         let again = decode::<Weight>(format!(r#"{{"weight":{sent}}}"#).as_bytes()).unwrap().weight;
