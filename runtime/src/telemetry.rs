@@ -18,8 +18,7 @@
 //! | `rpc.server.call.duration` | histogram (s) | `outcome`, `http.response.status_code` |
 //! | `intercall.server.calls` | counter | `outcome`, `http.response.status_code` |
 //! | `intercall.server.in_flight` | gauge | |
-//!
-//! Not yet: the call-id store's replays, waits, mismatches and errors (they are logged).
+//! | `intercall.server.call_id_store` | counter | `event`: `replay`, `wait`, `mismatch`, `store_error` |
 //!
 //! A client call's `outcome` is `ok`, `service_error` (the method's typed error), or the
 //! `CallError` kind (`timeout`, `connect`, `status`, `decode`, `encode`, `lookup`); a
@@ -60,6 +59,11 @@ mod recorded {
         if attempt > 1 {
             metrics::counter!("intercall.client.retries", &labels(service, method)).increment(1);
         }
+    }
+
+    pub(crate) fn store_event(service: &'static str, method: &'static str, event: &'static str) {
+        let [system, service, method] = labels(service, method);
+        metrics::counter!("intercall.server.call_id_store", &[system, service, method, ("event", event)]).increment(1);
     }
 
     pub(crate) fn client_budget_exhausted(service: &'static str, method: &'static str) {
@@ -140,6 +144,9 @@ mod recorded {
 
     #[inline(always)]
     pub(crate) fn client_budget_exhausted(_: &'static str, _: &'static str) {}
+
+    #[inline(always)]
+    pub(crate) fn store_event(_: &'static str, _: &'static str, _: &'static str) {}
 
     #[inline(always)]
     pub(crate) fn client_finished(_: &'static str, _: &'static str, _: Outcome, _: Instant) {}

@@ -52,7 +52,7 @@ impl Tally for Tallies {
     }
 }
 
-/// One snapshot of every metric (a snapshot drains the histograms' samples).
+/// One snapshot of every metric (taking one drains the counters and the histograms).
 type Snapshot = Vec<(CompositeKey, Option<Unit>, Option<SharedString>, DebugValue)>;
 
 /// The value of the metric `name` whose labels include every one of `labels`, summed
@@ -127,6 +127,24 @@ async fn calls_are_counted_by_outcome_on_both_sides() {
     assert_eq!(served(&snapshot, "flaky", "ok", "200"), 1.0);
     assert_eq!(value(&snapshot, "rpc.server.call.duration", &[("rpc.method", "add")]), 3.0);
     assert_eq!(value(&snapshot, "intercall.server.in_flight", &[]), 0.0);
+
+    // The call-id store: a duplicate is replayed, a different body under the same id
+    // is a mismatch.
+    let send = |body: &'static str| {
+        let url = server.at("Tally/add");
+        async move {
+            let request = reqwest::Client::new().post(url).header("content-type", "application/json");
+            let request = request.header("x-call-id", "0b7e2b9a-8c55-4f0e-a0b1-3c1c0f6b1e11").body(body);
+            request.send().await.expect("the server answers").status().as_u16()
+        }
+    };
+    assert_eq!((send(r#"{"n":1}"#).await, send(r#"{"n":1}"#).await, send(r#"{"n":2}"#).await), (200, 200, 422));
+    let snapshot = snapshotter.snapshot().into_vec();
+    let store = |event| value(&snapshot, "intercall.server.call_id_store", &[("rpc.method", "add"), ("event", event)]);
+    assert_eq!((store("replay"), store("mismatch"), store("wait")), (1.0, 1.0, 0.0));
+    // Counts since the previous snapshot (taking one drains it): the first call and its replay.
+    assert_eq!(served(&snapshot, "add", "ok", "200"), 2.0, "the replay is a call served too");
+    assert_eq!(served(&snapshot, "add", "framework_error", "422"), 1.0, "a mismatch is not a typed error");
 
     // A framework error on the server: an unknown argument type.
     let raw = intercall_tests::post_raw(&server.at("Tally/add"), Some("application/json"), r#"{"n":"x"}"#).await;

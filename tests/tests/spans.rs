@@ -107,4 +107,16 @@ async fn calls_open_spans_with_rpc_fields_attempts_and_the_outcome() {
     let served = named("intercall.serve");
     assert_eq!(served.len(), 2, "{all:?}");
     assert!(served.iter().all(|s| s.field("otel.kind") == Some("server") && s.field("rpc.method") == Some("greet")));
+    assert!(served.iter().all(|s| s.field("replayed").is_none()), "nothing was replayed yet");
+
+    // The same call id and body again: the server's span says it was replayed.
+    for _ in 0..2 {
+        let request =
+            reqwest::Client::new().post(server.at("Greeter/greet")).header("content-type", "application/json");
+        let request = request.header("x-call-id", "67e55044-10b1-426f-9247-bb680e5fe0c8").body(r#"{"name":"bo"}"#);
+        assert_eq!(request.send().await.expect("the server answers").status(), 200);
+    }
+    let all: Vec<Recorded> = spans.0.lock().unwrap().iter().map(|(_, r)| r.clone()).collect();
+    let replayed: Vec<_> = all.iter().filter(|r| r.name == "intercall.serve").map(|r| r.field("replayed")).collect();
+    assert_eq!(replayed[2..], [None, Some("true")], "{all:?}");
 }

@@ -18,6 +18,7 @@ use super::reply;
 use crate::calls::{CallKey, CallStore, Claim, OnStoreError, StoreError, StoredReply, Ticket};
 use crate::protocol::ErrorKind;
 use crate::protocol::reply::{EncodedReply, framework_error};
+use crate::telemetry;
 
 /// What an in-process store can tell before the body is decoded: a duplicate of a
 /// finished call is replayed, one of a running call waits for it, and a mismatch is
@@ -86,15 +87,22 @@ async fn answer(
     started: std::time::Instant,
     outcome: Result<Outcome, Joined>,
 ) -> EncodedReply {
+    let event = |event| telemetry::store_event(served.service, served.method, event);
     match outcome {
         Ok(Outcome::Ran(reply)) => reply,
-        Ok(Outcome::Done(stored)) => stored.into(),
+        Ok(Outcome::Done(stored)) => {
+            event("replay");
+            tracing::Span::current().record("replayed", true);
+            stored.into()
+        }
         Ok(Outcome::Running) => {
+            event("wait");
             // The claim took some of this request's time already.
             let left = deadline.map(|deadline| deadline.saturating_sub(started.elapsed()));
             wait(served, store, key, fingerprint, left).await
         }
         Ok(Outcome::Mismatch) => {
+            event("mismatch");
             let message = format!(
                 "call id `{}` was already used for {}.{} with a different request body; a new call needs a new call id",
                 key.call_id(),
@@ -103,7 +111,10 @@ async fn answer(
             );
             framework_error(ErrorKind::CallIdMismatch, &message, None)
         }
-        Ok(Outcome::StoreFailed(e)) => store_unavailable(served, &e),
+        Ok(Outcome::StoreFailed(e)) => {
+            event("store_error");
+            store_unavailable(served, &e)
+        }
         // The caller stops waiting; the run goes on and its reply is stored.
         Err(Joined::TimedOut) => in_progress(served, key),
         Err(Joined::Panicked(reply)) => reply,
@@ -143,6 +154,8 @@ where
     if served.on_store_error != OnStoreError::Run {
         return Outcome::StoreFailed(error);
     }
+    // Counted here, as `answer` counts the failures that are refused.
+    telemetry::store_event(served.service, served.method, "store_error");
     tracing::warn!(
         service = served.service,
         method = served.method,

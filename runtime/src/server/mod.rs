@@ -222,6 +222,7 @@ where
         call_id = headers.call_id.map(tracing::field::display),
         activity_id = %activity,
         attempt = headers.attempt,
+        replayed = tracing::field::Empty,
     );
     #[cfg(feature = "otel")]
     if let Some(trace) = &trace {
