@@ -275,6 +275,27 @@ struct RawService {
     client_key: Option<Spanned<String>>,
 }
 
+impl RawService {
+    /// Its URL, and its other settings as the table `[defaults]` holds them.
+    fn split(self) -> (Spanned<String>, RawDefaults) {
+        let settings = RawDefaults {
+            timeout_ms: self.timeout_ms,
+            tries: self.tries,
+            backoff_ms: self.backoff_ms,
+            max_backoff_ms: self.max_backoff_ms,
+            max_reply_bytes: self.max_reply_bytes,
+            retries: self.retries,
+            http2: self.http2,
+            pool_idle_timeout_ms: self.pool_idle_timeout_ms,
+            pool_max_idle_per_host: self.pool_max_idle_per_host,
+            ca_file: self.ca_file,
+            client_cert: self.client_cert,
+            client_key: self.client_key,
+        };
+        (self.url, settings)
+    }
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawBudget {
@@ -355,23 +376,8 @@ impl Config {
         })?;
         let at = |span: Option<Range<usize>>, message: &str| at(&origins, span, message);
         let source = origins.source.clone();
-        let d = &raw.defaults;
-        let defaults = TableCallSettings {
-            key: "defaults".to_owned(),
-            timeout_ms: d.timeout_ms.clone(),
-            tries: d.tries.clone(),
-            backoff_ms: d.backoff_ms.clone(),
-            max_backoff_ms: d.max_backoff_ms.clone(),
-            max_reply_bytes: d.max_reply_bytes.clone(),
-            retries: d.retries,
-            http2: d.http2.clone(),
-            pool_idle_timeout_ms: d.pool_idle_timeout_ms.clone(),
-            pool_max_idle_per_host: d.pool_max_idle_per_host.clone(),
-            ca_file: d.ca_file.clone(),
-            client_cert: d.client_cert.clone(),
-            client_key: d.client_key.clone(),
-        };
-        let none = TableCallSettings::empty("defaults");
+        let defaults = TableCallSettings { key: "defaults".to_owned(), settings: raw.defaults };
+        let none = TableCallSettings { key: "defaults".to_owned(), settings: RawDefaults::default() };
         // Relative TLS file paths start at the file's directory; each file is read once.
         let mut pem = PemFiles::new(match &source {
             Source::File(path) => path.parent(),
@@ -384,24 +390,9 @@ impl Config {
         for (name, entry) in raw.services {
             let key = format!("services.{name}");
             path::check_segment(&name).map_err(|m| at(Some(entry.span()), &format!("`{key}`: {m}")))?;
-            let entry = entry.into_inner();
-            let url = &entry.url;
+            let (url, settings) = entry.into_inner().split();
             let base = BaseUrl::parse(url.get_ref()).map_err(|m| at(Some(url.span()), &format!("`{key}.url` {m}")))?;
-            let own = TableCallSettings {
-                key,
-                timeout_ms: entry.timeout_ms,
-                tries: entry.tries,
-                backoff_ms: entry.backoff_ms,
-                max_backoff_ms: entry.max_backoff_ms,
-                max_reply_bytes: entry.max_reply_bytes,
-                retries: entry.retries,
-                http2: entry.http2,
-                pool_idle_timeout_ms: entry.pool_idle_timeout_ms,
-                pool_max_idle_per_host: entry.pool_max_idle_per_host,
-                ca_file: entry.ca_file,
-                client_cert: entry.client_cert,
-                client_key: entry.client_key,
-            };
+            let own = TableCallSettings { key, settings };
             let policy = own.policy(&defaults).map_err(|(span, m)| at(Some(span), &m))?;
             let (connection, connection_key) =
                 own.connection(&defaults, &mut pem).map_err(|(span, m)| at(Some(span), &m))?;
@@ -432,44 +423,23 @@ fn unreadable(path: &Path, err: &std::io::Error) -> Error {
 }
 
 /// The call settings of one table (`[defaults]` or a service), with the table's key
-/// for messages.
+/// for messages; its fields are read through `Deref`.
 struct TableCallSettings {
     key: String,
-    timeout_ms: Option<Spanned<u64>>,
-    tries: Option<Spanned<u32>>,
-    backoff_ms: Option<Spanned<u64>>,
-    max_backoff_ms: Option<Spanned<u64>>,
-    max_reply_bytes: Option<Spanned<u64>>,
-    retries: Option<bool>,
-    http2: Option<Spanned<bool>>,
-    pool_idle_timeout_ms: Option<Spanned<u64>>,
-    pool_max_idle_per_host: Option<Spanned<u64>>,
-    ca_file: Option<Spanned<String>>,
-    client_cert: Option<Spanned<String>>,
-    client_key: Option<Spanned<String>>,
+    settings: RawDefaults,
+}
+
+impl std::ops::Deref for TableCallSettings {
+    type Target = RawDefaults;
+
+    fn deref(&self) -> &RawDefaults {
+        &self.settings
+    }
 }
 
 type Located = (Range<usize>, String);
 
 impl TableCallSettings {
-    fn empty(key: &str) -> Self {
-        Self {
-            key: key.to_owned(),
-            timeout_ms: None,
-            tries: None,
-            backoff_ms: None,
-            max_backoff_ms: None,
-            max_reply_bytes: None,
-            retries: None,
-            http2: None,
-            pool_idle_timeout_ms: None,
-            pool_max_idle_per_host: None,
-            ca_file: None,
-            client_cert: None,
-            client_key: None,
-        }
-    }
-
     /// How the built-in transport connects, from this table over `defaults`, and the
     /// first of these keys either sets (quoted), if any. The TLS files are read here
     /// (through `pem`, once each), so a bad file is an error at its key's line.
