@@ -1,7 +1,10 @@
 //! Metrics (feature `metrics`): what every call records through the `metrics` facade,
-//! on both sides. Without the feature these functions are empty and inline away, so a
-//! build without it pays nothing; with it and no recorder installed, each call does a
-//! few label-building allocations that the facade then drops (docs/BENCHMARKS.md).
+//! on both sides. Without the feature these types are empty and their methods inline
+//! away, so a build without it pays nothing. With it, each method's handles are
+//! registered with the recorder on its first call and kept, so a call allocates
+//! nothing for its metrics (docs/BENCHMARKS.md): install the recorder before the first
+//! call, as every exporter's setup does. A rarer outcome (a failure) registers its
+//! series when it happens.
 //!
 //! Names follow the OpenTelemetry RPC semantic conventions where they have one
 //! (`rpc.client.call.duration`, `rpc.server.call.duration`, in seconds), with
@@ -32,14 +35,12 @@ use axum::response::Response;
 /// The outcome label of a call.
 pub(crate) type Outcome = &'static str;
 
-/// A call in flight on one side: counted in the in-flight gauge until dropped.
-pub(crate) struct InFlight {
-    #[cfg(feature = "metrics")]
-    gauge: metrics::Gauge,
-}
-
 #[cfg(feature = "metrics")]
 mod recorded {
+    use std::sync::OnceLock;
+
+    use metrics::{Counter, Gauge, Histogram, Label};
+
     use super::*;
 
     const SYSTEM: (&str, &str) = ("rpc.system", "intercall");
@@ -48,85 +49,163 @@ mod recorded {
         [SYSTEM, ("rpc.service", service), ("rpc.method", method)]
     }
 
-    pub(crate) fn client_started(service: &'static str, method: &'static str) -> InFlight {
-        let gauge = metrics::gauge!("intercall.client.in_flight", &labels(service, method));
-        gauge.increment(1.0);
-        InFlight { gauge }
-    }
+    /// A call in flight on one side: counted in the in-flight gauge until dropped.
+    pub(crate) struct InFlight<'a>(&'a Gauge);
 
-    pub(crate) fn client_attempt(service: &'static str, method: &'static str, attempt: u32) {
-        metrics::counter!("intercall.client.attempts", &labels(service, method)).increment(1);
-        if attempt > 1 {
-            metrics::counter!("intercall.client.retries", &labels(service, method)).increment(1);
+    impl Drop for InFlight<'_> {
+        fn drop(&mut self) {
+            self.0.decrement(1.0);
         }
     }
 
+    /// One method's client metrics.
+    pub(crate) struct ClientMetrics {
+        service: &'static str,
+        method: &'static str,
+        handles: OnceLock<ClientHandles>,
+    }
+
+    /// Registered on the first call: every series a successful call touches.
+    struct ClientHandles {
+        in_flight: Gauge,
+        attempts: Counter,
+        retries: Counter,
+        ok: (Counter, Histogram),
+        service_error: (Counter, Histogram),
+    }
+
+    impl ClientMetrics {
+        pub(crate) fn new(service: &'static str, method: &'static str) -> Self {
+            Self { service, method, handles: OnceLock::new() }
+        }
+
+        fn handles(&self) -> &ClientHandles {
+            self.handles.get_or_init(|| {
+                let labels = labels(self.service, self.method);
+                ClientHandles {
+                    in_flight: metrics::gauge!("intercall.client.in_flight", &labels),
+                    attempts: metrics::counter!("intercall.client.attempts", &labels),
+                    retries: metrics::counter!("intercall.client.retries", &labels),
+                    ok: self.finished_handles("ok"),
+                    service_error: self.finished_handles("service_error"),
+                }
+            })
+        }
+
+        fn finished_handles(&self, outcome: Outcome) -> (Counter, Histogram) {
+            let [system, service, method] = labels(self.service, self.method);
+            let labels = [system, service, method, ("outcome", outcome)];
+            (
+                metrics::counter!("intercall.client.calls", &labels),
+                metrics::histogram!("rpc.client.call.duration", &labels),
+            )
+        }
+
+        pub(crate) fn started(&self) -> InFlight<'_> {
+            let gauge = &self.handles().in_flight;
+            gauge.increment(1.0);
+            InFlight(gauge)
+        }
+
+        pub(crate) fn attempt(&self, attempt: u32) {
+            let handles = self.handles();
+            handles.attempts.increment(1);
+            if attempt > 1 {
+                handles.retries.increment(1);
+            }
+        }
+
+        pub(crate) fn budget_exhausted(&self) {
+            metrics::counter!("intercall.client.retry_budget_exhausted", &labels(self.service, self.method))
+                .increment(1);
+        }
+
+        pub(crate) fn finished(&self, outcome: Outcome, started: Instant) {
+            let elapsed = started.elapsed().as_secs_f64();
+            let record = |(calls, duration): &(Counter, Histogram)| {
+                duration.record(elapsed);
+                calls.increment(1);
+            };
+            match outcome {
+                "ok" => record(&self.handles().ok),
+                "service_error" => record(&self.handles().service_error),
+                failure => record(&self.finished_handles(failure)),
+            }
+        }
+    }
+
+    /// One method's server metrics.
+    pub(crate) struct ServerMetrics {
+        service: &'static str,
+        method: &'static str,
+        handles: OnceLock<ServerHandles>,
+    }
+
+    struct ServerHandles {
+        in_flight: Gauge,
+        /// `outcome = ok`, status 200.
+        ok: (Counter, Histogram),
+    }
+
+    impl ServerMetrics {
+        pub(crate) fn new(service: &'static str, method: &'static str) -> Self {
+            Self { service, method, handles: OnceLock::new() }
+        }
+
+        fn handles(&self) -> &ServerHandles {
+            self.handles.get_or_init(|| ServerHandles {
+                in_flight: metrics::gauge!("intercall.server.in_flight", &labels(self.service, self.method)),
+                ok: self.finished_handles("ok", 200),
+            })
+        }
+
+        fn finished_handles(&self, outcome: Outcome, status: u16) -> (Counter, Histogram) {
+            let [system, service, method] = labels(self.service, self.method);
+            let labels = [
+                Label::new(system.0, system.1),
+                Label::new(service.0, service.1),
+                Label::new(method.0, method.1),
+                Label::new("outcome", outcome),
+                Label::new("http.response.status_code", status.to_string()),
+            ];
+            (
+                metrics::counter!("intercall.server.calls", labels.iter()),
+                metrics::histogram!("rpc.server.call.duration", labels.iter()),
+            )
+        }
+
+        /// `handling`, a request's handling, counted in flight and recorded when it ends.
+        pub(crate) async fn served<F>(&self, handling: F) -> Response
+        where
+            F: Future<Output = Response>,
+        {
+            let started = Instant::now();
+            let handles = self.handles();
+            handles.in_flight.increment(1.0);
+            let _in_flight = InFlight(&handles.in_flight);
+            let response = handling.await;
+            let elapsed = started.elapsed().as_secs_f64();
+            // Read from the reply as it was made, not from its status: `call_id_mismatch`
+            // shares the typed error's 422.
+            let outcome = crate::server::outcome_of(&response).label();
+            let status = response.status().as_u16();
+            let record = |(calls, duration): &(Counter, Histogram)| {
+                duration.record(elapsed);
+                calls.increment(1);
+            };
+            match (outcome, status) {
+                ("ok", 200) => record(&handles.ok),
+                (outcome, status) => record(&self.finished_handles(outcome, status)),
+            }
+            response
+        }
+    }
+
+    /// A call-id store's answer other than a first run (a replay, a wait, a mismatch, a
+    /// store error): rarer than calls, so registered as it happens.
     pub(crate) fn store_event(service: &'static str, method: &'static str, event: &'static str) {
         let [system, service, method] = labels(service, method);
         metrics::counter!("intercall.server.call_id_store", &[system, service, method, ("event", event)]).increment(1);
-    }
-
-    pub(crate) fn client_budget_exhausted(service: &'static str, method: &'static str) {
-        metrics::counter!("intercall.client.retry_budget_exhausted", &labels(service, method)).increment(1);
-    }
-
-    pub(crate) fn client_finished(service: &'static str, method: &'static str, outcome: Outcome, started: Instant) {
-        let [system, service, method] = labels(service, method);
-        let labels = [system, service, method, ("outcome", outcome)];
-        metrics::histogram!("rpc.client.call.duration", &labels).record(started.elapsed().as_secs_f64());
-        metrics::counter!("intercall.client.calls", &labels).increment(1);
-    }
-
-    /// A reply that carries the method's typed error, marked where it is made, since
-    /// `call_id_mismatch` shares the typed error's status.
-    #[derive(Clone, Copy)]
-    struct ServiceErrorReply;
-
-    pub(crate) fn mark_typed_error(mut response: Response, typed_error: bool) -> Response {
-        if typed_error {
-            response.extensions_mut().insert(ServiceErrorReply);
-        }
-        response
-    }
-
-    /// `handling`, a request's handling, counted in flight and recorded when it ends.
-    pub(crate) async fn served<F>(service: &'static str, method: &'static str, handling: F) -> Response
-    where
-        F: Future<Output = Response>,
-    {
-        let started = Instant::now();
-        let gauge = metrics::gauge!("intercall.server.in_flight", &labels(service, method));
-        gauge.increment(1.0);
-        let _in_flight = InFlight { gauge };
-        let response = handling.await;
-        let status = response.status().as_u16();
-        let outcome = match status {
-            200 => "ok",
-            _ if response.extensions().get::<ServiceErrorReply>().is_some() => "service_error",
-            _ => "framework_error",
-        };
-        server_finished(service, method, outcome, status, started);
-        response
-    }
-
-    fn server_finished(service: &'static str, method: &'static str, outcome: Outcome, status: u16, started: Instant) {
-        let [system, service, method] = labels(service, method);
-        let status = status.to_string();
-        let labels = [
-            metrics::Label::new(system.0, system.1),
-            metrics::Label::new(service.0, service.1),
-            metrics::Label::new(method.0, method.1),
-            metrics::Label::new("outcome", outcome),
-            metrics::Label::new("http.response.status_code", status),
-        ];
-        metrics::histogram!("rpc.server.call.duration", labels.iter()).record(started.elapsed().as_secs_f64());
-        metrics::counter!("intercall.server.calls", labels.iter()).increment(1);
-    }
-
-    impl Drop for InFlight {
-        fn drop(&mut self) {
-            self.gauge.decrement(1.0);
-        }
     }
 }
 
@@ -134,32 +213,50 @@ mod recorded {
 mod recorded {
     use super::*;
 
-    #[inline(always)]
-    pub(crate) fn client_started(_: &'static str, _: &'static str) -> InFlight {
-        InFlight {}
+    /// Nothing to count without the feature.
+    pub(crate) struct InFlight;
+
+    /// One method's client metrics: none without the feature.
+    pub(crate) struct ClientMetrics;
+
+    impl ClientMetrics {
+        #[inline(always)]
+        pub(crate) fn new(_: &'static str, _: &'static str) -> Self {
+            Self
+        }
+
+        #[inline(always)]
+        pub(crate) fn started(&self) -> InFlight {
+            InFlight
+        }
+
+        #[inline(always)]
+        pub(crate) fn attempt(&self, _: u32) {}
+
+        #[inline(always)]
+        pub(crate) fn budget_exhausted(&self) {}
+
+        #[inline(always)]
+        pub(crate) fn finished(&self, _: Outcome, _: Instant) {}
     }
 
-    #[inline(always)]
-    pub(crate) fn client_attempt(_: &'static str, _: &'static str, _: u32) {}
+    /// One method's server metrics: none without the feature.
+    pub(crate) struct ServerMetrics;
 
-    #[inline(always)]
-    pub(crate) fn client_budget_exhausted(_: &'static str, _: &'static str) {}
+    impl ServerMetrics {
+        #[inline(always)]
+        pub(crate) fn new(_: &'static str, _: &'static str) -> Self {
+            Self
+        }
+
+        #[inline(always)]
+        pub(crate) fn served<F: Future<Output = Response>>(&self, handling: F) -> F {
+            handling
+        }
+    }
 
     #[inline(always)]
     pub(crate) fn store_event(_: &'static str, _: &'static str, _: &'static str) {}
-
-    #[inline(always)]
-    pub(crate) fn client_finished(_: &'static str, _: &'static str, _: Outcome, _: Instant) {}
-
-    #[inline(always)]
-    pub(crate) fn mark_typed_error(response: Response, _: bool) -> Response {
-        response
-    }
-
-    #[inline(always)]
-    pub(crate) fn served<F: Future<Output = Response>>(_: &'static str, _: &'static str, handling: F) -> F {
-        handling
-    }
 }
 
 pub(crate) use recorded::*;

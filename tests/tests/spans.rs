@@ -47,6 +47,11 @@ impl Recorded {
     fn field(&self, name: &str) -> Option<&str> {
         self.fields.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
+
+    /// How the call ended: `outcome`, `error.type`, `http.response.status_code`.
+    fn ended(&self) -> (Option<&str>, Option<&str>, Option<&str>) {
+        (self.field("outcome"), self.field("error.type"), self.field("http.response.status_code"))
+    }
 }
 
 #[derive(Clone, Default)]
@@ -108,6 +113,11 @@ async fn calls_open_spans_with_rpc_fields_attempts_and_the_outcome() {
     assert_eq!(served.len(), 2, "{all:?}");
     assert!(served.iter().all(|s| s.field("otel.kind") == Some("server") && s.field("rpc.method") == Some("greet")));
     assert!(served.iter().all(|s| s.field("replayed").is_none()), "nothing was replayed yet");
+    // The outcome on both sides: the typed error's type and variant, and the status.
+    assert_eq!(calls[0].ended(), (Some("ok"), None, None));
+    assert_eq!(calls[1].ended(), (Some("service_error"), Some("GreetError::Nobody"), Some("422")));
+    assert_eq!(served[0].ended(), (Some("ok"), None, Some("200")));
+    assert_eq!(served[1].ended(), (Some("service_error"), Some("GreetError::Nobody"), Some("422")));
 
     // The same call id and body again: the server's span says it was replayed.
     for _ in 0..2 {
@@ -119,4 +129,48 @@ async fn calls_open_spans_with_rpc_fields_attempts_and_the_outcome() {
     let all: Vec<Recorded> = spans.0.lock().unwrap().iter().map(|(_, r)| r.clone()).collect();
     let replayed: Vec<_> = all.iter().filter(|r| r.name == "intercall.serve").map(|r| r.field("replayed")).collect();
     assert_eq!(replayed[2..], [None, Some("true")], "{all:?}");
+}
+
+#[tokio::test]
+async fn a_server_span_ends_with_the_outcome_of_refusals_failures_and_replays() {
+    let spans = Spans::default();
+    let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
+    let server = spawn(GreeterServer::new(Greetings).into_router()).await;
+    let post = |body: &'static str, call_id: Option<&'static str>| {
+        let request =
+            reqwest::Client::new().post(server.at("Greeter/greet")).header("content-type", "application/json");
+        let request = match call_id {
+            Some(id) => request.header("x-call-id", id),
+            None => request,
+        };
+        async move { request.body(body).send().await.expect("the server answers").status().as_u16() }
+    };
+    // Refused before any check passed: a bad header; then a bad argument.
+    let bad_header = reqwest::Client::new()
+        .post(server.at("Greeter/greet"))
+        .header("content-type", "application/json")
+        .header("x-call-id", "not-a-uuid")
+        .body(r#"{"name":"x"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_header.status(), 400);
+    assert_eq!(post(r#"{"name":7}"#, None).await, 400);
+    // A typed error, then its replay from the call-id store.
+    let id = Some("0b6c3f52-7d0e-4c4e-9a43-2f1f8f5d1e01");
+    assert_eq!(post(r#"{"name":""}"#, id).await, 422);
+    assert_eq!(post(r#"{"name":""}"#, id).await, 422);
+
+    let all: Vec<Recorded> = spans.0.lock().unwrap().iter().map(|(_, r)| r.clone()).collect();
+    let ended: Vec<_> = all.iter().filter(|span| span.name == "intercall.serve").map(Recorded::ended).collect();
+    assert_eq!(
+        ended,
+        [
+            (Some("framework_error"), Some("bad_request"), Some("400")),
+            (Some("framework_error"), Some("bad_request"), Some("400")),
+            (Some("service_error"), Some("GreetError::Nobody"), Some("422")),
+            (Some("service_error"), Some("GreetError::Nobody"), Some("422")),
+        ],
+        "{all:?}"
+    );
 }

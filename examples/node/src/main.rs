@@ -16,6 +16,8 @@
 //! URL to the nodes as `INTERCALL_EVENTS__URL`; without one, it says how to get Redis
 //! and skips the events.
 
+mod observability;
+
 use std::process::Stdio;
 use std::sync::Arc;
 
@@ -25,6 +27,7 @@ use example_api::{
 };
 use example_services::{InMemoryCatalog, NoOrderEvents, ShopCheckout};
 use intercall::{ActivityId, Invoker, UserContext, UserType};
+use observability::{METRICS_PATH, Observability};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -45,28 +48,28 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> Result<(), Failure> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    let role = std::env::args().nth(1).unwrap_or_else(|| "demo".to_owned());
+    let observability = observability::install(if role == "demo" { "front-end" } else { &role })?;
     let invoker = Invoker::from_env()?;
-    match std::env::args().nth(1).as_deref() {
-        None | Some("demo") => demo(invoker).await,
-        Some("catalog") => catalog_node(invoker).await,
-        Some("checkout") => checkout_node(invoker).await,
-        Some(other) => Err(format!("unknown role `{other}`; expected `demo`, `catalog` or `checkout`").into()),
-    }
+    let ran = match role.as_str() {
+        "demo" => demo(invoker).await,
+        "catalog" => catalog_node(invoker, &observability).await,
+        "checkout" => checkout_node(invoker, &observability).await,
+        other => Err(format!("unknown role `{other}`; expected `demo`, `catalog` or `checkout`").into()),
+    };
+    observability.shutdown();
+    ran
 }
 
 /// The catalog node: the real `Catalog`, seeded with a few products.
-async fn catalog_node(invoker: Invoker) -> Result<(), Failure> {
+async fn catalog_node(invoker: Invoker, observability: &Observability) -> Result<(), Failure> {
     let catalog = Logged { inner: Arc::new(seeded_catalog().await), place: "served here".into() };
     let router = CatalogServer::new(catalog).settings(invoker.server_settings()).into_router();
-    serve(&invoker, "Catalog", router).await
+    serve(&invoker, "Catalog", router.merge(observability.metrics_route())).await
 }
 
 /// The checkout node: `Checkout`, on top of the real or the remote `Catalog`.
-async fn checkout_node(invoker: Invoker) -> Result<(), Failure> {
+async fn checkout_node(invoker: Invoker, observability: &Observability) -> Result<(), Failure> {
     #[cfg(not(feature = "remote-catalog"))]
     let (catalog, router) = {
         let catalog = Arc::new(seeded_catalog().await);
@@ -86,7 +89,7 @@ async fn checkout_node(invoker: Invoker) -> Result<(), Failure> {
     };
     let checkout = ShopCheckout::with_events(catalog, events);
     let checkout = CheckoutServer::new(checkout).settings(invoker.server_settings()).into_router();
-    serve(&invoker, "Checkout", router.merge(checkout)).await
+    serve(&invoker, "Checkout", router.merge(checkout).merge(observability.metrics_route())).await
 }
 
 /// Binds the host and port of `service`'s URL in the config, then serves `router`.
@@ -97,8 +100,19 @@ async fn serve(invoker: &Invoker, service: &str, router: intercall::Router) -> R
         .await
         .map_err(|e| format!("cannot listen on {address} for {service}: {e}"))?;
     println!("{READY} {service} on {url}");
-    intercall::serve(listener, router).await?;
+    intercall::serve_with_shutdown(listener, router, terminated()).await?;
     Ok(())
+}
+
+/// Completes on SIGTERM (how the demo stops its nodes) or Ctrl-C, so that a node
+/// finishes its calls in flight and sends its last spans before it exits.
+async fn terminated() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler can be installed");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }
 
 async fn seeded_catalog() -> InMemoryCatalog {
@@ -176,6 +190,7 @@ async fn demo(invoker: Invoker) -> Result<(), Failure> {
     };
 
     let checkout_invoker_signs = invoker.security().is_enabled();
+    let checkout_url = invoker.base_url("Checkout").map(str::to_owned);
     let checkout = CheckoutProxy::new(invoker)?;
     let line = |product_id: &str, quantity| OrderLine { product_id: product_id.into(), quantity };
     let calls = [
@@ -216,11 +231,28 @@ async fn demo(invoker: Invoker) -> Result<(), Failure> {
         mailer.await?;
     }
 
-    for mut node in nodes {
-        node.kill().await?;
+    let metrics = checkout_metrics(checkout_url.as_deref()).await?;
+    println!("\n-> GET {METRICS_PATH} of the checkout node (Prometheus text), its calls by outcome:");
+    for line in metrics.lines().filter(|line| line.starts_with("intercall_server_calls{")) {
+        println!("  {line}");
+    }
+
+    for node in nodes {
+        stop_node(node).await?;
     }
     drop(redis);
     Ok(())
+}
+
+/// The checkout node's `GET /metrics`.
+async fn checkout_metrics(base_url: Option<&str>) -> Result<String, Failure> {
+    let base_url = base_url.ok_or("services config has no URL for `Checkout`")?;
+    let url = format!("{}{}", base_url.trim_end_matches('/'), METRICS_PATH);
+    let response = reqwest::get(&url).await.map_err(|e| format!("GET {url}: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("GET {url}: {}", response.status()).into());
+    }
+    Ok(response.text().await?)
 }
 
 /// How many events the mailer has handled.
@@ -284,6 +316,20 @@ async fn events_redis(invoker: Invoker) -> Result<(Invoker, Option<Child>, Optio
     let path = std::env::var_os(intercall::SERVICES_ENV).unwrap_or_else(|| "services.toml".into());
     let invoker = Invoker::builder().file(path).events(url.clone()).build()?;
     Ok((invoker, Some(redis), Some(url)))
+}
+
+/// Stops a node as an orchestrator would: SIGTERM, then SIGKILL if it has not exited
+/// within 5 s.
+async fn stop_node(mut node: Child) -> Result<(), Failure> {
+    if let Some(pid) = node.id().and_then(|pid| i32::try_from(pid).ok()) {
+        // SAFETY: `kill` only sends a signal to the child we started and still own.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        if tokio::time::timeout(std::time::Duration::from_secs(5), node.wait()).await.is_ok() {
+            return Ok(());
+        }
+    }
+    node.kill().await?;
+    Ok(())
 }
 
 /// Runs this same binary as `role`, forwards its output with a prefix, and returns once

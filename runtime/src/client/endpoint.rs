@@ -26,7 +26,7 @@ use crate::protocol::reply::{self, Decoded};
 use crate::protocol::retry::{self as policy, Decision, Outcome};
 use crate::protocol::signing::body_sha256;
 use crate::protocol::{ErrorKind, headers};
-use crate::telemetry;
+use crate::telemetry::ClientMetrics;
 
 /// One service as a generated proxy sees it: the method URLs resolved once, the shared
 /// HTTP client, the call policy and the invoker's retry budget. Cloning is one
@@ -43,13 +43,16 @@ pub(super) struct EndpointInner {
     pub(super) policy: CallPolicy,
     pub(super) budget: Arc<RetryBudget>,
     pub(super) security: crate::Security,
+    /// One per method, by index.
+    pub(super) metrics: Box<[ClientMetrics]>,
 }
 
 /// What one attempt came to.
 enum Attempt<T, E> {
     Ok(T),
-    /// The service's typed error: the answer, never retried.
-    Typed(E),
+    /// The service's typed error: the answer, never retried; with its type's name and
+    /// variant's as the server sent them (`CatalogError::NotFound`), for the span.
+    Typed(E, String),
     /// Any other failure, and whether `protocol::retry` says another attempt may fix it.
     Failed {
         error: CallError,
@@ -119,9 +122,10 @@ impl Endpoint {
         let this = &*self.0;
         let method = this.methods[index];
         let started = Instant::now();
-        let _in_flight = telemetry::client_started(this.service, method);
+        let metrics = &this.metrics[index];
+        let _in_flight = metrics.started();
         let failed = |error: CallError| -> E {
-            telemetry::client_finished(this.service, method, error.kind_name(), started);
+            metrics.finished(error.kind_name(), started);
             error.into()
         };
         let body =
@@ -154,6 +158,8 @@ impl Endpoint {
             call_id = %outgoing.call_id,
             activity_id = %outgoing.activity,
             outcome = tracing::field::Empty,
+            "error.type" = tracing::field::Empty,
+            "http.response.status_code" = tracing::field::Empty,
         );
         self.attempts::<T, E>(index, &outgoing, &policy, started, deadline).instrument(span).await
     }
@@ -175,16 +181,21 @@ impl Endpoint {
         let method = this.methods[index];
         let finished = |outcome| {
             tracing::Span::current().record("outcome", outcome);
-            telemetry::client_finished(this.service, method, outcome, started);
+            this.metrics[index].finished(outcome, started);
         };
         let failed = |error: CallError| -> E {
+            let span = tracing::Span::current();
+            span.record("error.type", error.kind_name());
+            if let Some(status) = error.status_code() {
+                span.record("http.response.status_code", status);
+            }
             finished(error.kind_name());
             error.into()
         };
         this.budget.deposit();
         let mut attempt = 1;
         loop {
-            telemetry::client_attempt(this.service, method, attempt);
+            this.metrics[index].attempt(attempt);
             let remaining = deadline.saturating_duration_since(Instant::now());
             let timeout = policy.timeout.min(remaining);
             let span = tracing::info_span!("intercall.attempt", attempt);
@@ -194,7 +205,11 @@ impl Endpoint {
                     finished("ok");
                     return Ok(value);
                 }
-                Attempt::Typed(error) => {
+                Attempt::Typed(error, named) => {
+                    let span = tracing::Span::current();
+                    span.record("error.type", named.as_str());
+                    span.record("http.response.status_code", ErrorKind::Service.status());
+                    tracing::debug!("{}.{method} returned {named}", this.service);
                     finished("service_error");
                     return Err(error);
                 }
@@ -213,7 +228,7 @@ impl Endpoint {
                 return Err(failed(error));
             }
             if !this.budget.try_withdraw() {
-                telemetry::client_budget_exhausted(this.service, method);
+                this.metrics[index].budget_exhausted();
                 return Err(failed(error.retry_budget_exhausted()));
             }
             tokio::time::sleep(delay).await;
@@ -280,9 +295,9 @@ impl Endpoint {
             Decoded::NotJson { content_type } => {
                 return unusable(format!("a 200 reply with `content-type: {content_type}` is not an intercall result"));
             }
-            Decoded::Service { type_name, value } => {
+            Decoded::Service { type_name, variant, value } => {
                 return match serde_json::from_str::<E>(value.get()) {
-                    Ok(error) => Attempt::Typed(error),
+                    Ok(error) => Attempt::Typed(error, reply::error_type_name(&type_name, variant.as_deref())),
                     Err(e) => unusable(format!(
                         "the server's `{type_name}` error does not decode as this method's error type: {e}"
                     )),

@@ -1,6 +1,7 @@
 //! The [`Invoker`] a node shares: the HTTP client, the service lookup and the retry
 //! budget, from `services.toml` or a builder.
 
+use crate::telemetry::ClientMetrics;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -182,6 +183,7 @@ pub fn endpoint(invoker: &Invoker, service: &'static str, methods: &'static [&'s
         policy: entry.policy,
         budget: Arc::clone(&shared.budget),
         security: shared.config.security.clone(),
+        metrics: methods.iter().map(|method| ClientMetrics::new(service, method)).collect(),
     }))
 }
 

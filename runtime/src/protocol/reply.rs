@@ -169,26 +169,60 @@ pub(crate) struct EncodedReply {
     pub(crate) body: Bytes,
     /// Set when the reply is made, not read from its status: `call_id_mismatch`
     /// shares 422 with typed errors.
-    storable: bool,
+    pub(crate) outcome: ReplyOutcome,
+}
+
+/// How a reply ends its call, as spans and metrics report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReplyOutcome {
+    /// `200` with the result.
+    Ok,
+    /// The method's typed error: its type's name and, for an enum, its variant's.
+    Service { type_name: &'static str, variant: Option<&'static str> },
+    /// A typed error replayed from a call-id store (its names are in its body).
+    StoredService,
+    /// A framework error of this kind.
+    Framework(ErrorKind),
+}
+
+impl ReplyOutcome {
+    /// `ok`, `service_error` or `framework_error`.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Service { .. } | Self::StoredService => "service_error",
+            Self::Framework(_) => "framework_error",
+        }
+    }
+}
+
+/// A typed error's name as spans show it: `CatalogError::NotFound`, or `CatalogError`
+/// for an error that is not an enum.
+pub(crate) fn error_type_name(type_name: &str, variant: Option<&str>) -> String {
+    match variant {
+        Some(variant) => format!("{type_name}::{variant}"),
+        None => type_name.to_owned(),
+    }
 }
 
 impl EncodedReply {
     /// A reply a call-id store kept (a result or a typed error), to send again.
     pub(crate) fn stored(status: u16, body: Bytes) -> Self {
-        Self { status, body, storable: true }
+        let outcome = if status == 200 { ReplyOutcome::Ok } else { ReplyOutcome::StoredService };
+        Self { status, body, outcome }
     }
 
     /// Successes and typed errors are stored for duplicates; a panic, an internal
     /// failure or any other framework error is not, so that a retry can run again (§5).
     pub(crate) fn is_storable(&self) -> bool {
-        self.storable
+        !matches!(self.outcome, ReplyOutcome::Framework(_))
     }
 }
 
 /// `200` with the result as JSON; `Err` with serde's reason when it does not serialize.
 pub(crate) fn result<T: Serialize>(value: &T) -> Result<EncodedReply, String> {
     let body = to_json(value).map_err(|e| format!("cannot serialize the result: {e}"))?;
-    Ok(EncodedReply { status: 200, body, storable: true })
+    Ok(EncodedReply { status: 200, body, outcome: ReplyOutcome::Ok })
 }
 
 /// `422` with the typed error: its value, its type's name and, for an enum, its
@@ -198,7 +232,7 @@ pub(crate) fn service_error<E: Serialize>(
     service: &str,
     method: &str,
     error: &E,
-    type_name: &str,
+    type_name: &'static str,
 ) -> Result<EncodedReply, String> {
     let value = serde_json::value::to_raw_value(error).map_err(|e| format!("cannot serialize the error: {e}"))?;
     let info = type_info(error);
@@ -215,7 +249,8 @@ pub(crate) fn service_error<E: Serialize>(
         variant: info.variant.map(Into::into),
         value: Some(&value),
     };
-    Ok(EncodedReply { storable: true, ..encode(ErrorKind::Service, &body) })
+    let outcome = ReplyOutcome::Service { type_name, variant: info.variant };
+    Ok(EncodedReply { outcome, ..encode(ErrorKind::Service, &body) })
 }
 
 /// A framework error reply: `{"kind": .., "message": .., "argument"?: ..}`.
@@ -233,7 +268,7 @@ pub(crate) fn framework_error(kind: ErrorKind, message: &str, argument: Option<&
 
 fn encode(kind: ErrorKind, body: &ErrorBody<'_>) -> EncodedReply {
     let body = to_json(body).expect("an error body of strings and raw JSON always serializes");
-    EncodedReply { status: kind.status(), body, storable: false }
+    EncodedReply { status: kind.status(), body, outcome: ReplyOutcome::Framework(kind) }
 }
 
 /// A scratch buffer per thread larger than this is not kept for the next reply.
@@ -271,8 +306,9 @@ pub(crate) enum Decoded<'a> {
     Result(&'a [u8]),
     /// `200` whose `content-type` is not JSON: not a result (a decode failure).
     NotJson { content_type: String },
-    /// `422 service`: the typed error's value, still to be decoded.
-    Service { type_name: Cow<'a, str>, value: &'a RawValue },
+    /// `422 service`: the typed error's value, still to be decoded, and the names the
+    /// server gave its type and variant.
+    Service { type_name: Cow<'a, str>, variant: Option<Cow<'a, str>>, value: &'a RawValue },
     /// An intercall framework error: a known kind at its own status, or a kind this
     /// client does not know (`None`) at a non-2xx status.
     Framework { kind: Option<ErrorKind>, kind_text: Cow<'a, str>, message: Cow<'a, str> },
@@ -317,7 +353,8 @@ pub(crate) fn decode<'a>(status: u16, content_type: Option<&[u8]>, body: &'a [u8
             ),
         ),
         (Some(ErrorKind::Service), Some(value)) => {
-            Decoded::Service { type_name: error.type_name.unwrap_or(Cow::Borrowed("?")), value }
+            let type_name = error.type_name.unwrap_or(Cow::Borrowed("?"));
+            Decoded::Service { type_name, variant: error.variant, value }
         }
         (Some(ErrorKind::Service), None) => {
             Decoded::Foreign { description: "a `service` error body without a `value`".to_owned() }
@@ -411,7 +448,7 @@ mod tests {
                 "type":"CatalogError","variant":"NotFound","value":{"NotFound":{"id":"p-1"}}})
         );
         match decode(422, JSON, &reply.body) {
-            Decoded::Service { type_name, value } => {
+            Decoded::Service { type_name, value, .. } => {
                 assert_eq!((&*type_name, value.get()), ("CatalogError", r#"{"NotFound":{"id":"p-1"}}"#));
             }
             other => panic!("{other:?}"),

@@ -22,7 +22,8 @@ use axum::response::Response;
 use axum::routing::{any, post};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tracing::Instrument;
+use tracing::field::Empty;
+use tracing::{Instrument, Span};
 
 use crate::calls::{CallKey, CallStore, OnStoreError, fingerprint};
 use crate::context::CallContext;
@@ -31,6 +32,8 @@ use crate::protocol::trace::TraceContext;
 use crate::protocol::{ErrorKind, args, path, truncate};
 use crate::security::Security;
 use crate::telemetry;
+#[cfg(feature = "metrics")]
+pub(crate) use reply::outcome_of;
 use reply::{refuse, respond};
 pub(crate) use serve::{BodyReadTimeout, serve_connections};
 pub use serve::{
@@ -136,8 +139,10 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
             store: Arc::clone(&self.store),
             security: Arc::clone(&self.security),
         };
+        let metrics = Arc::new(telemetry::ServerMetrics::new(self.service, method));
         let handler = move |request: Request| {
-            telemetry::served(served.service, served.method, handle(served, state.clone(), call.clone(), request))
+            let (state, call, metrics) = (state.clone(), call.clone(), Arc::clone(&metrics));
+            async move { metrics.served(handle(served, state, call, request)).await }
         };
         let route =
             post(handler).fallback(move |request: Request| async move { method_not_allowed(served, request.method()) });
@@ -175,7 +180,43 @@ impl<S> Clone for ServiceState<S> {
     }
 }
 
+/// One request, in its `intercall.serve` span, which ends with the reply's outcome.
 async fn handle<S, A, T, E, F, Fut>(served: ServedMethod, state: ServiceState<S>, call: F, request: Request) -> Response
+where
+    A: DeserializeOwned,
+    T: Serialize + 'static,
+    E: Serialize + 'static,
+    F: FnOnce(Arc<S>, A) -> Fut,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+{
+    // Made before the checks, so that a refused request has a span and an outcome too.
+    // Field names of the OpenTelemetry RPC conventions.
+    let span = tracing::info_span!(
+        "intercall.serve",
+        "otel.kind" = "server",
+        "rpc.system" = "intercall",
+        "rpc.service" = served.service,
+        "rpc.method" = served.method,
+        call_id = Empty,
+        activity_id = Empty,
+        attempt = Empty,
+        replayed = Empty,
+        outcome = Empty,
+        "error.type" = Empty,
+        "http.response.status_code" = Empty,
+    );
+    let response = serve_call(served, state, call, request, &span).await;
+    reply::record_outcome(served, &span, &response);
+    response
+}
+
+async fn serve_call<S, A, T, E, F, Fut>(
+    served: ServedMethod,
+    state: ServiceState<S>,
+    call: F,
+    request: Request,
+    span: &Span,
+) -> Response
 where
     A: DeserializeOwned,
     T: Serialize + 'static,
@@ -213,20 +254,14 @@ where
     }
     let activity = headers.activity.unwrap_or_default();
     let trace = TraceContext::from_headers(&parts.headers);
-    let span = tracing::info_span!(
-        "intercall.serve",
-        "otel.kind" = "server",
-        "rpc.system" = "intercall",
-        "rpc.service" = served.service,
-        "rpc.method" = served.method,
-        call_id = headers.call_id.map(tracing::field::display),
-        activity_id = %activity,
-        attempt = headers.attempt,
-        replayed = tracing::field::Empty,
-    );
+    if let Some(call_id) = headers.call_id {
+        span.record("call_id", tracing::field::display(call_id));
+    }
+    span.record("activity_id", tracing::field::display(&activity));
+    span.record("attempt", headers.attempt);
     #[cfg(feature = "otel")]
     if let Some(trace) = &trace {
-        crate::otel::continue_trace(&span, trace);
+        crate::otel::continue_trace(span, trace);
     }
     if headers.deadline.is_some_and(|left| left.is_zero()) {
         let message =
@@ -270,11 +305,11 @@ where
     let reply = match dedup {
         // A plain HTTP client: store nothing, but, as with a call id, a run that has
         // started ends (a client that disconnects does not cut it halfway).
-        None => detach::Detachable::new(reply::run(served, future).instrument(span)).await,
+        None => detach::Detachable::new(reply::run(served, future).instrument(span.clone())).await,
         Some((key, fingerprint, claimed)) => {
             let future = future.instrument(span.clone());
             dedup::run_once(served, state.store, key, fingerprint, headers.deadline, claimed, future)
-                .instrument(span)
+                .instrument(span.clone())
                 .await
         }
     };

@@ -7,20 +7,68 @@ use std::panic::AssertUnwindSafe;
 use axum::http::StatusCode;
 use axum::http::header::{CONTENT_TYPE, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use futures_util::FutureExt;
 use serde::Serialize;
+use tracing::Span;
 
 use super::ServedMethod;
 use crate::calls::StoredReply;
-use crate::protocol::reply::{self as encode, EncodedReply};
+use crate::protocol::reply::{self as encode, Decoded, EncodedReply, ReplyOutcome, error_type_name};
 use crate::protocol::{ErrorKind, JSON, Refusal};
 
-/// The HTTP response for an encoded reply.
+/// The HTTP response for an encoded reply. A reply that is not a result carries its
+/// [`ReplyOutcome`] in the response's extensions, for the span and the metrics.
 pub(crate) fn respond(reply: EncodedReply) -> Response {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let typed_error = reply.is_storable() && status != StatusCode::OK;
-    let response = (status, [(CONTENT_TYPE, HeaderValue::from_static(JSON))], reply.body).into_response();
-    crate::telemetry::mark_typed_error(response, typed_error)
+    // A replayed typed error's names are read from its body only if a span records them.
+    let stored = (reply.outcome == ReplyOutcome::StoredService).then(|| StoredBody(reply.body.clone()));
+    let mut response = (status, [(CONTENT_TYPE, HeaderValue::from_static(JSON))], reply.body).into_response();
+    if reply.outcome != ReplyOutcome::Ok {
+        response.extensions_mut().insert(reply.outcome);
+    }
+    if let Some(stored) = stored {
+        response.extensions_mut().insert(stored);
+    }
+    response
+}
+
+/// The body of a typed error replayed from a call-id store.
+#[derive(Clone)]
+struct StoredBody(Bytes);
+
+/// How `response` ended its call: `ok`, or the outcome [`respond`] attached.
+pub(crate) fn outcome_of(response: &Response) -> ReplyOutcome {
+    response.extensions().get::<ReplyOutcome>().copied().unwrap_or(ReplyOutcome::Ok)
+}
+
+/// Records on a request's span how its reply ended the call (`outcome`, `error.type`,
+/// `http.response.status_code`), and logs a typed error at debug level.
+pub(crate) fn record_outcome(served: ServedMethod, span: &Span, response: &Response) {
+    if span.is_disabled() {
+        return;
+    }
+    let outcome = outcome_of(response);
+    span.record("outcome", outcome.label());
+    span.record("http.response.status_code", response.status().as_u16());
+    let error_type = match outcome {
+        ReplyOutcome::Ok => return,
+        ReplyOutcome::Framework(kind) => {
+            span.record("error.type", kind.as_str());
+            return;
+        }
+        ReplyOutcome::Service { type_name, variant } => error_type_name(type_name, variant),
+        // A replayed typed error: its names are in the stored body.
+        ReplyOutcome::StoredService => {
+            let stored = response.extensions().get::<StoredBody>().map_or(&[][..], |body| &body.0[..]);
+            match encode::decode(422, Some(JSON.as_bytes()), stored) {
+                Decoded::Service { type_name, variant, .. } => error_type_name(&type_name, variant.as_deref()),
+                _ => "service".to_owned(),
+            }
+        }
+    };
+    span.record("error.type", error_type.as_str());
+    tracing::debug!(parent: span, "{}.{} returned {error_type}", served.service, served.method);
 }
 
 /// The HTTP response for a refusal.
