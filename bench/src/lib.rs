@@ -14,9 +14,14 @@
 //! - `intercall-layer`: one no-op client layer (what the layered path costs);
 //! - `intercall-reqwest`: the proxy over `ReqwestTransport` (a default `reqwest::Client`);
 //! - `intercall-h2`: the proxy over HTTP/2 (h2c, prior knowledge).
+//!
+//! With feature `telemetry`, `intercall-observed` ([`observed`]): intercall with a
+//! metrics recorder and an OpenTelemetry tracer installed on both sides.
 
 pub mod clients;
 pub mod load;
+#[cfg(feature = "telemetry")]
+pub mod observed;
 pub mod payload;
 pub mod peers;
 pub mod servers;

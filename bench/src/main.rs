@@ -46,6 +46,7 @@ fn main() -> Result<(), Failure> {
 
 /// Serves `system` on a free port until stdin closes (the driver ends).
 async fn serve(system: &str) -> Result<(), Failure> {
+    let system = observed(system)?;
     if !intercall_bench::SYSTEMS.contains(&system) {
         return Err(format!("no server for `{system}`").into());
     }
@@ -64,7 +65,7 @@ async fn serve(system: &str) -> Result<(), Failure> {
 
 async fn load_command(args: &[String]) -> Result<(), Failure> {
     let [system, port, op, concurrency, millis] = args else { return Err("load <system> <port> <op> <c> <ms>".into()) };
-    let client = Client::new(system, port.parse()?).await?;
+    let client = Client::new(observed(system)?, port.parse()?).await?;
     let op = Op::parse(op).ok_or_else(|| format!("unknown op `{op}`"))?;
     let mark = |phase: &str| {
         println!("{phase}");
@@ -73,6 +74,21 @@ async fn load_command(args: &[String]) -> Result<(), Failure> {
     let sample = load::run(client, op, concurrency.parse()?, Duration::from_millis(millis.parse()?), mark).await;
     println!("{}", serde_json::to_string(&sample)?);
     Ok(())
+}
+
+/// `intercall-observed` is intercall's server or client with the telemetry of
+/// `intercall_bench::observed` installed in this process; any other system is itself.
+fn observed(system: &str) -> Result<&str, Failure> {
+    if system != "intercall-observed" {
+        return Ok(system);
+    }
+    #[cfg(feature = "telemetry")]
+    {
+        intercall_bench::observed::install()?;
+        Ok("intercall")
+    }
+    #[cfg(not(feature = "telemetry"))]
+    Err("`intercall-observed` needs the bench built with `--features telemetry`".into())
 }
 
 /// Bytes per cached call id in the in-process store, beyond the stored body: the RSS
@@ -185,8 +201,14 @@ fn run(quick: bool, same_core: bool, only: Option<&[&str]>) -> Result<(), Failur
     let (rounds, millis) = if quick { (3, 700) } else { (5, 3_000) };
     let (server_core, client_core) = if same_core { ("0", "0") } else { ("0", "1") };
     // The floor always runs: every ratio is to it.
-    let echo: Vec<Case> =
+    #[allow(unused_mut)] // pushed to with `telemetry`
+    let mut echo: Vec<Case> =
         ECHO.into_iter().filter(|c| c.system == "floor" || only.is_none_or(|o| o.contains(&c.system))).collect();
+    #[cfg(feature = "telemetry")]
+    if only.is_none_or(|o| o.contains(&"intercall-observed")) {
+        let system = "intercall-observed";
+        echo.push(Case { system, server: system, client: system, op: "echo" });
+    }
     let runs = [
         Run { cases: echo.clone(), concurrency: 1 },
         Run { cases: echo.clone(), concurrency: 64 },
