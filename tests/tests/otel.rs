@@ -128,3 +128,42 @@ async fn one_trace_runs_through_every_hop_and_retries_are_sibling_attempts() {
     let c_serve = span(&spans, "intercall.serve", "Leaf");
     assert_eq!(c_serve.parent_span_id, b_attempts[0].span_context.span_id());
 }
+
+#[tokio::test]
+async fn a_retry_answered_from_the_call_id_store_is_a_replayed_server_span_under_its_own_attempt() {
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
+    let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("intercall-tests"));
+    let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+
+    // The first request runs, and a gateway loses its reply: the retry is replayed.
+    let lost_once = Arc::new(AtomicBool::new(false));
+    let leaf = spawn(LeafServer::new(LeafNode).into_router().layer(from_fn(move |request: Request, next: Next| {
+        let lost_once = Arc::clone(&lost_once);
+        async move {
+            let response = next.run(request).await;
+            if !lost_once.swap(true, Ordering::SeqCst) {
+                return (StatusCode::BAD_GATEWAY, "upstream reset").into_response();
+            }
+            response
+        }
+    })))
+    .await;
+    let backoff = std::time::Duration::from_millis(1);
+    let to_leaf = Invoker::builder().service("Leaf", leaf.url()).backoff(backoff, backoff).build().unwrap();
+    assert_eq!(LeafProxy::new(to_leaf).unwrap().ping().await, Ok(1));
+    let _ = provider.force_flush();
+    let spans = exporter.get_finished_spans().expect("the exported spans");
+
+    let call = span(&spans, "intercall.call", "Leaf");
+    let attempts = children(&spans, call.span_context.span_id(), "intercall.attempt");
+    assert_eq!(attempts.len(), 2, "{:#?}", names(&spans));
+    let replayed = |serve: &SpanData| {
+        serve.attributes.iter().find(|kv| kv.key.as_str() == "replayed").map(|kv| kv.value.as_str().into_owned())
+    };
+    for (attempt, expected) in attempts.iter().zip([None, Some("true".to_owned())]) {
+        let served = children(&spans, attempt.span_context.span_id(), "intercall.serve");
+        assert_eq!(served.len(), 1, "one server span per attempt: {:#?}", names(&spans));
+        assert_eq!(replayed(served[0]), expected, "the first ran, the second was replayed");
+    }
+}
