@@ -109,6 +109,11 @@ async fn calls_open_spans_with_rpc_fields_attempts_and_the_outcome() {
     assert_eq!(outcomes, [Some("ok"), Some("service_error")]);
     let attempts = named("intercall.attempt");
     assert_eq!(attempts.iter().map(|a| a.field("attempt")).collect::<Vec<_>>(), [Some("1"), Some("1")]);
+    // The activity id, the business-level id, is on every span of a call.
+    for (call, attempt) in calls.iter().zip(&attempts) {
+        assert!(call.field("activity_id").is_some_and(|id| id.len() == 36), "{call:?}");
+        assert_eq!(attempt.field("activity_id"), call.field("activity_id"));
+    }
     let served = named("intercall.serve");
     assert_eq!(served.len(), 2, "{all:?}");
     assert!(served.iter().all(|s| s.field("otel.kind") == Some("server") && s.field("rpc.method") == Some("greet")));

@@ -198,7 +198,7 @@ impl Endpoint {
             this.metrics[index].attempt(attempt);
             let remaining = deadline.saturating_duration_since(Instant::now());
             let timeout = policy.timeout.min(remaining);
-            let span = tracing::info_span!("intercall.attempt", attempt);
+            let span = tracing::info_span!("intercall.attempt", attempt, activity_id = %outgoing.activity);
             let (error, at_least) = match self.attempt(index, outgoing, policy, attempt, timeout).instrument(span).await
             {
                 Attempt::Ok(value) => {
