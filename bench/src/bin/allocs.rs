@@ -3,6 +3,9 @@
 //! global allocator on the client's thread only. Unlike throughput, these counts do not
 //! depend on what else the machine is doing, so a few-percent cost (one layer) shows.
 //!
+//! With `--features telemetry`, `intercall-observed` too: intercall's client with a
+//! metrics recorder and an OpenTelemetry tracer installed (`observed.rs`).
+//!
 //! The server runs on a runtime of its own, on another thread; the client is a
 //! current-thread runtime on this one, so its connection tasks count as the client's.
 
@@ -57,9 +60,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let client = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     println!("# client-side heap allocations per call, {calls} sequential echo calls each");
-    for system in ["intercall", "intercall-layer", "intercall-reqwest", "intercall-h2"] {
+    #[cfg_attr(not(feature = "telemetry"), allow(unused_mut))]
+    let mut systems = vec!["intercall", "intercall-layer", "intercall-reqwest", "intercall-h2"];
+    // Last, since it installs a recorder and a tracer for the rest of the process: the
+    // client with both, against the same server (which then records too, on its own
+    // thread, not counted).
+    #[cfg(feature = "telemetry")]
+    systems.push(intercall_bench::observed::SYSTEM);
+    for system in systems {
+        #[cfg_attr(not(feature = "telemetry"), allow(unused_mut))]
+        let mut client_system = system;
+        #[cfg(feature = "telemetry")]
+        if system == intercall_bench::observed::SYSTEM {
+            intercall_bench::observed::install()?;
+            client_system = "intercall";
+        }
         let (allocations, bytes) = client.block_on(async {
-            let proxy = Client::new(system, port).await?;
+            let proxy = Client::new(client_system, port).await?;
             for id in 0..200 {
                 proxy.call(Op::Echo, id).await?;
             }
