@@ -313,6 +313,8 @@ impl Backends {
         let previous = self.current();
         let mut next: Vec<Arc<Backend>> = Vec::new();
         let mut failures = Vec::new();
+        // The `Host` headers of the names that failed: their endpoints stay as they were.
+        let mut kept_names: Vec<&HeaderValue> = Vec::new();
         for source in &dns.sources {
             match source {
                 Source::Fixed(backend) => next.push(Arc::clone(backend)),
@@ -321,10 +323,12 @@ impl Backends {
                         Ok(found) if !found.is_empty() => found,
                         Ok(_) => {
                             failures.push(format!("`{name}` resolved to no address"));
+                            kept_names.push(host);
                             continue;
                         }
                         Err(e) => {
                             failures.push(format!("`{name}` did not resolve: {e}"));
+                            kept_names.push(host);
                             continue;
                         }
                     };
@@ -340,13 +344,10 @@ impl Backends {
                 }
             }
         }
-        // A name that failed keeps the addresses it had.
-        if !failures.is_empty() {
-            for old in previous.iter().filter(|old| old.host.is_some()) {
-                let named = |n: &Arc<Backend>| n.host == old.host;
-                if !next.iter().any(named) {
-                    next.push(Arc::clone(old));
-                }
+        for old in previous.iter() {
+            let failed_name = old.host.as_ref().is_some_and(|host| kept_names.contains(&host));
+            if failed_name && !next.iter().any(|n| Arc::ptr_eq(n, old)) {
+                next.push(Arc::clone(old));
             }
         }
         *dns.next.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + dns.every);

@@ -215,7 +215,7 @@ impl Endpoint {
                 }
                 match backends.pick(&tried) {
                     Some(picked) => Target::Balanced(picked),
-                    None => return Err(failed(self.circuit_open(method, None))),
+                    None => return Err(failed(self.circuit_open(method, None).after_attempts(0))),
                 }
             }
         };
