@@ -59,7 +59,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("# client-side heap allocations per call, {calls} sequential echo calls each");
     for system in ["intercall", "intercall-layer", "intercall-reqwest", "intercall-h2"] {
         let (allocations, bytes) = client.block_on(async {
-            let proxy = Client::new(system, port).await?;
+            let proxy = Client::new(system, &port.to_string()).await?;
             for id in 0..200 {
                 proxy.call(Op::Echo, id).await?;
             }
