@@ -391,11 +391,13 @@ impl Endpoint {
         let this = &*self.0;
         let method = this.methods[index];
         // Counted in the endpoint's load while the exchange lasts.
+        let balanced_uri;
         let (uri, host, _outstanding) = match (target, &this.targets) {
-            (Target::Fixed(uri), _) => ((*uri).clone(), None, None),
+            (Target::Fixed(uri), _) => (*uri, None, None),
             (Target::Balanced(picked), Targets::Balanced { paths, .. }) => {
                 let backend = &picked.backend;
-                (backend.uri(paths, index), backend.host_header(), Some(backend.start()))
+                balanced_uri = backend.uri(paths, index);
+                (&balanced_uri, backend.host_header(), Some(backend.start()))
             }
             (Target::Balanced(_), Targets::One(_)) => unreachable!("a balanced target comes from balanced targets"),
         };
