@@ -9,10 +9,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 type Resolving = Pin<Box<dyn Future<Output = io::Result<Vec<SocketAddr>>> + Send>>;
+type Resolve = dyn Fn(&str, u16) -> Resolving + Send + Sync;
 
 /// Resolves a host name and port to addresses; cloning shares it.
 #[derive(Clone)]
-pub(crate) struct Resolver(Arc<dyn Fn(&str, u16) -> Resolving + Send + Sync>);
+pub(crate) struct Resolver(Arc<Resolve>);
 
 impl Resolver {
     pub(crate) fn new<F, Fut>(resolve: F) -> Self
