@@ -93,6 +93,24 @@ impl Drop for Outstanding {
 pub(crate) struct Picked {
     pub(crate) backend: Arc<Backend>,
     pub(crate) probe: bool,
+    /// Its outcome was reported.
+    reported: AtomicBool,
+}
+
+impl Picked {
+    fn new(backend: &Arc<Backend>, probe: bool) -> Self {
+        Self { backend: Arc::clone(backend), probe, reported: AtomicBool::new(false) }
+    }
+}
+
+/// A probe that never ran (the call stopped before it: its deadline, the budget, or
+/// the caller dropped it) frees its place, or the endpoint would never be probed again.
+impl Drop for Picked {
+    fn drop(&mut self) {
+        if self.probe && !self.reported.load(Ordering::Relaxed) {
+            self.backend.health.release_probe();
+        }
+    }
 }
 
 /// A service's endpoints and how attempts are spread over them.
@@ -220,7 +238,7 @@ impl Backends {
         if self.ejected.load(Ordering::Relaxed) > 0 {
             let now = Instant::now();
             if let Some(backend) = set.iter().find(|backend| backend.health.try_probe(now)) {
-                return Some(Picked { backend: Arc::clone(backend), probe: true });
+                return Some(Picked::new(backend, true));
             }
         }
         let untried =
@@ -254,12 +272,13 @@ impl Backends {
                 }
             }
         };
-        chosen.map(|backend| Picked { backend: Arc::clone(backend), probe: false })
+        chosen.map(|backend| Picked::new(backend, false))
     }
 
     /// Records what an attempt on `picked` came to.
     pub(crate) fn report(&self, picked: &Picked, verdict: Verdict) {
         let Some(policy) = &self.ejection else { return };
+        picked.reported.store(true, Ordering::Relaxed);
         match picked.backend.health.report(verdict, picked.probe, policy, &self.ejected, Instant::now()) {
             Change::None => {}
             Change::Ejected(length) => {
@@ -402,12 +421,13 @@ mod tests {
     fn a_retry_avoids_the_endpoints_tried_while_another_is_available() {
         let backends = backends(3);
         for _ in 0..50 {
-            let first = backends.pick(&[]).unwrap().backend;
-            let second = backends.pick(&[Arc::clone(&first)]).unwrap().backend;
-            let third = backends.pick(&[Arc::clone(&first), Arc::clone(&second)]).unwrap().backend;
+            let pick = |tried: &[Arc<Backend>]| Arc::clone(&backends.pick(tried).unwrap().backend);
+            let first = pick(&[]);
+            let second = pick(&[Arc::clone(&first)]);
+            let third = pick(&[Arc::clone(&first), Arc::clone(&second)]);
             assert!(!Arc::ptr_eq(&first, &second) && !Arc::ptr_eq(&second, &third) && !Arc::ptr_eq(&first, &third));
             // All tried: another than the last.
-            let fourth = backends.pick(&[first, second, Arc::clone(&third)]).unwrap().backend;
+            let fourth = pick(&[first, second, Arc::clone(&third)]);
             assert!(!Arc::ptr_eq(&fourth, &third));
         }
     }
@@ -416,11 +436,28 @@ mod tests {
     fn every_endpoint_ejected_opens_the_circuit_until_a_probe_is_due() {
         let backends = backends(2);
         for backend in backends.current().iter() {
-            let picked = Picked { backend: Arc::clone(backend), probe: false };
+            let picked = Picked::new(backend, false);
             backends.report(&picked, Verdict::Failed);
         }
         assert!(backends.pick(&[]).is_none(), "open");
         assert_eq!(backends.ejected.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_due_ejection_gives_one_probe_and_a_probe_dropped_unsent_frees_its_place() {
+        let backends = backends(1);
+        let only = Arc::clone(&backends.current()[0]);
+        backends.report(&Picked::new(&only, false), Verdict::Failed);
+        assert!(backends.pick(&[]).is_none(), "ejected for a second");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let probe = backends.pick(&[]).expect("due");
+        assert!(probe.probe);
+        assert!(backends.pick(&[]).is_none(), "one probe at a time");
+        drop(probe);
+        let probe = backends.pick(&[]).expect("the place is free again");
+        backends.report(&probe, Verdict::Answered);
+        let after = backends.pick(&[]).expect("back in traffic");
+        assert!(!after.probe);
     }
 
     #[test]

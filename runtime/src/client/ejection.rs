@@ -93,6 +93,11 @@ impl Health {
         false
     }
 
+    /// Frees the place of a probe that was claimed and never sent.
+    pub(crate) fn release_probe(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).probing = false;
+    }
+
     /// Records an attempt's verdict; `probe` says whether the attempt was this
     /// endpoint's probe. `ejected` counts the service's ejected endpoints.
     pub(crate) fn report(
