@@ -57,17 +57,23 @@ pub enum Client {
 }
 
 impl Client {
-    /// The client of `system` for a server on `port`; the tonic and tarpc clients connect
-    /// here, the others on their first call.
-    pub async fn new(system: &str, port: u16) -> Result<Self, String> {
-        let base: Arc<str> = Arc::from(format!("http://127.0.0.1:{port}"));
+    /// The client of `system` for a server on `ports` (one port, or several separated
+    /// by commas for `intercall-3`, the balancing client); the tonic and tarpc clients
+    /// connect here, the others on their first call.
+    pub async fn new(system: &str, ports: &str) -> Result<Self, String> {
         let failed = |e: &dyn std::fmt::Display| format!("{system} client: {e}");
+        let ports: Vec<u16> = ports.split(',').map(str::parse).collect::<Result<_, _>>().map_err(|e| failed(&e))?;
+        let port = ports[0];
+        let base: Arc<str> = Arc::from(format!("http://127.0.0.1:{port}"));
         Ok(match system {
             "floor" => Client::Floor { http: reqwest::Client::new(), base },
             "floor-hyper" => Client::Hyper { http: HyperClient::builder(TokioExecutor::new()).build_http(), base },
-            "intercall" | "intercall-layer" | "intercall-reqwest" | "intercall-h2" => {
+            "intercall" | "intercall-layer" | "intercall-reqwest" | "intercall-h2" | "intercall-3" => {
                 let builder = Invoker::builder().service("Bench", base.to_string());
                 let builder = match system {
+                    "intercall-3" => {
+                        builder.service_urls("Bench", ports.iter().map(|port| format!("http://127.0.0.1:{port}/")))
+                    }
                     // One layer that does nothing: what the layered path itself costs.
                     "intercall-layer" => builder.layer(tower::layer::util::Identity::new()),
                     "intercall-reqwest" => {

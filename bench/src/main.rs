@@ -47,6 +47,9 @@ fn main() -> Result<(), Failure> {
 /// Serves `system` on a free port until stdin closes (the driver ends).
 async fn serve(system: &str) -> Result<(), Failure> {
     let system = observed(system)?;
+    if system == "intercall-3" {
+        return serve_three_endpoints().await;
+    }
     if !intercall_bench::SYSTEMS.contains(&system) {
         return Err(format!("no server for `{system}`").into());
     }
@@ -65,7 +68,7 @@ async fn serve(system: &str) -> Result<(), Failure> {
 
 async fn load_command(args: &[String]) -> Result<(), Failure> {
     let [system, port, op, concurrency, millis] = args else { return Err("load <system> <port> <op> <c> <ms>".into()) };
-    let client = Client::new(observed(system)?, port.parse()?).await?;
+    let client = Client::new(observed(system)?, port).await?;
     let op = Op::parse(op).ok_or_else(|| format!("unknown op `{op}`"))?;
     let mark = |phase: &str| {
         println!("{phase}");
@@ -89,6 +92,35 @@ fn observed(system: &str) -> Result<&str, Failure> {
     }
     #[cfg(not(feature = "telemetry"))]
     Err("`intercall-observed` needs the bench built with `--features telemetry`".into())
+}
+
+/// intercall's server on three ports of one process (one core, as every server here):
+/// three endpoints for the balancing client `intercall-3`, so that its figures differ
+/// from `intercall`'s by the client's balancing and its three pools alone.
+async fn serve_three_endpoints() -> Result<(), Failure> {
+    let mut ports = Vec::new();
+    let mut listeners = Vec::new();
+    for _ in 0..3 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        ports.push(listener.local_addr()?.port().to_string());
+        listeners.push(listener);
+    }
+    println!("ready {}", ports.join(","));
+    std::io::stdout().flush()?;
+    let router = servers::router("intercall").ok_or("the intercall router")?;
+    let last = listeners.pop().ok_or("three listeners")?;
+    for listener in listeners {
+        tokio::spawn(intercall::serve(listener, router.clone()));
+    }
+    let stdin_closed = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        while std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {}
+    });
+    intercall::serve_with_shutdown(last, router, async {
+        let _ = stdin_closed.await;
+    })
+    .await?;
+    Ok(())
 }
 
 /// Bytes per cached call id in the in-process store, beyond the stored body: the RSS
@@ -157,12 +189,14 @@ const ECHO: [Case; 6] = [
 ];
 
 /// intercall's client variants at c64, against intercall's server; the floor first.
-const CLIENTS: [Case; 5] = [
+const CLIENTS: [Case; 6] = [
     Case { system: "floor", server: "floor", client: "floor", op: "echo" },
     Case { system: "intercall", server: "intercall", client: "intercall", op: "echo" },
     Case { system: "intercall-layer", server: "intercall", client: "intercall-layer", op: "echo" },
     Case { system: "intercall-reqwest", server: "intercall", client: "intercall-reqwest", op: "echo" },
     Case { system: "intercall-h2", server: "intercall", client: "intercall-h2", op: "echo" },
+    // Three endpoints (three ports of one server process), balanced by the client.
+    Case { system: "intercall-3", server: "intercall-3", client: "intercall-3", op: "echo" },
 ];
 
 fn with_op(cases: &[Case], op: &'static str) -> Vec<Case> {
@@ -347,7 +381,7 @@ fn measure(
     let mut load = Command::new("taskset")
         .args(["-c", client_core])
         .arg(&exe)
-        .args(["load", case.client, &port.to_string(), case.op, &concurrency.to_string(), &millis.to_string()])
+        .args(["load", case.client, &port, case.op, &concurrency.to_string(), &millis.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
@@ -380,11 +414,12 @@ fn measure(
     Ok(Measured { sample, server_cpu_ms, server_connections })
 }
 
-fn ready_port(server: &mut Child) -> Result<u16, Failure> {
+/// The port the server listens on (ports, comma-separated, for `intercall-3`).
+fn ready_port(server: &mut Child) -> Result<String, Failure> {
     let stdout = server.stdout.take().ok_or("server stdout")?;
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line)?;
-    Ok(line.trim().strip_prefix("ready ").ok_or_else(|| format!("server said `{line}`"))?.parse()?)
+    Ok(line.trim().strip_prefix("ready ").ok_or_else(|| format!("server said `{line}`"))?.to_owned())
 }
 
 /// A bar chart of the median ratios with min-max whiskers, one group per workload.

@@ -16,7 +16,7 @@ activities = {}
 KINDS = {"service": 422, "bad_request": 400, "unknown_service": 404, "unknown_method": 404,
          "method_not_allowed": 405, "payload_too_large": 413, "unsupported_media_type": 415,
          "panic": 500, "internal": 500, "in_progress": 409, "call_id_mismatch": 422,
-         "store_unavailable": 503, "unauthorized": 401, "deadline_exceeded": 504}
+         "store_unavailable": 503, "unauthorized": 401, "deadline_exceeded": 504, "overloaded": 503}
 
 def attempt(method, body, headers):
     conn = http.client.HTTPConnection(base.hostname, base.port, timeout=timeout)  # never follows redirects
@@ -78,7 +78,7 @@ def call(c):
             failure = "failure %s %d" % ("timeout" if status in (408, 504) and kind is None else "status", status)
             # Retry only what a retry can fix (§5): an intermediary's reply has no kind we know.
             intermediary = status in (408, 429, 502, 503, 504) and kind not in KINDS
-            if not (intermediary or (status, kind) in ((409, "in_progress"), (503, "store_unavailable"))):
+            if not (intermediary or (status, kind) in ((409, "in_progress"), (503, "store_unavailable"), (503, "overloaded"))):
                 return failure
             if retry_after and retry_after.isdigit():
                 wait = max(wait, int(retry_after))

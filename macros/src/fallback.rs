@@ -33,6 +33,7 @@ pub(crate) fn emit(item: &ItemTrait, krate: &syn::Path, errors: TokenStream) -> 
             #vis fn max_body_bytes(self, limit: usize) -> Self { ::core::unreachable!() }
             #vis fn security(self, security: #krate::Security) -> Self { ::core::unreachable!() }
             #vis fn settings(self, settings: #krate::ServerSettings) -> Self { ::core::unreachable!() }
+            #vis fn method_max_in_flight(self, method: &str, limit: usize) -> Self { ::core::unreachable!() }
             #vis fn call_store(self, store: ::std::sync::Arc<dyn #krate::calls::CallStore>) -> Self { ::core::unreachable!() }
             #vis fn into_router(self) -> #krate::Router { ::core::unreachable!() }
         }

@@ -52,8 +52,9 @@ use proc_macro::TokenStream;
 ///   a node can hold the service as a trait object or share one implementation. (`dyn
 ///   Catalog` is already `Send + Sync`; write `dyn Catalog`, not `dyn Catalog + Send`.)
 /// - **`CatalogServer<T: Catalog>`**: `new(T)`, `from_arc(Arc<T>)`,
-///   `max_body_bytes(self, usize) -> Self` (default 2 MiB) and
-///   `into_router(self) -> intercall::Router`, with one `POST /{name}/{method}` route per
+///   `max_body_bytes(self, usize) -> Self` (default 2 MiB),
+///   `method_max_in_flight(self, &str, usize) -> Self` (a method's own limit on calls in
+///   flight) and `into_router(self) -> intercall::Router`, with one `POST /{name}/{method}` route per
 ///   method.
 /// - **`CatalogProxy`**: `Clone + Debug`, `new(intercall::Invoker) -> Result<Self,
 ///   intercall::Error>` (fails when the invoker's configuration has no entry for the

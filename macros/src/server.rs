@@ -97,6 +97,19 @@ pub(crate) fn server(service: &Service<'_>) -> TokenStream {
                 self
             }
 
+            /// A limit on this method's calls in flight, in place of the node's
+            /// `max_in_flight` for it: a call over it gets `503 overloaded` with
+            /// `Retry-After` before anything is decoded or run. Its calls no longer count
+            /// against the node's limit.
+            ///
+            /// # Panics
+            ///
+            /// `into_router` panics when the trait has no method named `method`.
+            #vis fn method_max_in_flight(mut self, method: &str, limit: usize) -> Self {
+                self.setup.set_method_max_in_flight(method, limit);
+                self
+            }
+
             /// Where calls with an `x-call-id` are recorded, so that a retried call runs
             /// once (default: the process-wide `intercall::default_call_store()`).
             #vis fn call_store(mut self, store: ::std::sync::Arc<dyn #krate::calls::CallStore>) -> Self {

@@ -34,6 +34,7 @@
 //! body_read_timeout_ms = 30000    # a request body must arrive within this (else 408)
 //! idle_timeout_ms = 90000         # a connection without a request this long is closed
 //! max_connections = 10000         # over it, new connections wait in the backlog
+//! max_in_flight = 1000            # over it, calls get 503 overloaded + Retry-After
 //!
 //! [events]                   # event streams (feature `events`; docs/EVENTS.md)
 //! url = "redis://127.0.0.1:6379/0"
@@ -76,9 +77,13 @@ use crate::protocol::path::{self, BaseUrl};
 use crate::security::{MIN_SECRET_BYTES, Security};
 use crate::server::ServeOptions;
 
+mod balance;
 mod document;
 mod env;
 mod events;
+
+pub(crate) use self::balance::{BalanceConfig, EjectionConfig};
+pub use self::balance::{DEFAULT_EJECT, DEFAULT_EJECT_AFTER, DEFAULT_MAX_EJECT};
 
 pub(crate) use self::events::EventsConfig;
 pub use self::events::{
@@ -168,7 +173,10 @@ pub(crate) struct Config {
 /// How to reach one service.
 #[derive(Debug, Clone)]
 pub(crate) struct ServiceConfig {
-    pub(crate) base: BaseUrl,
+    /// Its base URLs (`url`, or each of `urls`), in the order written; at least one.
+    pub(crate) bases: Vec<BaseUrl>,
+    /// How calls are spread over its endpoints and when one is ejected.
+    pub(crate) balance: BalanceConfig,
     pub(crate) policy: CallPolicy,
     /// How the built-in transport connects to it.
     pub(crate) connection: ConnectionSettings,
@@ -184,6 +192,8 @@ pub(crate) struct ServerConfig {
     pub(crate) store: StoreConfig,
     pub(crate) on_store_error: OnStoreError,
     pub(crate) serve_options: ServeOptions,
+    /// `max_in_flight`: the node's limit on calls in flight.
+    pub(crate) max_in_flight: Option<usize>,
 }
 
 /// Which call-id store `[server]` asks for.
@@ -229,6 +239,7 @@ struct RawServer {
     body_read_timeout_ms: Option<Spanned<i64>>,
     idle_timeout_ms: Option<Spanned<i64>>,
     max_connections: Option<Spanned<i64>>,
+    max_in_flight: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -255,12 +266,17 @@ struct RawDefaults {
     ca_file: Option<Spanned<String>>,
     client_cert: Option<Spanned<String>>,
     client_key: Option<Spanned<String>>,
+    eject_after: Option<Spanned<u32>>,
+    eject_ms: Option<Spanned<u64>>,
+    max_eject_ms: Option<Spanned<u64>>,
+    dns_refresh_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawService {
-    url: Spanned<String>,
+    url: Option<Spanned<String>>,
+    urls: Option<Spanned<Vec<Spanned<String>>>>,
     timeout_ms: Option<Spanned<u64>>,
     tries: Option<Spanned<u32>>,
     backoff_ms: Option<Spanned<u64>>,
@@ -273,11 +289,21 @@ struct RawService {
     ca_file: Option<Spanned<String>>,
     client_cert: Option<Spanned<String>>,
     client_key: Option<Spanned<String>>,
+    eject_after: Option<Spanned<u32>>,
+    eject_ms: Option<Spanned<u64>>,
+    max_eject_ms: Option<Spanned<u64>>,
+    dns_refresh_ms: Option<Spanned<u64>>,
+}
+
+/// A service's `url` or `urls`, as written.
+enum RawUrls {
+    One(Spanned<String>),
+    Many(Spanned<Vec<Spanned<String>>>),
 }
 
 impl RawService {
-    /// Its URL, and its other settings as the table `[defaults]` holds them.
-    fn split(self) -> (Spanned<String>, RawDefaults) {
+    /// Its URLs, and its other settings as the table `[defaults]` holds them.
+    fn split(self) -> (Option<RawUrls>, Result<(), Range<usize>>, RawDefaults) {
         let settings = RawDefaults {
             timeout_ms: self.timeout_ms,
             tries: self.tries,
@@ -291,8 +317,18 @@ impl RawService {
             ca_file: self.ca_file,
             client_cert: self.client_cert,
             client_key: self.client_key,
+            eject_after: self.eject_after,
+            eject_ms: self.eject_ms,
+            max_eject_ms: self.max_eject_ms,
+            dns_refresh_ms: self.dns_refresh_ms,
         };
-        (self.url, settings)
+        let (urls, both) = match (self.url, self.urls) {
+            (Some(_), Some(urls)) => (None, Err(urls.span())),
+            (Some(url), None) => (Some(RawUrls::One(url)), Ok(())),
+            (None, Some(urls)) => (Some(RawUrls::Many(urls)), Ok(())),
+            (None, None) => (None, Ok(())),
+        };
+        (urls, both, settings)
     }
 }
 
@@ -386,17 +422,56 @@ impl Config {
         // Validates `[defaults]` even when no service uses it.
         defaults.policy(&none).map_err(|(span, m)| at(Some(span), &m))?;
         defaults.connection(&none, &mut pem).map_err(|(span, m)| at(Some(span), &m))?;
+        defaults.balance(&none, &[]).map_err(|(span, m)| at(Some(span), &m))?;
         let mut services = BTreeMap::new();
         for (name, entry) in raw.services {
             let key = format!("services.{name}");
             path::check_segment(&name).map_err(|m| at(Some(entry.span()), &format!("`{key}`: {m}")))?;
-            let (url, settings) = entry.into_inner().split();
-            let base = BaseUrl::parse(url.get_ref()).map_err(|m| at(Some(url.span()), &format!("`{key}.url` {m}")))?;
+            let table_span = entry.span();
+            let (urls, both, settings) = entry.into_inner().split();
+            if let Err(span) = both {
+                return Err(at(
+                    Some(span),
+                    &format!("`{key}` sets both `url` and `urls`; keep one (`urls` may list one URL)"),
+                ));
+            }
+            let bases = match urls {
+                None => {
+                    let message = format!(
+                        "`{key}` has no `url`; write `url = \"http://host:port/\"` or `urls = [\"http://a:port/\", \"http://b:port/\"]`"
+                    );
+                    return Err(at(Some(table_span), &message));
+                }
+                Some(RawUrls::One(url)) => {
+                    vec![BaseUrl::parse(url.get_ref()).map_err(|m| at(Some(url.span()), &format!("`{key}.url` {m}")))?]
+                }
+                Some(RawUrls::Many(urls)) => {
+                    if urls.get_ref().is_empty() {
+                        let message = format!(
+                            "`{key}.urls` is empty; list at least one URL, such as [\"http://127.0.0.1:8081/\"]"
+                        );
+                        return Err(at(Some(urls.span()), &message));
+                    }
+                    let mut bases: Vec<BaseUrl> = Vec::new();
+                    for (i, url) in urls.into_inner().into_iter().enumerate() {
+                        let base = BaseUrl::parse(url.get_ref())
+                            .map_err(|m| at(Some(url.span()), &format!("`{key}.urls[{i}]` {m}")))?;
+                        if bases.contains(&base) {
+                            let message =
+                                format!("`{key}.urls[{i}]` repeats `{}`; list each endpoint once", base.as_str());
+                            return Err(at(Some(url.span()), &message));
+                        }
+                        bases.push(base);
+                    }
+                    bases
+                }
+            };
             let own = TableCallSettings { key, settings };
             let policy = own.policy(&defaults).map_err(|(span, m)| at(Some(span), &m))?;
             let (connection, connection_key) =
                 own.connection(&defaults, &mut pem).map_err(|(span, m)| at(Some(span), &m))?;
-            services.insert(name, ServiceConfig { base, policy, connection, connection_key });
+            let balance = own.balance(&defaults, &bases).map_err(|(span, m)| at(Some(span), &m))?;
+            services.insert(name, ServiceConfig { bases, policy, connection, connection_key, balance });
         }
         let budget = budget(&raw.retry_budget).map_err(|(span, m)| at(Some(span), &m))?;
         let security = match (raw.security, security) {
@@ -656,6 +731,26 @@ fn server(raw: &RawServer, security: Security) -> Result<ServerConfig, Located> 
         },
     };
     let serve_options = serve_options(raw)?;
+    let max_in_flight = match &raw.max_in_flight {
+        Some(v) if *v.get_ref() <= 0 => {
+            return Err((
+                v.span(),
+                format!("`server.max_in_flight` is {}; write a positive number, such as 1000", v.get_ref()),
+            ));
+        }
+        Some(v) if *v.get_ref() as u64 > tokio::sync::Semaphore::MAX_PERMITS as u64 => {
+            return Err((
+                v.span(),
+                format!(
+                    "`server.max_in_flight` is {}; write at most {}",
+                    v.get_ref(),
+                    tokio::sync::Semaphore::MAX_PERMITS
+                ),
+            ));
+        }
+        Some(v) => Some(usize::try_from(*v.get_ref()).expect("positive and under the maximum")),
+        None => None,
+    };
     let kind = raw.call_store.as_ref().map(|s| (s.get_ref().as_str(), s.span()));
     let is_redis = matches!(kind, Some((url, _)) if url.starts_with("redis://"));
     // A setting of the other kind of store would be silently ignored.
@@ -704,7 +799,7 @@ fn server(raw: &RawServer, security: Security) -> Result<ServerConfig, Located> 
             return Err((span, "`server.call_store` must be \"memory\" or a redis:// URL".to_owned()));
         }
     };
-    Ok(ServerConfig { security, store, on_store_error, serve_options })
+    Ok(ServerConfig { security, store, on_store_error, serve_options, max_in_flight })
 }
 
 /// The connection settings of `[server]`: each a positive integer. (Read as signed

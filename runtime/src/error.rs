@@ -95,6 +95,7 @@ enum CallErrorKind {
     Decode,
     Encode,
     Lookup,
+    CircuitOpen,
 }
 
 impl CallError {
@@ -119,6 +120,7 @@ impl CallError {
             CallErrorKind::Decode => "decode",
             CallErrorKind::Encode => "encode",
             CallErrorKind::Lookup => "lookup",
+            CallErrorKind::CircuitOpen => "circuit_open",
         }
     }
 
@@ -184,6 +186,10 @@ impl CallError {
         Self::new(CallErrorKind::Encode, service, method, message)
     }
 
+    pub(crate) fn circuit_open(service: &str, method: &str, message: String) -> Self {
+        Self::new(CallErrorKind::CircuitOpen, service, method, message)
+    }
+
     /// A timeout of a call to `service.method`, as a test double returns one:
     /// [`is_timeout`](Self::is_timeout) is true, every other kind predicate false. Refine
     /// it with [`with_status`](Self::with_status) (a gateway's `504`),
@@ -227,6 +233,12 @@ impl CallError {
     /// not be built reports it.
     pub fn new_lookup(service: &str) -> Self {
         Self::new(CallErrorKind::Lookup, "", "", format!("no URL for service `{service}`"))
+    }
+
+    /// Every endpoint of `service` ejected ([`is_circuit_open`](Self::is_circuit_open)):
+    /// failed at once, nothing sent.
+    pub fn new_circuit_open(service: &str, method: &str) -> Self {
+        Self::circuit_open(service, method, "every endpoint is ejected; nothing was sent".to_owned())
     }
 
     /// The same error with this message (what went wrong, without the service and method).
@@ -295,6 +307,16 @@ impl CallError {
         self.kind == CallErrorKind::Lookup
     }
 
+    /// The service's circuit is open: every one of its endpoints is ejected after
+    /// failing `eject_after` times in a row, and none is due for its probe yet, so the
+    /// call failed at once, without reaching the network and without spending the
+    /// retry budget (docs/RELIABILITY.md, "Several endpoints"). When an ejection ends,
+    /// the next call probes that endpoint, and traffic returns if it answers. A service
+    /// with one URL has a circuit only when `eject_after` is configured for it.
+    pub fn is_circuit_open(&self) -> bool {
+        self.kind == CallErrorKind::CircuitOpen
+    }
+
     /// Retries stopped early because the invoker's retry budget is spent: too many
     /// calls are failing, and retrying them would only add load. The other predicates
     /// tell what the last attempt failed with.
@@ -347,6 +369,7 @@ impl fmt::Display for CallError {
             CallErrorKind::Decode => "undecodable reply",
             CallErrorKind::Encode => "arguments not serializable",
             CallErrorKind::Lookup => "no service URL",
+            CallErrorKind::CircuitOpen => "circuit open",
         };
         match self.status {
             Some(status) => write!(f, "{what} (HTTP {status}): {}", self.message)?,
@@ -381,7 +404,7 @@ mod tests {
     use super::*;
 
     /// The kind predicates, in a fixed order: exactly one must be true.
-    fn kinds(error: &CallError) -> [bool; 6] {
+    fn kinds(error: &CallError) -> [bool; 7] {
         [
             error.is_timeout(),
             error.is_connect(),
@@ -389,6 +412,7 @@ mod tests {
             error.is_decode(),
             error.is_encode(),
             error.is_lookup(),
+            error.is_circuit_open(),
         ]
     }
 
@@ -401,9 +425,10 @@ mod tests {
             (CallError::new_decode("Catalog", "get"), 3, Some(200)),
             (CallError::new_encode("Catalog", "get"), 4, None),
             (CallError::new_lookup("Catalog"), 5, None),
+            (CallError::new_circuit_open("Catalog", "get"), 6, None),
         ];
         for (error, kind, status) in cases {
-            let mut expected = [false; 6];
+            let mut expected = [false; 7];
             expected[kind] = true;
             assert_eq!(kinds(&error), expected, "{error:?}");
             assert_eq!(error.status_code(), status, "{error:?}");

@@ -93,7 +93,7 @@ use std::future::Future;
 pub use axum::Router;
 pub use binary::{Bytes, base64};
 pub use client::{CallOptions, Invoker, InvokerBuilder, with_options};
-pub use config::{DEFAULT_TIMEOUT, SERVICES_ENV};
+pub use config::{DEFAULT_EJECT, DEFAULT_EJECT_AFTER, DEFAULT_MAX_EJECT, DEFAULT_TIMEOUT, SERVICES_ENV};
 pub use context::{
     ActivityId, CallContext, InvalidContext, MAX_USER_FIELD_BYTES, UserContext, UserType, with_deadline,
 };
@@ -103,7 +103,8 @@ pub use protocol::trace::TraceContext;
 pub use security::{ACCEPTED_SECRET_ENV, DEFAULT_MAX_AGE, MIN_SECRET_BYTES, SECRET_ENV, Security};
 pub use server::{
     DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_MAX_CONNECTIONS, ServeOptions, ServerSettings, default_call_store, unknown_service,
+    DEFAULT_MAX_CONNECTIONS, MaxInFlight, SHED_RETRY_AFTER_SECS, ServeOptions, ServerSettings, default_call_store,
+    unknown_service,
 };
 /// The `uuid` crate, for [`ActivityId::as_uuid`] and [`calls::CallKey::call_id`].
 pub use uuid;

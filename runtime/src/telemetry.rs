@@ -22,6 +22,9 @@
 //! | `intercall.server.calls` | counter | `outcome`, `http.response.status_code` |
 //! | `intercall.server.in_flight` | gauge | |
 //! | `intercall.server.call_id_store` | counter | `event`: `replay`, `wait`, `mismatch`, `store_error` |
+//! | `intercall.server.shed` | counter | (calls answered `503 overloaded`, `max_in_flight`) |
+//! | `intercall.client.ejections` | counter | `endpoint` (no `rpc.method`: per service) |
+//! | `intercall.client.circuit_open` | counter | (calls failed at once: every endpoint ejected) |
 //!
 //! A client call's `outcome` is `ok`, `service_error` (the method's typed error), or the
 //! `CallError` kind (`timeout`, `connect`, `status`, `decode`, `encode`, `lookup`); a
@@ -207,6 +210,20 @@ mod recorded {
         let [system, service, method] = labels(service, method);
         metrics::counter!("intercall.server.call_id_store", &[system, service, method, ("event", event)]).increment(1);
     }
+
+    pub(crate) fn shed(service: &'static str, method: &'static str) {
+        metrics::counter!("intercall.server.shed", &labels(service, method)).increment(1);
+    }
+
+    pub(crate) fn client_circuit_open(service: &'static str, method: &'static str) {
+        metrics::counter!("intercall.client.circuit_open", &labels(service, method)).increment(1);
+    }
+
+    pub(crate) fn client_ejected(service: &str, endpoint: &str) {
+        let (service, endpoint) = (service.to_owned(), endpoint.to_owned());
+        metrics::counter!("intercall.client.ejections", "rpc.system" => SYSTEM.1, "rpc.service" => service, "endpoint" => endpoint)
+            .increment(1);
+    }
 }
 
 #[cfg(not(feature = "metrics"))]
@@ -254,6 +271,15 @@ mod recorded {
             handling
         }
     }
+
+    #[inline(always)]
+    pub(crate) fn shed(_: &'static str, _: &'static str) {}
+
+    #[inline(always)]
+    pub(crate) fn client_circuit_open(_: &'static str, _: &'static str) {}
+
+    #[inline(always)]
+    pub(crate) fn client_ejected(_: &str, _: &str) {}
 
     #[inline(always)]
     pub(crate) fn store_event(_: &'static str, _: &'static str, _: &'static str) {}

@@ -54,20 +54,26 @@ static GLOBAL: Counting = Counting;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let calls: u64 = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(5_000);
     let server = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-    let listener = server.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
-    let port = listener.local_addr()?.port();
-    server.spawn(intercall_bench::servers::serve("intercall", listener, std::future::pending()));
+    // Three ports of one server: `intercall-3` balances over all three, the others
+    // call the first.
+    let mut ports = Vec::new();
+    for _ in 0..3 {
+        let listener = server.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+        ports.push(listener.local_addr()?.port().to_string());
+        server.spawn(intercall_bench::servers::serve("intercall", listener, std::future::pending()));
+    }
 
     let client = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     println!("# client-side heap allocations per call, {calls} sequential echo calls each");
     #[cfg_attr(not(feature = "telemetry"), allow(unused_mut))]
-    let mut systems = vec!["intercall", "intercall-layer", "intercall-reqwest", "intercall-h2"];
+    let mut systems = vec!["intercall", "intercall-layer", "intercall-reqwest", "intercall-h2", "intercall-3"];
     // Last, since it installs a recorder and a tracer for the rest of the process: the
     // client with both, against the same server (which then records too, on its own
     // thread, not counted).
     #[cfg(feature = "telemetry")]
     systems.push(intercall_bench::observed::SYSTEM);
     for system in systems {
+        let ports = if system == "intercall-3" { ports.join(",") } else { ports[0].clone() };
         #[cfg_attr(not(feature = "telemetry"), allow(unused_mut))]
         let mut client_system = system;
         #[cfg(feature = "telemetry")]
@@ -76,7 +82,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             client_system = "intercall";
         }
         let (allocations, bytes) = client.block_on(async {
-            let proxy = Client::new(client_system, port).await?;
+            let proxy = Client::new(client_system, &ports).await?;
             for id in 0..200 {
                 proxy.call(Op::Echo, id).await?;
             }

@@ -152,6 +152,8 @@ pub fn all() -> Vec<Scenario> {
             .script(|n| if n == 0 { Reply::Hold } else { Reply::Normal }),
         Scenario::echo("unavailable_503_is_retried", "§5", |s| retried(s, "unavailable_503_is_retried", true))
             .script(|n| if n == 0 { json_reply(503, r#"{"kind":"store_unavailable","message":"down"}"#) } else { Reply::Normal }),
+        Scenario::echo("overloaded_503_is_retried", "§4.2, §5", |s| retried(s, "overloaded_503_is_retried", true))
+            .script(|n| if n == 0 { json_reply(503, r#"{"kind":"overloaded","message":"shed"}"#) } else { Reply::Normal }),
         Scenario::echo("foreign_503_is_retried", "§7", |s| retried(s, "foreign_503_is_retried", true)).script(|n| {
             if n == 0 {
                 Reply::Respond { status: 503, headers: &[("content-type", "text/html")], body: "<html>busy</html>" }

@@ -55,7 +55,8 @@ pub struct InvokerBuilder {
     budget: Table,
     server: Table,
     events: Table,
-    urls: BTreeMap<String, String>,
+    /// Each service's `url` (a text) or `urls` (a list).
+    urls: BTreeMap<String, Value>,
     services: BTreeMap<String, Table>,
     security: Option<Security>,
     parts: ClientParts,
@@ -84,6 +85,7 @@ enum Value {
     Float(f64),
     Bool(bool),
     Text(String),
+    List(Vec<String>),
 }
 
 impl Value {
@@ -99,6 +101,9 @@ impl Value {
             Value::Float(x) => write!(out, "{x:?}"),
             Value::Bool(b) => write!(out, "{b}"),
             Value::Text(text) => write!(out, "{}", quoted(text)),
+            Value::List(items) => {
+                write!(out, "[{}]", items.iter().map(|item| quoted(item)).collect::<Vec<_>>().join(", "))
+            }
         }
         .expect("writing to a String");
     }
@@ -214,7 +219,80 @@ impl InvokerBuilder {
 
     /// Where `service` lives: a base URL, optionally with a path prefix.
     pub fn service(mut self, service: impl Into<String>, base_url: impl Into<String>) -> Self {
-        self.urls.insert(service.into(), base_url.into());
+        self.urls.insert(service.into(), Value::Text(base_url.into()));
+        self
+    }
+
+    /// Where `service` lives, as several endpoints (`urls = [...]`): each call goes to
+    /// the less loaded of two picked at random, a retry to another one, and one that
+    /// keeps failing is ejected for a while (docs/CONFIG.md, "Several endpoints").
+    ///
+    /// ```
+    /// # fn main() -> Result<(), intercall::Error> {
+    /// let invoker = intercall::Invoker::builder()
+    ///     .service_urls("Catalog", ["http://10.0.0.1:8081/", "http://10.0.0.2:8081/"])
+    ///     .build()?;
+    /// assert_eq!(invoker.base_urls("Catalog"), Some(vec!["http://10.0.0.1:8081", "http://10.0.0.2:8081"]));
+    /// # Ok(()) }
+    /// ```
+    pub fn service_urls<I, U>(mut self, service: impl Into<String>, base_urls: I) -> Self
+    where
+        I: IntoIterator<Item = U>,
+        U: Into<String>,
+    {
+        self.urls.insert(service.into(), Value::List(base_urls.into_iter().map(Into::into).collect()));
+        self
+    }
+
+    /// Outlier ejection for every service that does not set its own: an endpoint that
+    /// fails `after` times in a row (no connection, no reply in time, a 5xx reply) is
+    /// ejected for `first`, doubled for each ejection in a row up to `max`, then one
+    /// call probes it. `after = 0` turns ejection off. (Defaults: 5, 1 s, 30 s, on for
+    /// services with several endpoints.)
+    pub fn ejection(mut self, after: u32, first: Duration, max: Duration) -> Self {
+        self.defaults.insert("eject_after", Value::Integer(u64::from(after)));
+        self.defaults.insert("eject_ms", Value::millis(first));
+        self.defaults.insert("max_eject_ms", Value::millis(max));
+        self
+    }
+
+    /// Outlier ejection for one service (see [`ejection`](Self::ejection)); on a
+    /// service with one URL it makes a circuit breaker.
+    pub fn service_ejection(self, service: impl Into<String>, after: u32, first: Duration, max: Duration) -> Self {
+        let service = service.into();
+        self.for_service(service.clone(), "eject_after", Value::Integer(u64::from(after)))
+            .for_service(service.clone(), "eject_ms", Value::millis(first))
+            .for_service(service, "max_eject_ms", Value::millis(max))
+    }
+
+    /// `dns_refresh_ms` for one service: its host names are resolved by intercall
+    /// (through [`resolver`](Self::resolver)), each address one endpoint, again every
+    /// `every` (a Kubernetes headless service). http:// URLs only.
+    pub fn service_dns_refresh(self, service: impl Into<String>, every: Duration) -> Self {
+        self.for_service(service, "dns_refresh_ms", Value::millis(every))
+    }
+
+    /// How host names are resolved for services with `dns_refresh_ms` (default: the
+    /// system's resolver, `tokio::net::lookup_host`). Tests give one they can change.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), intercall::Error> {
+    /// use std::net::SocketAddr;
+    /// let invoker = intercall::Invoker::builder()
+    ///     .service("Catalog", "http://catalog.internal:8081/")
+    ///     .service_dns_refresh("Catalog", std::time::Duration::from_secs(5))
+    ///     .resolver(|_host: &str, port: u16| async move {
+    ///         Ok(vec![SocketAddr::from(([10, 0, 0, 1], port)), SocketAddr::from(([10, 0, 0, 2], port))])
+    ///     })
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn resolver<F, Fut>(mut self, resolver: F) -> Self
+    where
+        F: Fn(&str, u16) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = std::io::Result<Vec<std::net::SocketAddr>>> + Send + 'static,
+    {
+        self.parts.resolver = Some(super::resolve::Resolver::new(resolver));
         self
     }
 
@@ -479,6 +557,14 @@ impl InvokerBuilder {
         self
     }
 
+    /// `[server] max_in_flight`: the most calls the node's servers run at once; a
+    /// call over it gets `503 overloaded` with `Retry-After`, before anything is
+    /// decoded or run (see [`ServerSettings::max_in_flight`](crate::ServerSettings::max_in_flight)).
+    pub fn max_in_flight(mut self, limit: u64) -> Self {
+        self.server.insert("max_in_flight", Value::Integer(limit));
+        self
+    }
+
     /// `[events] url`: the Redis holding the node's event streams (feature `events`;
     /// docs/EVENTS.md). Publishers and consumers need it.
     pub fn events(mut self, url: impl Into<String>) -> Self {
@@ -576,9 +662,12 @@ impl InvokerBuilder {
         // A service with settings and no URL is written too: the file may give its URL.
         let names: std::collections::BTreeSet<&String> = self.urls.keys().chain(self.services.keys()).collect();
         for name in names {
-            let url = self.urls.get(name).map(|url| Value::Text(url.clone()));
+            let url = self.urls.get(name).map(|url| match url {
+                Value::List(_) => ("urls", url),
+                _ => ("url", url),
+            });
             let own = self.services.get(name).into_iter().flatten().map(|(k, v)| (*k, v));
-            table(&format!("services.{}", quoted(name)), &mut url.iter().map(|url| ("url", url)).chain(own));
+            table(&format!("services.{}", quoted(name)), &mut url.into_iter().chain(own));
         }
         out
     }

@@ -13,6 +13,8 @@ use serde::de::DeserializeOwned;
 use tower::ServiceExt;
 use tracing::Instrument;
 
+use super::balance::{Backends, Picked};
+use super::ejection::{Verdict, verdict};
 use super::http::{BoxError, CallInfo};
 use super::options::CallOptions;
 use super::retry::{RetryBudget, backoff};
@@ -26,7 +28,7 @@ use crate::protocol::reply::{self, Decoded};
 use crate::protocol::retry::{self as policy, Decision, Outcome};
 use crate::protocol::signing::body_sha256;
 use crate::protocol::{ErrorKind, headers};
-use crate::telemetry::ClientMetrics;
+use crate::telemetry::{self, ClientMetrics};
 
 /// One service as a generated proxy sees it: the method URLs resolved once, the shared
 /// HTTP client, the call policy and the invoker's retry budget. Cloning is one
@@ -39,12 +41,28 @@ pub(super) struct EndpointInner {
     pub(super) carrier: Carrier,
     pub(super) service: &'static str,
     pub(super) methods: &'static [&'static str],
-    pub(super) urls: Vec<Uri>,
+    pub(super) targets: Targets,
     pub(super) policy: CallPolicy,
     pub(super) budget: Arc<RetryBudget>,
     pub(super) security: crate::Security,
     /// One per method, by index.
     pub(super) metrics: Box<[ClientMetrics]>,
+}
+
+/// Where a service's attempts go.
+pub(super) enum Targets {
+    /// One URL, and nothing configured that needs a balancer: each method's URI, built
+    /// once. What a service with one endpoint pays: nothing more than before.
+    One(Vec<Uri>),
+    /// The service's endpoints (several, or one with ejection or `dns_refresh_ms`),
+    /// and each method's path under each of their prefixes.
+    Balanced { backends: Arc<Backends>, paths: Vec<Vec<hyper::http::uri::PathAndQuery>> },
+}
+
+/// Where one attempt goes.
+enum Target<'a> {
+    Fixed(&'a Uri),
+    Balanced(Picked),
 }
 
 /// What one attempt came to.
@@ -53,16 +71,21 @@ enum Attempt<T, E> {
     /// The service's typed error: the answer, never retried; with its type's name and
     /// variant's as the server sent them (`CatalogError::NotFound`), for the span.
     Typed(E, String),
-    /// Any other failure, and whether `protocol::retry` says another attempt may fix it.
+    /// Any other failure, whether `protocol::retry` says another attempt may fix it,
+    /// and what it says about the endpoint.
     Failed {
         error: CallError,
         decision: Decision,
+        verdict: Verdict,
+        /// The reply's `Retry-After` was honoured in `decision`.
+        waits: bool,
     },
 }
 
 impl<T, E> Attempt<T, E> {
     fn failed(error: CallError, outcome: Outcome<'_>) -> Self {
-        Attempt::Failed { error, decision: policy::decide(outcome) }
+        let waits = matches!(outcome, Outcome::Replied { retry_after: Some(_), .. });
+        Attempt::Failed { error, decision: policy::decide(outcome), verdict: verdict(&outcome), waits }
     }
 }
 
@@ -154,7 +177,7 @@ impl Endpoint {
             "rpc.system" = "intercall",
             "rpc.service" = this.service,
             "rpc.method" = method,
-            "server.address" = this.urls[index].host(),
+            "server.address" = this.targets.host(index),
             call_id = %outgoing.call_id,
             activity_id = %outgoing.activity,
             outcome = tracing::field::Empty,
@@ -192,6 +215,21 @@ impl Endpoint {
             finished(error.kind_name());
             error.into()
         };
+        // Balanced: the first endpoint is chosen before anything else, so that an open
+        // circuit fails the call at once, before the budget or the network.
+        let mut tried = Vec::new();
+        let mut target = match &this.targets {
+            Targets::One(urls) => Target::Fixed(&urls[index]),
+            Targets::Balanced { backends, .. } => {
+                if let Err(message) = backends.ready().await {
+                    return Err(failed(CallError::connect(this.service, method, message)));
+                }
+                match backends.pick(&tried) {
+                    Some(picked) => Target::Balanced(picked),
+                    None => return Err(failed(self.circuit_open(method, None).after_attempts(0))),
+                }
+            }
+        };
         this.budget.deposit();
         let mut attempt = 1;
         loop {
@@ -199,8 +237,17 @@ impl Endpoint {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let timeout = policy.timeout.min(remaining);
             let span = tracing::info_span!("intercall.attempt", attempt, activity_id = %outgoing.activity);
-            let (error, at_least) = match self.attempt(index, outgoing, policy, attempt, timeout).instrument(span).await
-            {
+            let attempted = self.attempt(index, outgoing, policy, attempt, timeout, &target).instrument(span).await;
+            if let Target::Balanced(picked) = &target {
+                let verdict = match &attempted {
+                    Attempt::Ok(_) | Attempt::Typed(..) => Verdict::Answered,
+                    Attempt::Failed { verdict, .. } => *verdict,
+                };
+                if let Targets::Balanced { backends, .. } = &this.targets {
+                    backends.report(picked, verdict);
+                }
+            }
+            let (error, mut at_least, waits) = match attempted {
                 Attempt::Ok(value) => {
                     finished("ok");
                     return Ok(value);
@@ -213,15 +260,31 @@ impl Endpoint {
                     finished("service_error");
                     return Err(error);
                 }
-                Attempt::Failed { error, decision } => {
+                Attempt::Failed { error, decision, waits, .. } => {
                     let error = error.after_attempts(attempt);
                     tracing::debug!(attempt, retryable = decision != Decision::Stop, "attempt failed: {error}");
                     match decision {
-                        Decision::Retry { at_least } if attempt < policy.tries => (error, at_least),
+                        Decision::Retry { at_least } if attempt < policy.tries => (error, at_least, waits),
                         _ => return Err(failed(error)),
                     }
                 }
             };
+            // The next attempt's endpoint: another one than those tried, when one is
+            // available. None left: the circuit opened, and no budget is spent on it.
+            if let (Target::Balanced(picked), Targets::Balanced { backends, .. }) = (&target, &this.targets) {
+                let failed_on = Arc::clone(&picked.backend);
+                tried.push(Arc::clone(&failed_on));
+                match backends.pick(&tried) {
+                    Some(next) => {
+                        // `Retry-After` is the failed endpoint's word about itself.
+                        if waits && !Arc::ptr_eq(&next.backend, &failed_on) {
+                            at_least = Duration::ZERO;
+                        }
+                        target = Target::Balanced(next);
+                    }
+                    None => return Err(failed(self.circuit_open(method, Some(&error)).after_attempts(attempt))),
+                }
+            }
             let delay = backoff(policy, attempt).max(at_least);
             // The next attempt needs time of its own, or it could only time out.
             if delay >= deadline.saturating_duration_since(Instant::now()) {
@@ -247,6 +310,7 @@ impl Endpoint {
         policy: &CallPolicy,
         attempt: u32,
         timeout: Duration,
+        target: &Target<'_>,
     ) -> Attempt<T, E>
     where
         T: DeserializeOwned,
@@ -255,14 +319,17 @@ impl Endpoint {
         let this = &*self.0;
         let method = this.methods[index];
         let limit = policy.max_reply_bytes;
-        let exchange = self.exchange(index, outgoing, attempt, timeout, limit);
+        let exchange = self.exchange(index, outgoing, attempt, timeout, limit, target);
         let reply = match tokio::time::timeout(timeout, exchange).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(Failure::Transport(message))) => {
                 return Attempt::failed(CallError::connect(this.service, method, message), Outcome::NoReply);
             }
             // A layer's own refusal: the caller gets it as it is, and nothing retries it.
-            Ok(Err(Failure::Refused(error))) => return Attempt::failed(error, Outcome::Unusable),
+            Ok(Err(Failure::Refused(error))) => {
+                let decision = policy::decide(Outcome::Unusable);
+                return Attempt::Failed { error, decision, verdict: Verdict::Neutral, waits: false };
+            }
             // The same certificate would be met again.
             Ok(Err(Failure::Certificate(message))) => {
                 return Attempt::failed(CallError::connect(this.service, method, message), Outcome::Unusable);
@@ -334,9 +401,21 @@ impl Endpoint {
         attempt: u32,
         timeout: Duration,
         limit: u64,
+        target: &Target<'_>,
     ) -> Result<ReceivedReply, Failure> {
         let this = &*self.0;
         let method = this.methods[index];
+        // Counted in the endpoint's load while the exchange lasts.
+        let balanced_uri;
+        let (uri, host, _outstanding) = match (target, &this.targets) {
+            (Target::Fixed(uri), _) => (*uri, None, None),
+            (Target::Balanced(picked), Targets::Balanced { paths, .. }) => {
+                let backend = &picked.backend;
+                balanced_uri = backend.uri(paths, index);
+                (&balanced_uri, backend.host_header(), Some(backend.start()))
+            }
+            (Target::Balanced(_), Targets::One(_)) => unreachable!("a balanced target comes from balanced targets"),
+        };
         let server_deadline = u64::try_from(server_deadline(timeout).as_millis()).unwrap_or(u64::MAX);
         let request = || {
             let mut headers = outgoing.headers.clone();
@@ -348,7 +427,10 @@ impl Endpoint {
             }
             let mut request = Request::new(Full::new(outgoing.body.clone()));
             *request.method_mut() = hyper::http::Method::POST;
-            *request.uri_mut() = this.urls[index].clone();
+            *request.uri_mut() = uri.clone();
+            if let Some(host) = host {
+                headers.insert(hyper::http::header::HOST, host.clone());
+            }
             *request.headers_mut() = headers;
             request
         };
@@ -442,11 +524,52 @@ where
     }
 }
 
+impl Endpoint {
+    /// The error of a call that finds every endpoint ejected; `last` is the failure of
+    /// its previous attempt, if it made one.
+    fn circuit_open(&self, method: &'static str, last: Option<&CallError>) -> CallError {
+        let this = &*self.0;
+        telemetry::client_circuit_open(this.service, method);
+        let mut message = match &this.targets {
+            Targets::Balanced { backends, .. } => format!(
+                "every endpoint is ejected ({}); nothing was sent. The first whose ejection ends gets the next call as a probe",
+                backends.endpoints().join(", ")
+            ),
+            Targets::One(_) => "every endpoint is ejected; nothing was sent".to_owned(),
+        };
+        if let Some(last) = last {
+            message.push_str(&format!("; the last attempt: {}", last.message()));
+        }
+        CallError::circuit_open(this.service, method, message)
+    }
+}
+
+impl Targets {
+    /// The host a call's span names.
+    fn host(&self, index: usize) -> &str {
+        match self {
+            Targets::One(urls) => urls[index].host().unwrap_or_default(),
+            Targets::Balanced { backends, .. } => backends.host(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Targets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Targets::One(urls) => {
+                f.debug_tuple("One").field(&urls.iter().map(Uri::to_string).collect::<Vec<_>>()).finish()
+            }
+            Targets::Balanced { backends, .. } => f.debug_tuple("Balanced").field(backends).finish(),
+        }
+    }
+}
+
 impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Endpoint")
             .field("service", &self.0.service)
-            .field("urls", &self.0.urls.iter().map(Uri::to_string).collect::<Vec<_>>())
+            .field("targets", &self.0.targets)
             .field("policy", &self.0.policy)
             .finish()
     }

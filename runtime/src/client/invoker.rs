@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use std::collections::HashMap;
 
+use super::balance::Backends;
 use super::builder::InvokerBuilder;
-use super::endpoint::{Endpoint, EndpointInner};
+use super::endpoint::{Endpoint, EndpointInner, Targets};
+use super::resolve::Resolver;
 use super::retry::RetryBudget;
 use super::stack::{BoxLayer, Carrier, Transport};
 use super::transport::HyperTransport;
@@ -43,6 +45,9 @@ struct InvokerState {
     /// What carries each service's attempts, under the layers: the user's transport,
     /// or a built-in one per distinct connection setting (one pool each).
     transports: BTreeMap<String, Transport>,
+    /// The endpoints of each service that has a balancer (several URLs, ejection or
+    /// `dns_refresh_ms`), shared by all its proxies: one load count and health each.
+    backends: BTreeMap<String, Arc<Backends>>,
     layers: ClientLayers,
     budget: Arc<RetryBudget>,
     /// Built on first use, so that every server of the node shares one store.
@@ -108,15 +113,38 @@ impl Invoker {
             };
             transports.insert(name.clone(), transport);
         }
+        let mut backends = BTreeMap::new();
+        for (name, service) in &config.services {
+            if service.balance.balanced(service.bases.len()) {
+                let set = Backends::new(name, &service.bases, &service.balance, parts.resolver.clone())
+                    .map_err(|e| Error::config(format!("service `{name}` in `{}`: {e}", config.source)))?;
+                backends.insert(name.clone(), Arc::new(set));
+            }
+        }
         let budget = Arc::new(RetryBudget::new(config.budget));
         let server_settings = std::sync::OnceLock::new();
         let layers = parts.layers;
-        Ok(Self { shared: Arc::new(InvokerState { config, transports, layers, budget, server_settings }) })
+        Ok(Self { shared: Arc::new(InvokerState { config, transports, backends, layers, budget, server_settings }) })
     }
 
-    /// The base URL configured for `service`, without a trailing slash.
+    /// The base URL configured for `service`, without a trailing slash (the first, when
+    /// it has several).
     pub fn base_url(&self, service: &str) -> Option<&str> {
-        self.shared.config.services.get(service).map(|s| s.base.as_str())
+        self.shared.config.services.get(service).map(|s| s.bases[0].as_str())
+    }
+
+    /// Every base URL configured for `service` (`url`, or each of `urls`), without
+    /// trailing slashes.
+    pub fn base_urls(&self, service: &str) -> Option<Vec<&str>> {
+        self.shared.config.services.get(service).map(|s| s.bases.iter().map(|base| base.as_str()).collect())
+    }
+
+    /// The endpoints calls to `service` go to now, `scheme://host:port` each: its URLs,
+    /// with the host names of a service with `dns_refresh_ms` replaced by the
+    /// addresses they last resolved to (none before its first call). `None` for a
+    /// service with one URL and no balancer, or no entry.
+    pub fn endpoints(&self, service: &str) -> Option<Vec<String>> {
+        self.shared.backends.get(service).map(|backends| backends.endpoints())
     }
 
     /// The per-attempt timeout configured for `service`.
@@ -167,11 +195,20 @@ pub fn endpoint(invoker: &Invoker, service: &'static str, methods: &'static [&'s
         };
         Error::lookup(format!("no URL for service `{service}` in `{}`; {fix}", config.source))
     })?;
-    let urls = methods
-        .iter()
-        .map(|method| entry.base.method_uri(service, method))
-        .collect::<Result<_, _>>()
-        .map_err(|e| Error::config(format!("service `{service}` in `{}`: {e}", config.source)))?;
+    let invalid = |e: String| Error::config(format!("service `{service}` in `{}`: {e}", config.source));
+    let targets = match shared.backends.get(service) {
+        None => Targets::One(
+            methods
+                .iter()
+                .map(|method| entry.bases[0].method_uri(service, method))
+                .collect::<Result<_, _>>()
+                .map_err(invalid)?,
+        ),
+        Some(backends) => Targets::Balanced {
+            backends: Arc::clone(backends),
+            paths: backends.paths(service, methods).map_err(invalid)?,
+        },
+    };
     let transport = shared.transports.get(service).expect("a transport per configured service").clone();
     let layers = shared.layers.for_service(service);
     let carrier = Carrier::new(transport, &layers, &config.security);
@@ -179,7 +216,7 @@ pub fn endpoint(invoker: &Invoker, service: &'static str, methods: &'static [&'s
         carrier,
         service,
         methods,
-        urls,
+        targets,
         policy: entry.policy,
         budget: Arc::clone(&shared.budget),
         security: shared.config.security.clone(),
@@ -189,7 +226,13 @@ pub fn endpoint(invoker: &Invoker, service: &'static str, methods: &'static [&'s
 
 impl std::fmt::Debug for Invoker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let services: Vec<_> = self.shared.config.services.iter().map(|(name, s)| (name, s.base.as_str())).collect();
+        let services: Vec<_> = self
+            .shared
+            .config
+            .services
+            .iter()
+            .map(|(name, s)| (name, s.bases.iter().map(|b| b.as_str()).collect::<Vec<_>>()))
+            .collect();
         f.debug_struct("Invoker").field("source", &self.shared.config.source).field("services", &services).finish()
     }
 }
@@ -200,6 +243,8 @@ impl std::fmt::Debug for Invoker {
 pub(super) struct ClientParts {
     pub(super) layers: ClientLayers,
     pub(super) transport: Option<HttpClient>,
+    /// How host names of services with `dns_refresh_ms` resolve (default: the system's).
+    pub(super) resolver: Option<Resolver>,
 }
 
 /// The client layers of an invoker: for every service, and per service.

@@ -3,14 +3,17 @@
 //! attempt: client layers and transports (tower services from [`HttpRequest`] to
 //! [`HttpResponse`]), and per-call [`CallOptions`].
 
+mod balance;
 mod builder;
 mod connection;
+mod ejection;
 pub(crate) mod endpoint;
 mod http;
 pub(crate) mod invoker;
 mod options;
 #[cfg(feature = "reqwest")]
 mod reqwest;
+mod resolve;
 mod retry;
 mod stack;
 mod tls;

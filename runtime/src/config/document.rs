@@ -85,9 +85,22 @@ impl Origins {
     }
 }
 
+/// A service's `url` and `urls` replace each other: a layer that sets one removes the
+/// other from the table below it.
+fn replaces(key: &str) -> Option<&'static str> {
+    match key {
+        "url" => Some("urls"),
+        "urls" => Some("url"),
+        _ => None,
+    }
+}
+
 /// Merges `layer` over `base`: tables key by key, any other value replaced.
 pub(crate) fn merge<'a>(base: &mut DeTable<'a>, layer: DeTable<'a>) {
     for (key, value) in layer {
+        if let Some(other) = replaces(key.get_ref()) {
+            base.remove(other);
+        }
         let existing = base.get_mut(key.get_ref().as_ref());
         match (existing.map(|e| e.get_mut()), value) {
             (Some(DeValue::Table(base)), value) if matches!(value.get_ref(), DeValue::Table(_)) => {
@@ -142,6 +155,13 @@ pub(crate) fn apply<'a>(
         let span = origins.variable_span(index);
         let value = match o.is_string() {
             true => DeValue::String(Cow::Borrowed(o.value.as_str())),
+            // `urls` also reads as a comma-separated list, easier to write in a manifest.
+            false if o.path.last().is_some_and(|k| k == "urls") && !o.value.trim_start().starts_with('[') => {
+                let items = o.value.split(',').map(str::trim).filter(|url| !url.is_empty());
+                DeValue::Array(
+                    items.map(|url| Spanned::new(span.clone(), DeValue::String(Cow::Borrowed(url)))).collect(),
+                )
+            }
             false => match DeValue::parse(o.value.trim()) {
                 Ok(parsed) => respan(parsed.into_inner(), &span),
                 Err(_) => DeValue::String(Cow::Borrowed(o.value.as_str())),
@@ -163,6 +183,9 @@ pub(crate) fn apply<'a>(
                     ));
                 }
             };
+        }
+        if let Some(other) = replaces(key) {
+            table.remove(other);
         }
         table.insert(Spanned::new(span.clone(), Cow::Owned(key.clone())), Spanned::new(span.clone(), value));
     }
@@ -221,7 +244,7 @@ pub(crate) fn builder_service_without_url(document: &DeTable<'_>, origins: &Orig
     };
     services.iter().find_map(|(name, table)| {
         let from_builder = origins.of(Some(&table.span())) == Origin::Builder;
-        let has_url = matches!(table.get_ref(), DeValue::Table(t) if t.contains_key("url"));
+        let has_url = matches!(table.get_ref(), DeValue::Table(t) if t.contains_key("url") || t.contains_key("urls"));
         (from_builder && !has_url).then(|| name.get_ref().to_string())
     })
 }

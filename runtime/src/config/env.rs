@@ -94,7 +94,7 @@ impl Override {
 
     /// Whether this override adds the service `name` (with its URL).
     fn adds_url_of(&self, name: &str) -> bool {
-        matches!(self.path.as_slice(), [table, service, key] if table == "services" && service == name && key == "url")
+        matches!(self.path.as_slice(), [table, service, key] if table == "services" && service == name && (key == "url" || key == "urls"))
     }
 }
 

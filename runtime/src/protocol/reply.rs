@@ -52,11 +52,15 @@ pub enum ErrorKind {
     /// 408: the request's body did not arrive within the server's body-read timeout;
     /// nothing ran, and the server closes the connection.
     RequestTimeout,
+    /// 503: the server (or this method) already has as many calls in flight as it
+    /// takes (`max_in_flight`); nothing was decoded or run, and the reply carries
+    /// `Retry-After`. Retryable, best on another endpoint.
+    Overloaded,
 }
 
 impl ErrorKind {
     /// Every kind, in the order of PROTOCOL.md's table.
-    pub const ALL: [ErrorKind; 15] = [
+    pub const ALL: [ErrorKind; 16] = [
         ErrorKind::Service,
         ErrorKind::BadRequest,
         ErrorKind::UnknownService,
@@ -72,6 +76,7 @@ impl ErrorKind {
         ErrorKind::Unauthorized,
         ErrorKind::DeadlineExceeded,
         ErrorKind::RequestTimeout,
+        ErrorKind::Overloaded,
     ];
 
     /// The `kind` string on the wire.
@@ -92,6 +97,7 @@ impl ErrorKind {
             ErrorKind::Unauthorized => "unauthorized",
             ErrorKind::DeadlineExceeded => "deadline_exceeded",
             ErrorKind::RequestTimeout => "request_timeout",
+            ErrorKind::Overloaded => "overloaded",
         }
     }
 
@@ -106,7 +112,7 @@ impl ErrorKind {
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::UnsupportedMediaType => 415,
             ErrorKind::Panic | ErrorKind::Internal => 500,
-            ErrorKind::StoreUnavailable => 503,
+            ErrorKind::StoreUnavailable | ErrorKind::Overloaded => 503,
             ErrorKind::Unauthorized => 401,
             ErrorKind::DeadlineExceeded => 504,
             ErrorKind::RequestTimeout => 408,
@@ -411,6 +417,7 @@ mod tests {
             (401, "unauthorized"),
             (504, "deadline_exceeded"),
             (408, "request_timeout"),
+            (503, "overloaded"),
         ];
         assert_eq!(table.len(), ErrorKind::ALL.len());
         for ((status, text), kind) in table.into_iter().zip(ErrorKind::ALL) {
@@ -525,7 +532,7 @@ mod tests {
             Decoded::Framework { kind: Some(ErrorKind::DeadlineExceeded), .. }
         ));
         // A kind this client does not know is a framework failure at any status (§7).
-        let newer = br#"{"kind":"overloaded","message":"m"}"#;
+        let newer = br#"{"kind":"some_newer_kind","message":"m"}"#;
         assert!(matches!(decode(504, JSON, newer), Decoded::Framework { kind: None, .. }));
         for status in [429, 502, 503, 500] {
             assert!(matches!(decode(status, None, b""), Decoded::Foreign { .. }), "{status}");

@@ -33,7 +33,7 @@ pub(crate) enum Decision {
 /// Retry only what a retry can fix, and what the call id makes safe to send again:
 /// - no reply;
 /// - a kind that says so: `409 in_progress` (the first run of this call id is still
-///   going) and `503 store_unavailable`;
+///   going), `503 store_unavailable` and `503 overloaded` (shed before anything ran);
 /// - an intermediary's reply: `408`, `429`, `502`, `503` or `504` without an intercall
 ///   kind (a gateway, a balancer or a timeout layer answered, not the method; a body of
 ///   a kind this client does not know counts as none, as it cannot tell otherwise).
@@ -45,7 +45,8 @@ pub(crate) fn decide(outcome: Outcome<'_>) -> Decision {
     match outcome {
         Outcome::NoReply => Decision::Retry { at_least: Duration::ZERO },
         Outcome::Replied { status: 409, kind: Some(ErrorKind::InProgress), retry_after }
-        | Outcome::Replied { status: 503, kind: Some(ErrorKind::StoreUnavailable), retry_after } => after(retry_after),
+        | Outcome::Replied { status: 503, kind: Some(ErrorKind::StoreUnavailable), retry_after }
+        | Outcome::Replied { status: 503, kind: Some(ErrorKind::Overloaded), retry_after } => after(retry_after),
         Outcome::Replied { status, kind: None, retry_after } if INTERMEDIARY_STATUSES.contains(&status) => {
             after(retry_after)
         }
@@ -77,11 +78,12 @@ mod tests {
     fn retries_no_reply_503_and_in_progress_only() {
         assert_eq!(decide(Outcome::NoReply), NOW);
         assert_eq!(replied(503, Some(ErrorKind::StoreUnavailable)), NOW);
+        assert_eq!(replied(503, Some(ErrorKind::Overloaded)), NOW);
         assert_eq!(replied(409, Some(ErrorKind::InProgress)), NOW);
         assert_eq!(replied(409, None), Decision::Stop, "a 409 that is not intercall's");
         for kind in ErrorKind::ALL {
             let expected = match kind {
-                ErrorKind::InProgress | ErrorKind::StoreUnavailable => NOW,
+                ErrorKind::InProgress | ErrorKind::StoreUnavailable | ErrorKind::Overloaded => NOW,
                 _ => Decision::Stop,
             };
             assert_eq!(replied(kind.status(), Some(kind)), expected, "{kind}");

@@ -9,6 +9,7 @@ mod reply;
 mod request;
 mod serve;
 mod settings;
+mod shed;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -41,6 +42,7 @@ pub use serve::{
 };
 pub(crate) use settings::server_settings;
 pub use settings::{DEFAULT_MAX_BODY_BYTES, ServerSettings, default_call_store};
+pub use shed::{MaxInFlight, SHED_RETRY_AFTER_SECS};
 
 /// What a generated `XServer` has been told before `into_router`: its own body limit
 /// and the node's [`ServerSettings`]. Generated builder methods call these setters, so
@@ -50,11 +52,17 @@ pub use settings::{DEFAULT_MAX_BODY_BYTES, ServerSettings, default_call_store};
 pub struct ServerSetup {
     max_body_bytes: usize,
     settings: ServerSettings,
+    /// Per-method limits on calls in flight, over the node's.
+    method_max_in_flight: Vec<(String, usize)>,
 }
 
 impl Default for ServerSetup {
     fn default() -> Self {
-        Self { max_body_bytes: DEFAULT_MAX_BODY_BYTES, settings: ServerSettings::default() }
+        Self {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            settings: ServerSettings::default(),
+            method_max_in_flight: Vec::new(),
+        }
     }
 }
 
@@ -74,6 +82,11 @@ impl ServerSetup {
     pub fn set_settings(&mut self, settings: ServerSettings) {
         self.settings = settings;
     }
+
+    pub fn set_method_max_in_flight(&mut self, method: &str, limit: usize) {
+        self.method_max_in_flight.retain(|(name, _)| name != method);
+        self.method_max_in_flight.push((method.to_owned(), limit));
+    }
 }
 
 /// Builds one service's routes; generated code calls [`method`](Self::method) once per
@@ -87,6 +100,10 @@ pub struct ServiceRouter<S> {
     store: Arc<dyn CallStore>,
     on_store_error: OnStoreError,
     security: Arc<Security>,
+    /// The node's limit on calls in flight, if any.
+    max_in_flight: Option<MaxInFlight>,
+    /// Methods with a limit of their own: their calls count against it, not the node's.
+    method_max_in_flight: Vec<(String, MaxInFlight)>,
     router: Router,
 }
 
@@ -107,15 +124,37 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
         implementation: Arc<S>,
         setup: ServerSetup,
     ) -> Self {
-        let ServerSettings { security, call_store, on_store_error, serve_options: _ } = setup.settings;
+        let ServerSettings { security, call_store, on_store_error, serve_options: _, max_in_flight } = setup.settings;
         let store = call_store.unwrap_or_else(default_call_store);
+        // A limit for a method this service does not have is a mistake in code, found
+        // at start-up (a method under `#[cfg]` off counts as absent).
+        for (method, _) in &setup.method_max_in_flight {
+            assert!(
+                methods.contains(&method.as_str()),
+                "`{service}Server::method_max_in_flight(\"{method}\", ..)`: `{service}` has no method `{method}`; its methods are: {}",
+                methods.join(", ")
+            );
+        }
+        let method_max_in_flight =
+            setup.method_max_in_flight.into_iter().map(|(method, limit)| (method, MaxInFlight::new(limit))).collect();
         if !security.is_enabled() {
             warn_unsigned_once();
         }
         let security = Arc::new(security);
         let max_body_bytes = setup.max_body_bytes;
         let router = Router::new();
-        Self { service, methods, implementation, max_body_bytes, store, on_store_error, security, router }
+        Self {
+            service,
+            methods,
+            implementation,
+            max_body_bytes,
+            store,
+            on_store_error,
+            security,
+            max_in_flight,
+            method_max_in_flight,
+            router,
+        }
     }
 
     /// Adds `POST /{service}/{method}`, which decodes the arguments as `A` and runs
@@ -139,10 +178,26 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
             store: Arc::clone(&self.store),
             security: Arc::clone(&self.security),
         };
+        let limit = match self.method_max_in_flight.iter().find(|(name, _)| name == method) {
+            Some((_, own)) => Some(own.clone()),
+            None => self.max_in_flight.clone(),
+        };
         let metrics = Arc::new(telemetry::ServerMetrics::new(self.service, method));
         let handler = move |request: Request| {
-            let (state, call, metrics) = (state.clone(), call.clone(), Arc::clone(&metrics));
-            async move { metrics.served(handle(served, state, call, request)).await }
+            // Before anything else: a shed call must cost less than a served one.
+            let entered = limit.as_ref().map(|limit| limit.try_enter().ok_or_else(|| limit.clone()));
+            let handling = handle(served, state.clone(), call.clone(), request);
+            let metrics = Arc::clone(&metrics);
+            async move {
+                let handling = async move {
+                    match entered {
+                        Some(Err(limit)) => shed::shed(served, &limit),
+                        Some(Ok(_permit)) => handling.await,
+                        None => handling.await,
+                    }
+                };
+                metrics.served(handling).await
+            }
         };
         let route =
             post(handler).fallback(move |request: Request| async move { method_not_allowed(served, request.method()) });

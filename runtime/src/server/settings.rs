@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use crate::calls::{CallStore, MemoryCallStore, OnStoreError};
 use crate::config::{ServerConfig, StoreConfig};
 use crate::security::Security;
-use crate::server::ServeOptions;
+use crate::server::{MaxInFlight, ServeOptions};
 
 /// The default limit on a request body: 2 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
@@ -36,6 +36,11 @@ pub struct ServerSettings {
     /// [`serve_with`](crate::serve_with) (a router does not hold them: one listener
     /// serves every service of a node).
     pub serve_options: ServeOptions,
+    /// The node's limit on calls in flight, shared by every server given these
+    /// settings (or a clone of them): over it, a call gets `503 overloaded` with
+    /// `Retry-After` before anything is decoded or run (default: none). A method's own
+    /// limit (`XServer::method_max_in_flight`) takes its calls out of this count.
+    pub max_in_flight: Option<MaxInFlight>,
 }
 
 impl std::fmt::Debug for ServerSettings {
@@ -45,6 +50,7 @@ impl std::fmt::Debug for ServerSettings {
             .field("call_store", &self.call_store.as_ref().map(|_| "custom"))
             .field("on_store_error", &self.on_store_error)
             .field("serve_options", &self.serve_options)
+            .field("max_in_flight", &self.max_in_flight)
             .finish()
     }
 }
@@ -74,5 +80,6 @@ pub(crate) fn server_settings(config: &ServerConfig) -> ServerSettings {
         call_store,
         on_store_error: config.on_store_error,
         serve_options: config.serve_options,
+        max_in_flight: config.max_in_flight.map(MaxInFlight::new),
     }
 }
