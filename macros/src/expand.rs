@@ -35,6 +35,7 @@ pub(crate) fn service(args: TokenStream, input: TokenStream) -> TokenStream {
         trait_def::service_trait(&service, &item),
         trait_def::dyn_support(&service),
         server::server(&service),
+        crate::manifest::manifest(&service),
         client::proxy(&service),
         assertions,
     ]
@@ -110,10 +111,11 @@ fn assertions(service: &Service<'_>) -> TokenStream {
             .map(|arg| arg.ty)
             .chain([method.ok])
             .map(|ty| quote::quote_spanned!(at(ty)=> #krate::__private::assert_wire_type::<#ty>();));
+        let schemas = crate::manifest::schema_assertions(krate, method);
         let cfg = &method.cfg;
         quote! {
             #cfg
-            const _: () = { #(#values)* };
+            const _: () = { #(#values)* #schemas };
         }
     });
     quote!(#(#checks)*)

@@ -10,6 +10,7 @@ mod errors;
 mod events;
 mod expand;
 mod fallback;
+mod manifest;
 mod result_type;
 mod server;
 mod trait_def;

@@ -31,7 +31,8 @@ use crate::protocol::trace::TraceContext;
 use crate::protocol::{ErrorKind, args, path, truncate};
 use crate::security::Security;
 use crate::telemetry;
-use reply::{refuse, respond};
+use reply::refuse;
+pub(crate) use reply::respond;
 pub(crate) use serve::{BodyReadTimeout, serve_connections};
 pub use serve::{
     DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, ServeOptions,
@@ -46,18 +47,23 @@ pub use settings::{DEFAULT_MAX_BODY_BYTES, ServerSettings, default_call_store};
 #[derive(Clone)]
 pub struct ServerSetup {
     max_body_bytes: usize,
+    serve_manifest: bool,
     settings: ServerSettings,
 }
 
 impl Default for ServerSetup {
     fn default() -> Self {
-        Self { max_body_bytes: DEFAULT_MAX_BODY_BYTES, settings: ServerSettings::default() }
+        Self { max_body_bytes: DEFAULT_MAX_BODY_BYTES, serve_manifest: true, settings: ServerSettings::default() }
     }
 }
 
 impl ServerSetup {
     pub fn set_max_body_bytes(&mut self, limit: usize) {
         self.max_body_bytes = limit;
+    }
+
+    pub fn set_serve_manifest(&mut self, serve: bool) {
+        self.serve_manifest = serve;
     }
 
     pub fn set_security(&mut self, security: Security) {
@@ -84,6 +90,7 @@ pub struct ServiceRouter<S> {
     store: Arc<dyn CallStore>,
     on_store_error: OnStoreError,
     security: Arc<Security>,
+    serve_manifest: bool,
     router: Router,
 }
 
@@ -110,9 +117,19 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
             warn_unsigned_once();
         }
         let security = Arc::new(security);
-        let max_body_bytes = setup.max_body_bytes;
+        let (max_body_bytes, serve_manifest) = (setup.max_body_bytes, setup.serve_manifest);
         let router = Router::new();
-        Self { service, methods, implementation, max_body_bytes, store, on_store_error, security, router }
+        Self {
+            service,
+            methods,
+            implementation,
+            max_body_bytes,
+            store,
+            on_store_error,
+            security,
+            serve_manifest,
+            router,
+        }
     }
 
     /// Adds `POST /{service}/{method}`, which decodes the arguments as `A` and runs
@@ -142,6 +159,15 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
         let route =
             post(handler).fallback(move |request: Request| async move { method_not_allowed(served, request.method()) });
         self.router = self.router.route(&path::route(self.service, method), route);
+        self
+    }
+
+    /// Serves the service's manifest at `manifest::service_path` (unless the server
+    /// was told not to) and lists it in the node's index.
+    pub fn manifest(mut self, manifest: crate::manifest::ServiceManifest) -> Self {
+        if self.serve_manifest {
+            self.router = crate::manifest::register(self.router, manifest, Arc::clone(&self.security));
+        }
         self
     }
 
