@@ -111,11 +111,10 @@ fn assertions(service: &Service<'_>) -> TokenStream {
             .map(|arg| arg.ty)
             .chain([method.ok])
             .map(|ty| quote::quote_spanned!(at(ty)=> #krate::__private::assert_wire_type::<#ty>();));
-        let schemas = crate::manifest::schema_assertions(krate, method);
         let cfg = &method.cfg;
         quote! {
             #cfg
-            const _: () = { #(#values)* #schemas };
+            const _: () = { #(#values)* };
         }
     });
     quote!(#(#checks)*)

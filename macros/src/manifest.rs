@@ -66,17 +66,12 @@ pub(crate) fn manifest(service: &Service<'_>) -> TokenStream {
 }
 
 /// `ty::<T>("T")`: the Rust name as written, and the schema when the feature is on.
+/// Spanned at the type in the trait, as axum-macros' bound checks are: with the
+/// `schema` feature, `ty` requires `JsonSchema`, and "`Query` has no JSON Schema" is
+/// underlined there.
 fn type_entry(codegen: &TokenStream, ty: &Type) -> TokenStream {
     let rust = type_name(ty);
-    quote!(#codegen::ty::<#ty>(#rust))
-}
-
-/// One check per wire type, spanned at the type in the trait: with the `schema`
-/// feature, "`Product` has no JSON Schema" is underlined there.
-pub(crate) fn schema_assertions(krate: &syn::Path, method: &Method<'_>) -> TokenStream {
-    let types = method.args.iter().map(|arg| arg.ty).chain([method.ok, method.err]);
-    let checks = types.map(|ty| quote_spanned!(ty.span()=> #krate::__private::manifest::assert_schema::<#ty>();));
-    quote!(#(#checks)*)
+    quote_spanned!(ty.span()=> #codegen::ty::<#ty>(#rust))
 }
 
 /// `Vec < OrderLine >` as `Vec<OrderLine>`: the tokens, without the spaces

@@ -37,15 +37,6 @@ pub fn ty<T: ?Sized>(rust_type: &str) -> TypeManifest {
     TypeManifest { rust_type: rust_type.to_owned(), schema: None }
 }
 
-/// Checks that a wire type has a JSON Schema; the macro emits it at the span of each
-/// argument, result and error type. Without the `schema` feature it checks nothing.
-#[cfg(feature = "schema")]
-pub const fn assert_schema<T: SchemaType + ?Sized>() {}
-
-/// Checks nothing: the `schema` feature is off.
-#[cfg(not(feature = "schema"))]
-pub const fn assert_schema<T: ?Sized>() {}
-
 /// A type with a JSON Schema: blanket-implemented for every `schemars::JsonSchema`.
 #[cfg(feature = "schema")]
 #[diagnostic::on_unimplemented(
