@@ -378,10 +378,13 @@ fn compare_variants<'a>(
     seen: &mut BTreeSet<(String, String)>,
     changes: &mut Vec<Change>,
 ) {
+    // The declared catch-all counts only if old readers have it, as a unit variant.
+    let catch_all =
+        o.unknown_variant.filter(|other| old.iter().any(|(name, payload)| name == other && is_unit(*payload)));
     for (name, new_payload) in new {
         let variant_at = format!("{at} ::{name}");
         match old.iter().find(|(old_name, _)| old_name == name) {
-            None => match (flow, o.unknown_variant) {
+            None => match (flow, catch_all) {
                 (Flow::Request, _) => changes.push(safe(&variant_at, "variant added: old clients never send it")),
                 (Flow::Response, Some(other)) => changes.push(safe(
                     &variant_at,
@@ -484,6 +487,12 @@ fn compare_members<'a>(
             Flow::Response => changes.push(safe(&member_at, "optional field removed: old clients read it as absent")),
         }
     }
+}
+
+/// A unit variant: no payload, or an internally tagged one with only its tag.
+fn is_unit(payload: Option<&Value>) -> bool {
+    let members = payload.and_then(|p| p.get("properties")).and_then(Value::as_object);
+    payload.is_none() || members.is_some_and(|members| members.len() == 1)
 }
 
 fn safe(at: &str, reason: &str) -> Change {
