@@ -55,7 +55,10 @@ use proc_macro::TokenStream;
 /// - **`CatalogServer<T: Catalog>`**: `new(T)`, `from_arc(Arc<T>)`,
 ///   `max_body_bytes(self, usize) -> Self` (default 2 MiB) and
 ///   `into_router(self) -> intercall::Router`, with one `POST /{name}/{method}` route per
-///   method.
+///   method and `GET /.well-known/intercall/manifest/{name}` (`without_manifest(self)`
+///   leaves it out); and `CatalogServer::manifest()`, the service's manifest (methods,
+///   argument names, Rust types, and with intercall's `schema` feature a JSON Schema
+///   for each type, which every wire type must then have) without a server.
 /// - **`CatalogProxy`**: `Clone + Debug`, `new(intercall::Invoker) -> Result<Self,
 ///   intercall::Error>` (fails when the invoker's configuration has no entry for the
 ///   service name), and `impl Catalog for CatalogProxy`, which calls the server.

@@ -44,7 +44,8 @@ impl Node {
                 assert_eq!(body["kind"], "service", "{body}");
                 check(described.error.schema.as_ref().unwrap(), &body["value"], &format!("{service}.{method} error"));
                 let variant = format!("{}::{}", body["type"].as_str().unwrap(), body["variant"].as_str().unwrap());
-                let inner = body["value"].get("Catalog").and_then(Value::as_object).and_then(|v| v.keys().next().cloned());
+                let inner =
+                    body["value"].get("Catalog").and_then(Value::as_object).and_then(|v| v.keys().next().cloned());
                 let variant = inner.map_or(variant.clone(), |inner| format!("{variant}({inner})"));
                 self.seen.insert(format!("{service}.{method} {variant}"));
             }
