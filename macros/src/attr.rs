@@ -21,6 +21,12 @@ pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Args {
             if let Err(message) = check_route_segment(&name.value()) {
                 return Err(syn::Error::new_spanned(&name, format!("invalid service name: {message}")));
             }
+            if name.value() == ".well-known" {
+                return Err(syn::Error::new_spanned(
+                    &name,
+                    "invalid service name: `.well-known` is reserved for the manifest (`/.well-known/intercall/manifest`); choose another name",
+                ));
+            }
             args.name = Some(name);
         } else if meta.path.is_ident("crate") {
             let path: LitStr = meta.value()?.parse()?;

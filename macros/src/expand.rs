@@ -35,6 +35,7 @@ pub(crate) fn service(args: TokenStream, input: TokenStream) -> TokenStream {
         trait_def::service_trait(&service, &item),
         trait_def::dyn_support(&service),
         server::server(&service),
+        crate::manifest::manifest(&service),
         client::proxy(&service),
         assertions,
     ]

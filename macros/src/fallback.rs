@@ -24,7 +24,11 @@ pub(crate) fn emit(item: &ItemTrait, krate: &syn::Path, errors: TokenStream) -> 
         #[allow(async_fn_in_trait, unused_variables)]
         #item
 
-        #vis struct #server<__IntercallImpl>(::core::marker::PhantomData<__IntercallImpl>);
+        #vis struct #server<__IntercallImpl = ()>(::core::marker::PhantomData<__IntercallImpl>);
+
+        impl #server {
+            #vis fn manifest() -> #krate::manifest::ServiceManifest { ::core::unreachable!() }
+        }
 
         #[allow(unused_variables, clippy::all)]
         impl<__IntercallImpl> #server<__IntercallImpl> {
@@ -35,6 +39,7 @@ pub(crate) fn emit(item: &ItemTrait, krate: &syn::Path, errors: TokenStream) -> 
             #vis fn settings(self, settings: #krate::ServerSettings) -> Self { ::core::unreachable!() }
             #vis fn method_max_in_flight(self, method: &str, limit: usize) -> Self { ::core::unreachable!() }
             #vis fn call_store(self, store: ::std::sync::Arc<dyn #krate::calls::CallStore>) -> Self { ::core::unreachable!() }
+            #vis fn without_manifest(self) -> Self { ::core::unreachable!() }
             #vis fn into_router(self) -> #krate::Router { ::core::unreachable!() }
         }
 

@@ -10,6 +10,7 @@ mod errors;
 mod events;
 mod expand;
 mod fallback;
+mod manifest;
 mod result_type;
 mod server;
 mod trait_def;
@@ -54,8 +55,11 @@ use proc_macro::TokenStream;
 /// - **`CatalogServer<T: Catalog>`**: `new(T)`, `from_arc(Arc<T>)`,
 ///   `max_body_bytes(self, usize) -> Self` (default 2 MiB),
 ///   `method_max_in_flight(self, &str, usize) -> Self` (a method's own limit on calls in
-///   flight) and `into_router(self) -> intercall::Router`, with one `POST /{name}/{method}` route per
-///   method.
+///   flight) and `into_router(self) -> intercall::Router`, with one `POST /{name}/{method}`
+///   route per method and `GET /.well-known/intercall/manifest/{name}` (`without_manifest(self)`
+///   leaves it out); and `CatalogServer::manifest()`, the service's manifest (methods,
+///   argument names, Rust types, and with intercall's `schema` feature a JSON Schema
+///   for each type, which every wire type must then have) without a server.
 /// - **`CatalogProxy`**: `Clone + Debug`, `new(intercall::Invoker) -> Result<Self,
 ///   intercall::Error>` (fails when the invoker's configuration has no entry for the
 ///   service name), and `impl Catalog for CatalogProxy`, which calls the server.

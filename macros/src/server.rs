@@ -56,7 +56,7 @@ pub(crate) fn server(service: &Service<'_>) -> TokenStream {
         ///
         /// Merge several servers' routers with `Router::merge` and serve them with
         /// `intercall::serve`.
-        #vis struct #server<__IntercallImpl> {
+        #vis struct #server<__IntercallImpl = ()> {
             implementation: ::std::sync::Arc<__IntercallImpl>,
             setup: #krate::__private::ServerSetup,
         }
@@ -128,6 +128,7 @@ pub(crate) fn server(service: &Service<'_>) -> TokenStream {
                     self.setup,
                 );
                 #(#routes)*
+                let __intercall_router = __intercall_router.manifest(#server::manifest());
                 __intercall_router.finish()
             }
         }

@@ -262,6 +262,22 @@ impl<'de> Deserialize<'de> for Bytes {
     }
 }
 
+/// A JSON string in standard, padded base64 (`contentEncoding: base64`).
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for Bytes {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Bytes".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "contentEncoding": "base64" })
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+}
+
 /// `#[serde(with = "intercall::base64")]`: sends a `Vec<u8>` field (or `Box<[u8]>`,
 /// `bytes::Bytes`, any `AsRef<[u8]>` that is `From<Vec<u8>>`) as base64, exactly as
 /// [`Bytes`] does, for a type that keeps its own field types.

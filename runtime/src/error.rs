@@ -67,6 +67,7 @@ impl std::error::Error for Error {}
 /// `CallError` is `Clone`, comparable and serde-serializable, so a service error type
 /// can carry it as a variant (`Unavailable(CallError)`) and send it on across hops.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CallError {
     kind: CallErrorKind,
     service: String,
@@ -87,6 +88,7 @@ fn one() -> u32 {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 enum CallErrorKind {
     Timeout,

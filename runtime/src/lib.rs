@@ -72,6 +72,7 @@ mod config;
 mod context;
 mod error;
 pub mod events;
+pub mod manifest;
 #[cfg(feature = "otel")]
 mod otel;
 /// The fuzz targets' entry points (`fuzz/`): only under cargo-fuzz's `cfg(fuzzing)` and
@@ -155,7 +156,7 @@ pub async fn serve_with_graceful_shutdown<F>(
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    server::serve_connections(listener, router.fallback(unknown_service), options, shutdown).await
+    server::serve_connections(listener, manifest::with_index(router).fallback(unknown_service), options, shutdown).await
 }
 
 /// Checks that a service's error type can carry transport failures and cross the wire.
@@ -198,6 +199,9 @@ pub mod __private {
     /// What `#[intercall::events]` generates its publisher and consumer on; present
     /// with and without the `events` feature.
     pub use crate::events::codegen as events;
+
+    /// What `XServer::manifest()` is built from.
+    pub use crate::manifest::codegen as manifest;
 
     /// The boxed future of a method called through `dyn Trait`.
     pub type BoxFuture<'a, T> = core::pin::Pin<Box<dyn core::future::Future<Output = T> + Send + 'a>>;

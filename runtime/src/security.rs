@@ -105,8 +105,10 @@ impl Security {
         self.keys.is_some()
     }
 
-    /// The signature of one attempt: `(timestamp, x-intercall-signature)`.
-    pub(crate) fn sign(&self, fields: &SignedFields<'_>) -> Option<(u64, String)> {
+    /// The signature of one request, now: `(x-intercall-timestamp,
+    /// x-intercall-signature)`, or `None` without a secret. For clients that build
+    /// requests themselves (the `intercall` CLI); proxies sign for you.
+    pub fn sign(&self, fields: &SignedFields<'_>) -> Option<(u64, String)> {
         let keys = self.keys.as_deref()?;
         let timestamp = now_ms();
         Some((timestamp, signing::sign(&keys.current, fields, timestamp)))

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// A product in the catalog.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Product {
     /// Assigned by [`Catalog::save`] when empty.
     pub id: String,
@@ -20,6 +21,7 @@ pub struct Product {
 
 /// What can go wrong in the catalog.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum CatalogError {
     /// No product has this id.
     #[error("no product with id `{id}`")]
@@ -54,6 +56,7 @@ pub trait Catalog {
 
 /// One line of an order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct OrderLine {
     /// The [`Product::id`] ordered.
     pub product_id: String,
@@ -63,6 +66,7 @@ pub struct OrderLine {
 
 /// A priced order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Quote {
     /// The priced lines, in order.
     pub lines: Vec<PricedLine>,
@@ -74,6 +78,7 @@ pub struct Quote {
 
 /// An order line with its product and price.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PricedLine {
     /// The product, as the catalog has it.
     pub product: Product,
@@ -85,6 +90,7 @@ pub struct PricedLine {
 
 /// What can go wrong at checkout.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum CheckoutError {
     /// An order needs at least one line.
     #[error("the order is empty")]

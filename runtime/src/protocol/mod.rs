@@ -26,7 +26,7 @@ pub mod headers;
 pub mod path;
 pub mod reply;
 pub(crate) mod retry;
-pub(crate) mod signing;
+pub mod signing;
 pub mod trace;
 pub(crate) mod type_info;
 

@@ -25,17 +25,22 @@ pub(crate) const MAX_AHEAD: Duration = Duration::from_secs(5);
 
 /// What a signature covers, besides the timestamp. Absent fields are empty lines.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct SignedFields<'a> {
-    pub(crate) service: &'a str,
-    pub(crate) method: &'a str,
+pub struct SignedFields<'a> {
+    /// The service's name (for a manifest request, see
+    /// [`manifest_request_line`](crate::manifest::manifest_request_line)).
+    pub service: &'a str,
+    /// The method's name.
+    pub method: &'a str,
     /// `x-call-id` as sent (the canonical UUID form).
-    pub(crate) call_id: Option<&'a str>,
-    pub(crate) user_type: Option<&'a str>,
-    pub(crate) user_id: Option<&'a str>,
+    pub call_id: Option<&'a str>,
+    /// `x-user-type` as sent.
+    pub user_type: Option<&'a str>,
+    /// `x-user-id` as sent.
+    pub user_id: Option<&'a str>,
     /// `x-activity-id` as sent.
-    pub(crate) activity: Option<&'a str>,
+    pub activity: Option<&'a str>,
     /// The lowercase hex SHA-256 of the exact body bytes.
-    pub(crate) body_sha256: &'a str,
+    pub body_sha256: &'a str,
 }
 
 /// The canonical string: `intercall-v1`, `service/method`, the timestamp, the call id,
@@ -155,7 +160,8 @@ pub(crate) fn check_headers<'a>(
 }
 
 /// The lowercase hex SHA-256 of a body, computed once per call.
-pub(crate) fn body_sha256(body: &[u8]) -> String {
+/// The lowercase hex SHA-256 of `body`, as [`SignedFields::body_sha256`] wants it.
+pub fn body_sha256(body: &[u8]) -> String {
     hex(&Sha256::digest(body))
 }
 

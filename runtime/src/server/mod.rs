@@ -35,7 +35,8 @@ use crate::security::Security;
 use crate::telemetry;
 #[cfg(feature = "metrics")]
 pub(crate) use reply::outcome_of;
-use reply::{refuse, respond};
+use reply::refuse;
+pub(crate) use reply::respond;
 pub(crate) use serve::{BodyReadTimeout, serve_connections};
 pub use serve::{
     DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, ServeOptions,
@@ -51,6 +52,7 @@ pub use shed::{MaxInFlight, SHED_RETRY_AFTER_SECS};
 #[derive(Clone)]
 pub struct ServerSetup {
     max_body_bytes: usize,
+    serve_manifest: bool,
     settings: ServerSettings,
     /// Per-method limits on calls in flight, over the node's.
     method_max_in_flight: Vec<(String, usize)>,
@@ -60,6 +62,7 @@ impl Default for ServerSetup {
     fn default() -> Self {
         Self {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            serve_manifest: true,
             settings: ServerSettings::default(),
             method_max_in_flight: Vec::new(),
         }
@@ -69,6 +72,10 @@ impl Default for ServerSetup {
 impl ServerSetup {
     pub fn set_max_body_bytes(&mut self, limit: usize) {
         self.max_body_bytes = limit;
+    }
+
+    pub fn set_serve_manifest(&mut self, serve: bool) {
+        self.serve_manifest = serve;
     }
 
     pub fn set_security(&mut self, security: Security) {
@@ -104,6 +111,7 @@ pub struct ServiceRouter<S> {
     max_in_flight: Option<MaxInFlight>,
     /// Methods with a limit of their own: their calls count against it, not the node's.
     method_max_in_flight: Vec<(String, MaxInFlight)>,
+    serve_manifest: bool,
     router: Router,
 }
 
@@ -141,7 +149,7 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
             warn_unsigned_once();
         }
         let security = Arc::new(security);
-        let max_body_bytes = setup.max_body_bytes;
+        let (max_body_bytes, serve_manifest) = (setup.max_body_bytes, setup.serve_manifest);
         let router = Router::new();
         Self {
             service,
@@ -153,6 +161,7 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
             security,
             max_in_flight,
             method_max_in_flight,
+            serve_manifest,
             router,
         }
     }
@@ -202,6 +211,15 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
         let route =
             post(handler).fallback(move |request: Request| async move { method_not_allowed(served, request.method()) });
         self.router = self.router.route(&path::route(self.service, method), route);
+        self
+    }
+
+    /// Serves the service's manifest at `manifest::service_path` (unless the server
+    /// was told not to) and lists it in the node's index.
+    pub fn manifest(mut self, manifest: crate::manifest::ServiceManifest) -> Self {
+        if self.serve_manifest {
+            self.router = crate::manifest::register(self.router, manifest, Arc::clone(&self.security));
+        }
         self
     }
 

@@ -1,0 +1,278 @@
+//! The `intercall` binary as a user runs it: a real node on a loopback port (the example
+//! system's Catalog and Checkout, and a service that says who called it), a signed
+//! one, and the binary started as a process for every command.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use example_api::{CatalogServer, CheckoutServer};
+use example_services::{InMemoryCatalog, ShopCheckout};
+use intercall::{CallError, Security, UserContext};
+use serde::{Deserialize, Serialize};
+
+const SECRET: &str = "cli-test-secret-0123456789abcdef";
+
+#[derive(Debug, Serialize, Deserialize, thiserror::Error)]
+#[error("who: {0}")]
+pub struct WhoError(CallError);
+
+impl From<CallError> for WhoError {
+    fn from(error: CallError) -> Self {
+        WhoError(error)
+    }
+}
+
+/// Says who a call was made for, so the test sees what `--user` sent.
+#[intercall::service]
+pub trait Who {
+    /// `type:id` of the caller.
+    async fn who(&self) -> Result<String, WhoError>;
+}
+
+struct Answer;
+
+impl Who for Answer {
+    async fn who(&self) -> Result<String, WhoError> {
+        Ok(match UserContext::current() {
+            Some(user) => format!("{}:{}", user.user_type().as_str(), user.user_id().unwrap_or("-")),
+            None => "nobody".to_owned(),
+        })
+    }
+}
+
+/// A node with a shared secret, served until the runtime is dropped.
+struct Node {
+    url: String,
+    _runtime: tokio::runtime::Runtime,
+}
+
+fn node() -> Node {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let security = Security::shared_secret(SECRET).unwrap();
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let catalog = Arc::new(InMemoryCatalog::default());
+    let router = CatalogServer::from_arc(Arc::clone(&catalog))
+        .security(security.clone())
+        .into_router()
+        .merge(CheckoutServer::new(ShopCheckout::new(catalog)).security(security.clone()).into_router())
+        .merge(WhoServer::new(Answer).security(security).into_router());
+    runtime.spawn(intercall::serve(listener, router));
+    Node { url, _runtime: runtime }
+}
+
+/// Runs `intercall ARGS` with the secret in the environment (unless `secret` is
+/// `None`) and no services.toml around.
+fn intercall(args: &[&str], secret: Option<&str>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_intercall"));
+    command.args(args).env_remove("INTERCALL_SECRET").env_remove("INTERCALL_ACCEPTED_SECRET");
+    command.env("INTERCALL_SERVICES", "/nonexistent/services.toml");
+    if let Some(secret) = secret {
+        command.env("INTERCALL_SECRET", secret);
+    }
+    command.output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn list_and_describe_read_the_nodes_manifest() {
+    let node = node();
+    let list = intercall(&["list", &node.url], Some(SECRET));
+    assert_eq!(list.status.code(), Some(0), "{}", stderr(&list));
+    assert_eq!(stdout(&list), "Catalog: save, get, delete\nCheckout: quote, place_order\nWho: who\n");
+
+    let describe = intercall(&["describe", &node.url, "Checkout"], Some(SECRET));
+    assert_eq!(describe.status.code(), Some(0), "{}", stderr(&describe));
+    let text = stdout(&describe);
+    assert!(text.contains("POST /Checkout/quote"), "{text}");
+    assert!(
+        text.contains(
+            "quote(lines: Vec<OrderLine>, coupon: Option<String> (optional)) -> Result<Quote, CheckoutError>"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("service Catalog"), "only the service asked for: {text}");
+
+    let method = intercall(&["describe", &node.url, "Catalog.get"], Some(SECRET));
+    assert!(stdout(&method).contains("get(id: String) -> Result<Product, CatalogError>"), "{}", stdout(&method));
+    assert!(stdout(&method).contains("// Finds a product by id."));
+
+    let json = intercall(&["describe", &node.url, "--json"], Some(SECRET));
+    let manifest: intercall::manifest::Manifest = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(manifest.service("Catalog"), Some(&CatalogServer::manifest()));
+
+    let missing = intercall(&["describe", &node.url, "Catalog.nope"], Some(SECRET));
+    assert_eq!(missing.status.code(), Some(12), "unknown_method");
+    assert!(stderr(&missing).contains("its methods are: save, get, delete"), "{}", stderr(&missing));
+}
+
+#[test]
+fn call_prints_results_and_typed_errors_with_their_exit_status() {
+    let node = node();
+    let product = r#"{"product":{"id":"","name":"desk lamp","price_cents":2500,"tags":["light"]}}"#;
+    let saved = intercall(&["call", &node.url, "Catalog.save", product], Some(SECRET));
+    assert_eq!(saved.status.code(), Some(0), "{}", stderr(&saved));
+    let value: serde_json::Value = serde_json::from_slice(&saved.stdout).unwrap();
+    assert_eq!(value["name"], "desk lamp");
+    assert!(stdout(&saved).contains("\n  \"name\": \"desk lamp\""), "pretty JSON: {}", stdout(&saved));
+    let id = value["id"].as_str().unwrap().to_owned();
+
+    let got = intercall(&["call", &node.url, "Catalog.get", &format!("id={id}")], Some(SECRET));
+    assert_eq!(got.status.code(), Some(0), "{}", stderr(&got));
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&got.stdout).unwrap(), value);
+
+    let missing = intercall(&["call", &node.url, "Catalog.get", "id=p-404"], Some(SECRET));
+    assert_eq!(missing.status.code(), Some(1), "a typed error");
+    assert!(stderr(&missing).starts_with("error: service error CatalogError::NotFound\n"), "{}", stderr(&missing));
+    assert!(stderr(&missing).contains("\"id\": \"p-404\""));
+
+    let wrong_type = intercall(&["call", &node.url, "Catalog.get", "id=3"], Some(SECRET));
+    assert_eq!(wrong_type.status.code(), Some(10), "bad_request: {}", stderr(&wrong_type));
+    assert!(stderr(&wrong_type).contains("(argument `id`)"), "{}", stderr(&wrong_type));
+
+    let unknown = intercall(&["call", &node.url, "Catalog.nope"], Some(SECRET));
+    assert_eq!(unknown.status.code(), Some(12), "unknown_method: {}", stderr(&unknown));
+    let no_service = intercall(&["call", &node.url, "Nope.get"], Some(SECRET));
+    assert_eq!(no_service.status.code(), Some(11), "unknown_service: {}", stderr(&no_service));
+}
+
+#[test]
+fn calls_are_signed_and_carry_the_user_and_call_id() {
+    let node = node();
+    let unsigned = intercall(&["call", &node.url, "Who.who"], None);
+    assert_eq!(unsigned.status.code(), Some(16), "unauthorized: {}", stderr(&unsigned));
+    let unsigned = intercall(&["list", &node.url], None);
+    assert_eq!(unsigned.status.code(), Some(16), "the manifest needs a signature too: {}", stderr(&unsigned));
+
+    let who = intercall(&["call", &node.url, "Who.who", "--user", "customer:alice"], Some(SECRET));
+    assert_eq!(stdout(&who), "\"customer:alice\"\n", "{}", stderr(&who));
+    let guest = intercall(&["call", &node.url, "Who.who", "--user", "guest"], Some(SECRET));
+    assert_eq!(stdout(&guest), "\"guest:-\"\n", "{}", stderr(&guest));
+
+    // The same call id runs once: the second save is a replay of the first.
+    let call_id = "67e55044-10b1-426f-9247-bb680e5fe0c8";
+    let product = r#"{"product":{"id":"","name":"chair","price_cents":100,"tags":[]}}"#;
+    let args = ["call", &node.url, "Catalog.save", product, "--call-id", call_id];
+    let first = intercall(&args, Some(SECRET));
+    let second = intercall(&args, Some(SECRET));
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    assert_eq!(stdout(&first), stdout(&second));
+    let other = intercall(&["call", &node.url, "Catalog.save", product], Some(SECRET));
+    assert_ne!(stdout(&first), stdout(&other), "a new call id is a new call");
+}
+
+#[test]
+fn a_service_name_resolves_through_services_toml() {
+    let node = node();
+    let dir = std::env::temp_dir().join(format!("intercall-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config: PathBuf = dir.join("services.toml");
+    let toml = format!("[services.Who]\nurl = \"{}/\"\n\n[security]\nsecret = \"{SECRET}\"\n", node.url);
+    std::fs::write(&config, toml).unwrap();
+    let config = config.to_str().unwrap();
+
+    let who = intercall(&["--config", config, "call", "Who.who", "--user", "admin:root"], None);
+    assert_eq!(stdout(&who), "\"admin:root\"\n", "signed with services.toml's secret: {}", stderr(&who));
+    let list = intercall(&["--config", config, "list", "Who"], None);
+    assert_eq!(list.status.code(), Some(0), "{}", stderr(&list));
+
+    let unknown = intercall(&["--config", config, "call", "Catalog.get", "id=p-1"], None);
+    assert_eq!(unknown.status.code(), Some(2), "{}", stderr(&unknown));
+    assert!(stderr(&unknown).contains("has no service `Catalog`"), "{}", stderr(&unknown));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_unreachable_node_and_a_bad_command_line_have_their_own_status() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let refused = intercall(&["call", &url, "Catalog.get", "id=p-1"], None);
+    assert_eq!(refused.status.code(), Some(3), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("cannot reach the node"), "{}", stderr(&refused));
+    let usage = intercall(&["call", &url, "no-dot"], None);
+    assert_eq!(usage.status.code(), Some(2), "{}", stderr(&usage));
+}
+
+#[test]
+fn openapi_from_a_node_is_a_valid_openapi_3_1_document() {
+    let node = node();
+    let output = intercall(&["openapi", &node.url], Some(SECRET));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let document: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(document["openapi"], "3.1.0");
+    assert!(document["paths"]["/Catalog/get"]["post"]["responses"]["422"].is_object());
+    intercall_cli_validate::openapi(&output.stdout);
+
+    // With JSON Schemas (the corpus' manifests were built with the `schema` feature),
+    // whose `$defs` move to `components/schemas`.
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/compat/05-service-added/new.json");
+    let output = intercall(&["openapi", file], None);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let document: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(document["components"]["schemas"]["CallError"].is_object());
+    intercall_cli_validate::openapi(&output.stdout);
+}
+
+/// Checks an OpenAPI document with a real validator: Python's `openapi-spec-validator`
+/// (installed with pip when missing; skipped, saying so, when neither works outside CI).
+mod intercall_cli_validate {
+    use std::process::{Command, Stdio};
+
+    const CHECK: &str =
+        "import json, sys\nfrom openapi_spec_validator import validate\nvalidate(json.load(sys.stdin))\nprint('valid')";
+
+    fn available() -> bool {
+        let probe = |code: &str| {
+            Command::new("python3")
+                .args(["-c", code])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if probe("import openapi_spec_validator") {
+            return true;
+        }
+        let installed = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "openapi-spec-validator"])
+            .status()
+            .is_ok_and(|s| s.success());
+        installed && probe("import openapi_spec_validator")
+    }
+
+    pub fn openapi(document: &[u8]) {
+        if !available() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "openapi-spec-validator is needed under CI (python3 -m pip install openapi-spec-validator)"
+            );
+            eprintln!("skipped: no python3 with openapi-spec-validator to validate the OpenAPI document");
+            return;
+        }
+        let mut child = Command::new("python3")
+            .args(["-c", CHECK])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(document).unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "the OpenAPI document is invalid: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "valid");
+    }
+}

@@ -1,0 +1,25 @@
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Item {
+    pub id: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ShopError {
+    Unavailable(intercall::CallError),
+}
+
+impl From<intercall::CallError> for ShopError {
+    fn from(error: intercall::CallError) -> Self {
+        ShopError::Unavailable(error)
+    }
+}
+
+// The manifest lives at /.well-known/intercall/manifest: a service of that name would clash.
+#[intercall::service(name = ".well-known")]
+pub trait Shop {
+    async fn get(&self, id: String) -> Result<Item, ShopError>;
+}
+
+fn main() {}
