@@ -390,10 +390,16 @@ fn compare_variants<'a>(
                     &variant_at,
                     &format!("variant added to an open enum: old clients decode it as its `{other}` variant"),
                 )),
-                (Flow::Response, None) => changes.push(breaking(
-                    &variant_at,
-                    "variant added to a type old clients decode: when the new server sends it, an old client fails with `unknown variant` after the method has run; declare the enum open (docs/EVOLUTION.md) or add a new method",
-                )),
+                (Flow::Response, None) => match o.unknown_variant {
+                    Some(declared) => changes.push(breaking(
+                        &variant_at,
+                        &format!("variant added to a type old clients decode: its declared catch-all `{declared}` is not a unit variant of the old version, so old clients fail with `unknown variant`"),
+                    )),
+                    None => changes.push(breaking(
+                        &variant_at,
+                        "variant added to a type old clients decode: when the new server sends it, an old client fails with `unknown variant` after the method has run; declare the enum open (docs/EVOLUTION.md) or add a new method",
+                    )),
+                },
             },
             Some((_, old_payload)) => {
                 if let (Some(old_payload), Some(new_payload)) = (old_payload, new_payload) {

@@ -39,9 +39,14 @@ static SERVICES: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
 struct SignedPath(&'static str);
 
 /// Adds `GET {service_path(service)}` to a service's router, answering `manifest`
+/// (`service` is the router's own name, which the generated code holds as a literal)
 /// (verified with `security` when it has a secret).
-pub(crate) fn register(router: Router, manifest: ServiceManifest, security: Arc<Security>) -> Router {
-    let service: &'static str = Box::leak(manifest.name.clone().into_boxed_str());
+pub(crate) fn register(
+    router: Router,
+    service: &'static str,
+    manifest: ServiceManifest,
+    security: Arc<Security>,
+) -> Router {
     // Poisoning cannot leave a set of names half-written; keep serving.
     SERVICES.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(service);
     let body = serde_json::to_vec(&Manifest::new(vec![manifest])).expect("a manifest is plain JSON data");

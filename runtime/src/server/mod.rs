@@ -218,7 +218,7 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
     /// was told not to) and lists it in the node's index.
     pub fn manifest(mut self, manifest: crate::manifest::ServiceManifest) -> Self {
         if self.serve_manifest {
-            self.router = crate::manifest::register(self.router, manifest, Arc::clone(&self.security));
+            self.router = crate::manifest::register(self.router, self.service, manifest, Arc::clone(&self.security));
         }
         self
     }
