@@ -20,6 +20,7 @@ pub mod load;
 pub mod payload;
 pub mod peers;
 pub mod servers;
+pub mod soak;
 
 /// Every system under test, the floor first.
 pub const SYSTEMS: [&str; 6] = ["floor", "floor-hyper", "intercall", "jsonrpsee", "tonic", "tarpc"];

@@ -34,13 +34,21 @@ fn main() -> Result<(), Failure> {
             let arg = |i: usize, default: u64| args.get(i).and_then(|n| n.parse().ok()).unwrap_or(default);
             runtime.block_on(mem_budget(arg(1, 32 << 20), arg(2, 4096), arg(3, 40_000)))
         }
+        Some("soak") => {
+            let options = intercall_bench::soak::Options::parse(&args[1..])?;
+            match runtime.block_on(intercall_bench::soak::run(options))? {
+                true => Ok(()),
+                false => Err("the soak failed: see the SOAK lines".into()),
+            }
+        }
+        Some("soak-serve") => runtime.block_on(intercall_bench::soak::service::serve(&args[1], args.get(2).map(String::as_str))),
         Some("run") => {
             // `--only floor,intercall`: a subset of the systems, for quicker iterations.
             let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1));
             let only: Option<Vec<&str>> = only.map(|list| list.split(',').collect());
             run(args.iter().any(|a| a == "--quick"), args.iter().any(|a| a == "--same-core"), only.as_deref())
         }
-        _ => Err("usage: bench run [--quick] [--same-core] [--only a,b] | serve <system> | load <system> <port> <op> <concurrency> <ms> | mem <n> | mem-budget <max_bytes> <reply_bytes> <calls>".into()),
+        _ => Err("usage: bench run [--quick] [--same-core] [--only a,b] | serve <system> | load <system> <port> <op> <concurrency> <ms> | mem <n> | mem-budget <max_bytes> <reply_bytes> <calls> | soak [--minutes N] [--rate R] [--concurrency C]".into()),
     }
 }
 

@@ -75,6 +75,17 @@ pub struct MemoryCallStore {
     manual_clock: bool,
 }
 
+/// What a [`MemoryCallStore`] holds at one moment ([`MemoryCallStore::usage`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryStoreUsage {
+    /// Completed calls kept, replies or not.
+    pub completed: u64,
+    /// Bytes of the kept reply bodies: at most the store's byte budget.
+    pub bytes: u64,
+    /// Claims whose run has not finished.
+    pub running: u64,
+}
+
 #[derive(Default)]
 struct Shard {
     running: HashMap<u128, Arc<Running>>,
@@ -188,6 +199,21 @@ impl MemoryCallStore {
     /// Whether the store holds no call.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// What the store holds now, for monitoring (the soak run in `bench/` watches it):
+    /// completed calls, the bytes of their kept bodies, and running claims.
+    pub fn usage(&self) -> MemoryStoreUsage {
+        let now = self.now();
+        let mut usage = MemoryStoreUsage::default();
+        for shard in &self.shards {
+            let mut shard = lock(shard);
+            shard.expire(now);
+            usage.completed += shard.done.len() as u64;
+            usage.bytes += shard.bytes as u64;
+            usage.running += shard.running.len() as u64;
+        }
+        usage
     }
 
     fn now(&self) -> u64 {
