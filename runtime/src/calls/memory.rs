@@ -1,14 +1,17 @@
 //! The in-process call-id store: a sharded map of running and completed calls, with
 //! completed calls expiring in the order they completed.
 
+mod sync;
+
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
 
+use self::sync::{AtomicU64, Mutex, MutexGuard};
 use super::{CallKey, CallStore, Claim, StoreFuture, StoredReply, Ticket};
 use crate::protocol::ErrorKind;
 use crate::protocol::reply::framework_error;
@@ -475,6 +478,8 @@ impl MemoryCallStore {
     }
 }
 
+#[cfg(all(test, shuttle))]
+mod model_check;
 #[cfg(test)]
 mod proptests;
 
