@@ -50,53 +50,86 @@ enum Got {
     Done,
 }
 
-type Log = Vec<(Op, Got)>;
+/// An operation, its answer, and when it started and ended on a clock shared by the
+/// tasks (one tick per event, in the schedule's order).
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    op: Op,
+    got: Got,
+    start: u64,
+    end: u64,
+}
+
+type Log = Vec<Entry>;
+
+/// The shared event clock: shuttle runs one task at a time, so its order is the
+/// schedule's.
+static TICKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn tick() -> u64 {
+    TICKS.fetch_add(1, Ordering::SeqCst)
+}
 
 /// A task's view of the store: it runs operations and logs their answers.
 struct Task {
     store: Arc<MemoryCallStore>,
     ticket: Option<(u128, Ticket)>,
     log: Log,
+    /// When the operation in progress started.
+    started: u64,
 }
 
 impl Task {
     fn new(store: &Arc<MemoryCallStore>) -> Self {
-        Self { store: Arc::clone(store), ticket: None, log: Vec::new() }
+        Self { store: Arc::clone(store), ticket: None, log: Vec::new(), started: 0 }
+    }
+
+    fn begin(&mut self) {
+        self.started = tick();
+    }
+
+    fn record(&mut self, op: Op, got: Got) {
+        self.log.push(Entry { op, got, start: self.started, end: tick() });
     }
 
     async fn claim(&mut self, key: u128, fingerprint: u128) -> Answer {
+        self.begin();
         let claim = self.store.claim(&call(key), fingerprint).await.expect("in memory");
         let got = answer(&claim);
         if let Claim::Run(ticket) = claim {
             self.ticket = Some((key, ticket));
         }
-        self.log.push((Op::Claim { key, fingerprint }, Got::Claim(got)));
+        self.record(Op::Claim { key, fingerprint }, Got::Claim(got));
         got
     }
 
     async fn complete(&mut self, len: usize) {
+        self.begin();
         let (key, ticket) = self.ticket.take().expect("a claim to complete");
         let reply = StoredReply { status: 200, body: body(len) };
         self.store.complete(&call(key), ticket, reply).await.expect("in memory");
-        self.log.push((Op::Complete { len }, Got::Done));
+        self.record(Op::Complete { len }, Got::Done);
     }
 
     async fn release(&mut self) {
+        self.begin();
         let (key, ticket) = self.ticket.take().expect("a claim to release");
         self.store.release(&call(key), ticket).await.expect("in memory");
-        self.log.push((Op::Release, Got::Done));
+        self.record(Op::Release, Got::Done);
     }
 
     async fn wait(&mut self, key: u128, fingerprint: u128) -> Option<Option<usize>> {
+        self.begin();
         let reply = self.store.wait(&call(key), fingerprint, None).await.expect("in memory");
         let got = reply.map(|reply| (reply != not_kept()).then_some(reply.body.len()));
-        self.log.push((Op::Wait { key, fingerprint }, Got::Wait(got)));
+        self.record(Op::Wait { key, fingerprint }, Got::Wait(got));
         got
     }
 
     fn advance(&mut self, ms: u64) {
+        self.begin();
         self.store.advance(Duration::from_millis(ms));
-        self.log.push((Op::Advance { ms }, Got::Done));
+        self.record(Op::Advance { ms }, Got::Done);
     }
 
     /// The task's log, once it has given up any claim it still holds (a trailing claim
@@ -161,6 +194,9 @@ struct Path {
     ended: HashMap<u64, Option<usize>>,
     /// Waits that found a run: (its token, what the wait got).
     pending: Vec<(u64, Option<Option<usize>>)>,
+    /// A task whose wait found a run returned only after that run ended: its next
+    /// operation comes after the run's completion or release.
+    blocked: Vec<Option<u64>>,
 }
 
 impl<'a> Replay<'a> {
@@ -171,7 +207,14 @@ impl<'a> Replay<'a> {
     fn explains(&self, model: Model) -> bool {
         let tasks = self.logs.len();
         let path =
-            Path { model, at: vec![0; tasks], tokens: vec![None; tasks], ended: HashMap::new(), pending: Vec::new() };
+            Path {
+                model,
+                at: vec![0; tasks],
+                tokens: vec![None; tasks],
+                ended: HashMap::new(),
+                pending: Vec::new(),
+                blocked: vec![None; tasks],
+            };
         self.search(path)
     }
 
@@ -184,16 +227,27 @@ impl<'a> Replay<'a> {
                 None => false,
             });
         }
-        (0..self.logs.len()).filter(|&task| path.at[task] < self.logs[task].len()).any(|task| {
+        (0..self.logs.len()).filter(|&task| self.may_go(&path, task)).any(|task| {
             let mut next = path.clone();
             self.step(&mut next, task) && self.search(next)
         })
     }
 
+    /// Whether the task's next operation may come next: it has one, no operation that
+    /// ended before it started is still to come (real-time order), and it is not
+    /// waiting for a run's end.
+    fn may_go(&self, path: &Path, task: usize) -> bool {
+        let Some(next) = self.logs[task].get(path.at[task]) else { return false };
+        let unblocked = path.blocked[task].is_none_or(|token| path.ended.contains_key(&token));
+        let earlier = |other: usize| self.logs[other][path.at[other]..].first().is_some_and(|e| e.end < next.start);
+        unblocked && !(0..self.logs.len()).any(earlier)
+    }
+
     /// Applies the task's next operation to the model; false if it answers otherwise.
     fn step(&self, path: &mut Path, task: usize) -> bool {
-        let (op, got) = self.logs[task][path.at[task]];
+        let Entry { op, got, .. } = self.logs[task][path.at[task]];
         path.at[task] += 1;
+        path.blocked[task] = None;
         let model = &mut path.model;
         match op {
             Op::Claim { key, fingerprint } => {
@@ -222,6 +276,7 @@ impl<'a> Replay<'a> {
                     Some(&(theirs, _, token)) if theirs == fingerprint => {
                         let Got::Wait(got) = got else { return false };
                         path.pending.push((token, got));
+                        path.blocked[task] = Some(token);
                         true
                     }
                     _ => got == Got::Wait(None),
@@ -383,10 +438,31 @@ fn a_run_that_outlives_its_claim_cannot_overwrite_the_new_one() {
     });
 }
 
+/// A claim older than the time to live can be claimed again while its run goes on;
+/// the first run's late completion stores nothing over the second.
+#[test]
+fn a_claim_past_its_time_to_live_can_be_claimed_again() {
+    check(|| {
+        scenario(4, 64, vec![
+            |mut t| {
+                Box::pin(async move {
+                    if t.claim(1, 1).await == Answer::Run {
+                        t.advance(TTL_MS);
+                        t.complete(4).await;
+                    }
+                    t.end().await
+                })
+            },
+            |mut t| Box::pin(async move { t.call(1, 1, Some(6)).await; t.end().await }),
+            |mut t| Box::pin(async move { t.wait(1, 1).await; t.claim(1, 1).await; t.end().await }),
+        ])
+    });
+}
+
 /// The checker itself: a log the model cannot explain is refused.
 #[test]
 fn the_replay_refuses_an_answer_the_model_never_gives() {
-    let run = (Op::Claim { key: 1, fingerprint: 1 }, Got::Claim(Answer::Run));
-    let logs = vec![vec![run], vec![run]];
+    let run = Entry { op: Op::Claim { key: 1, fingerprint: 1 }, got: Got::Claim(Answer::Run), start: 0, end: 1 };
+    let logs = vec![vec![run], vec![Entry { start: 2, end: 3, ..run }]];
     assert!(!Replay::new(&logs).explains(Model::new(4, 64)), "two runs of one call");
 }
