@@ -5,13 +5,13 @@ mod sync;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use self::sync::{AtomicU64, Mutex, MutexGuard};
+use self::sync::{AtomicU64, Mutex, MutexGuard, OnceLock};
 use super::{CallKey, CallStore, Claim, StoreFuture, StoredReply, Ticket};
 use crate::protocol::ErrorKind;
 use crate::protocol::reply::framework_error;
@@ -347,7 +347,7 @@ impl Done {
 /// The stand-in reply of a call that ran but whose reply was too large to keep: a
 /// `500 internal`, which clients do not retry, so the method does not run again.
 fn not_kept() -> StoredReply {
-    static REPLY: OnceLock<StoredReply> = OnceLock::new();
+    static REPLY: std::sync::OnceLock<StoredReply> = std::sync::OnceLock::new();
     let reply = REPLY.get_or_init(|| {
         let message = "this call ran, but its reply was larger than the server's call-id store keeps, \
                        so a duplicate cannot be answered with it; it was not run again";
