@@ -105,8 +105,8 @@ async fn mem(n: u64, system: &str) -> Result<(), Failure> {
     // The hand-written store splits its capacity over its shards, so a few hundred of
     // the oldest may go (as in every earlier figure); a store that kept far fewer would
     // flatter itself.
-    if store.len() < n * 95 / 100 {
-        return Err(format!("{system}: {} of {n} calls kept", store.len()).into());
+    if store.held() < n * 95 / 100 {
+        return Err(format!("{system}: {} of {n} calls kept", store.held()).into());
     }
     let grown = rss_bytes_of("self").saturating_sub(before) as f64;
     println!("{}", grown / n as f64 - body.len() as f64);

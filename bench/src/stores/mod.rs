@@ -58,11 +58,11 @@ impl Store {
     }
 
     /// Calls held, with any deferred bookkeeping done first (moka's).
-    pub fn len(&self) -> u64 {
+    pub fn held(&self) -> u64 {
         match self {
             Store::Memory(store) => store.len(),
-            Store::Moka(store) => store.len(),
-            Store::QuickCache(store) => store.len(),
+            Store::Moka(store) => store.held(),
+            Store::QuickCache(store) => store.held(),
         }
     }
 }

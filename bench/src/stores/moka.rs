@@ -37,7 +37,7 @@ impl MokaStore {
     }
 
     /// Completed and running calls (moka applies its writes lazily: flushed first).
-    pub fn len(&self) -> u64 {
+    pub fn held(&self) -> u64 {
         self.done.run_pending_tasks();
         self.done.entry_count() + self.running.len() as u64
     }

@@ -74,7 +74,7 @@ impl QuickCacheStore {
     }
 
     /// Completed calls held (expired ones included until evicted) and running claims.
-    pub fn len(&self) -> u64 {
+    pub fn held(&self) -> u64 {
         let running: usize = self.running.iter().map(|shard| shard.lock().map_or(0, |s| s.len())).sum();
         (self.done.len() + running) as u64
     }

@@ -21,9 +21,12 @@ pub struct Running {
     pub finished: Notify,
 }
 
+/// One shard's running claims, by key digest.
+type Shard = HashMap<u128, Arc<Running>>;
+
 /// The running claims, by key digest.
 pub struct Claims {
-    shards: Box<[Mutex<HashMap<u128, Arc<Running>>>]>,
+    shards: Box<[Mutex<Shard>]>,
 }
 
 impl Claims {
@@ -32,7 +35,7 @@ impl Claims {
     }
 
     /// The shard of `digest`, locked: a claim and a finish of one key exclude each other.
-    pub fn shard(&self, digest: u128) -> MutexGuard<'_, HashMap<u128, Arc<Running>>> {
+    pub fn shard(&self, digest: u128) -> MutexGuard<'_, Shard> {
         self.shards[digest as usize % SHARDS].lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 

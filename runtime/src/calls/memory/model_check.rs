@@ -206,15 +206,14 @@ impl<'a> Replay<'a> {
 
     fn explains(&self, model: Model) -> bool {
         let tasks = self.logs.len();
-        let path =
-            Path {
-                model,
-                at: vec![0; tasks],
-                tokens: vec![None; tasks],
-                ended: HashMap::new(),
-                pending: Vec::new(),
-                blocked: vec![None; tasks],
-            };
+        let path = Path {
+            model,
+            at: vec![0; tasks],
+            tokens: vec![None; tasks],
+            ended: HashMap::new(),
+            pending: Vec::new(),
+            blocked: vec![None; tasks],
+        };
         self.search(path)
     }
 
@@ -443,19 +442,34 @@ fn a_run_that_outlives_its_claim_cannot_overwrite_the_new_one() {
 #[test]
 fn a_claim_past_its_time_to_live_can_be_claimed_again() {
     check(|| {
-        scenario(4, 64, vec![
-            |mut t| {
-                Box::pin(async move {
-                    if t.claim(1, 1).await == Answer::Run {
-                        t.advance(TTL_MS);
-                        t.complete(4).await;
-                    }
-                    t.end().await
-                })
-            },
-            |mut t| Box::pin(async move { t.call(1, 1, Some(6)).await; t.end().await }),
-            |mut t| Box::pin(async move { t.wait(1, 1).await; t.claim(1, 1).await; t.end().await }),
-        ])
+        scenario(
+            4,
+            64,
+            vec![
+                |mut t| {
+                    Box::pin(async move {
+                        if t.claim(1, 1).await == Answer::Run {
+                            t.advance(TTL_MS);
+                            t.complete(4).await;
+                        }
+                        t.end().await
+                    })
+                },
+                |mut t| {
+                    Box::pin(async move {
+                        t.call(1, 1, Some(6)).await;
+                        t.end().await
+                    })
+                },
+                |mut t| {
+                    Box::pin(async move {
+                        t.wait(1, 1).await;
+                        t.claim(1, 1).await;
+                        t.end().await
+                    })
+                },
+            ],
+        )
     });
 }
 
