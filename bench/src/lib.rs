@@ -10,6 +10,9 @@
 //! - `tonic`: gRPC over h2c, protobuf, tonic's server and client;
 //! - `tarpc`: tarpc over TCP with bincode frames.
 //!
+//! Store variants of intercall's server (the `stores` run, [`stores`]):
+//! - `intercall-moka`, `intercall-quick-cache`: the call-id store on moka or quick_cache.
+//!
 //! Client variants of intercall, against intercall's server (the `clients` run):
 //! - `intercall-layer`: one no-op client layer (what the layered path costs);
 //! - `intercall-reqwest`: the proxy over `ReqwestTransport` (a default `reqwest::Client`);
@@ -25,9 +28,14 @@ pub mod observed;
 pub mod payload;
 pub mod peers;
 pub mod servers;
+pub mod soak;
+pub mod stores;
 
 /// Every system under test, the floor first.
 pub const SYSTEMS: [&str; 6] = ["floor", "floor-hyper", "intercall", "jsonrpsee", "tonic", "tarpc"];
+
+/// intercall's server on another call-id store ([`stores`]), for `bench stores`.
+pub const STORE_VARIANTS: [&str; 2] = ["intercall-moka", "intercall-quick-cache"];
 
 /// CPU time (user + system) of a process, in milliseconds, from `/proc/{pid}/stat`;
 /// `pid` may be `self`. 0 where `/proc` is missing.

@@ -17,8 +17,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use intercall::calls::{CallKey, CallStore, Claim, MemoryCallStore, StoredReply};
+use intercall::calls::{CallKey, Claim, MemoryCallStore, StoredReply};
 use intercall_bench::clients::{Client, Op};
+use intercall_bench::stores::Store;
 use intercall_bench::{cpu_ms_of, load, rss_bytes_of, servers, sockets_of};
 
 type Failure = Box<dyn std::error::Error + Send + Sync>;
@@ -29,18 +30,30 @@ fn main() -> Result<(), Failure> {
     match args.first().map(String::as_str) {
         Some("serve") => runtime.block_on(serve(&args[1])),
         Some("load") => runtime.block_on(load_command(&args[1..])),
-        Some("mem") => runtime.block_on(mem(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(100_000))),
+        Some("mem") => runtime.block_on(mem(
+            args.get(1).and_then(|n| n.parse().ok()).unwrap_or(100_000),
+            args.get(2).map_or("intercall", String::as_str),
+        )),
+        Some("stores") => stores(args.iter().any(|a| a == "--quick")),
         Some("mem-budget") => {
             let arg = |i: usize, default: u64| args.get(i).and_then(|n| n.parse().ok()).unwrap_or(default);
             runtime.block_on(mem_budget(arg(1, 32 << 20), arg(2, 4096), arg(3, 40_000)))
         }
+        Some("soak") => {
+            let options = intercall_bench::soak::Options::parse(&args[1..])?;
+            match runtime.block_on(intercall_bench::soak::run(options))? {
+                true => Ok(()),
+                false => Err("the soak failed: see the SOAK lines".into()),
+            }
+        }
+        Some("soak-serve") => runtime.block_on(intercall_bench::soak::service::serve(&args[1], args.get(2).map(String::as_str))),
         Some("run") => {
             // `--only floor,intercall`: a subset of the systems, for quicker iterations.
             let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1));
             let only: Option<Vec<&str>> = only.map(|list| list.split(',').collect());
             run(args.iter().any(|a| a == "--quick"), args.iter().any(|a| a == "--same-core"), only.as_deref())
         }
-        _ => Err("usage: bench run [--quick] [--same-core] [--only a,b] | serve <system> | load <system> <port> <op> <concurrency> <ms> | mem <n> | mem-budget <max_bytes> <reply_bytes> <calls>".into()),
+        _ => Err("usage: bench run [--quick] [--same-core] [--only a,b] | serve <system> | load <system> <port> <op> <concurrency> <ms> | mem <n> [store] | stores [--quick] | mem-budget <max_bytes> <reply_bytes> <calls> | soak [--minutes N] [--rate R] [--concurrency C]".into()),
     }
 }
 
@@ -50,7 +63,7 @@ async fn serve(system: &str) -> Result<(), Failure> {
     if system == "intercall-3" {
         return serve_three_endpoints().await;
     }
-    if !intercall_bench::SYSTEMS.contains(&system) {
+    if !intercall_bench::SYSTEMS.contains(&system) && !intercall_bench::STORE_VARIANTS.contains(&system) {
         return Err(format!("no server for `{system}`").into());
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -123,20 +136,86 @@ async fn serve_three_endpoints() -> Result<(), Failure> {
     Ok(())
 }
 
-/// Bytes per cached call id in the in-process store, beyond the stored body: the RSS
-/// growth of this process after filling a `MemoryCallStore` with `n` completed calls.
-async fn mem(n: u64) -> Result<(), Failure> {
-    let store = MemoryCallStore::new(n + 1, Duration::from_secs(3600));
+/// Bytes per cached call id in the in-process store of `system` (`intercall`: the
+/// runtime's `MemoryCallStore`; or one of [`intercall_bench::STORE_VARIANTS`]), beyond
+/// the stored body: the RSS growth of this process after filling it with `n` completed
+/// calls.
+async fn mem(n: u64, system: &str) -> Result<(), Failure> {
+    let store = Store::new(system, n + 1, Duration::from_secs(3600), intercall::calls::DEFAULT_MAX_BYTES);
+    let calls = store.call_store();
     let body = bytes::Bytes::from_static(br#"{"id":1}"#);
     let before = rss_bytes_of("self");
     for i in 0..n {
         let key = CallKey::new(uuid::Uuid::from_u128(u128::from(i) + 1), "Bench", "echo", None);
-        let Claim::Run(ticket) = store.claim(&key, 1).await? else { return Err("a fresh key must be claimed".into()) };
-        store.complete(&key, ticket, StoredReply { status: 200, body: body.clone() }).await?;
+        let Claim::Run(ticket) = calls.claim(&key, 1).await? else { return Err("a fresh key must be claimed".into()) };
+        calls.complete(&key, ticket, StoredReply { status: 200, body: body.clone() }).await?;
     }
-    let _ = store.len();
+    // The hand-written store splits its capacity over its shards, so a few hundred of
+    // the oldest may go (as in every earlier figure); a store that kept far fewer would
+    // flatter itself.
+    if store.held() < n * 95 / 100 {
+        return Err(format!("{system}: {} of {n} calls kept", store.held()).into());
+    }
     let grown = rss_bytes_of("self").saturating_sub(before) as f64;
     println!("{}", grown / n as f64 - body.len() as f64);
+    Ok(())
+}
+
+/// `bench stores [--quick]`: the call-id store on the runtime's hand-written map, on
+/// moka and on quick_cache, in one run. `echo_c64_tput` of intercall's server on each
+/// (the proxy as client; as ratios to the floor, and to the hand-written store of the
+/// same round), then `mem_bytes_per_cached_call` of each at 100k and (not `--quick`)
+/// 1M calls.
+fn stores(quick: bool) -> Result<(), Failure> {
+    let (rounds, millis) = if quick { (3, 700) } else { (5, 3_000) };
+    let mut cases = vec![
+        Case { system: "floor", server: "floor", client: "floor", op: "echo" },
+        Case { system: "intercall", server: "intercall", client: "intercall", op: "echo" },
+    ];
+    for system in intercall_bench::STORE_VARIANTS {
+        cases.push(Case { system, server: system, client: "intercall", op: "echo" });
+    }
+    println!("# stores: {rounds} rounds x {millis} ms, echo at c64, server on core 0, load on core 1");
+    // tput[round][case]
+    let mut tput: Vec<Vec<f64>> = Vec::new();
+    for round in 0..rounds {
+        let mut this_round = Vec::new();
+        for case in &cases {
+            let m = measure(*case, 64, millis, "0", "1")?;
+            if m.sample.errors > 0 || m.sample.calls == 0 {
+                return Err(format!(
+                    "round {round}, {}: {} errors: {:?}",
+                    case.system, m.sample.errors, m.sample.first_error
+                )
+                .into());
+            }
+            this_round.push(m.sample.throughput());
+        }
+        tput.push(this_round);
+    }
+    for (i, case) in cases.iter().enumerate().skip(1) {
+        for (name, base) in [("echo_c64_tput", 0), ("echo_c64_tput_vs_handwritten", 1)] {
+            let ratios: Vec<f64> = tput.iter().map(|round| round[i] / round[base]).collect();
+            let (median, min, max) = spread(&ratios);
+            println!("RESULT {name} {} {median:.3} {min:.3} {max:.3}", case.system);
+        }
+    }
+    let sizes = if quick { vec![100_000] } else { vec![100_000, 1_000_000] };
+    for system in std::iter::once("intercall").chain(intercall_bench::STORE_VARIANTS) {
+        let mut values = Vec::new();
+        for n in &sizes {
+            let out = Command::new(std::env::current_exe()?).args(["mem", &n.to_string(), system]).output()?;
+            let text = String::from_utf8(out.stdout)?;
+            let bytes: f64 = text
+                .trim()
+                .parse()
+                .map_err(|_| format!("mem {n} {system}: `{text}` {}", String::from_utf8_lossy(&out.stderr)))?;
+            println!("# mem {system}: {n} cached call ids: {bytes:.0} bytes each beyond the body");
+            values.push(bytes);
+        }
+        let (median, min, max) = spread(&values);
+        println!("RESULT mem_bytes_per_cached_call {system} {median:.1} {min:.1} {max:.1}");
+    }
     Ok(())
 }
 

@@ -39,6 +39,9 @@ pub fn router(system: &str) -> Option<Router> {
     match system {
         "floor" | "floor-hyper" => Some(floor()),
         "intercall" => Some(BenchServer::new(Echoer).into_router()),
+        "intercall-moka" | "intercall-quick-cache" => Some(
+            BenchServer::new(Echoer).call_store(crate::stores::Store::with_defaults(system).call_store()).into_router(),
+        ),
         _ => None,
     }
 }

@@ -20,6 +20,16 @@ async fn every_adapter_answers_every_operation_correctly() {
             assert_eq!(client.call(op, 42).await, Ok(()), "{system} {op:?}");
         }
     }
+    // intercall's server on the other call-id stores (`bench stores`).
+    for system in intercall_bench::STORE_VARIANTS {
+        let port = serve(system).await;
+        let client = Client::new("intercall", &port).await.expect("a client");
+        assert_eq!(client.call(Op::Echo, 42).await, Ok(()), "{system}");
+        let raw = Client::new("floor", &port).await.unwrap();
+        for op in [Op::Fresh, Op::Duplicate, Op::Duplicate] {
+            assert_eq!(raw.call(op, 7).await, Ok(()), "{system} {op:?}");
+        }
+    }
     // The call-id workloads: a raw client against intercall's server.
     let port = serve("intercall").await;
     let raw = Client::new("floor", &port).await.unwrap();

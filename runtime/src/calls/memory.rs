@@ -1,14 +1,17 @@
 //! The in-process call-id store: a sharded map of running and completed calls, with
 //! completed calls expiring in the order they completed.
 
+mod sync;
+
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
 
+use self::sync::{AtomicU64, Mutex, MutexGuard, OnceLock};
 use super::{CallKey, CallStore, Claim, StoreFuture, StoredReply, Ticket};
 use crate::protocol::ErrorKind;
 use crate::protocol::reply::framework_error;
@@ -73,6 +76,17 @@ pub struct MemoryCallStore {
     /// ...or run it by hand alone (`skew` is then the time).
     #[cfg(test)]
     manual_clock: bool,
+}
+
+/// What a [`MemoryCallStore`] holds at one moment ([`MemoryCallStore::usage`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryStoreUsage {
+    /// Completed calls kept, replies or not.
+    pub completed: u64,
+    /// Bytes of the kept reply bodies: at most the store's byte budget.
+    pub bytes: u64,
+    /// Claims whose run has not finished.
+    pub running: u64,
 }
 
 #[derive(Default)]
@@ -188,6 +202,21 @@ impl MemoryCallStore {
     /// Whether the store holds no call.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// What the store holds now, for monitoring (the soak run in `bench/` watches it):
+    /// completed calls, the bytes of their kept bodies, and running claims.
+    pub fn usage(&self) -> MemoryStoreUsage {
+        let now = self.now();
+        let mut usage = MemoryStoreUsage::default();
+        for shard in &self.shards {
+            let mut shard = lock(shard);
+            shard.expire(now);
+            usage.completed += shard.done.len() as u64;
+            usage.bytes += shard.bytes as u64;
+            usage.running += shard.running.len() as u64;
+        }
+        usage
     }
 
     fn now(&self) -> u64 {
@@ -318,7 +347,7 @@ impl Done {
 /// The stand-in reply of a call that ran but whose reply was too large to keep: a
 /// `500 internal`, which clients do not retry, so the method does not run again.
 fn not_kept() -> StoredReply {
-    static REPLY: OnceLock<StoredReply> = OnceLock::new();
+    static REPLY: std::sync::OnceLock<StoredReply> = std::sync::OnceLock::new();
     let reply = REPLY.get_or_init(|| {
         let message = "this call ran, but its reply was larger than the server's call-id store keeps, \
                        so a duplicate cannot be answered with it; it was not run again";
@@ -449,6 +478,8 @@ impl MemoryCallStore {
     }
 }
 
+#[cfg(all(test, shuttle))]
+mod model_check;
 #[cfg(test)]
 mod proptests;
 

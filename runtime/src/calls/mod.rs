@@ -19,7 +19,7 @@ use bytes::Bytes;
 
 use crate::context::UserContext;
 
-pub use memory::{DEFAULT_CAPACITY, DEFAULT_MAX_BYTES, DEFAULT_TTL, MemoryCallStore};
+pub use memory::{DEFAULT_CAPACITY, DEFAULT_MAX_BYTES, DEFAULT_TTL, MemoryCallStore, MemoryStoreUsage};
 #[cfg(feature = "redis")]
 pub(crate) use redis::parse_url as parse_redis_url;
 #[cfg(feature = "redis")]

@@ -10,7 +10,7 @@ use proptest::sample::Index;
 use super::*;
 
 /// The time to live of the modelled store, in the manual clock's milliseconds.
-const TTL_MS: u64 = 100;
+pub(super) const TTL_MS: u64 = 100;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -32,8 +32,8 @@ fn ops(keys: u128, max_len: usize) -> impl Strategy<Value = Vec<Op>> {
 
 /// A claim's answer, comparable across the store and the model: a stored reply by
 /// its length, `None` for the stand-in of a reply too large to keep.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Answer {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Answer {
     Run,
     Running,
     Done(Option<usize>),
@@ -42,26 +42,27 @@ enum Answer {
 
 /// The store's rules, written as plainly as possible: one shard, a map per state, the
 /// completed calls in completion order.
-struct Model {
+#[derive(Clone)]
+pub(super) struct Model {
     capacity: usize,
     max_bytes: usize,
-    now: u64,
+    pub(super) now: u64,
     next_token: u64,
     /// key -> (fingerprint, claimed at, token)
-    running: HashMap<u128, (u128, u64, u64)>,
+    pub(super) running: HashMap<u128, (u128, u64, u64)>,
     /// key -> (fingerprint, kept body length, token)
-    done: HashMap<u128, (u128, Option<usize>, u64)>,
+    pub(super) done: HashMap<u128, (u128, Option<usize>, u64)>,
     /// (key, token, expires at), oldest first
     order: VecDeque<(u128, u64, u64)>,
 }
 
 impl Model {
-    fn new(capacity: usize, max_bytes: usize) -> Self {
+    pub(super) fn new(capacity: usize, max_bytes: usize) -> Self {
         let (running, done, order) = (HashMap::new(), HashMap::new(), VecDeque::new());
         Self { capacity, max_bytes, now: 0, next_token: 0, running, done, order }
     }
 
-    fn bytes(&self) -> usize {
+    pub(super) fn bytes(&self) -> usize {
         self.done.values().filter_map(|(_, len, _)| *len).sum()
     }
 
@@ -73,13 +74,13 @@ impl Model {
         }
     }
 
-    fn expire(&mut self) {
+    pub(super) fn expire(&mut self) {
         while self.order.front().is_some_and(|oldest| oldest.2 <= self.now) {
             self.drop_oldest();
         }
     }
 
-    fn claim(&mut self, key: u128, fingerprint: u128) -> (Answer, Option<u64>) {
+    pub(super) fn claim(&mut self, key: u128, fingerprint: u128) -> (Answer, Option<u64>) {
         self.expire();
         if let Some(&(theirs, len, _)) = self.done.get(&key) {
             return (if theirs == fingerprint { Answer::Done(len) } else { Answer::Mismatch }, None);
@@ -96,7 +97,7 @@ impl Model {
         }
     }
 
-    fn finish(&mut self, key: u128, token: u64, len: Option<usize>) {
+    pub(super) fn finish(&mut self, key: u128, token: u64, len: Option<usize>) {
         self.expire();
         let Some(&(fingerprint, _, current)) = self.running.get(&key) else { return };
         if current != token {
@@ -114,18 +115,18 @@ impl Model {
     }
 }
 
-fn call(key: u128) -> CallKey {
+pub(super) fn call(key: u128) -> CallKey {
     CallKey::new(uuid::Uuid::from_u128(key), "Model", "run", None)
 }
 
 /// `len` bytes without allocating them: the bounds count lengths, and the shared
 /// static slice keeps large bodies cheap.
-fn body(len: usize) -> Bytes {
+pub(super) fn body(len: usize) -> Bytes {
     static ZEROS: [u8; 4 << 20] = [0; 4 << 20];
     Bytes::from_static(&ZEROS[..len])
 }
 
-fn answer(claim: &Claim) -> Answer {
+pub(super) fn answer(claim: &Claim) -> Answer {
     match claim {
         Claim::Run(_) => Answer::Run,
         Claim::Running => Answer::Running,
