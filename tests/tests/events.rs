@@ -153,7 +153,7 @@ async fn pending(redis: &RedisServer, group: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_group_processes_every_event_once_with_two_publishers_and_three_consumers_per_group() {
     let Some(redis) = RedisServer::start("events-once") else { return };
-    const EVENTS: usize = 2_000;
+    const EVENTS: usize = 10_000;
     let groups = [("mailer", Arc::new(Recorder::default())), ("ledger", Arc::new(Recorder::default()))];
     let mut running = Vec::new();
     for (group, recorder) in &groups {
@@ -321,6 +321,76 @@ async fn a_pending_event_of_a_dead_consumer_is_claimed_by_another_after_the_idle
     task.await.unwrap();
     assert_eq!(survivor.done.lock().unwrap()["o-1"], 1);
     assert_eq!(pending(&redis, "mailer").await, 0);
+}
+
+/// The group's pending entries: (owner, delivery count) each.
+async fn pending_owners(redis: &RedisServer, group: &str) -> Vec<(String, i64)> {
+    let mut connection = redis_connection(redis).await;
+    let detail: redis::Value = redis::cmd("XPENDING")
+        .arg("intercall:events:Orders")
+        .arg(group)
+        .arg("-")
+        .arg("+")
+        .arg(100)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let redis::Value::Array(entries) = detail else { return Vec::new() };
+    entries
+        .iter()
+        .filter_map(|entry| match entry {
+            redis::Value::Array(fields) => match fields.as_slice() {
+                [_, redis::Value::BulkString(owner), _, redis::Value::Int(count)] => {
+                    Some((String::from_utf8_lossy(owner).into_owned(), *count))
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_event_claimed_from_a_stalled_consumer_is_not_run_again_while_its_lease_lives() {
+    let Some(redis) = RedisServer::start("events-lease") else { return };
+    // The stalled consumer renews its lease every 20 s; the eager one claims whatever
+    // has been idle for 100 ms, so it takes the stalled consumer's entry.
+    let slow = builder(&redis).events_claim_idle(Duration::from_secs(60)).build().unwrap();
+    let eager = builder(&redis).events_claim_idle(Duration::from_millis(100)).build().unwrap();
+    let (started_tx, started) = oneshot::channel();
+    let stalled = Arc::new(Recorder { started: Mutex::new(Some(started_tx)), ..Recorder::default() });
+    let (stop_stalled, stalled_task) =
+        spawn(OrdersConsumer::new(slow.clone(), "mailer", Arc::clone(&stalled)).unwrap().consumer_name("stalled"));
+    OrdersPublisher::new(slow).unwrap().placed("o-1".into(), 1).await.unwrap();
+    started.await.unwrap(); // the stalled handler now waits for `release`
+    let other = Arc::new(Recorder::default());
+    let (stop_eager, eager_task) =
+        spawn(OrdersConsumer::new(eager, "mailer", Arc::clone(&other)).unwrap().consumer_name("eager"));
+    // Claimed twice by the eager consumer (delivery 3): the first claim was handled.
+    for _ in 0..3_000 {
+        if pending_owners(&redis, "mailer").await.iter().any(|(owner, count)| owner == "eager" && *count >= 3) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let owners = pending_owners(&redis, "mailer").await;
+    assert!(owners.iter().any(|(owner, count)| owner == "eager" && *count >= 3), "{owners:?}");
+    assert!(other.attempts.lock().unwrap().is_empty(), "the eager consumer ran an event another consumer holds");
+    stalled.release.notify_one();
+    eventually("the stalled consumer finished", || stalled.done.lock().unwrap().contains_key("o-1")).await;
+    for _ in 0..3_000 {
+        if pending(&redis, "mailer").await == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for (stop, task) in [(stop_stalled, stalled_task), (stop_eager, eager_task)] {
+        let _ = stop.send(());
+        task.await.unwrap();
+    }
+    assert_eq!(pending(&redis, "mailer").await, 0, "the holder acknowledged the entry");
+    assert_eq!(stalled.done.lock().unwrap()["o-1"], 1);
+    assert!(other.attempts.lock().unwrap().is_empty(), "run once in all: {:?}", other.attempts.lock().unwrap());
 }
 
 #[tokio::test]

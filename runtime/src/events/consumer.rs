@@ -13,10 +13,11 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Value};
 
 use super::codegen::{Dispatch, DispatchFn};
+use super::lease::{Claim, Lease};
 use super::stream::{self, Entry, millis, now_ms};
 use crate::config::EventsConfig;
 use crate::context::CallContext;
-use crate::protocol::events::{Event, dead_key, dead_letter_fields, processed_key, stream_key};
+use crate::protocol::events::{Event, dead_key, dead_letter_fields, lease_key, processed_key, stream_key};
 use crate::{Error, Invoker, Security};
 
 /// The longest wait between two redeliveries of a failing event.
@@ -70,6 +71,17 @@ pub fn consumer<T>(
         config,
         security: invoker.security(),
     })
+}
+
+/// How running an event's handler ended.
+enum Outcome {
+    Succeeded,
+    /// To the dead-letter stream, for this reason.
+    Dead(String),
+    /// The entry is no longer pending (trimmed, or acknowledged elsewhere).
+    Gone,
+    /// Redis failed while redelivering; the entry stays pending.
+    Stuck(String),
 }
 
 /// An entry in hand and how often Redis has delivered it.
@@ -227,32 +239,66 @@ impl<T: Send + Sync + 'static> Consumer<T> {
         if let Err(why) = self.security.verify_text(&event.canonical(self.name), event.signature.as_deref()) {
             return self.dead_letter(&mut conn, &delivery, &format!("bad signature: {why}")).await;
         }
-        let record = processed_key(&self.stream, &self.group, &event.id);
-        let mut exists = redis::cmd("EXISTS");
-        exists.arg(&record);
-        match self.bounded(exists.query_async::<i64>(&mut conn)).await {
-            Ok(1) => {
+        let lease = Lease::new(
+            processed_key(&self.stream, &self.group, &event.id),
+            lease_key(&self.stream, &self.group, &event.id),
+            &self.consumer,
+        );
+        match self.bounded(lease.claim(&mut conn, millis(self.config.claim_idle))).await {
+            Ok(Claim::Taken) => {}
+            Ok(Claim::Processed) => {
                 tracing::debug!(events = self.name, event = %event.id, "already processed by this group; skipped");
-                return self.ack(&mut conn, &delivery.entry.id, None).await;
+                return self.ack(&mut conn, &delivery.entry.id).await;
             }
-            Ok(_) => {}
-            Err(e) => return self.warn("check the processed record", &delivery, &e),
+            Ok(Claim::HeldElsewhere) => {
+                // A live consumer is running it (we claimed it from a stalled one, or it
+                // is a second entry of the same event): it stays pending; whoever holds
+                // the lease acknowledges it, or it comes back once the lease ran out.
+                tracing::debug!(events = self.name, event = %event.id, entry = %delivery.entry.id, "another consumer holds this event; left pending");
+                return;
+            }
+            Err(e) => return self.warn("take the event's lease", &delivery, &e),
         }
+        let entry_id = delivery.entry.id.clone();
+        let outcome = self.keeping(conn.clone(), &entry_id, &lease, self.run_handler(&mut conn, &event, &mut delivery));
+        match outcome.await {
+            Outcome::Succeeded => {
+                let complete = lease.complete(
+                    &mut conn,
+                    &self.stream,
+                    &self.group,
+                    &delivery.entry.id,
+                    millis(self.config.processed_ttl),
+                );
+                if let Err(e) = self.bounded(complete).await {
+                    tracing::warn!(events = self.name, group = %self.group, entry = %delivery.entry.id, "cannot record an event as processed; it will be delivered again: {e}");
+                }
+            }
+            Outcome::Dead(reason) => {
+                self.dead_letter(&mut conn, &delivery, &reason).await;
+                self.release(&mut conn, &lease).await;
+            }
+            Outcome::Gone => self.release(&mut conn, &lease).await,
+            Outcome::Stuck(e) => self.warn("redeliver", &delivery, &e),
+        }
+    }
+
+    /// Runs the handler until it succeeds, the event is dead, or it is gone (trimmed,
+    /// or acknowledged elsewhere), redelivering after each failure.
+    async fn run_handler(&self, conn: &mut MultiplexedConnection, event: &Event, delivery: &mut Delivery) -> Outcome {
         loop {
             let run = match (self.dispatch)(&self.implementation, &event.method, &event.payload) {
                 Dispatch::Run(run) => run,
                 Dispatch::Undecodable(why) => {
-                    let reason = format!("the payload of `{}` does not decode: {why}", event.method);
-                    return self.dead_letter(&mut conn, &delivery, &reason).await;
+                    return Outcome::Dead(format!("the payload of `{}` does not decode: {why}", event.method));
                 }
                 Dispatch::UnknownMethod => {
-                    let reason = format!(
+                    return Outcome::Dead(format!(
                         "`{}` has no method `{}` here (it has: {})",
                         self.name,
                         event.method,
                         self.methods.join(", ")
-                    );
-                    return self.dead_letter(&mut conn, &delivery, &reason).await;
+                    ));
                 }
             };
             let context = CallContext {
@@ -261,22 +307,20 @@ impl<T: Send + Sync + 'static> Consumer<T> {
                 trace: event.trace.clone(),
                 ..CallContext::default()
             };
-            let handler = std::panic::AssertUnwindSafe(context.scope(run)).catch_unwind();
-            let result = match self.while_keeping_it(conn.clone(), &delivery.entry.id, handler).await {
+            let result = match std::panic::AssertUnwindSafe(context.scope(run)).catch_unwind().await {
                 Ok(result) => result,
                 Err(_) => Err("the handler panicked".to_owned()),
             };
             let failure = match result {
-                Ok(()) => return self.ack(&mut conn, &delivery.entry.id, Some(&record)).await,
+                Ok(()) => return Outcome::Succeeded,
                 Err(failure) => failure,
             };
             if delivery.deliveries >= self.config.max_deliveries {
-                let reason = format!(
+                return Outcome::Dead(format!(
                     "the handler failed on delivery {} of at most {}: {failure}",
                     delivery.deliveries.min(self.config.max_deliveries),
                     self.config.max_deliveries
-                );
-                return self.dead_letter(&mut conn, &delivery, &reason).await;
+                ));
             }
             tracing::warn!(events = self.name, group = %self.group, event = %event.id, deliveries = delivery.deliveries, "the handler failed, redelivering: {failure}");
             let doublings = u32::try_from(delivery.deliveries.saturating_sub(1)).unwrap_or(u32::MAX).min(16);
@@ -286,26 +330,40 @@ impl<T: Send + Sync + 'static> Consumer<T> {
             // counts a delivery. Gone (trimmed, or taken and acknowledged elsewhere): done.
             let mut claim = redis::cmd("XCLAIM");
             claim.arg(&self.stream).arg(&self.group).arg(&self.consumer).arg(0).arg(&delivery.entry.id);
-            match self.bounded(claim.query_async::<Value>(&mut conn)).await.and_then(|v| stream::entries(&v)) {
-                Ok(entries) if entries.is_empty() => return,
+            match self.bounded(claim.query_async::<Value>(conn)).await.and_then(|v| stream::entries(&v)) {
+                Ok(entries) if entries.is_empty() => return Outcome::Gone,
                 Ok(_) => delivery.deliveries += 1,
-                Err(e) => return self.warn("redeliver", &delivery, &e),
+                Err(e) => return Outcome::Stuck(e),
             }
         }
     }
 
-    /// Runs `handler` while resetting the entry's idle time every third of the claim
-    /// idle time, so that a slow handler's event is not claimed by another consumer; a
-    /// dead consumer stops resetting it.
-    async fn while_keeping_it<R>(
+    /// Runs `work` while renewing the event's lease and resetting its entry's idle time
+    /// every third of the claim idle time, so that a slow but live consumer keeps its
+    /// event; a dead consumer stops renewing, and both run out together.
+    async fn keeping<R>(
         &self,
         mut conn: MultiplexedConnection,
         entry_id: &str,
-        handler: impl Future<Output = R>,
+        lease: &Lease,
+        work: impl Future<Output = R>,
     ) -> R {
         let heartbeat = async {
             loop {
                 tokio::time::sleep(self.config.claim_idle / 3).await;
+                match self.bounded(lease.renew(&mut conn, millis(self.config.claim_idle))).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(
+                            events = self.name,
+                            entry = entry_id,
+                            "an event's lease ran out while its handler ran (a stall longer than claim_idle_ms); another consumer may run it too"
+                        )
+                    }
+                    Err(e) => {
+                        tracing::debug!(events = self.name, entry = entry_id, "cannot renew an event's lease: {e}")
+                    }
+                }
                 let mut keep = redis::cmd("XCLAIM");
                 keep.arg(&self.stream).arg(&self.group).arg(&self.consumer).arg(0).arg(entry_id).arg("JUSTID");
                 if let Err(e) = self.bounded(keep.query_async::<Value>(&mut conn)).await {
@@ -313,30 +371,24 @@ impl<T: Send + Sync + 'static> Consumer<T> {
                 }
             }
         };
-        let (handler, heartbeat) = (std::pin::pin!(handler), std::pin::pin!(heartbeat));
-        match futures_util::future::select(handler, heartbeat).await {
+        let (work, heartbeat) = (std::pin::pin!(work), std::pin::pin!(heartbeat));
+        match futures_util::future::select(work, heartbeat).await {
             futures_util::future::Either::Left((result, _)) => result,
             futures_util::future::Either::Right(((), _)) => unreachable!("the heartbeat never ends"),
         }
     }
 
-    /// Acknowledges the entry, recording the event as processed by the group first
-    /// (in one transaction) when `record` is given.
-    async fn ack(&self, conn: &mut MultiplexedConnection, entry_id: &str, record: Option<&str>) {
-        let mut transaction = redis::pipe();
-        transaction.atomic();
-        if let Some(record) = record {
-            transaction
-                .cmd("SET")
-                .arg(record)
-                .arg(&self.consumer)
-                .arg("NX")
-                .arg("PX")
-                .arg(millis(self.config.processed_ttl))
-                .ignore();
+    async fn release(&self, conn: &mut MultiplexedConnection, lease: &Lease) {
+        if let Err(e) = self.bounded(lease.release(conn)).await {
+            tracing::debug!(events = self.name, "cannot drop an event's lease; it runs out by itself: {e}");
         }
-        transaction.cmd("XACK").arg(&self.stream).arg(&self.group).arg(entry_id).ignore();
-        if let Err(e) = self.bounded(transaction.query_async::<()>(conn)).await {
+    }
+
+    /// Acknowledges an entry the group already processed.
+    async fn ack(&self, conn: &mut MultiplexedConnection, entry_id: &str) {
+        let mut xack = redis::cmd("XACK");
+        xack.arg(&self.stream).arg(&self.group).arg(entry_id);
+        if let Err(e) = self.bounded(xack.query_async::<()>(conn)).await {
             tracing::warn!(events = self.name, group = %self.group, entry = entry_id, "cannot acknowledge an event; it will be delivered again: {e}");
         }
     }

@@ -25,6 +25,8 @@ mod consumer;
 #[cfg(not(feature = "events"))]
 mod disabled;
 #[cfg(feature = "events")]
+mod lease;
+#[cfg(feature = "events")]
 mod publisher;
 #[cfg(feature = "events")]
 mod stream;

@@ -54,6 +54,13 @@ pub(crate) fn processed_key(stream: &str, group: &str, id: &uuid::Uuid) -> Strin
     format!("{stream}:processed:{group}:{}", id.hyphenated())
 }
 
+/// `{stream}:lease:{group}:{id}`: held (NX, for the claim idle time, renewed) by the
+/// consumer running the event's handler, so that no other consumer of the group runs
+/// it at the same time.
+pub(crate) fn lease_key(stream: &str, group: &str, id: &uuid::Uuid) -> String {
+    format!("{stream}:lease:{group}:{}", id.hyphenated())
+}
+
 /// One event as an entry carries it.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Event {
@@ -309,6 +316,10 @@ mod tests {
         assert_eq!(
             processed_key(&stream, "mailer", &event().id),
             "intercall:events:OrderEvents:processed:mailer:67e55044-10b1-426f-9247-bb680e5fe0c8"
+        );
+        assert_eq!(
+            lease_key(&stream, "mailer", &event().id),
+            "intercall:events:OrderEvents:lease:mailer:67e55044-10b1-426f-9247-bb680e5fe0c8"
         );
     }
 }

@@ -1,0 +1,124 @@
+//! Processed once per group: before its handler runs, a consumer takes the event's
+//! *lease* (`SET {lease} {holder} NX PX {claim_idle}`, renewed while it works), so a
+//! live consumer's event that another consumer claims (`XAUTOCLAIM` after a stall, or a
+//! second entry with the same event id) is skipped there, not run twice. The lease of a
+//! dead consumer runs out with its entry's idle time, and whoever claims the entry then
+//! takes the lease over. Success writes the processed record, acknowledges and drops
+//! the lease in one script (EVENTS.md §5).
+//!
+//! The lease is taken before the record is checked, and the record is written before
+//! the lease is dropped (atomically), so a consumer that gets the lease always sees a
+//! record written by the one before it.
+
+use std::sync::LazyLock;
+
+use redis::aio::MultiplexedConnection;
+use redis::{RedisResult, Script};
+
+/// What taking the lease found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// Ours: run the handler.
+    Taken,
+    /// The group already processed this event (our lease is already dropped again).
+    Processed,
+    /// Another live consumer holds it: leave the entry pending, do not run.
+    HeldElsewhere,
+}
+
+/// One event's lease for one group, and its processed record.
+pub(crate) struct Lease {
+    record: String,
+    key: String,
+    /// `{consumer} {random}`: this handling's own marker, so a late consumer never
+    /// drops or renews a lease that passed to another.
+    holder: String,
+}
+
+/// KEYS[1] lease; ARGV[1] holder; ARGV[2] milliseconds. 1 if still ours and renewed.
+static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(RENEW_LUA));
+const RENEW_LUA: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+";
+
+/// KEYS[1] record, KEYS[2] lease, KEYS[3] stream; ARGV[1] group, ARGV[2] entry,
+/// ARGV[3] holder, ARGV[4] record lifetime in ms.
+static COMPLETE: LazyLock<Script> = LazyLock::new(|| Script::new(COMPLETE_LUA));
+const COMPLETE_LUA: &str = r"
+redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])
+if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
+return 1
+";
+
+/// KEYS[1] lease; ARGV[1] holder. Drops the lease if it is still ours.
+static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
+const RELEASE_LUA: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
+impl Lease {
+    pub(crate) fn new(record: String, key: String, consumer: &str) -> Self {
+        Lease { record, key, holder: format!("{consumer} {}", uuid::Uuid::new_v4().simple()) }
+    }
+
+    /// Takes the lease for `ttl_ms`, then checks the record (one round trip).
+    pub(crate) async fn claim(&self, conn: &mut MultiplexedConnection, ttl_ms: u64) -> RedisResult<Claim> {
+        let (taken, processed): (Option<String>, bool) = redis::pipe()
+            .cmd("SET")
+            .arg(&self.key)
+            .arg(&self.holder)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms)
+            .cmd("EXISTS")
+            .arg(&self.record)
+            .query_async(conn)
+            .await?;
+        Ok(match (taken.is_some(), processed) {
+            (false, _) => Claim::HeldElsewhere,
+            (true, false) => Claim::Taken,
+            (true, true) => {
+                self.release(conn).await?;
+                Claim::Processed
+            }
+        })
+    }
+
+    /// Extends the lease by `ttl_ms`; `false` when it is no longer ours (it ran out).
+    pub(crate) async fn renew(&self, conn: &mut MultiplexedConnection, ttl_ms: u64) -> RedisResult<bool> {
+        let renewed: i64 = RENEW.key(&self.key).arg(&self.holder).arg(ttl_ms).invoke_async(conn).await?;
+        Ok(renewed == 1)
+    }
+
+    /// Records the event as processed, acknowledges the entry and drops the lease, at once.
+    pub(crate) async fn complete(
+        &self,
+        conn: &mut MultiplexedConnection,
+        stream: &str,
+        group: &str,
+        entry_id: &str,
+        record_ttl_ms: u64,
+    ) -> RedisResult<()> {
+        COMPLETE
+            .key(&self.record)
+            .key(&self.key)
+            .key(stream)
+            .arg(group)
+            .arg(entry_id)
+            .arg(&self.holder)
+            .arg(record_ttl_ms)
+            .invoke_async::<i64>(conn)
+            .await
+            .map(drop)
+    }
+
+    /// Drops the lease if it is still ours (after a dead letter, or a skip).
+    pub(crate) async fn release(&self, conn: &mut MultiplexedConnection) -> RedisResult<()> {
+        RELEASE.key(&self.key).arg(&self.holder).invoke_async::<i64>(conn).await.map(drop)
+    }
+}
