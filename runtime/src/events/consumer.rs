@@ -14,6 +14,7 @@ use redis::{AsyncConnectionConfig, Value};
 
 use super::codegen::{Dispatch, DispatchFn};
 use super::lease::{Claim, Lease};
+use super::partitions::{self, Partitions};
 use super::stream::{self, Entry, millis, now_ms};
 use crate::config::EventsConfig;
 use crate::context::CallContext;
@@ -36,7 +37,9 @@ pub struct Consumer<T> {
     group: String,
     consumer: String,
     only_new: bool,
-    stream: String,
+    /// Whether some method has an ordering key: then the partitions are read too.
+    keyed: bool,
+    stream: Arc<str>,
     dead: String,
     config: EventsConfig,
     security: Security,
@@ -47,6 +50,7 @@ pub fn consumer<T>(
     invoker: &Invoker,
     name: &'static str,
     methods: &'static [&'static str],
+    keyed: bool,
     group: String,
     implementation: Arc<T>,
     dispatch: DispatchFn<T>,
@@ -57,7 +61,7 @@ pub fn consumer<T>(
             "the subscriber group of `{name}` must be a non-empty name without control characters, such as \"mailer\""
         )));
     }
-    let stream = stream_key(&config.prefix, name);
+    let stream: Arc<str> = stream_key(&config.prefix, name).into();
     Ok(Consumer {
         implementation,
         dispatch,
@@ -66,6 +70,7 @@ pub fn consumer<T>(
         group,
         consumer: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
         only_new: false,
+        keyed,
         dead: dead_key(&stream),
         stream,
         config,
@@ -84,8 +89,10 @@ enum Outcome {
     Stuck(String),
 }
 
-/// An entry in hand and how often Redis has delivered it.
+/// An entry in hand, the stream it is in (the trait's, or a key partition's), and how
+/// often Redis has delivered it.
 struct Delivery {
+    stream: Arc<str>,
     entry: Entry,
     deliveries: u64,
 }
@@ -95,6 +102,8 @@ struct State {
     connection: Option<MultiplexedConnection>,
     group_ready: bool,
     last_claim: Option<Instant>,
+    /// The key partitions this consumer reads, when the trait has ordering keys.
+    partitions: Option<Partitions>,
 }
 
 impl<T: Send + Sync + 'static> Consumer<T> {
@@ -118,17 +127,48 @@ impl<T: Send + Sync + 'static> Consumer<T> {
     /// first (within a second).
     pub async fn run<F: Future<Output = ()> + Send>(self, shutdown: F) {
         let mut shutdown = std::pin::pin!(shutdown);
-        let mut state = State { connection: None, group_ready: false, last_claim: None };
+        let partitions = self.keyed.then(|| Partitions::new(&self.stream, &self.group, &self.consumer));
+        let mut state = State { connection: None, group_ready: false, last_claim: None, partitions };
+        self.serve(shutdown.as_mut(), &mut state).await;
+        if let (Some(partitions), Some(connection)) = (&mut state.partitions, &state.connection) {
+            let mut conn = connection.clone();
+            if let Err(e) = self.bounded(partitions.leave(&mut conn)).await {
+                tracing::debug!(
+                    events = self.name,
+                    "cannot give the key partitions up; they run out by themselves: {e}"
+                );
+            }
+        }
+    }
+
+    async fn serve<F: Future<Output = ()> + Send>(&self, mut shutdown: std::pin::Pin<&mut F>, state: &mut State) {
         let mut failures = 0u32;
         loop {
             if shutdown.as_mut().now_or_never().is_some() {
                 return;
             }
-            match self.next_batch(&mut state).await {
+            match self.next_batch(state).await {
                 Ok((connection, batch)) => {
                     failures = 0;
+                    let leases = state.partitions.as_ref().map(|p| {
+                        let (keys, holder) = p.leases();
+                        (keys, holder.to_owned())
+                    });
+                    // A partition whose entry stays pending is not read on: the rest of
+                    // its batch waits, to be handled in order after it.
+                    let mut stopped: Vec<Arc<str>> = Vec::new();
                     for delivery in batch {
-                        self.handle(&connection, delivery).await;
+                        if stopped.contains(&delivery.stream) {
+                            continue;
+                        }
+                        let stream = Arc::clone(&delivery.stream);
+                        let finished = self.handle(&connection, delivery, leases.as_ref()).await;
+                        if !finished && !Arc::ptr_eq(&stream, &self.stream) {
+                            if let Some(partitions) = &mut state.partitions {
+                                partitions.recover(&stream);
+                            }
+                            stopped.push(stream);
+                        }
                     }
                 }
                 Err(e) => {
@@ -140,6 +180,9 @@ impl<T: Send + Sync + 'static> Consumer<T> {
                         state.group_ready = false;
                     }
                     state.connection = None;
+                    if let Some(partitions) = &mut state.partitions {
+                        partitions.recover_all();
+                    }
                     let wait = self.config.retry_backoff.saturating_mul(failures.min(10)).min(MAX_RETRY_BACKOFF);
                     let sleep = std::pin::pin!(tokio::time::sleep(wait));
                     if let futures_util::future::Either::Left(_) =
@@ -172,22 +215,28 @@ impl<T: Send + Sync + 'static> Consumer<T> {
         };
         let mut conn = connection.clone();
         if !state.group_ready {
-            let mut create = redis::cmd("XGROUP");
             let start = if self.only_new { "$" } else { "0" };
-            create.arg("CREATE").arg(&self.stream).arg(&self.group).arg(start).arg("MKSTREAM");
-            match self.bounded(create.query_async::<Value>(&mut conn)).await {
-                Ok(_) => {}
-                Err(e) if e.contains("BUSYGROUP") => {}
-                Err(e) => return Err(format!("creating group `{}`: {e}", self.group)),
+            let partitions = state.partitions.as_ref().map(|p| p.all_streams().collect()).unwrap_or_else(Vec::new);
+            for stream in std::iter::once(self.stream.to_string()).chain(partitions) {
+                let mut create = redis::cmd("XGROUP");
+                create.arg("CREATE").arg(&stream).arg(&self.group).arg(start).arg("MKSTREAM");
+                match self.bounded(create.query_async::<Value>(&mut conn)).await {
+                    Ok(_) => {}
+                    Err(e) if e.contains("BUSYGROUP") => {}
+                    Err(e) => return Err(format!("creating group `{}` on `{stream}`: {e}", self.group)),
+                }
             }
             state.group_ready = true;
+        }
+        if let Some(partitions) = &mut state.partitions {
+            self.bounded(partitions.rebalance(&mut conn, self.config.claim_idle)).await?;
         }
         let claim_every = self.config.claim_idle / 2;
         if state.last_claim.is_none_or(|last| last.elapsed() >= claim_every) {
             state.last_claim = Some(Instant::now());
             let mut claim = redis::cmd("XAUTOCLAIM");
             claim
-                .arg(&self.stream)
+                .arg(&*self.stream)
                 .arg(&self.group)
                 .arg(&self.consumer)
                 .arg(millis(self.config.claim_idle))
@@ -195,16 +244,41 @@ impl<T: Send + Sync + 'static> Consumer<T> {
                 .arg("COUNT")
                 .arg(self.config.batch_size);
             let reply = self.bounded(claim.query_async::<Value>(&mut conn)).await?;
-            let claimed = stream::autoclaim_reply(&reply)?;
+            let (_, claimed) = stream::autoclaim_reply(&reply)?;
             if !claimed.is_empty() {
-                let mut batch = Vec::with_capacity(claimed.len());
-                for entry in claimed {
-                    // XAUTOCLAIM counted this delivery; a failed lookup counts it as the last.
-                    let deliveries = self.delivery_count(&mut conn, &entry.id).await.unwrap_or(u64::MAX);
-                    tracing::info!(events = self.name, group = %self.group, entry = %entry.id, deliveries, "claimed an event a consumer left pending");
-                    batch.push(Delivery { entry, deliveries });
-                }
+                let batch = self.claimed(&mut conn, &self.stream, claimed).await;
                 return Ok((connection, batch));
+            }
+        }
+        // A partition this consumer took over: first what its last owner left pending,
+        // in stream order (whatever its idle time: the owner lease says it is ours).
+        let mut reading: Vec<Arc<str>> = vec![Arc::clone(&self.stream)];
+        if let Some(partitions) = &mut state.partitions {
+            for held in partitions.held_mut() {
+                let Some(cursor) = &held.recovering else {
+                    reading.push(Arc::clone(&held.stream));
+                    continue;
+                };
+                let mut claim = redis::cmd("XAUTOCLAIM");
+                claim
+                    .arg(&*held.stream)
+                    .arg(&self.group)
+                    .arg(&self.consumer)
+                    .arg(0)
+                    .arg(cursor)
+                    .arg("COUNT")
+                    .arg(self.config.batch_size);
+                let reply = self.bounded(claim.query_async::<Value>(&mut conn)).await?;
+                let (next, claimed) = stream::autoclaim_reply(&reply)?;
+                held.recovering = (next != "0-0").then_some(next);
+                if !claimed.is_empty() {
+                    let stream = Arc::clone(&held.stream);
+                    let batch = self.claimed(&mut conn, &stream, claimed).await;
+                    return Ok((connection, batch));
+                }
+                if held.recovering.is_none() {
+                    reading.push(Arc::clone(&held.stream));
+                }
             }
         }
         let mut read = redis::cmd("XREADGROUP");
@@ -215,22 +289,52 @@ impl<T: Send + Sync + 'static> Consumer<T> {
             .arg(self.config.batch_size)
             .arg("BLOCK")
             .arg(millis(block))
-            .arg("STREAMS")
-            .arg(&self.stream)
-            .arg(">");
+            .arg("STREAMS");
+        for stream in &reading {
+            read.arg(&**stream);
+        }
+        for _ in &reading {
+            read.arg(">");
+        }
         let reply =
             match tokio::time::timeout(block + self.config.op_timeout, read.query_async::<Value>(&mut conn)).await {
                 Ok(reply) => reply.map_err(|e| e.to_string())?,
                 Err(_) => return Err(format!("Redis at {}: a read got no answer in time", self.config.address)),
             };
-        let entries = stream::read_reply(&reply)?;
-        Ok((connection, entries.into_iter().map(|entry| Delivery { entry, deliveries: 1 }).collect()))
+        let mut batch = Vec::new();
+        for (name, entries) in stream::read_reply(&reply)? {
+            let Some(stream) = reading.iter().find(|s| ***s == *name) else { continue };
+            batch.extend(entries.into_iter().map(|entry| Delivery {
+                stream: Arc::clone(stream),
+                entry,
+                deliveries: 1,
+            }));
+        }
+        Ok((connection, batch))
+    }
+
+    /// Entries `XAUTOCLAIM` gave this consumer, with their delivery counts.
+    async fn claimed(&self, conn: &mut MultiplexedConnection, stream: &Arc<str>, claimed: Vec<Entry>) -> Vec<Delivery> {
+        let mut batch = Vec::with_capacity(claimed.len());
+        for entry in claimed {
+            // XAUTOCLAIM counted this delivery; a failed lookup counts it as the last.
+            let deliveries = self.delivery_count(conn, stream, &entry.id).await.unwrap_or(u64::MAX);
+            tracing::info!(events = self.name, group = %self.group, entry = %entry.id, deliveries, "claimed an event a consumer left pending");
+            batch.push(Delivery { stream: Arc::clone(stream), entry, deliveries });
+        }
+        batch
     }
 
     /// One entry, to its end: acknowledged after success or a skip, redelivered after a
-    /// failure, or moved to the dead-letter stream. Redis errors leave it pending, to be
-    /// claimed again after the idle time.
-    async fn handle(&self, connection: &MultiplexedConnection, mut delivery: Delivery) {
+    /// failure, or moved to the dead-letter stream (`true`). Redis errors, and another
+    /// consumer holding the event, leave it pending (`false`), to be claimed again.
+    /// `partition_leases`: the owner keys (and marker) to renew while a handler runs.
+    async fn handle(
+        &self,
+        connection: &MultiplexedConnection,
+        mut delivery: Delivery,
+        partition_leases: Option<&(Vec<String>, String)>,
+    ) -> bool {
         let mut conn = connection.clone();
         let event = match Event::decode(&delivery.entry.fields) {
             Ok(event) => event,
@@ -248,37 +352,43 @@ impl<T: Send + Sync + 'static> Consumer<T> {
             Ok(Claim::Taken) => {}
             Ok(Claim::Processed) => {
                 tracing::debug!(events = self.name, event = %event.id, "already processed by this group; skipped");
-                return self.ack(&mut conn, &delivery.entry.id).await;
+                return self.ack(&mut conn, &delivery).await;
             }
             Ok(Claim::HeldElsewhere) => {
                 // A live consumer is running it (we claimed it from a stalled one, or it
                 // is a second entry of the same event): it stays pending; whoever holds
                 // the lease acknowledges it, or it comes back once the lease ran out.
                 tracing::debug!(events = self.name, event = %event.id, entry = %delivery.entry.id, "another consumer holds this event; left pending");
-                return;
+                return false;
             }
             Err(e) => return self.warn("take the event's lease", &delivery, &e),
         }
-        let entry_id = delivery.entry.id.clone();
-        let outcome = self.keeping(conn.clone(), &entry_id, &lease, self.run_handler(&mut conn, &event, &mut delivery));
-        match outcome.await {
+        let (entry_id, stream) = (delivery.entry.id.clone(), Arc::clone(&delivery.stream));
+        let keeper = conn.clone();
+        let work = self.run_handler(&mut conn, &event, &mut delivery);
+        let outcome = self.keeping(keeper, &stream, &entry_id, &lease, partition_leases, work).await;
+        match outcome {
             Outcome::Succeeded => {
-                let complete = lease.complete(
-                    &mut conn,
-                    &self.stream,
-                    &self.group,
-                    &delivery.entry.id,
-                    millis(self.config.processed_ttl),
-                );
-                if let Err(e) = self.bounded(complete).await {
-                    tracing::warn!(events = self.name, group = %self.group, entry = %delivery.entry.id, "cannot record an event as processed; it will be delivered again: {e}");
+                let ttl = millis(self.config.processed_ttl);
+                let complete = lease.complete(&mut conn, &delivery.stream, &self.group, &delivery.entry.id, ttl);
+                match self.bounded(complete).await {
+                    Ok(()) => true,
+                    Err(e) => self.warn(
+                        "record the event as processed (its handler succeeded; it will run again)",
+                        &delivery,
+                        &e,
+                    ),
                 }
             }
             Outcome::Dead(reason) => {
-                self.dead_letter(&mut conn, &delivery, &reason).await;
+                let moved = self.dead_letter(&mut conn, &delivery, &reason).await;
                 self.release(&mut conn, &lease).await;
+                moved
             }
-            Outcome::Gone => self.release(&mut conn, &lease).await,
+            Outcome::Gone => {
+                self.release(&mut conn, &lease).await;
+                true
+            }
             Outcome::Stuck(e) => self.warn("redeliver", &delivery, &e),
         }
     }
@@ -329,7 +439,7 @@ impl<T: Send + Sync + 'static> Consumer<T> {
             // Redelivered through Redis, so the count survives this consumer: XCLAIM
             // counts a delivery. Gone (trimmed, or taken and acknowledged elsewhere): done.
             let mut claim = redis::cmd("XCLAIM");
-            claim.arg(&self.stream).arg(&self.group).arg(&self.consumer).arg(0).arg(&delivery.entry.id);
+            claim.arg(&*delivery.stream).arg(&self.group).arg(&self.consumer).arg(0).arg(&delivery.entry.id);
             match self.bounded(claim.query_async::<Value>(conn)).await.and_then(|v| stream::entries(&v)) {
                 Ok(entries) if entries.is_empty() => return Outcome::Gone,
                 Ok(_) => delivery.deliveries += 1,
@@ -344,8 +454,10 @@ impl<T: Send + Sync + 'static> Consumer<T> {
     async fn keeping<R>(
         &self,
         mut conn: MultiplexedConnection,
+        stream: &str,
         entry_id: &str,
         lease: &Lease,
+        partition_leases: Option<&(Vec<String>, String)>,
         work: impl Future<Output = R>,
     ) -> R {
         let heartbeat = async {
@@ -365,9 +477,15 @@ impl<T: Send + Sync + 'static> Consumer<T> {
                     }
                 }
                 let mut keep = redis::cmd("XCLAIM");
-                keep.arg(&self.stream).arg(&self.group).arg(&self.consumer).arg(0).arg(entry_id).arg("JUSTID");
+                keep.arg(stream).arg(&self.group).arg(&self.consumer).arg(0).arg(entry_id).arg("JUSTID");
                 if let Err(e) = self.bounded(keep.query_async::<Value>(&mut conn)).await {
                     tracing::debug!(events = self.name, entry = entry_id, "cannot keep an event in hand: {e}");
+                }
+                if let Some((keys, holder)) = partition_leases {
+                    let renew = partitions::renew(&mut conn, keys, holder, self.config.claim_idle);
+                    if let Err(e) = self.bounded(renew).await {
+                        tracing::debug!(events = self.name, "cannot renew the key partitions' leases: {e}");
+                    }
                 }
             }
         };
@@ -385,17 +503,18 @@ impl<T: Send + Sync + 'static> Consumer<T> {
     }
 
     /// Acknowledges an entry the group already processed.
-    async fn ack(&self, conn: &mut MultiplexedConnection, entry_id: &str) {
+    async fn ack(&self, conn: &mut MultiplexedConnection, delivery: &Delivery) -> bool {
         let mut xack = redis::cmd("XACK");
-        xack.arg(&self.stream).arg(&self.group).arg(entry_id);
-        if let Err(e) = self.bounded(xack.query_async::<()>(conn)).await {
-            tracing::warn!(events = self.name, group = %self.group, entry = entry_id, "cannot acknowledge an event; it will be delivered again: {e}");
+        xack.arg(&*delivery.stream).arg(&self.group).arg(&delivery.entry.id);
+        match self.bounded(xack.query_async::<()>(conn)).await {
+            Ok(()) => true,
+            Err(e) => self.warn("acknowledge an event processed before", delivery, &e),
         }
     }
 
     /// Moves the entry to the dead-letter stream with `reason`, and acknowledges it, in
     /// one transaction.
-    async fn dead_letter(&self, conn: &mut MultiplexedConnection, delivery: &Delivery, reason: &str) {
+    async fn dead_letter(&self, conn: &mut MultiplexedConnection, delivery: &Delivery, reason: &str) -> bool {
         tracing::warn!(events = self.name, group = %self.group, entry = %delivery.entry.id, "to the dead-letter stream: {reason}");
         let fields = dead_letter_fields(
             &delivery.entry.fields,
@@ -412,19 +531,22 @@ impl<T: Send + Sync + 'static> Consumer<T> {
             xadd.arg(name).arg(value);
         }
         xadd.ignore();
-        transaction.cmd("XACK").arg(&self.stream).arg(&self.group).arg(&delivery.entry.id).ignore();
-        if let Err(e) = self.bounded(transaction.query_async::<()>(conn)).await {
-            self.warn("move to the dead-letter stream", delivery, &e);
+        transaction.cmd("XACK").arg(&*delivery.stream).arg(&self.group).arg(&delivery.entry.id).ignore();
+        match self.bounded(transaction.query_async::<()>(conn)).await {
+            Ok(()) => true,
+            Err(e) => self.warn("move to the dead-letter stream", delivery, &e),
         }
     }
 
-    fn warn(&self, what: &str, delivery: &Delivery, error: &str) {
+    /// Logs that an entry stays pending; `false`, for `handle`.
+    fn warn(&self, what: &str, delivery: &Delivery, error: &str) -> bool {
         tracing::warn!(events = self.name, group = %self.group, entry = %delivery.entry.id, "cannot {what}; the event stays pending and will be claimed again: {error}");
+        false
     }
 
-    async fn delivery_count(&self, conn: &mut MultiplexedConnection, entry_id: &str) -> Option<u64> {
+    async fn delivery_count(&self, conn: &mut MultiplexedConnection, stream: &str, entry_id: &str) -> Option<u64> {
         let mut pending = redis::cmd("XPENDING");
-        pending.arg(&self.stream).arg(&self.group).arg(entry_id).arg(entry_id).arg(1);
+        pending.arg(stream).arg(&self.group).arg(entry_id).arg(entry_id).arg(1);
         let reply = self.bounded(pending.query_async::<Value>(conn)).await.ok()?;
         stream::delivery_count(&reply)
     }
