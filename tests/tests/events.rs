@@ -561,6 +561,37 @@ async fn events_with_one_ordering_key_are_handled_in_publish_order_by_one_of_fou
     assert!(fail_once.lock().unwrap().is_empty(), "the failures happened and were retried in place");
 }
 
+#[tokio::test]
+async fn a_consumer_waits_out_a_redis_outage_and_handles_events_when_it_returns() {
+    let Some(mut redis) = RedisServer::start("events-outage") else { return };
+    let invoker = builder(&redis).events_op_timeout(Duration::from_millis(300)).build().unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let (stop, task) = spawn(OrdersConsumer::new(invoker.clone(), "mailer", Arc::clone(&recorder)).unwrap());
+    let publisher = OrdersPublisher::new(invoker).unwrap();
+    publisher.placed("o-before".into(), 1).await.unwrap();
+    eventually("the event before the outage", || recorder.done.lock().unwrap().contains_key("o-before")).await;
+    redis.stop();
+    assert!(publisher.placed("o-lost".into(), 1).await.is_err(), "nothing takes an event while Redis is down");
+    assert!(!task.is_finished(), "the consumer waits the outage out");
+    // Back, empty (no persistence): the consumer makes its group again, and the
+    // publisher reconnects (its first attempt may still meet the old connection).
+    redis.restart();
+    let mut published = false;
+    for _ in 0..50 {
+        if publisher.placed("o-after".into(), 2).await.is_ok() {
+            published = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(published, "the publisher recovers when Redis returns");
+    eventually("the event after the outage", || recorder.done.lock().unwrap().contains_key("o-after")).await;
+    let _ = stop.send(());
+    task.await.unwrap();
+    assert_eq!(recorder.done.lock().unwrap()["o-after"], 1);
+    assert!(!recorder.attempts.lock().unwrap().contains_key("o-lost"));
+}
+
 #[test]
 fn publishing_without_an_events_table_is_a_setup_error() {
     let invoker = Invoker::builder().environment(false).build().unwrap();
