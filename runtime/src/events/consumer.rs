@@ -89,6 +89,14 @@ enum Outcome {
     Stuck(String),
 }
 
+/// A batch's entry after decoding, verifying and taking its lease.
+enum Ready {
+    /// To the dead-letter stream at once, for this reason.
+    Bad(String),
+    /// A well-formed event, its lease, what taking it found, and when.
+    Claimed { event: Event, lease: Lease, claim: Result<Claim, String>, at: Instant },
+}
+
 /// An entry in hand, the stream it is in (the trait's, or a key partition's), and how
 /// often Redis has delivered it.
 struct Delivery {
@@ -157,12 +165,16 @@ impl<T: Send + Sync + 'static> Consumer<T> {
                     // A partition whose entry stays pending is not read on: the rest of
                     // its batch waits, to be handled in order after it.
                     let mut stopped: Vec<Arc<str>> = Vec::new();
-                    for delivery in batch {
+                    for (delivery, ready) in self.prepare(&connection, batch).await {
                         if stopped.contains(&delivery.stream) {
+                            if let Ready::Claimed { lease, claim: Ok(Claim::Taken), .. } = &ready {
+                                let mut conn = connection.clone();
+                                self.release(&mut conn, lease).await;
+                            }
                             continue;
                         }
                         let stream = Arc::clone(&delivery.stream);
-                        let finished = self.handle(&connection, delivery, leases.as_ref()).await;
+                        let finished = self.handle(&connection, delivery, ready, leases.as_ref()).await;
                         if !finished && !Arc::ptr_eq(&stream, &self.stream) {
                             if let Some(partitions) = &mut state.partitions {
                                 partitions.recover(&stream);
@@ -325,6 +337,52 @@ impl<T: Send + Sync + 'static> Consumer<T> {
         batch
     }
 
+    /// Decodes and verifies a batch's entries, and takes the leases of the good ones in
+    /// one round trip (EVENTS.md §5 steps 1 and 2).
+    async fn prepare(&self, connection: &MultiplexedConnection, batch: Vec<Delivery>) -> Vec<(Delivery, Ready)> {
+        let mut checked = Vec::with_capacity(batch.len());
+        for delivery in batch {
+            let event = match Event::decode(&delivery.entry.fields) {
+                Ok(event) => event,
+                Err(why) => {
+                    checked.push((delivery, Err(format!("undecodable entry: {why}"))));
+                    continue;
+                }
+            };
+            if let Err(why) = self.security.verify_text(&event.canonical(self.name), event.signature.as_deref()) {
+                checked.push((delivery, Err(format!("bad signature: {why}"))));
+                continue;
+            }
+            let lease = Lease::new(
+                processed_key(&self.stream, &self.group, &event.id),
+                lease_key(&self.stream, &self.group, &event.id),
+                &self.consumer,
+            );
+            checked.push((delivery, Ok((event, lease))));
+        }
+        let leases: Vec<&Lease> = checked.iter().filter_map(|(_, c)| c.as_ref().ok().map(|(_, lease)| lease)).collect();
+        let mut conn = connection.clone();
+        let claims = self.bounded(Lease::claim_all(&mut conn, &leases, millis(self.config.claim_idle))).await;
+        let at = Instant::now();
+        let mut claims = claims.map(Vec::into_iter);
+        checked
+            .into_iter()
+            .map(|(delivery, checked)| {
+                let ready = match checked {
+                    Err(reason) => Ready::Bad(reason),
+                    Ok((event, lease)) => {
+                        let claim = match &mut claims {
+                            Ok(claims) => claims.next().ok_or_else(|| "a lease without its claim".to_owned()),
+                            Err(e) => Err(e.clone()),
+                        };
+                        Ready::Claimed { event, lease, claim, at }
+                    }
+                };
+                (delivery, ready)
+            })
+            .collect()
+    }
+
     /// One entry, to its end: acknowledged after success or a skip, redelivered after a
     /// failure, or moved to the dead-letter stream (`true`). Redis errors, and another
     /// consumer holding the event, leave it pending (`false`), to be claimed again.
@@ -333,23 +391,27 @@ impl<T: Send + Sync + 'static> Consumer<T> {
         &self,
         connection: &MultiplexedConnection,
         mut delivery: Delivery,
+        ready: Ready,
         partition_leases: Option<&(Vec<String>, String)>,
     ) -> bool {
         let mut conn = connection.clone();
-        let event = match Event::decode(&delivery.entry.fields) {
-            Ok(event) => event,
-            Err(why) => return self.dead_letter(&mut conn, &delivery, &format!("undecodable entry: {why}")).await,
+        let (event, lease, claim, at) = match ready {
+            Ready::Bad(reason) => return self.dead_letter(&mut conn, &delivery, &reason).await,
+            Ready::Claimed { event, lease, claim, at } => (event, lease, claim, at),
         };
-        if let Err(why) = self.security.verify_text(&event.canonical(self.name), event.signature.as_deref()) {
-            return self.dead_letter(&mut conn, &delivery, &format!("bad signature: {why}")).await;
-        }
-        let lease = Lease::new(
-            processed_key(&self.stream, &self.group, &event.id),
-            lease_key(&self.stream, &self.group, &event.id),
-            &self.consumer,
-        );
-        match self.bounded(lease.claim(&mut conn, millis(self.config.claim_idle))).await {
-            Ok(Claim::Taken) => {}
+        match claim {
+            Ok(Claim::Taken) if at.elapsed() < self.config.claim_idle / 3 => {}
+            Ok(Claim::Taken) => {
+                // Taken with the batch a while ago, while earlier events ran: still ours?
+                match self.bounded(lease.renew(&mut conn, millis(self.config.claim_idle))).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(events = self.name, event = %event.id, "an event's lease ran out while the events before it in its batch ran; left pending");
+                        return false;
+                    }
+                    Err(e) => return self.warn("renew the event's lease", &delivery, &e),
+                }
+            }
             Ok(Claim::Processed) => {
                 tracing::debug!(events = self.name, event = %event.id, "already processed by this group; skipped");
                 return self.ack(&mut conn, &delivery).await;

@@ -66,27 +66,36 @@ impl Lease {
         Lease { record, key, holder: format!("{consumer} {}", uuid::Uuid::new_v4().simple()) }
     }
 
-    /// Takes the lease for `ttl_ms`, then checks the record (one round trip).
-    pub(crate) async fn claim(&self, conn: &mut MultiplexedConnection, ttl_ms: u64) -> RedisResult<Claim> {
-        let (taken, processed): (Option<String>, bool) = redis::pipe()
-            .cmd("SET")
-            .arg(&self.key)
-            .arg(&self.holder)
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl_ms)
-            .cmd("EXISTS")
-            .arg(&self.record)
-            .query_async(conn)
-            .await?;
-        Ok(match (taken.is_some(), processed) {
-            (false, _) => Claim::HeldElsewhere,
-            (true, false) => Claim::Taken,
-            (true, true) => {
-                self.release(conn).await?;
-                Claim::Processed
-            }
-        })
+    /// Takes each lease for `ttl_ms`, then checks its record: one round trip for a
+    /// whole batch (a second one only to drop the leases of events processed before).
+    pub(crate) async fn claim_all(
+        conn: &mut MultiplexedConnection,
+        leases: &[&Lease],
+        ttl_ms: u64,
+    ) -> RedisResult<Vec<Claim>> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for lease in leases {
+            pipe.cmd("SET").arg(&lease.key).arg(&lease.holder).arg("NX").arg("PX").arg(ttl_ms);
+            pipe.cmd("EXISTS").arg(&lease.record);
+        }
+        let replies: Vec<redis::Value> = pipe.query_async(conn).await?;
+        let mut claims = Vec::with_capacity(leases.len());
+        for (lease, pair) in leases.iter().zip(replies.chunks(2)) {
+            let taken = !matches!(pair[0], redis::Value::Nil);
+            let processed = matches!(pair[1], redis::Value::Int(1));
+            claims.push(match (taken, processed) {
+                (false, _) => Claim::HeldElsewhere,
+                (true, false) => Claim::Taken,
+                (true, true) => {
+                    lease.release(conn).await?;
+                    Claim::Processed
+                }
+            });
+        }
+        Ok(claims)
     }
 
     /// Extends the lease by `ttl_ms`; `false` when it is no longer ours (it ran out).
