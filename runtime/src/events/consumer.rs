@@ -94,7 +94,7 @@ enum Ready {
     /// To the dead-letter stream at once, for this reason.
     Bad(String),
     /// A well-formed event, its lease, what taking it found, and when.
-    Claimed { event: Event, lease: Lease, claim: Result<Claim, String>, at: Instant },
+    Claimed { event: Box<Event>, lease: Lease, claim: Result<Claim, String>, at: Instant },
 }
 
 /// An entry in hand, the stream it is in (the trait's, or a key partition's), and how
@@ -228,7 +228,8 @@ impl<T: Send + Sync + 'static> Consumer<T> {
         let mut conn = connection.clone();
         if !state.group_ready {
             let start = if self.only_new { "$" } else { "0" };
-            let partitions = state.partitions.as_ref().map(|p| p.all_streams().collect()).unwrap_or_else(Vec::new);
+            let partitions: Vec<String> =
+                state.partitions.as_ref().map(|p| p.all_streams().collect()).unwrap_or_default();
             for stream in std::iter::once(self.stream.to_string()).chain(partitions) {
                 let mut create = redis::cmd("XGROUP");
                 create.arg("CREATE").arg(&stream).arg(&self.group).arg(start).arg("MKSTREAM");
@@ -375,7 +376,7 @@ impl<T: Send + Sync + 'static> Consumer<T> {
                             Ok(claims) => claims.next().ok_or_else(|| "a lease without its claim".to_owned()),
                             Err(e) => Err(e.clone()),
                         };
-                        Ready::Claimed { event, lease, claim, at }
+                        Ready::Claimed { event: Box::new(event), lease, claim, at }
                     }
                 };
                 (delivery, ready)
