@@ -30,8 +30,11 @@ fn python_with_redis() -> bool {
     Command::new("python3").args(["-c", "import redis"]).output().is_ok_and(|out| out.status.success())
 }
 
+/// Each handled order id, with the user it ran as.
+type Handled = Vec<(String, Option<UserContext>)>;
+
 #[derive(Default, Clone)]
-struct Seen(Arc<Mutex<Vec<(String, Option<UserContext>)>>>);
+struct Seen(Arc<Mutex<Handled>>);
 
 impl OrderEvents for Seen {
     async fn placed(&self, order_id: String, _total_cents: u64, _lines: u32) -> Result<(), CheckoutError> {
@@ -96,7 +99,7 @@ async fn the_documented_python_peer_publishes_to_and_consumes_from_rust() {
     }
     let _ = stop.send(());
     task.await.unwrap();
-    let seen = seen.0.lock().unwrap();
+    let seen = seen.0.lock().unwrap().clone();
     let python_event = seen.iter().find(|(order, _)| order == "o-9").unwrap_or_else(|| panic!("{seen:?}"));
     assert_eq!(python_event.1, Some(UserContext::new(UserType::Customer, "alice").unwrap()));
     let dead: usize =
