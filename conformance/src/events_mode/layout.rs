@@ -36,15 +36,14 @@ pub fn dead(stream: &str) -> String {
     format!("{stream}:dead")
 }
 
-/// `{stream}:processed:{group}:{id}` (§1).
+/// `{stream}:processed:{group}:{id}`, the event's record (§1, §5).
 pub fn processed(stream: &str, group: &str, id: &str) -> String {
     format!("{stream}:processed:{group}:{id}")
 }
 
-/// `{stream}:lease:{group}:{id}` (§1).
-pub fn lease(stream: &str, group: &str, id: &str) -> String {
-    format!("{stream}:lease:{group}:{id}")
-}
+/// The prefix of a record's value while a consumer runs the event (§5); any other
+/// value means processed.
+pub const LEASE_PREFIX: &str = "lease ";
 
 /// The partition of a key text (§5a): the first 8 bytes of its SHA-256, big-endian,
 /// modulo 16.

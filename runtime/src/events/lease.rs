@@ -1,73 +1,75 @@
-//! Processed once per group: before its handler runs, a consumer takes the event's
-//! *lease* (`SET {lease} {holder} NX PX {claim_idle}`, renewed while it works), so a
-//! live consumer's event that another consumer claims (`XAUTOCLAIM` after a stall, or a
-//! second entry with the same event id) is skipped there, not run twice. The lease of a
-//! dead consumer runs out with its entry's idle time, and whoever claims the entry then
-//! takes the lease over. Success writes the processed record, acknowledges and drops
-//! the lease in one script (EVENTS.md §5).
-//!
-//! The lease is taken before the record is checked, and the record is written before
-//! the lease is dropped (atomically), so a consumer that gets the lease always sees a
-//! record written by the one before it.
+//! Processed once per group, with one key per event and group, its *record*
+//! (`{stream}:processed:{group}:{id}`, EVENTS.md §5). Before its handler runs, a
+//! consumer takes the record as a lease: `SET {record} "lease {consumer} {random}" NX
+//! PX {claim_idle}`, renewed while it works. So a live consumer's event that another
+//! consumer claims (`XAUTOCLAIM` after a stall, or a second entry with the same event
+//! id) is skipped there, not run twice. The lease of a dead consumer runs out with its
+//! entry's idle time, and whoever claims the entry then takes it. Success overwrites
+//! the lease with `done {consumer}` for the processed-record lifetime, then
+//! acknowledges: a crash between the two leaves an entry whose record says done, which
+//! the next delivery acknowledges without running.
 
 use std::sync::LazyLock;
 
 use redis::aio::MultiplexedConnection;
-use redis::{RedisResult, Script};
+use redis::{RedisResult, Script, Value};
 
 /// What taking the lease found.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Claim {
     /// Ours: run the handler.
     Taken,
-    /// The group already processed this event (our lease is already dropped again).
+    /// The group already processed this event.
     Processed,
     /// Another live consumer holds it: leave the entry pending, do not run.
     HeldElsewhere,
 }
 
-/// One event's lease for one group, and its processed record.
+/// The prefix of a record's value while a consumer runs the event; any other value
+/// means processed.
+const LEASE_PREFIX: &str = "lease ";
+
+/// One event's record for one group, as this consumer's lease.
 pub(crate) struct Lease {
     record: String,
-    key: String,
-    /// `{consumer} {random}`: this handling's own marker, so a late consumer never
-    /// drops or renews a lease that passed to another.
+    /// `lease {consumer} {random}`: this handling's own marker, so a late consumer
+    /// never drops or renews a lease that passed to another.
     holder: String,
+    /// `done {consumer}`: the record's value once processed.
+    done: String,
 }
 
-/// KEYS[1] lease; ARGV[1] holder; ARGV[2] milliseconds. 1 if still ours and renewed.
-static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(RENEW_LUA));
-const RENEW_LUA: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
+/// KEYS[1] record; ARGV[1] holder; ARGV[2] milliseconds. 1 if still ours and renewed.
+static RENEW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
-";
+",
+    )
+});
 
-/// KEYS[1] record, KEYS[2] lease, KEYS[3] stream; ARGV[1] group, ARGV[2] entry,
-/// ARGV[3] holder, ARGV[4] record lifetime in ms.
-static COMPLETE: LazyLock<Script> = LazyLock::new(|| Script::new(COMPLETE_LUA));
-const COMPLETE_LUA: &str = r"
-redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
-redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])
-if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
-return 1
-";
-
-/// KEYS[1] lease; ARGV[1] holder. Drops the lease if it is still ours.
-static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
-const RELEASE_LUA: &str = r"
+/// KEYS[1] record; ARGV[1] holder. Drops the lease if it is still ours.
+static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
-";
+",
+    )
+});
 
 impl Lease {
-    pub(crate) fn new(record: String, key: String, consumer: &str) -> Self {
-        Lease { record, key, holder: format!("{consumer} {}", uuid::Uuid::new_v4().simple()) }
+    pub(crate) fn new(record: String, consumer: &str) -> Self {
+        Lease {
+            record,
+            holder: format!("{LEASE_PREFIX}{consumer} {}", uuid::Uuid::new_v4().simple()),
+            done: format!("done {consumer}"),
+        }
     }
 
-    /// Takes each lease for `ttl_ms`, then checks its record: one round trip for a
-    /// whole batch (a second one only to drop the leases of events processed before).
+    /// Takes each lease for `ttl_ms`: one round trip for a whole batch, and a second
+    /// one only for the records that were there already (processed, or leased).
     pub(crate) async fn claim_all(
         conn: &mut MultiplexedConnection,
         leases: &[&Lease],
@@ -76,35 +78,38 @@ impl Lease {
         if leases.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
+        let mut take = redis::pipe();
         for lease in leases {
-            pipe.cmd("SET").arg(&lease.key).arg(&lease.holder).arg("NX").arg("PX").arg(ttl_ms);
-            pipe.cmd("EXISTS").arg(&lease.record);
+            take.cmd("SET").arg(&lease.record).arg(&lease.holder).arg("NX").arg("PX").arg(ttl_ms);
         }
-        let replies: Vec<redis::Value> = pipe.query_async(conn).await?;
-        let mut claims = Vec::with_capacity(leases.len());
-        for (lease, pair) in leases.iter().zip(replies.chunks(2)) {
-            let taken = !matches!(pair[0], redis::Value::Nil);
-            let processed = matches!(pair[1], redis::Value::Int(1));
-            claims.push(match (taken, processed) {
-                (false, _) => Claim::HeldElsewhere,
-                (true, false) => Claim::Taken,
-                (true, true) => {
-                    lease.release(conn).await?;
-                    Claim::Processed
-                }
-            });
+        let taken: Vec<Value> = take.query_async(conn).await?;
+        let existing: Vec<usize> = (0..leases.len()).filter(|&i| matches!(taken.get(i), Some(Value::Nil))).collect();
+        let mut claims: Vec<Claim> = leases.iter().map(|_| Claim::Taken).collect();
+        if !existing.is_empty() {
+            let mut read = redis::pipe();
+            for &i in &existing {
+                read.cmd("GET").arg(&leases[i].record);
+            }
+            let values: Vec<Option<String>> = read.query_async(conn).await?;
+            for (&i, value) in existing.iter().zip(values) {
+                claims[i] = match value {
+                    Some(value) if !value.starts_with(LEASE_PREFIX) => Claim::Processed,
+                    // Leased by another, or gone again in between: it comes back later.
+                    _ => Claim::HeldElsewhere,
+                };
+            }
         }
         Ok(claims)
     }
 
     /// Extends the lease by `ttl_ms`; `false` when it is no longer ours (it ran out).
     pub(crate) async fn renew(&self, conn: &mut MultiplexedConnection, ttl_ms: u64) -> RedisResult<bool> {
-        let renewed: i64 = RENEW.key(&self.key).arg(&self.holder).arg(ttl_ms).invoke_async(conn).await?;
+        let renewed: i64 = RENEW.key(&self.record).arg(&self.holder).arg(ttl_ms).invoke_async(conn).await?;
         Ok(renewed == 1)
     }
 
-    /// Records the event as processed, acknowledges the entry and drops the lease, at once.
+    /// Records the event as processed (over the lease), then acknowledges the entry,
+    /// in one round trip.
     pub(crate) async fn complete(
         &self,
         conn: &mut MultiplexedConnection,
@@ -113,21 +118,25 @@ impl Lease {
         entry_id: &str,
         record_ttl_ms: u64,
     ) -> RedisResult<()> {
-        COMPLETE
-            .key(&self.record)
-            .key(&self.key)
-            .key(stream)
+        redis::pipe()
+            .cmd("SET")
+            .arg(&self.record)
+            .arg(&self.done)
+            .arg("PX")
+            .arg(record_ttl_ms)
+            .ignore()
+            .cmd("XACK")
+            .arg(stream)
             .arg(group)
             .arg(entry_id)
-            .arg(&self.holder)
-            .arg(record_ttl_ms)
-            .invoke_async::<i64>(conn)
+            .ignore()
+            .query_async(conn)
             .await
-            .map(drop)
     }
 
-    /// Drops the lease if it is still ours (after a dead letter, or a skip).
+    /// Drops the lease if it is still ours (after a dead letter, or when the entry is
+    /// gone), so a replay of the event runs.
     pub(crate) async fn release(&self, conn: &mut MultiplexedConnection) -> RedisResult<()> {
-        RELEASE.key(&self.key).arg(&self.holder).invoke_async::<i64>(conn).await.map(drop)
+        RELEASE.key(&self.record).arg(&self.holder).invoke_async::<i64>(conn).await.map(drop)
     }
 }

@@ -51,17 +51,12 @@ pub(crate) fn dead_key(stream: &str) -> String {
     format!("{stream}:dead")
 }
 
-/// `{stream}:processed:{group}:{id}`: set (NX, with a time to live) once the group's
-/// handler has succeeded for the event, so that a redelivery is skipped.
+/// `{stream}:processed:{group}:{id}`: the event's record for the group: `lease
+/// {consumer} {random}` (NX, for the claim idle time, renewed) while a consumer runs
+/// its handler, then `done {consumer}` (for the processed-record lifetime), so that a
+/// redelivery is skipped.
 pub(crate) fn processed_key(stream: &str, group: &str, id: &uuid::Uuid) -> String {
     format!("{stream}:processed:{group}:{}", id.hyphenated())
-}
-
-/// `{stream}:lease:{group}:{id}`: held (NX, for the claim idle time, renewed) by the
-/// consumer running the event's handler, so that no other consumer of the group runs
-/// it at the same time.
-pub(crate) fn lease_key(stream: &str, group: &str, id: &uuid::Uuid) -> String {
-    format!("{stream}:lease:{group}:{}", id.hyphenated())
 }
 
 /// How many partitions the events with an ordering key are spread over: a fixed part
@@ -377,10 +372,6 @@ mod tests {
         assert_eq!(
             processed_key(&stream, "mailer", &event().id),
             "intercall:events:OrderEvents:processed:mailer:67e55044-10b1-426f-9247-bb680e5fe0c8"
-        );
-        assert_eq!(
-            lease_key(&stream, "mailer", &event().id),
-            "intercall:events:OrderEvents:lease:mailer:67e55044-10b1-426f-9247-bb680e5fe0c8"
         );
     }
 }
