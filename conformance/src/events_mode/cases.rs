@@ -367,18 +367,23 @@ async fn second_entry_of_an_event_is_skipped(target: Target) -> Check {
     equal("pending", pending(&target, &target.0.stream).await?, 0)
 }
 
-async fn event_with_a_processed_record_is_skipped(target: Target) -> Check {
-    let text = marker("recorded-before");
-    let id = uuid::Uuid::new_v4().to_string();
+/// Writes an event's record as another peer of the group would, for a minute.
+async fn set_record(target: &Target, id: &str, value: &str) -> Check {
     let mut redis = target.0.redis.clone();
     redis::cmd("SET")
-        .arg(layout::processed(&target.0.stream, GROUP, &id))
-        .arg("done another-peer")
+        .arg(layout::processed(&target.0.stream, GROUP, id))
+        .arg(value)
         .arg("PX")
         .arg(60_000)
         .query_async::<()>(&mut redis)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())
+}
+
+async fn event_with_a_processed_record_is_skipped(target: Target) -> Check {
+    let text = marker("recorded-before");
+    let id = uuid::Uuid::new_v4().to_string();
+    set_record(&target, &id, "done another-peer").await?;
     add(&target, &target.0.stream, noted(&text, &id), true).await?;
     barrier(&target).await?;
     equal("handlings", target.0.recorder.of(&text).len(), 0)?;
@@ -389,21 +394,14 @@ async fn event_leased_by_another_consumer_is_left_pending(target: Target) -> Che
     let text = marker("leased");
     let id = uuid::Uuid::new_v4().to_string();
     let record = layout::processed(&target.0.stream, GROUP, &id);
-    let mut redis = target.0.redis.clone();
-    redis::cmd("SET")
-        .arg(&record)
-        .arg(format!("{}another-peer 1", layout::LEASE_PREFIX))
-        .arg("PX")
-        .arg(60_000)
-        .query_async::<()>(&mut redis)
-        .await
-        .map_err(|e| e.to_string())?;
+    set_record(&target, &id, &format!("{}another-peer 1", layout::LEASE_PREFIX)).await?;
     add(&target, &target.0.stream, noted(&text, &id), true).await?;
     barrier(&target).await?;
     equal("handlings while another consumer holds the lease", target.0.recorder.of(&text).len(), 0)?;
     equal("pending (the holder acknowledges it)", pending(&target, &target.0.stream).await?, 1)?;
     // As the holder would on success: the record says done, then acknowledge.
     let entry_id = entry_with(&target, &target.0.stream, &text).await?.0;
+    let mut redis = target.0.redis.clone();
     redis::pipe()
         .cmd("SET")
         .arg(&record)

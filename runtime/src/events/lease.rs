@@ -39,7 +39,8 @@ pub(crate) struct Lease {
     done: String,
 }
 
-/// KEYS[1] record; ARGV[1] holder; ARGV[2] milliseconds. 1 if still ours and renewed.
+/// KEYS[1] a key held with a marker; ARGV[1] the marker; ARGV[2] milliseconds. 1 if
+/// the key still holds the marker and was renewed.
 static RENEW: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -49,7 +50,8 @@ return 0
     )
 });
 
-/// KEYS[1] record; ARGV[1] holder. Drops the lease if it is still ours.
+/// KEYS[1] a key held with a marker; ARGV[1] the marker. Deletes the key if it still
+/// holds the marker.
 static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -58,6 +60,23 @@ return 0
 ",
     )
 });
+
+/// Extends `key` by `ttl_ms` if it still holds `marker` (an event's lease, a key
+/// partition's owner); `false` when it no longer does.
+pub(crate) async fn renew_if_held(
+    conn: &mut MultiplexedConnection,
+    key: &str,
+    marker: &str,
+    ttl_ms: u64,
+) -> RedisResult<bool> {
+    let renewed: i64 = RENEW.key(key).arg(marker).arg(ttl_ms).invoke_async(conn).await?;
+    Ok(renewed == 1)
+}
+
+/// Deletes `key` if it still holds `marker`.
+pub(crate) async fn release_if_held(conn: &mut MultiplexedConnection, key: &str, marker: &str) -> RedisResult<()> {
+    RELEASE.key(key).arg(marker).invoke_async::<i64>(conn).await.map(drop)
+}
 
 impl Lease {
     pub(crate) fn new(record: String, consumer: &str) -> Self {
@@ -104,8 +123,7 @@ impl Lease {
 
     /// Extends the lease by `ttl_ms`; `false` when it is no longer ours (it ran out).
     pub(crate) async fn renew(&self, conn: &mut MultiplexedConnection, ttl_ms: u64) -> RedisResult<bool> {
-        let renewed: i64 = RENEW.key(&self.record).arg(&self.holder).arg(ttl_ms).invoke_async(conn).await?;
-        Ok(renewed == 1)
+        renew_if_held(conn, &self.record, &self.holder, ttl_ms).await
     }
 
     /// Records the event as processed (over the lease), then acknowledges the entry,
@@ -137,6 +155,6 @@ impl Lease {
     /// Drops the lease if it is still ours (after a dead letter, or when the entry is
     /// gone), so a replay of the event runs.
     pub(crate) async fn release(&self, conn: &mut MultiplexedConnection) -> RedisResult<()> {
-        RELEASE.key(&self.record).arg(&self.holder).invoke_async::<i64>(conn).await.map(drop)
+        release_if_held(conn, &self.record, &self.holder).await
     }
 }

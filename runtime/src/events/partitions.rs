@@ -7,34 +7,15 @@
 //! the previous one left pending, in stream order, then reads on (EVENTS.md §5a).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use redis::RedisResult;
 use redis::aio::MultiplexedConnection;
-use redis::{RedisResult, Script};
 
+use super::lease::{release_if_held, renew_if_held};
 use super::stream::{millis, now_ms};
 use crate::protocol::events::{KEY_PARTITIONS, consumers_key, keyed_stream_key, partition_owner_key};
-
-/// KEYS[1] owner key; ARGV[1] holder; ARGV[2] ms. 1 if still ours and renewed.
-static RENEW: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-",
-    )
-});
-
-/// KEYS[1] owner key; ARGV[1] holder. Gives the partition up if it is still ours.
-static RELEASE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-",
-    )
-});
 
 /// One partition this consumer holds.
 pub(crate) struct Held {
@@ -134,8 +115,7 @@ impl Partitions {
         let share = KEY_PARTITIONS.div_ceil(live.max(1));
         let mut lost = Vec::new();
         for (&partition, held) in &self.held {
-            let renewed: i64 = RENEW.key(&held.owner_key).arg(&self.holder).arg(ttl).invoke_async(conn).await?;
-            if renewed != 1 {
+            if !renew_if_held(conn, &held.owner_key, &self.holder, ttl).await? {
                 lost.push(partition);
             }
         }
@@ -145,7 +125,7 @@ impl Partitions {
         }
         while self.held.len() as u64 > share {
             let Some((_, held)) = self.held.pop_last() else { break };
-            RELEASE.key(&held.owner_key).arg(&self.holder).invoke_async::<i64>(conn).await?;
+            release_if_held(conn, &held.owner_key, &self.holder).await?;
         }
         // Start the search at a place of our own, so consumers do not all race for
         // partition 0.
@@ -180,7 +160,7 @@ impl Partitions {
     /// take over at once instead of after the claim idle time.
     pub(crate) async fn leave(&mut self, conn: &mut MultiplexedConnection) -> RedisResult<()> {
         for held in std::mem::take(&mut self.held).into_values() {
-            RELEASE.key(&held.owner_key).arg(&self.holder).invoke_async::<i64>(conn).await?;
+            release_if_held(conn, &held.owner_key, &self.holder).await?;
         }
         redis::cmd("ZREM").arg(consumers_key(&self.base, &self.group)).arg(&self.consumer).query_async::<()>(conn).await
     }
@@ -195,7 +175,7 @@ pub(crate) async fn renew(
     ttl: Duration,
 ) -> RedisResult<()> {
     for key in owner_keys {
-        RENEW.key(key).arg(holder).arg(millis(ttl)).invoke_async::<i64>(conn).await?;
+        renew_if_held(conn, key, holder, millis(ttl)).await?;
     }
     Ok(())
 }
