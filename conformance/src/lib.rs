@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod client_mode;
+pub mod events_mode;
 pub mod http;
 pub mod report;
 pub mod server_mode;

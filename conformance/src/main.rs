@@ -3,13 +3,14 @@
 use std::process::ExitCode;
 
 use intercall_conformance::client_mode::{self, plan::SECRET_ENV};
-use intercall_conformance::server_mode;
 use intercall_conformance::service::{ConformanceServer, Reference};
+use intercall_conformance::{events_mode, server_mode};
 
 const USAGE: &str = "\
 usage:
   intercall-conformance server URL [--secret S] [--max-body-bytes N] [--only TEXT]
   intercall-conformance client [--secret S] -- CMD [ARGS...]
+  intercall-conformance events REDIS_URL [--secret S]
   intercall-conformance serve-reference [--secret S]
   intercall-conformance list
 
@@ -81,6 +82,10 @@ async fn run(args: Vec<String>) -> Result<bool, String> {
             let options = client_mode::Options { command: flags.command, secret: flags.secret };
             client_mode::run(options).await.map_err(|e| e.to_string())
         }
+        ("events", [redis_url]) => {
+            let options = events_mode::Options { redis_url: redis_url.clone(), secret: flags.secret };
+            events_mode::run(options).await
+        }
         ("serve-reference", []) => serve_reference(flags.secret).await.map(|()| true),
         ("list", []) => {
             for case in server_mode::cases::all() {
@@ -88,6 +93,9 @@ async fn run(args: Vec<String>) -> Result<bool, String> {
             }
             for (name, section) in client_mode::case_names() {
                 println!("client {name} {section}");
+            }
+            for case in events_mode::cases::all() {
+                println!("events {} {}", case.name, case.section);
             }
             Ok(true)
         }

@@ -12,6 +12,9 @@ use crate::cfg::Cfg;
 use crate::errors::Errors;
 use crate::result_type;
 
+/// The argument attribute that makes an event method's argument its ordering key.
+pub(crate) const ORDERING_KEY: &str = "ordering_key";
+
 pub(crate) struct Service<'a> {
     pub(crate) vis: &'a Visibility,
     pub(crate) ident: &'a Ident,
@@ -40,6 +43,8 @@ pub(crate) struct Method<'a> {
 pub(crate) struct Arg<'a> {
     pub(crate) ident: &'a Ident,
     pub(crate) ty: &'a Type,
+    /// `#[ordering_key]` on the argument (events only; `events.rs` checks its use).
+    pub(crate) ordering_key: Option<&'a Attribute>,
 }
 
 impl<'a> Service<'a> {
@@ -233,7 +238,19 @@ impl<'a> Arg<'a> {
                 reject(impl_trait, "a service method cannot take `impl Trait`: a remote call needs a concrete type");
                 None
             }
-            ty => Some(Arg { ident, ty }),
+            ty => {
+                let mut keys = typed.attrs.iter().filter(|attr| attr.path().is_ident(ORDERING_KEY));
+                let ordering_key = keys.next();
+                if let Some(attr) = ordering_key
+                    && !matches!(attr.meta, syn::Meta::Path(_))
+                {
+                    reject(attr, "`#[ordering_key]` takes no arguments: write `#[ordering_key] name: Type`");
+                }
+                if let Some(again) = keys.next() {
+                    reject(again, "`#[ordering_key]` is written once; remove this one");
+                }
+                Some(Arg { ident, ty, ordering_key })
+            }
         }
     }
 }

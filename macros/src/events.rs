@@ -11,9 +11,22 @@ use crate::ast::{Method, Service};
 use crate::errors::{Errors, shown};
 use crate::trait_def::{output, typed_args};
 
-/// An event has no reply: every method returns `Result<(), E>`.
+/// An event has no reply: every method returns `Result<(), E>`; and an event has one
+/// ordering key at most.
 pub(crate) fn check(events: &Service<'_>, errors: &mut Errors) {
     for method in &events.methods {
+        let mut keys = method.args.iter().filter(|arg| arg.ordering_key.is_some());
+        if let Some(first) = keys.next() {
+            for again in keys {
+                errors.at(
+                    again.ordering_key,
+                    format!(
+                        "an event has one ordering key at most, and `{}` already is this one's; remove `#[ordering_key]` here (to order by both, make one argument of them, such as a `String` joining the two)",
+                        first.ident
+                    ),
+                );
+            }
+        }
         let is_unit = matches!(method.ok, syn::Type::Tuple(tuple) if tuple.elems.is_empty());
         if !is_unit {
             errors.at_verbatim(
@@ -22,6 +35,18 @@ pub(crate) fn check(events: &Service<'_>, errors: &mut Errors) {
                     "an event method returns `Result<(), {}>`: an event has no reply (the publisher returns once Redis has stored it); send a reply as an event of its own, or make this a `#[intercall::service]` call",
                     shown(method.err)
                 ),
+            );
+        }
+    }
+}
+
+/// A service call has no ordering key: `#[ordering_key]` is for events.
+pub(crate) fn reject_ordering_keys(service: &Service<'_>, errors: &mut Errors) {
+    for arg in service.methods.iter().flat_map(|method| &method.args) {
+        if let Some(attr) = arg.ordering_key {
+            errors.at(
+                attr,
+                "`#[ordering_key]` orders events, and a call has no order to keep; remove it here, or declare the trait with `#[intercall::events]`",
             );
         }
     }
@@ -54,6 +79,16 @@ pub(crate) fn publisher(events: &Service<'_>) -> TokenStream {
         let err = method.err;
         // Spanned at the error type: without `From<CallError>`, the error is there.
         let published = quote_spanned!(err.span()=> #krate::__private::events::published::<#err>);
+        // Spanned at the key's type: a type that is not a key is reported there.
+        let key = match method.args.iter().find(|arg| arg.ordering_key.is_some()) {
+            Some(arg) => {
+                let (key, ty) = (arg.ident, arg.ty);
+                let text =
+                    quote_spanned!(ty.span()=> <#ty as #krate::__private::events::OrderingKey>::ordering_key(&#key));
+                quote!(::core::option::Option::Some(&*#text))
+            }
+            None => quote!(::core::option::Option::None),
+        };
         quote! {
             #(#docs)*
             #cfg
@@ -62,7 +97,7 @@ pub(crate) fn publisher(events: &Service<'_>) -> TokenStream {
                 #[serde(crate = #serde_crate)]
                 struct __IntercallArgs #lifetime { #(#fields),* }
 
-                #published(self.publisher.publish(#method_name, &__IntercallArgs { #(#names: &#names),* }).await)
+                #published(self.publisher.publish(#method_name, &__IntercallArgs { #(#names: &#names),* }, #key).await)
             }
         }
     });
@@ -105,6 +140,7 @@ pub(crate) fn publisher(events: &Service<'_>) -> TokenStream {
 pub(crate) fn consumer(events: &Service<'_>) -> TokenStream {
     let Service { vis, ident, krate, name, .. } = events;
     let consumer = format_ident!("{}Consumer", ident);
+    let keyed = events.methods.iter().flat_map(|m| &m.args).any(|arg| arg.ordering_key.is_some());
     let serde_crate = serde_crate(krate);
     let method_names = events.methods.iter().map(|m| {
         let (cfg, name) = (&m.cfg, &m.name);
@@ -186,6 +222,7 @@ pub(crate) fn consumer(events: &Service<'_>) -> TokenStream {
                     &invoker,
                     #name,
                     &[#(#method_names)*],
+                    #keyed,
                     ::core::convert::Into::into(group),
                     implementation,
                     __intercall_dispatch::<__IntercallImpl>,

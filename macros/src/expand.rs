@@ -23,6 +23,7 @@ pub(crate) fn service(args: TokenStream, input: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
     let args = attr::parse(args, &mut errors);
     let service = Service::parse(&item, args, &mut errors);
+    crate::events::reject_ordering_keys(&service, &mut errors);
     valid::check(&service, "Proxy", &mut errors);
     if let Some(errors) = errors.into_compile_errors() {
         let tokens = fallback::emit(&item, &service.krate, errors);

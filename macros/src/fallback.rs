@@ -163,6 +163,9 @@ fn without_reported_forms(item: &ItemTrait) -> ItemTrait {
             continue;
         }
         for input in &mut method.sig.inputs {
+            if let FnArg::Typed(typed) = input {
+                typed.attrs.retain(|attr| !attr.path().is_ident(crate::ast::ORDERING_KEY));
+            }
             if let FnArg::Typed(typed) = input
                 && !matches!(&*typed.pat, Pat::Ident(p) if p.by_ref.is_none() && p.mutability.is_none() && p.subpat.is_none())
             {

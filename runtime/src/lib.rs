@@ -99,6 +99,7 @@ pub use context::{
     ActivityId, CallContext, InvalidContext, MAX_USER_FIELD_BYTES, UserContext, UserType, with_deadline,
 };
 pub use error::{CallError, Error};
+pub use events::OrderingKey;
 pub use intercall_macros::{events, service};
 pub use protocol::trace::TraceContext;
 pub use security::{ACCEPTED_SECRET_ENV, DEFAULT_MAX_AGE, MIN_SECRET_BYTES, SECRET_ENV, Security};

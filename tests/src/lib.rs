@@ -5,6 +5,7 @@
 pub mod faults;
 pub mod ledger;
 pub mod redis_server;
+pub mod tally;
 
 use std::net::SocketAddr;
 use std::time::Duration;

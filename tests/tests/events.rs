@@ -153,7 +153,7 @@ async fn pending(redis: &RedisServer, group: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_group_processes_every_event_once_with_two_publishers_and_three_consumers_per_group() {
     let Some(redis) = RedisServer::start("events-once") else { return };
-    const EVENTS: usize = 2_000;
+    const EVENTS: usize = 10_000;
     let groups = [("mailer", Arc::new(Recorder::default())), ("ledger", Arc::new(Recorder::default()))];
     let mut running = Vec::new();
     for (group, recorder) in &groups {
@@ -323,6 +323,76 @@ async fn a_pending_event_of_a_dead_consumer_is_claimed_by_another_after_the_idle
     assert_eq!(pending(&redis, "mailer").await, 0);
 }
 
+/// The group's pending entries: (owner, delivery count) each.
+async fn pending_owners(redis: &RedisServer, group: &str) -> Vec<(String, i64)> {
+    let mut connection = redis_connection(redis).await;
+    let detail: redis::Value = redis::cmd("XPENDING")
+        .arg("intercall:events:Orders")
+        .arg(group)
+        .arg("-")
+        .arg("+")
+        .arg(100)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let redis::Value::Array(entries) = detail else { return Vec::new() };
+    entries
+        .iter()
+        .filter_map(|entry| match entry {
+            redis::Value::Array(fields) => match fields.as_slice() {
+                [_, redis::Value::BulkString(owner), _, redis::Value::Int(count)] => {
+                    Some((String::from_utf8_lossy(owner).into_owned(), *count))
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_event_claimed_from_a_stalled_consumer_is_not_run_again_while_its_lease_lives() {
+    let Some(redis) = RedisServer::start("events-lease") else { return };
+    // The stalled consumer renews its lease every 20 s; the eager one claims whatever
+    // has been idle for 100 ms, so it takes the stalled consumer's entry.
+    let slow = builder(&redis).events_claim_idle(Duration::from_secs(60)).build().unwrap();
+    let eager = builder(&redis).events_claim_idle(Duration::from_millis(100)).build().unwrap();
+    let (started_tx, started) = oneshot::channel();
+    let stalled = Arc::new(Recorder { started: Mutex::new(Some(started_tx)), ..Recorder::default() });
+    let (stop_stalled, stalled_task) =
+        spawn(OrdersConsumer::new(slow.clone(), "mailer", Arc::clone(&stalled)).unwrap().consumer_name("stalled"));
+    OrdersPublisher::new(slow).unwrap().placed("o-1".into(), 1).await.unwrap();
+    started.await.unwrap(); // the stalled handler now waits for `release`
+    let other = Arc::new(Recorder::default());
+    let (stop_eager, eager_task) =
+        spawn(OrdersConsumer::new(eager, "mailer", Arc::clone(&other)).unwrap().consumer_name("eager"));
+    // Claimed twice by the eager consumer (delivery 3): the first claim was handled.
+    for _ in 0..3_000 {
+        if pending_owners(&redis, "mailer").await.iter().any(|(owner, count)| owner == "eager" && *count >= 3) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let owners = pending_owners(&redis, "mailer").await;
+    assert!(owners.iter().any(|(owner, count)| owner == "eager" && *count >= 3), "{owners:?}");
+    assert!(other.attempts.lock().unwrap().is_empty(), "the eager consumer ran an event another consumer holds");
+    stalled.release.notify_one();
+    eventually("the stalled consumer finished", || stalled.done.lock().unwrap().contains_key("o-1")).await;
+    for _ in 0..3_000 {
+        if pending(&redis, "mailer").await == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for (stop, task) in [(stop_stalled, stalled_task), (stop_eager, eager_task)] {
+        let _ = stop.send(());
+        task.await.unwrap();
+    }
+    assert_eq!(pending(&redis, "mailer").await, 0, "the holder acknowledged the entry");
+    assert_eq!(stalled.done.lock().unwrap()["o-1"], 1);
+    assert!(other.attempts.lock().unwrap().is_empty(), "run once in all: {:?}", other.attempts.lock().unwrap());
+}
+
 #[tokio::test]
 async fn the_publishers_user_and_activity_arrive_in_the_handler() {
     let Some(redis) = RedisServer::start("events-context") else { return };
@@ -374,6 +444,152 @@ async fn with_redis_stopped_publishing_fails_fast_with_a_clear_error() {
     assert!(error.is_connect() || error.is_timeout(), "{error}");
     let message = error.to_string();
     assert!(message.contains("Orders.placed") && message.contains(&format!("127.0.0.1:{}", redis.port)), "{message}");
+}
+
+/// A customer's account changes, in order per customer.
+#[intercall::events]
+pub trait Accounts {
+    /// The `seq`-th change of `customer`'s account.
+    async fn changed(&self, #[ordering_key] customer: String, seq: u64) -> Result<(), OrderError>;
+}
+
+/// Per customer, the changes in the order handled, and by which consumer.
+type AccountLog = Arc<Mutex<HashMap<String, Vec<(u64, String)>>>>;
+
+struct AccountsTracker {
+    consumer: String,
+    log: AccountLog,
+    /// Fail these (customer, seq) once each: a retry must not let later changes pass.
+    fail_once: Arc<Mutex<std::collections::HashSet<(String, u64)>>>,
+}
+
+impl Accounts for AccountsTracker {
+    async fn changed(&self, customer: String, seq: u64) -> Result<(), OrderError> {
+        if self.fail_once.lock().unwrap().remove(&(customer.clone(), seq)) {
+            return Err(OrderError::Rejected("once".into()));
+        }
+        self.log.lock().unwrap().entry(customer).or_default().push((seq, self.consumer.clone()));
+        Ok(())
+    }
+}
+
+/// How many key partitions of `group` each consumer holds now.
+async fn partition_owners(redis: &RedisServer, group: &str) -> HashMap<String, usize> {
+    let mut connection = redis_connection(redis).await;
+    let mut owners = HashMap::new();
+    for partition in 0..16 {
+        let key = format!("intercall:events:Accounts:keyed:{partition}:owner:{group}");
+        let owner: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut connection).await.unwrap();
+        if let Some(owner) = owner {
+            *owners.entry(owner.split(' ').next().unwrap_or_default().to_owned()).or_default() += 1;
+        }
+    }
+    owners
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_with_one_ordering_key_are_handled_in_publish_order_by_one_of_four_consumers() {
+    let Some(redis) = RedisServer::start("events-ordering") else { return };
+    const CUSTOMERS: usize = 32;
+    const CHANGES: u64 = 30;
+    let invoker = builder(&redis)
+        .events_claim_idle(Duration::from_millis(1_500))
+        .events_retry_backoff(Duration::from_millis(5))
+        .build()
+        .unwrap();
+    let log = AccountLog::default();
+    let fail_once = Arc::new(Mutex::new(
+        [("c-3".to_owned(), 5), ("c-3".to_owned(), 6), ("c-17".to_owned(), 0)].into_iter().collect(),
+    ));
+    let mut running = Vec::new();
+    for replica in 0..4 {
+        let tracker = AccountsTracker {
+            consumer: format!("a-{replica}"),
+            log: Arc::clone(&log),
+            fail_once: Arc::clone(&fail_once),
+        };
+        let consumer =
+            AccountsConsumer::new(invoker.clone(), "audit", tracker).unwrap().consumer_name(format!("a-{replica}"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        running.push((
+            stop,
+            tokio::spawn(consumer.run(async move {
+                let _ = stopped.await;
+            })),
+        ));
+    }
+    // The four have shared the 16 partitions out, 4 each, before anything is published.
+    let settled = |owners: &HashMap<String, usize>| owners.len() == 4 && owners.values().all(|n| *n == 4);
+    for _ in 0..3_000 {
+        if settled(&partition_owners(&redis, "audit").await) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let owners = partition_owners(&redis, "audit").await;
+    assert!(settled(&owners), "every consumer holds its share of the partitions: {owners:?}");
+    let publisher = AccountsPublisher::new(invoker).unwrap();
+    let mut publishing = Vec::new();
+    for customer in 0..CUSTOMERS {
+        let publisher = publisher.clone();
+        publishing.push(tokio::spawn(async move {
+            for seq in 0..CHANGES {
+                publisher.changed(format!("c-{customer}"), seq).await.unwrap();
+            }
+        }));
+    }
+    for task in publishing {
+        task.await.unwrap();
+    }
+    let total = CUSTOMERS * CHANGES as usize;
+    eventually("every change handled", || log.lock().unwrap().values().map(Vec::len).sum::<usize>() == total).await;
+    for (stop, task) in running {
+        let _ = stop.send(());
+        task.await.unwrap();
+    }
+    let log = log.lock().unwrap();
+    let mut consumers_used = std::collections::HashSet::new();
+    for customer in 0..CUSTOMERS {
+        let changes = &log[&format!("c-{customer}")];
+        let order: Vec<u64> = changes.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(order, (0..CHANGES).collect::<Vec<_>>(), "c-{customer} out of order");
+        let by: std::collections::HashSet<&String> = changes.iter().map(|(_, consumer)| consumer).collect();
+        assert_eq!(by.len(), 1, "c-{customer} went through one consumer: {by:?}");
+        consumers_used.extend(by.into_iter().cloned());
+    }
+    assert!(consumers_used.len() >= 2, "different keys spread across consumers: {consumers_used:?}");
+    assert!(fail_once.lock().unwrap().is_empty(), "the failures happened and were retried in place");
+}
+
+#[tokio::test]
+async fn a_consumer_waits_out_a_redis_outage_and_handles_events_when_it_returns() {
+    let Some(mut redis) = RedisServer::start("events-outage") else { return };
+    let invoker = builder(&redis).events_op_timeout(Duration::from_millis(300)).build().unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let (stop, task) = spawn(OrdersConsumer::new(invoker.clone(), "mailer", Arc::clone(&recorder)).unwrap());
+    let publisher = OrdersPublisher::new(invoker).unwrap();
+    publisher.placed("o-before".into(), 1).await.unwrap();
+    eventually("the event before the outage", || recorder.done.lock().unwrap().contains_key("o-before")).await;
+    redis.stop();
+    assert!(publisher.placed("o-lost".into(), 1).await.is_err(), "nothing takes an event while Redis is down");
+    assert!(!task.is_finished(), "the consumer waits the outage out");
+    // Back, empty (no persistence): the consumer makes its group again, and the
+    // publisher reconnects (its first attempt may still meet the old connection).
+    redis.restart();
+    let mut published = false;
+    for _ in 0..50 {
+        if publisher.placed("o-after".into(), 2).await.is_ok() {
+            published = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(published, "the publisher recovers when Redis returns");
+    eventually("the event after the outage", || recorder.done.lock().unwrap().contains_key("o-after")).await;
+    let _ = stop.send(());
+    task.await.unwrap();
+    assert_eq!(recorder.done.lock().unwrap()["o-after"], 1);
+    assert!(!recorder.attempts.lock().unwrap().contains_key("o-lost"));
 }
 
 #[test]

@@ -9,15 +9,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
+use redis::Value;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Value};
 
 use super::codegen::{Dispatch, DispatchFn};
+use super::lease::{Claim, Lease};
+use super::partitions::{self, Partitions};
 use super::stream::{self, Entry, millis, now_ms};
 use crate::config::EventsConfig;
 use crate::context::CallContext;
 use crate::protocol::events::{Event, dead_key, dead_letter_fields, processed_key, stream_key};
 use crate::{Error, Invoker, Security};
+
+mod reader;
 
 /// The longest wait between two redeliveries of a failing event.
 const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(5);
@@ -35,7 +39,9 @@ pub struct Consumer<T> {
     group: String,
     consumer: String,
     only_new: bool,
-    stream: String,
+    /// Whether some method has an ordering key: then the partitions are read too.
+    keyed: bool,
+    stream: Arc<str>,
     dead: String,
     config: EventsConfig,
     security: Security,
@@ -46,6 +52,7 @@ pub fn consumer<T>(
     invoker: &Invoker,
     name: &'static str,
     methods: &'static [&'static str],
+    keyed: bool,
     group: String,
     implementation: Arc<T>,
     dispatch: DispatchFn<T>,
@@ -56,7 +63,7 @@ pub fn consumer<T>(
             "the subscriber group of `{name}` must be a non-empty name without control characters, such as \"mailer\""
         )));
     }
-    let stream = stream_key(&config.prefix, name);
+    let stream: Arc<str> = stream_key(&config.prefix, name).into();
     Ok(Consumer {
         implementation,
         dispatch,
@@ -65,6 +72,7 @@ pub fn consumer<T>(
         group,
         consumer: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
         only_new: false,
+        keyed,
         dead: dead_key(&stream),
         stream,
         config,
@@ -72,8 +80,29 @@ pub fn consumer<T>(
     })
 }
 
-/// An entry in hand and how often Redis has delivered it.
+/// How running an event's handler ended.
+enum Outcome {
+    Succeeded,
+    /// To the dead-letter stream, for this reason.
+    Dead(String),
+    /// The entry is no longer pending (trimmed, or acknowledged elsewhere).
+    Gone,
+    /// Redis failed while redelivering; the entry stays pending.
+    Stuck(String),
+}
+
+/// A batch's entry after decoding, verifying and taking its lease.
+enum Ready {
+    /// To the dead-letter stream at once, for this reason.
+    Bad(String),
+    /// A well-formed event, its lease, what taking it found, and when.
+    Claimed { event: Box<Event>, lease: Lease, claim: Result<Claim, String>, at: Instant },
+}
+
+/// An entry in hand, the stream it is in (the trait's, or a key partition's), and how
+/// often Redis has delivered it.
 struct Delivery {
+    stream: Arc<str>,
     entry: Entry,
     deliveries: u64,
 }
@@ -83,6 +112,8 @@ struct State {
     connection: Option<MultiplexedConnection>,
     group_ready: bool,
     last_claim: Option<Instant>,
+    /// The key partitions this consumer reads, when the trait has ordering keys.
+    partitions: Option<Partitions>,
 }
 
 impl<T: Send + Sync + 'static> Consumer<T> {
@@ -106,17 +137,52 @@ impl<T: Send + Sync + 'static> Consumer<T> {
     /// first (within a second).
     pub async fn run<F: Future<Output = ()> + Send>(self, shutdown: F) {
         let mut shutdown = std::pin::pin!(shutdown);
-        let mut state = State { connection: None, group_ready: false, last_claim: None };
+        let partitions = self.keyed.then(|| Partitions::new(&self.stream, &self.group, &self.consumer));
+        let mut state = State { connection: None, group_ready: false, last_claim: None, partitions };
+        self.serve(shutdown.as_mut(), &mut state).await;
+        if let (Some(partitions), Some(connection)) = (&mut state.partitions, &state.connection) {
+            let mut conn = connection.clone();
+            if let Err(e) = self.bounded(partitions.leave(&mut conn)).await {
+                tracing::debug!(
+                    events = self.name,
+                    "cannot give the key partitions up; they run out by themselves: {e}"
+                );
+            }
+        }
+    }
+
+    async fn serve<F: Future<Output = ()> + Send>(&self, mut shutdown: std::pin::Pin<&mut F>, state: &mut State) {
         let mut failures = 0u32;
         loop {
             if shutdown.as_mut().now_or_never().is_some() {
                 return;
             }
-            match self.next_batch(&mut state).await {
+            match self.next_batch(state).await {
                 Ok((connection, batch)) => {
                     failures = 0;
-                    for delivery in batch {
-                        self.handle(&connection, delivery).await;
+                    let leases = state.partitions.as_ref().map(|p| {
+                        let (keys, holder) = p.leases();
+                        (keys, holder.to_owned())
+                    });
+                    // A partition whose entry stays pending is not read on: the rest of
+                    // its batch waits, to be handled in order after it.
+                    let mut stopped: Vec<Arc<str>> = Vec::new();
+                    for (delivery, ready) in self.prepare(&connection, batch).await {
+                        if stopped.contains(&delivery.stream) {
+                            if let Ready::Claimed { lease, claim: Ok(Claim::Taken), .. } = &ready {
+                                let mut conn = connection.clone();
+                                self.release(&mut conn, lease).await;
+                            }
+                            continue;
+                        }
+                        let stream = Arc::clone(&delivery.stream);
+                        let finished = self.handle(&connection, delivery, ready, leases.as_ref()).await;
+                        if !finished && !Arc::ptr_eq(&stream, &self.stream) {
+                            if let Some(partitions) = &mut state.partitions {
+                                partitions.recover(&stream);
+                            }
+                            stopped.push(stream);
+                        }
                     }
                 }
                 Err(e) => {
@@ -128,6 +194,9 @@ impl<T: Send + Sync + 'static> Consumer<T> {
                         state.group_ready = false;
                     }
                     state.connection = None;
+                    if let Some(partitions) = &mut state.partitions {
+                        partitions.recover_all();
+                    }
                     let wait = self.config.retry_backoff.saturating_mul(failures.min(10)).min(MAX_RETRY_BACKOFF);
                     let sleep = std::pin::pin!(tokio::time::sleep(wait));
                     if let futures_util::future::Either::Left(_) =
@@ -140,119 +209,141 @@ impl<T: Send + Sync + 'static> Consumer<T> {
         }
     }
 
-    /// Connects and creates the group when needed, claims what dead consumers left
-    /// (at most every half claim-idle time), else reads new events, blocking briefly.
-    async fn next_batch(&self, state: &mut State) -> Result<(MultiplexedConnection, Vec<Delivery>), String> {
-        let block = (self.config.claim_idle / 2).min(MAX_BLOCK);
-        let connection = match &state.connection {
-            Some(connection) => connection.clone(),
-            None => {
-                let config = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(self.config.op_timeout))
-                    .set_response_timeout(Some(block + self.config.op_timeout));
-                let connection = self
-                    .bounded(self.config.client.get_multiplexed_async_connection_with_config(&config))
-                    .await
-                    .map_err(|e| format!("Redis at {}: {e}", self.config.address))?;
-                state.connection = Some(connection.clone());
-                connection
-            }
-        };
-        let mut conn = connection.clone();
-        if !state.group_ready {
-            let mut create = redis::cmd("XGROUP");
-            let start = if self.only_new { "$" } else { "0" };
-            create.arg("CREATE").arg(&self.stream).arg(&self.group).arg(start).arg("MKSTREAM");
-            match self.bounded(create.query_async::<Value>(&mut conn)).await {
-                Ok(_) => {}
-                Err(e) if e.contains("BUSYGROUP") => {}
-                Err(e) => return Err(format!("creating group `{}`: {e}", self.group)),
-            }
-            state.group_ready = true;
-        }
-        let claim_every = self.config.claim_idle / 2;
-        if state.last_claim.is_none_or(|last| last.elapsed() >= claim_every) {
-            state.last_claim = Some(Instant::now());
-            let mut claim = redis::cmd("XAUTOCLAIM");
-            claim
-                .arg(&self.stream)
-                .arg(&self.group)
-                .arg(&self.consumer)
-                .arg(millis(self.config.claim_idle))
-                .arg("0-0")
-                .arg("COUNT")
-                .arg(self.config.batch_size);
-            let reply = self.bounded(claim.query_async::<Value>(&mut conn)).await?;
-            let claimed = stream::autoclaim_reply(&reply)?;
-            if !claimed.is_empty() {
-                let mut batch = Vec::with_capacity(claimed.len());
-                for entry in claimed {
-                    // XAUTOCLAIM counted this delivery; a failed lookup counts it as the last.
-                    let deliveries = self.delivery_count(&mut conn, &entry.id).await.unwrap_or(u64::MAX);
-                    tracing::info!(events = self.name, group = %self.group, entry = %entry.id, deliveries, "claimed an event a consumer left pending");
-                    batch.push(Delivery { entry, deliveries });
+    /// Decodes and verifies a batch's entries, and takes the leases of the good ones in
+    /// one round trip (EVENTS.md §5 steps 1 and 2).
+    async fn prepare(&self, connection: &MultiplexedConnection, batch: Vec<Delivery>) -> Vec<(Delivery, Ready)> {
+        let mut checked = Vec::with_capacity(batch.len());
+        for delivery in batch {
+            let event = match Event::decode(&delivery.entry.fields) {
+                Ok(event) => event,
+                Err(why) => {
+                    checked.push((delivery, Err(format!("undecodable entry: {why}"))));
+                    continue;
                 }
-                return Ok((connection, batch));
-            }
-        }
-        let mut read = redis::cmd("XREADGROUP");
-        read.arg("GROUP")
-            .arg(&self.group)
-            .arg(&self.consumer)
-            .arg("COUNT")
-            .arg(self.config.batch_size)
-            .arg("BLOCK")
-            .arg(millis(block))
-            .arg("STREAMS")
-            .arg(&self.stream)
-            .arg(">");
-        let reply =
-            match tokio::time::timeout(block + self.config.op_timeout, read.query_async::<Value>(&mut conn)).await {
-                Ok(reply) => reply.map_err(|e| e.to_string())?,
-                Err(_) => return Err(format!("Redis at {}: a read got no answer in time", self.config.address)),
             };
-        let entries = stream::read_reply(&reply)?;
-        Ok((connection, entries.into_iter().map(|entry| Delivery { entry, deliveries: 1 }).collect()))
+            // The canonical string (a SHA-256 of the payload) only when there is a secret.
+            let verified = match self.security.is_enabled() {
+                true => self.security.verify_text(&event.canonical(self.name), event.signature.as_deref()),
+                false => Ok(()),
+            };
+            if let Err(why) = verified {
+                checked.push((delivery, Err(format!("bad signature: {why}"))));
+                continue;
+            }
+            let lease = Lease::new(processed_key(&self.stream, &self.group, &event.id), &self.consumer);
+            checked.push((delivery, Ok((event, lease))));
+        }
+        let leases: Vec<&Lease> = checked.iter().filter_map(|(_, c)| c.as_ref().ok().map(|(_, lease)| lease)).collect();
+        let mut conn = connection.clone();
+        let claims = self.bounded(Lease::claim_all(&mut conn, &leases, millis(self.config.claim_idle))).await;
+        let at = Instant::now();
+        let mut claims = claims.map(Vec::into_iter);
+        checked
+            .into_iter()
+            .map(|(delivery, checked)| {
+                let ready = match checked {
+                    Err(reason) => Ready::Bad(reason),
+                    Ok((event, lease)) => {
+                        let claim = match &mut claims {
+                            Ok(claims) => claims.next().ok_or_else(|| "a lease without its claim".to_owned()),
+                            Err(e) => Err(e.clone()),
+                        };
+                        Ready::Claimed { event: Box::new(event), lease, claim, at }
+                    }
+                };
+                (delivery, ready)
+            })
+            .collect()
     }
 
     /// One entry, to its end: acknowledged after success or a skip, redelivered after a
-    /// failure, or moved to the dead-letter stream. Redis errors leave it pending, to be
-    /// claimed again after the idle time.
-    async fn handle(&self, connection: &MultiplexedConnection, mut delivery: Delivery) {
+    /// failure, or moved to the dead-letter stream (`true`). Redis errors, and another
+    /// consumer holding the event, leave it pending (`false`), to be claimed again.
+    /// `partition_leases`: the owner keys (and marker) to renew while a handler runs.
+    async fn handle(
+        &self,
+        connection: &MultiplexedConnection,
+        mut delivery: Delivery,
+        ready: Ready,
+        partition_leases: Option<&(Vec<String>, String)>,
+    ) -> bool {
         let mut conn = connection.clone();
-        let event = match Event::decode(&delivery.entry.fields) {
-            Ok(event) => event,
-            Err(why) => return self.dead_letter(&mut conn, &delivery, &format!("undecodable entry: {why}")).await,
+        let (event, lease, claim, at) = match ready {
+            Ready::Bad(reason) => return self.dead_letter(&mut conn, &delivery, &reason).await,
+            Ready::Claimed { event, lease, claim, at } => (event, lease, claim, at),
         };
-        if let Err(why) = self.security.verify_text(&event.canonical(self.name), event.signature.as_deref()) {
-            return self.dead_letter(&mut conn, &delivery, &format!("bad signature: {why}")).await;
-        }
-        let record = processed_key(&self.stream, &self.group, &event.id);
-        let mut exists = redis::cmd("EXISTS");
-        exists.arg(&record);
-        match self.bounded(exists.query_async::<i64>(&mut conn)).await {
-            Ok(1) => {
-                tracing::debug!(events = self.name, event = %event.id, "already processed by this group; skipped");
-                return self.ack(&mut conn, &delivery.entry.id, None).await;
+        match claim {
+            Ok(Claim::Taken) if at.elapsed() < self.config.claim_idle / 3 => {}
+            Ok(Claim::Taken) => {
+                // Taken with the batch a while ago, while earlier events ran: still ours?
+                match self.bounded(lease.renew(&mut conn, millis(self.config.claim_idle))).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(events = self.name, event = %event.id, "an event's lease ran out while the events before it in its batch ran; left pending");
+                        return false;
+                    }
+                    Err(e) => return self.warn("renew the event's lease", &delivery, &e),
+                }
             }
-            Ok(_) => {}
-            Err(e) => return self.warn("check the processed record", &delivery, &e),
+            Ok(Claim::Processed) => {
+                tracing::debug!(events = self.name, event = %event.id, "already processed by this group; skipped");
+                return self.ack(&mut conn, &delivery).await;
+            }
+            Ok(Claim::HeldElsewhere) => {
+                // A live consumer is running it (we claimed it from a stalled one, or it
+                // is a second entry of the same event): it stays pending; whoever holds
+                // the lease acknowledges it, or it comes back once the lease ran out.
+                tracing::debug!(events = self.name, event = %event.id, entry = %delivery.entry.id, "another consumer holds this event; left pending");
+                return false;
+            }
+            Err(e) => return self.warn("take the event's lease", &delivery, &e),
         }
+        let (entry_id, stream) = (delivery.entry.id.clone(), Arc::clone(&delivery.stream));
+        let keeper = conn.clone();
+        let work = self.run_handler(&mut conn, &event, &mut delivery);
+        let outcome = self.keeping(keeper, &stream, &entry_id, &lease, partition_leases, work).await;
+        match outcome {
+            Outcome::Succeeded => {
+                let ttl = millis(self.config.processed_ttl);
+                let complete = lease.complete(&mut conn, &delivery.stream, &self.group, &delivery.entry.id, ttl);
+                match self.bounded(complete).await {
+                    Ok(()) => true,
+                    Err(e) => self.warn(
+                        "record the event as processed (its handler succeeded; it will run again)",
+                        &delivery,
+                        &e,
+                    ),
+                }
+            }
+            Outcome::Dead(reason) => {
+                let moved = self.dead_letter(&mut conn, &delivery, &reason).await;
+                self.release(&mut conn, &lease).await;
+                moved
+            }
+            Outcome::Gone => {
+                self.release(&mut conn, &lease).await;
+                true
+            }
+            Outcome::Stuck(e) => self.warn("redeliver", &delivery, &e),
+        }
+    }
+
+    /// Runs the handler until it succeeds, the event is dead, or it is gone (trimmed,
+    /// or acknowledged elsewhere), redelivering after each failure.
+    async fn run_handler(&self, conn: &mut MultiplexedConnection, event: &Event, delivery: &mut Delivery) -> Outcome {
         loop {
             let run = match (self.dispatch)(&self.implementation, &event.method, &event.payload) {
                 Dispatch::Run(run) => run,
                 Dispatch::Undecodable(why) => {
-                    let reason = format!("the payload of `{}` does not decode: {why}", event.method);
-                    return self.dead_letter(&mut conn, &delivery, &reason).await;
+                    return Outcome::Dead(format!("the payload of `{}` does not decode: {why}", event.method));
                 }
                 Dispatch::UnknownMethod => {
-                    let reason = format!(
+                    return Outcome::Dead(format!(
                         "`{}` has no method `{}` here (it has: {})",
                         self.name,
                         event.method,
                         self.methods.join(", ")
-                    );
-                    return self.dead_letter(&mut conn, &delivery, &reason).await;
+                    ));
                 }
             };
             let context = CallContext {
@@ -261,22 +352,20 @@ impl<T: Send + Sync + 'static> Consumer<T> {
                 trace: event.trace.clone(),
                 ..CallContext::default()
             };
-            let handler = std::panic::AssertUnwindSafe(context.scope(run)).catch_unwind();
-            let result = match self.while_keeping_it(conn.clone(), &delivery.entry.id, handler).await {
+            let result = match std::panic::AssertUnwindSafe(context.scope(run)).catch_unwind().await {
                 Ok(result) => result,
                 Err(_) => Err("the handler panicked".to_owned()),
             };
             let failure = match result {
-                Ok(()) => return self.ack(&mut conn, &delivery.entry.id, Some(&record)).await,
+                Ok(()) => return Outcome::Succeeded,
                 Err(failure) => failure,
             };
             if delivery.deliveries >= self.config.max_deliveries {
-                let reason = format!(
+                return Outcome::Dead(format!(
                     "the handler failed on delivery {} of at most {}: {failure}",
                     delivery.deliveries.min(self.config.max_deliveries),
                     self.config.max_deliveries
-                );
-                return self.dead_letter(&mut conn, &delivery, &reason).await;
+                ));
             }
             tracing::warn!(events = self.name, group = %self.group, event = %event.id, deliveries = delivery.deliveries, "the handler failed, redelivering: {failure}");
             let doublings = u32::try_from(delivery.deliveries.saturating_sub(1)).unwrap_or(u32::MAX).min(16);
@@ -285,65 +374,82 @@ impl<T: Send + Sync + 'static> Consumer<T> {
             // Redelivered through Redis, so the count survives this consumer: XCLAIM
             // counts a delivery. Gone (trimmed, or taken and acknowledged elsewhere): done.
             let mut claim = redis::cmd("XCLAIM");
-            claim.arg(&self.stream).arg(&self.group).arg(&self.consumer).arg(0).arg(&delivery.entry.id);
-            match self.bounded(claim.query_async::<Value>(&mut conn)).await.and_then(|v| stream::entries(&v)) {
-                Ok(entries) if entries.is_empty() => return,
+            claim.arg(&*delivery.stream).arg(&self.group).arg(&self.consumer).arg(0).arg(&delivery.entry.id);
+            match self.bounded(claim.query_async::<Value>(conn)).await.and_then(|v| stream::entries(&v)) {
+                Ok(entries) if entries.is_empty() => return Outcome::Gone,
                 Ok(_) => delivery.deliveries += 1,
-                Err(e) => return self.warn("redeliver", &delivery, &e),
+                Err(e) => return Outcome::Stuck(e),
             }
         }
     }
 
-    /// Runs `handler` while resetting the entry's idle time every third of the claim
-    /// idle time, so that a slow handler's event is not claimed by another consumer; a
-    /// dead consumer stops resetting it.
-    async fn while_keeping_it<R>(
+    /// Runs `work` while renewing the event's lease and resetting its entry's idle time
+    /// every third of the claim idle time, so that a slow but live consumer keeps its
+    /// event; a dead consumer stops renewing, and both run out together.
+    async fn keeping<R>(
         &self,
         mut conn: MultiplexedConnection,
+        stream: &str,
         entry_id: &str,
-        handler: impl Future<Output = R>,
+        lease: &Lease,
+        partition_leases: Option<&(Vec<String>, String)>,
+        work: impl Future<Output = R>,
     ) -> R {
         let heartbeat = async {
             loop {
                 tokio::time::sleep(self.config.claim_idle / 3).await;
+                match self.bounded(lease.renew(&mut conn, millis(self.config.claim_idle))).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(
+                            events = self.name,
+                            entry = entry_id,
+                            "an event's lease ran out while its handler ran (a stall longer than claim_idle_ms); another consumer may run it too"
+                        )
+                    }
+                    Err(e) => {
+                        tracing::debug!(events = self.name, entry = entry_id, "cannot renew an event's lease: {e}")
+                    }
+                }
                 let mut keep = redis::cmd("XCLAIM");
-                keep.arg(&self.stream).arg(&self.group).arg(&self.consumer).arg(0).arg(entry_id).arg("JUSTID");
+                keep.arg(stream).arg(&self.group).arg(&self.consumer).arg(0).arg(entry_id).arg("JUSTID");
                 if let Err(e) = self.bounded(keep.query_async::<Value>(&mut conn)).await {
                     tracing::debug!(events = self.name, entry = entry_id, "cannot keep an event in hand: {e}");
                 }
+                if let Some((keys, holder)) = partition_leases {
+                    let renew = partitions::renew(&mut conn, keys, holder, self.config.claim_idle);
+                    if let Err(e) = self.bounded(renew).await {
+                        tracing::debug!(events = self.name, "cannot renew the key partitions' leases: {e}");
+                    }
+                }
             }
         };
-        let (handler, heartbeat) = (std::pin::pin!(handler), std::pin::pin!(heartbeat));
-        match futures_util::future::select(handler, heartbeat).await {
+        let (work, heartbeat) = (std::pin::pin!(work), std::pin::pin!(heartbeat));
+        match futures_util::future::select(work, heartbeat).await {
             futures_util::future::Either::Left((result, _)) => result,
             futures_util::future::Either::Right(((), _)) => unreachable!("the heartbeat never ends"),
         }
     }
 
-    /// Acknowledges the entry, recording the event as processed by the group first
-    /// (in one transaction) when `record` is given.
-    async fn ack(&self, conn: &mut MultiplexedConnection, entry_id: &str, record: Option<&str>) {
-        let mut transaction = redis::pipe();
-        transaction.atomic();
-        if let Some(record) = record {
-            transaction
-                .cmd("SET")
-                .arg(record)
-                .arg(&self.consumer)
-                .arg("NX")
-                .arg("PX")
-                .arg(millis(self.config.processed_ttl))
-                .ignore();
+    async fn release(&self, conn: &mut MultiplexedConnection, lease: &Lease) {
+        if let Err(e) = self.bounded(lease.release(conn)).await {
+            tracing::debug!(events = self.name, "cannot drop an event's lease; it runs out by itself: {e}");
         }
-        transaction.cmd("XACK").arg(&self.stream).arg(&self.group).arg(entry_id).ignore();
-        if let Err(e) = self.bounded(transaction.query_async::<()>(conn)).await {
-            tracing::warn!(events = self.name, group = %self.group, entry = entry_id, "cannot acknowledge an event; it will be delivered again: {e}");
+    }
+
+    /// Acknowledges an entry the group already processed.
+    async fn ack(&self, conn: &mut MultiplexedConnection, delivery: &Delivery) -> bool {
+        let mut xack = redis::cmd("XACK");
+        xack.arg(&*delivery.stream).arg(&self.group).arg(&delivery.entry.id);
+        match self.bounded(xack.query_async::<()>(conn)).await {
+            Ok(()) => true,
+            Err(e) => self.warn("acknowledge an event processed before", delivery, &e),
         }
     }
 
     /// Moves the entry to the dead-letter stream with `reason`, and acknowledges it, in
     /// one transaction.
-    async fn dead_letter(&self, conn: &mut MultiplexedConnection, delivery: &Delivery, reason: &str) {
+    async fn dead_letter(&self, conn: &mut MultiplexedConnection, delivery: &Delivery, reason: &str) -> bool {
         tracing::warn!(events = self.name, group = %self.group, entry = %delivery.entry.id, "to the dead-letter stream: {reason}");
         let fields = dead_letter_fields(
             &delivery.entry.fields,
@@ -360,21 +466,17 @@ impl<T: Send + Sync + 'static> Consumer<T> {
             xadd.arg(name).arg(value);
         }
         xadd.ignore();
-        transaction.cmd("XACK").arg(&self.stream).arg(&self.group).arg(&delivery.entry.id).ignore();
-        if let Err(e) = self.bounded(transaction.query_async::<()>(conn)).await {
-            self.warn("move to the dead-letter stream", delivery, &e);
+        transaction.cmd("XACK").arg(&*delivery.stream).arg(&self.group).arg(&delivery.entry.id).ignore();
+        match self.bounded(transaction.query_async::<()>(conn)).await {
+            Ok(()) => true,
+            Err(e) => self.warn("move to the dead-letter stream", delivery, &e),
         }
     }
 
-    fn warn(&self, what: &str, delivery: &Delivery, error: &str) {
+    /// Logs that an entry stays pending; `false`, for `handle`.
+    fn warn(&self, what: &str, delivery: &Delivery, error: &str) -> bool {
         tracing::warn!(events = self.name, group = %self.group, entry = %delivery.entry.id, "cannot {what}; the event stays pending and will be claimed again: {error}");
-    }
-
-    async fn delivery_count(&self, conn: &mut MultiplexedConnection, entry_id: &str) -> Option<u64> {
-        let mut pending = redis::cmd("XPENDING");
-        pending.arg(&self.stream).arg(&self.group).arg(entry_id).arg(entry_id).arg(1);
-        let reply = self.bounded(pending.query_async::<Value>(conn)).await.ok()?;
-        stream::delivery_count(&reply)
+        false
     }
 
     /// One Redis operation within the operation timeout; the error as text.

@@ -27,7 +27,12 @@ pub fn publisher(_: &Invoker, name: &'static str) -> Result<Publisher, Error> {
 
 impl Publisher {
     /// Never called: no `Publisher` exists.
-    pub async fn publish<A: serde::Serialize + ?Sized>(&self, _: &'static str, _: &A) -> Result<(), CallError> {
+    pub async fn publish<A: serde::Serialize + ?Sized>(
+        &self,
+        _: &'static str,
+        _: &A,
+        _: Option<&str>,
+    ) -> Result<(), CallError> {
         match self.never {}
     }
 }
@@ -43,6 +48,7 @@ pub fn consumer<T>(
     _: &Invoker,
     name: &'static str,
     _: &'static [&'static str],
+    _: bool,
     _: String,
     _: Arc<T>,
     _: DispatchFn<T>,

@@ -15,6 +15,8 @@
 
 use std::sync::Arc;
 
+pub use ordering_key::OrderingKey;
+
 pub use crate::config::{
     DEFAULT_BATCH_SIZE, DEFAULT_CLAIM_IDLE, DEFAULT_EVENTS_PREFIX as DEFAULT_PREFIX, DEFAULT_MAX_DELIVERIES,
     DEFAULT_MAX_LEN, DEFAULT_OP_TIMEOUT, DEFAULT_PROCESSED_TTL, DEFAULT_RETRY_BACKOFF,
@@ -24,6 +26,11 @@ pub use crate::config::{
 mod consumer;
 #[cfg(not(feature = "events"))]
 mod disabled;
+#[cfg(feature = "events")]
+mod lease;
+mod ordering_key;
+#[cfg(feature = "events")]
+mod partitions;
 #[cfg(feature = "events")]
 mod publisher;
 #[cfg(feature = "events")]
@@ -39,6 +46,7 @@ pub mod codegen {
     pub use super::consumer::{Consumer, consumer};
     #[cfg(not(feature = "events"))]
     pub use super::disabled::{Consumer, Publisher, consumer, publisher};
+    pub use super::ordering_key::OrderingKey;
     #[cfg(feature = "events")]
     pub use super::publisher::{Publisher, publisher};
 

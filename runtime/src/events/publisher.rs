@@ -7,7 +7,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use super::stream::{millis, now_ms};
 use crate::config::EventsConfig;
 use crate::context::CallContext;
-use crate::protocol::events::{Event, stream_key};
+use crate::protocol::events::{Event, keyed_stream_key, partition, stream_key};
 use crate::{CallError, Error, Invoker, Security};
 
 /// Appends events to one event trait's stream; what a generated `XPublisher` holds.
@@ -47,9 +47,15 @@ pub fn publisher(invoker: &Invoker, name: &'static str) -> Result<Publisher, Err
 
 impl Publisher {
     /// Publishes `method` with `args` (the JSON object of its named arguments), with the
-    /// current user and activity (a new activity when there is none). Returns once Redis
-    /// has stored the entry.
-    pub async fn publish<A: serde::Serialize + ?Sized>(&self, method: &'static str, args: &A) -> Result<(), CallError> {
+    /// current user and activity (a new activity when there is none), to the trait's
+    /// stream, or with an ordering key to its key's partition. Returns once Redis has
+    /// stored the entry.
+    pub async fn publish<A: serde::Serialize + ?Sized>(
+        &self,
+        method: &'static str,
+        args: &A,
+        key: Option<&str>,
+    ) -> Result<(), CallError> {
         let inner = &*self.inner;
         let payload = serde_json::to_string(args).map_err(|e| {
             CallError::encode(inner.name, method, format!("the event's arguments do not serialize: {e}"))
@@ -64,20 +70,31 @@ impl Publisher {
             activity: Some(context.activity.unwrap_or_default()),
             signature: None,
             trace: context.trace,
+            key: key.map(str::to_owned),
         };
-        event.signature = inner.security.sign_text(&event.canonical(inner.name));
+        if inner.security.is_enabled() {
+            event.signature = inner.security.sign_text(&event.canonical(inner.name));
+        }
         let fields = event.fields();
         // A second attempt after an I/O error carries the same event id: if the first
         // was stored after all, consumers skip the duplicate by its id. A timeout is
         // not tried again, so a publish never waits more than one operation timeout
         // twice.
-        match self.add(method, &fields).await {
-            Err(e) if !e.is_timeout() => self.add(method, &fields).await,
+        let partition_stream;
+        let stream = match key {
+            None => &inner.stream,
+            Some(key) => {
+                partition_stream = keyed_stream_key(&inner.stream, partition(key));
+                &partition_stream
+            }
+        };
+        match self.add(stream, method, &fields).await {
+            Err(e) if !e.is_timeout() => self.add(stream, method, &fields).await,
             result => result,
         }
     }
 
-    async fn add(&self, method: &str, fields: &[(&'static str, String)]) -> Result<(), CallError> {
+    async fn add(&self, stream: &str, method: &str, fields: &[(&'static str, String)]) -> Result<(), CallError> {
         let inner = &*self.inner;
         let config = &inner.config;
         let unavailable = |message: String| {
@@ -100,7 +117,7 @@ impl Publisher {
             .map_err(|e| unavailable(e.to_string()))?
             .clone();
         let mut xadd = redis::cmd("XADD");
-        xadd.arg(&inner.stream).arg("MAXLEN").arg("~").arg(config.max_len).arg("*");
+        xadd.arg(stream).arg("MAXLEN").arg("~").arg(config.max_len).arg("*");
         for (name, value) in fields {
             xadd.arg(*name).arg(value);
         }

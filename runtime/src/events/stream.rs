@@ -66,26 +66,33 @@ pub(crate) fn entries(value: &Value) -> Result<Vec<Entry>, String> {
     Ok(entries)
 }
 
-/// `XREADGROUP`'s reply for one stream: nil on timeout, else the stream's entries.
-pub(crate) fn read_reply(value: &Value) -> Result<Vec<Entry>, String> {
+/// `XREADGROUP`'s reply: nil on timeout, else each stream's name and entries.
+pub(crate) fn read_reply(value: &Value) -> Result<Vec<(String, Vec<Entry>)>, String> {
+    let unexpected = || format!("unexpected XREADGROUP reply: {value:?}");
     match value {
         Value::Nil => Ok(Vec::new()),
-        Value::Map(streams) => streams.first().map_or(Ok(Vec::new()), |(_, entries)| self::entries(entries)),
-        other => {
-            let streams = items(other).ok_or_else(|| format!("unexpected XREADGROUP reply: {other:?}"))?;
-            match streams.first().and_then(items) {
-                None => Ok(Vec::new()),
-                Some([_, list]) => entries(list),
-                Some(_) => Err(format!("unexpected XREADGROUP reply: {other:?}")),
-            }
+        Value::Map(streams) => {
+            streams.iter().map(|(name, list)| Ok((text(name).ok_or_else(unexpected)?, entries(list)?))).collect()
         }
+        other => items(other)
+            .ok_or_else(unexpected)?
+            .iter()
+            .map(|stream| match items(stream) {
+                Some([name, list]) => Ok((text(name).ok_or_else(unexpected)?, entries(list)?)),
+                _ => Err(unexpected()),
+            })
+            .collect(),
     }
 }
 
-/// `XAUTOCLAIM`'s reply: `[cursor, entries, deleted ids]`; the entries.
-pub(crate) fn autoclaim_reply(value: &Value) -> Result<Vec<Entry>, String> {
+/// `XAUTOCLAIM`'s reply: `[cursor, entries, deleted ids]`; the next cursor and the
+/// entries.
+pub(crate) fn autoclaim_reply(value: &Value) -> Result<(String, Vec<Entry>), String> {
     match items(value) {
-        Some([_, list, ..]) => entries(list),
+        Some([cursor, list, ..]) => {
+            let cursor = text(cursor).ok_or_else(|| format!("unexpected XAUTOCLAIM cursor: {cursor:?}"))?;
+            Ok((cursor, entries(list)?))
+        }
         _ => Err(format!("unexpected XAUTOCLAIM reply: {value:?}")),
     }
 }
@@ -122,13 +129,13 @@ mod tests {
         let entry = Value::Array(vec![bulk("1-0"), Value::Array(vec![bulk("id"), bulk("x")])]);
         let expected = vec![Entry { id: "1-0".into(), fields: vec![("id".into(), b"x".to_vec())] }];
         let resp2 = Value::Array(vec![Value::Array(vec![bulk("s"), Value::Array(vec![entry.clone()])])]);
-        assert_eq!(read_reply(&resp2), Ok(expected.clone()));
+        assert_eq!(read_reply(&resp2), Ok(vec![("s".to_owned(), expected.clone())]));
         let resp3 = Value::Map(vec![(bulk("s"), Value::Array(vec![entry.clone()]))]);
-        assert_eq!(read_reply(&resp3), Ok(expected.clone()));
+        assert_eq!(read_reply(&resp3), Ok(vec![("s".to_owned(), expected.clone())]));
         assert_eq!(read_reply(&Value::Nil), Ok(vec![]));
         let deleted = Value::Array(vec![bulk("2-0"), Value::Nil]);
         let claimed = Value::Array(vec![bulk("0-0"), Value::Array(vec![entry, deleted]), Value::Array(vec![])]);
-        assert_eq!(autoclaim_reply(&claimed), Ok(expected));
+        assert_eq!(autoclaim_reply(&claimed), Ok(("0-0".to_owned(), expected)));
         let pending = Value::Array(vec![Value::Array(vec![bulk("1-0"), bulk("c"), Value::Int(5), Value::Int(3)])]);
         assert_eq!(delivery_count(&pending), Some(3));
         assert_eq!(delivery_count(&Value::Array(vec![])), None);

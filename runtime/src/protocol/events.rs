@@ -29,6 +29,9 @@ pub(crate) mod field {
     /// W3C trace context, as the calls' headers of the same names (not signed).
     pub(crate) const TRACEPARENT: &str = "traceparent";
     pub(crate) const TRACESTATE: &str = "tracestate";
+    /// The ordering key's text, for a method with one (informational: the key is also
+    /// an argument in the payload, and the entry's stream already says its partition).
+    pub(crate) const KEY: &str = "key";
 
     /// What a dead-letter entry adds to the original's fields.
     pub(crate) const DEAD_REASON: &str = "dead_reason";
@@ -48,10 +51,44 @@ pub(crate) fn dead_key(stream: &str) -> String {
     format!("{stream}:dead")
 }
 
-/// `{stream}:processed:{group}:{id}`: set (NX, with a time to live) once the group's
-/// handler has succeeded for the event, so that a redelivery is skipped.
+/// `{stream}:processed:{group}:{id}`: the event's record for the group: `lease
+/// {consumer} {random}` (NX, for the claim idle time, renewed) while a consumer runs
+/// its handler, then `done {consumer}` (for the processed-record lifetime), so that a
+/// redelivery is skipped.
 pub(crate) fn processed_key(stream: &str, group: &str, id: &uuid::Uuid) -> String {
     format!("{stream}:processed:{group}:{}", id.hyphenated())
+}
+
+/// How many partitions the events with an ordering key are spread over: a fixed part
+/// of the layout, so every publisher and consumer, in any language, agrees.
+pub(crate) const KEY_PARTITIONS: u64 = 16;
+
+/// The partition of an ordering key: the first 8 bytes of the SHA-256 of its UTF-8
+/// text, as a big-endian integer, modulo [`KEY_PARTITIONS`].
+pub(crate) fn partition(key: &str) -> u64 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    let first: [u8; 8] = digest[..8].try_into().expect("a SHA-256 has 32 bytes");
+    u64::from_be_bytes(first) % KEY_PARTITIONS
+}
+
+/// `{stream}:keyed:{partition}`: the stream of the events whose ordering key falls in
+/// `partition`; one consumer of a group reads it at a time, in order.
+pub(crate) fn keyed_stream_key(stream: &str, partition: u64) -> String {
+    format!("{stream}:keyed:{partition}")
+}
+
+/// `{stream}:keyed:{partition}:owner:{group}`: held (NX, for the claim idle time,
+/// renewed) by the one consumer of `group` that reads the partition.
+pub(crate) fn partition_owner_key(stream: &str, partition: u64, group: &str) -> String {
+    format!("{stream}:keyed:{partition}:owner:{group}")
+}
+
+/// `{stream}:consumers:{group}`: a sorted set of the group's live consumers (score:
+/// when each one's registration runs out, Unix ms), so each takes a fair share of the
+/// partitions.
+pub(crate) fn consumers_key(stream: &str, group: &str) -> String {
+    format!("{stream}:consumers:{group}")
 }
 
 /// One event as an entry carries it.
@@ -66,6 +103,8 @@ pub(crate) struct Event {
     pub(crate) signature: Option<String>,
     /// The publisher's trace context; a malformed one is dropped when read, as for calls.
     pub(crate) trace: Option<super::trace::TraceContext>,
+    /// The ordering key's text, for a method with one.
+    pub(crate) key: Option<String>,
 }
 
 impl Event {
@@ -94,6 +133,9 @@ impl Event {
             if let Some(state) = trace.tracestate() {
                 fields.push((field::TRACESTATE, state.to_owned()));
             }
+        }
+        if let Some(key) = &self.key {
+            fields.push((field::KEY, key.clone()));
         }
         fields
     }
@@ -142,7 +184,8 @@ impl Event {
             .ok()
             .flatten()
             .and_then(|parent| super::trace::TraceContext::parse(parent, get(field::TRACESTATE).ok().flatten()));
-        Ok(Event { id, method, payload, published_ms, user, activity, signature, trace })
+        let key = get(field::KEY)?.map(str::to_owned);
+        Ok(Event { id, method, payload, published_ms, user, activity, signature, trace, key })
     }
 
     /// What the signature covers, one line each, joined by `\n`: `intercall-event-v1`,
@@ -208,6 +251,7 @@ mod tests {
                 "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
                 Some("congo=t61rcWkgMzE"),
             ),
+            key: Some("customer-7".into()),
         }
     }
 
@@ -299,6 +343,25 @@ mod tests {
             let error = Event::decode(&fields).unwrap_err();
             assert!(error.contains(expected), "{error} (expected {expected})");
         }
+    }
+
+    #[test]
+    fn a_key_s_partition_is_the_documented_hash() {
+        // hashlib.sha256(b"customer-7").digest()[:8], big-endian, % 16 (EVENTS.md §5a)
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(b"customer-7");
+        let expected = u64::from_be_bytes(digest[..8].try_into().unwrap()) % 16;
+        assert_eq!(partition("customer-7"), expected);
+        let spread: std::collections::HashSet<u64> = (0..200).map(|i| partition(&format!("k{i}"))).collect();
+        assert_eq!(spread.len(), 16, "200 keys reach every partition");
+        assert_eq!(keyed_stream_key("intercall:events:OrderEvents", 3), "intercall:events:OrderEvents:keyed:3");
+        assert_eq!(
+            partition_owner_key("intercall:events:OrderEvents", 3, "mailer"),
+            "intercall:events:OrderEvents:keyed:3:owner:mailer"
+        );
+        assert_eq!(
+            consumers_key("intercall:events:OrderEvents", "mailer"),
+            "intercall:events:OrderEvents:consumers:mailer"
+        );
     }
 
     #[test]

@@ -18,6 +18,18 @@ pub trait Orders {
     #[cfg(any())]
     async fn gone(&self) -> Result<(), OrderError>;
     async fn cancelled(&self) -> Result<(), OrderError>;
+    /// In order per customer; a key type of the user's own.
+    async fn moved(&self, #[ordering_key] customer: CustomerId, to: String) -> Result<(), OrderError>;
+    async fn counted(&self, #[ordering_key] shelf: u64) -> Result<(), OrderError>;
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CustomerId(String);
+
+impl intercall::OrderingKey for CustomerId {
+    fn ordering_key(&self) -> std::borrow::Cow<'_, str> {
+        std::borrow::Cow::Borrowed(&self.0)
+    }
 }
 
 struct Mailer;
@@ -27,6 +39,12 @@ impl Orders for Mailer {
         Ok(())
     }
     async fn cancelled(&self) -> Result<(), OrderError> {
+        Ok(())
+    }
+    async fn moved(&self, _customer: CustomerId, _to: String) -> Result<(), OrderError> {
+        Ok(())
+    }
+    async fn counted(&self, _shelf: u64) -> Result<(), OrderError> {
         Ok(())
     }
 }
