@@ -12,6 +12,7 @@ mod expand;
 mod fallback;
 mod result_type;
 mod server;
+mod stream;
 mod trait_def;
 mod valid;
 

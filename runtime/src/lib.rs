@@ -86,6 +86,7 @@ mod fuzzing;
 pub mod protocol;
 mod security;
 mod server;
+mod streaming;
 mod telemetry;
 
 use std::future::Future;
@@ -105,6 +106,7 @@ pub use server::{
     DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_CONNECTIONS, ServeOptions, ServerSettings, default_call_store, unknown_service,
 };
+pub use streaming::Streaming;
 /// The `uuid` crate, for [`ActivityId::as_uuid`] and [`calls::CallKey::call_id`].
 pub use uuid;
 

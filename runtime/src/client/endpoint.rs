@@ -14,9 +14,11 @@ use tower::ServiceExt;
 use tracing::Instrument;
 
 use super::http::{BoxError, CallInfo};
+use super::http::{ResponseBody, box_body};
 use super::options::CallOptions;
 use super::retry::{RetryBudget, backoff};
 use super::stack::{BodyDigest, Carrier, sign};
+use super::stream::{StreamSetup, Success, Unary};
 use super::transport::{CertificateRejected, chain};
 use crate::body::{BodyError, read_limited};
 use crate::config::CallPolicy;
@@ -46,8 +48,8 @@ pub(super) struct EndpointInner {
 }
 
 /// What one attempt came to.
-enum Attempt<T, E> {
-    Ok(T),
+enum Attempt<S, E> {
+    Ok(S),
     /// The service's typed error: the answer, never retried.
     Typed(E),
     /// Any other failure, and whether `protocol::retry` says another attempt may fix it.
@@ -76,6 +78,8 @@ struct Outgoing {
     activity: String,
     /// Set when calls are signed.
     body_sha256: Option<Arc<str>>,
+    /// The caller's deadline, which bounds a whole stream (`None`: none).
+    callers_deadline: Option<Instant>,
     /// The headers that are the same on every attempt.
     headers: HeaderMap,
 }
@@ -95,7 +99,7 @@ impl Outgoing {
         // `CallOptions` refuses the protocol's names, so these never replace its headers.
         headers.extend(extra.into_iter().flatten());
         let body_sha256 = signed.then(|| Arc::from(body_sha256(&body)));
-        Self { body, call_id, activity, body_sha256, headers }
+        Self { body, call_id, activity, body_sha256, callers_deadline: context.deadline, headers }
     }
 }
 
@@ -114,6 +118,26 @@ impl Endpoint {
     where
         A: Serialize + ?Sized,
         T: DeserializeOwned,
+        E: crate::ServiceError,
+    {
+        self.call_for::<A, Unary<T>, E>(index, args).await.map(|Unary(value)| value)
+    }
+
+    /// Calls stream method `index` (PROTOCOL.md §4.3): attempts as [`call`](Self::call)
+    /// until the reply's head arrives, then the items as they come, never retried.
+    pub async fn call_stream<A, T, E>(&self, index: usize, args: &A) -> Result<crate::Streaming<T, E>, E>
+    where
+        A: Serialize + ?Sized,
+        T: DeserializeOwned + Send + 'static,
+        E: crate::ServiceError,
+    {
+        self.call_for::<A, crate::Streaming<T, E>, E>(index, args).await
+    }
+
+    async fn call_for<A, S, E>(&self, index: usize, args: &A) -> Result<S, E>
+    where
+        A: Serialize + ?Sized,
+        S: Success,
         E: crate::ServiceError,
     {
         let this = &*self.0;
@@ -155,20 +179,20 @@ impl Endpoint {
             activity_id = %outgoing.activity,
             outcome = tracing::field::Empty,
         );
-        self.attempts::<T, E>(index, &outgoing, &policy, started, deadline).instrument(span).await
+        self.attempts::<S, E>(index, &outgoing, &policy, started, deadline).instrument(span).await
     }
 
     /// The attempts of one call, within `deadline`, the policy and the retry budget.
-    async fn attempts<T, E>(
+    async fn attempts<S, E>(
         &self,
         index: usize,
         outgoing: &Outgoing,
         policy: &CallPolicy,
         started: Instant,
         deadline: Instant,
-    ) -> Result<T, E>
+    ) -> Result<S, E>
     where
-        T: DeserializeOwned,
+        S: Success,
         E: crate::ServiceError,
     {
         let this = &*self.0;
@@ -225,24 +249,40 @@ impl Endpoint {
         }
     }
 
-    async fn attempt<T, E>(
+    async fn attempt<S, E>(
         &self,
         index: usize,
         outgoing: &Outgoing,
         policy: &CallPolicy,
         attempt: u32,
         timeout: Duration,
-    ) -> Attempt<T, E>
+    ) -> Attempt<S, E>
     where
-        T: DeserializeOwned,
+        S: Success,
         E: crate::ServiceError,
     {
         let this = &*self.0;
         let method = this.methods[index];
         let limit = policy.max_reply_bytes;
-        let exchange = self.exchange(index, outgoing, attempt, timeout, limit);
+        // A unary call's server waits no longer than this attempt; a stream's whole
+        // run is bounded by the caller's deadline only (§4.3).
+        let server_deadline = match S::STREAM {
+            false => Some(server_deadline(timeout)),
+            true => outgoing.callers_deadline.map(|deadline| deadline.saturating_duration_since(Instant::now())),
+        };
+        let server_deadline = server_deadline.map(|left| u64::try_from(left.as_millis()).unwrap_or(u64::MAX));
+        let exchange = self.exchange(index, outgoing, attempt, server_deadline, limit, S::STREAM);
         let reply = match tokio::time::timeout(timeout, exchange).await {
-            Ok(Ok(reply)) => reply,
+            Ok(Ok(Received::Whole(reply))) => reply,
+            Ok(Ok(Received::Stream(body))) => {
+                let setup = StreamSetup {
+                    service: this.service,
+                    method,
+                    deadline: outgoing.callers_deadline,
+                    max_frame_bytes: usize::try_from(limit).unwrap_or(usize::MAX),
+                };
+                return Attempt::Ok(S::from_stream(body, setup));
+            }
             Ok(Err(Failure::Transport(message))) => {
                 return Attempt::failed(CallError::connect(this.service, method, message), Outcome::NoReply);
             }
@@ -272,9 +312,9 @@ impl Endpoint {
             |message| Attempt::failed(CallError::decode(service, method, status, message), Outcome::Unusable);
         let (error, kind) = match reply::decode(status, content_type, &reply.body) {
             Decoded::Result(json) => {
-                return match serde_json::from_slice(json) {
+                return match S::from_json(json) {
                     Ok(value) => Attempt::Ok(value),
-                    Err(e) => unusable(format!("the reply is not a valid result: {e}")),
+                    Err(message) => unusable(message),
                 };
             }
             Decoded::NotJson { content_type } => {
@@ -317,12 +357,12 @@ impl Endpoint {
         index: usize,
         outgoing: &Outgoing,
         attempt: u32,
-        timeout: Duration,
+        server_deadline: Option<u64>,
         limit: u64,
-    ) -> Result<ReceivedReply, Failure> {
+        stream: bool,
+    ) -> Result<Received, Failure> {
         let this = &*self.0;
         let method = this.methods[index];
-        let server_deadline = u64::try_from(server_deadline(timeout).as_millis()).unwrap_or(u64::MAX);
         let request = || {
             let mut headers = outgoing.headers.clone();
             headers::write_attempt(&mut headers, attempt, server_deadline);
@@ -349,7 +389,7 @@ impl Endpoint {
                     request
                 };
                 let response = transport.send(signed(), signed).await.map_err(Failure::from_transport)?;
-                read_reply(response, limit).await
+                read_reply(response, limit, stream).await
             }
             Carrier::Layered(client) => {
                 let mut request = request();
@@ -359,10 +399,16 @@ impl Endpoint {
                     request.extensions_mut().insert(BodyDigest(Arc::clone(digest)));
                 }
                 let response = client.clone().oneshot(request).await.map_err(Failure::from_layers)?;
-                read_reply(response, limit).await
+                read_reply(response, limit, stream).await
             }
         }
     }
+}
+
+/// A reply as received: read whole, or the body of a stream, left to be read as it comes.
+enum Received {
+    Whole(ReceivedReply),
+    Stream(ResponseBody),
 }
 
 /// A reply as received, its body read whole within the size limit.
@@ -410,15 +456,23 @@ fn chain_unless_ours(error: BoxError) -> BoxError {
 }
 
 /// Reads the body of `response` whole, at most `limit` bytes: refused, not buffered,
-/// when it declares or streams more.
-async fn read_reply<B>(response: Response<B>, limit: u64) -> Result<ReceivedReply, Failure>
+/// when it declares or streams more. With `stream`, a stream's `200` is left unread.
+async fn read_reply<B>(response: Response<B>, limit: u64, stream: bool) -> Result<Received, Failure>
 where
-    B: hyper::body::Body,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
     let (parts, body) = response.into_parts();
+    if stream
+        && crate::protocol::stream::is_stream(
+            parts.status.as_u16(),
+            parts.headers.get(CONTENT_TYPE).map(|v| v.as_bytes()),
+        )
+    {
+        return Ok(Received::Stream(box_body(body)));
+    }
     match read_limited(&parts.headers, body, limit).await {
-        Ok(body) => Ok(ReceivedReply { status: parts.status, headers: parts.headers, body }),
+        Ok(body) => Ok(Received::Whole(ReceivedReply { status: parts.status, headers: parts.headers, body })),
         Err(BodyError::TooLarge { declared }) => {
             let size = declared.map_or_else(|| format!("more than {limit}"), |n| n.to_string());
             Err(Failure::TooLarge { status: parts.status, size })

@@ -13,6 +13,7 @@ mod options;
 mod reqwest;
 mod retry;
 mod stack;
+mod stream;
 mod tls;
 mod transport;
 
