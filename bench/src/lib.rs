@@ -14,12 +14,16 @@
 //! - `intercall-layer`: one no-op client layer (what the layered path costs);
 //! - `intercall-reqwest`: the proxy over `ReqwestTransport` (a default `reqwest::Client`);
 //! - `intercall-h2`: the proxy over HTTP/2 (h2c, prior knowledge).
+//!
+//! The `stream` run ([`streams`]): items per second of one server stream, intercall
+//! against tonic, for small and 64 KiB items.
 
 pub mod clients;
 pub mod load;
 pub mod payload;
 pub mod peers;
 pub mod servers;
+pub mod streams;
 
 /// Every system under test, the floor first.
 pub const SYSTEMS: [&str; 6] = ["floor", "floor-hyper", "intercall", "jsonrpsee", "tonic", "tarpc"];

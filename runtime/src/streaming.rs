@@ -14,6 +14,8 @@ use futures_util::Stream;
 /// an `Err(E)` item is an error mid-stream, and ends the stream. Through a proxy, a
 /// failure of the connection mid-stream is an `Err(E::from(CallError))` item, and
 /// ends the stream too: the stream ends with `None` only when the server said it ended.
+/// A `Streaming` ends after its first `Err` item whatever the wrapped stream would
+/// yield next, so a local implementation behaves as a remote one does.
 ///
 /// ```
 /// use futures_util::stream;
@@ -28,14 +30,17 @@ use futures_util::Stream;
 /// # }
 /// ```
 pub struct Streaming<T, E> {
-    inner: Pin<Box<dyn Stream<Item = Result<T, E>> + Send + 'static>>,
+    /// `None` once the stream has ended (its end, or its first error): dropped then.
+    inner: Option<BoxStream<Result<T, E>>>,
 }
+
+type BoxStream<Item> = Pin<Box<dyn Stream<Item = Item> + Send + 'static>>;
 
 impl<T, E> Streaming<T, E> {
     /// Wraps any stream of results: `futures_util::stream::unfold`, a channel's
     /// receiver stream, `async_stream::stream!`, ...
     pub fn new(stream: impl Stream<Item = Result<T, E>> + Send + 'static) -> Self {
-        Self { inner: Box::pin(stream) }
+        Self { inner: Some(Box::pin(stream)) }
     }
 
     /// The items of an iterator, all ready at once.
@@ -50,7 +55,7 @@ impl<T, E> Streaming<T, E> {
     /// The next item; `None` once the stream has ended. (The same as
     /// `StreamExt::next`, without importing it.)
     pub async fn next(&mut self) -> Option<Result<T, E>> {
-        std::future::poll_fn(|cx| self.inner.as_mut().poll_next(cx)).await
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
     }
 }
 
@@ -58,11 +63,16 @@ impl<T, E> Stream for Streaming<T, E> {
     type Item = Result<T, E>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.inner.as_mut().poll_next(cx)
+        let Some(inner) = self.inner.as_mut() else { return Poll::Ready(None) };
+        let polled = inner.as_mut().poll_next(cx);
+        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
+            self.inner = None;
+        }
+        polled
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        self.inner.size_hint()
+        self.inner.as_ref().map_or((0, Some(0)), |inner| inner.size_hint())
     }
 }
 

@@ -43,6 +43,8 @@ pub trait Feed {
     async fn endless(&self, size: usize) -> Result<Streaming<Blob, FeedError>, FeedError>;
     /// One item every `every_ms` for ever.
     async fn ticks(&self, every_ms: u64) -> Result<Streaming<u64, FeedError>, FeedError>;
+    /// `count` items, one every `every_ms`, then a clean end.
+    async fn slow(&self, count: u64, every_ms: u64) -> Result<Streaming<u64, FeedError>, FeedError>;
     /// A unary method beside them.
     async fn ping(&self) -> Result<String, FeedError>;
 }
@@ -104,6 +106,13 @@ impl Feed for Counting {
         Ok(Streaming::new(stream::unfold((0u64, flag), move |(n, flag)| async move {
             tokio::time::sleep(Duration::from_millis(every_ms)).await;
             Some((Ok(n), (n + 1, flag)))
+        })))
+    }
+
+    async fn slow(&self, count: u64, every_ms: u64) -> Result<Streaming<u64, FeedError>, FeedError> {
+        Ok(Streaming::new(stream::iter(0..count).then(move |n| async move {
+            tokio::time::sleep(Duration::from_millis(every_ms)).await;
+            Ok(n)
         })))
     }
 
@@ -314,6 +323,18 @@ async fn the_caller_s_deadline_ends_a_long_stream() {
     let error = unavailable(Some(last.clone()));
     assert!(error.is_timeout(), "{error}");
     assert!(eventually(|| counting.0.dropped.load(Ordering::SeqCst)).await, "the server ended its stream");
+}
+
+/// Regression: the connection counted a stream idle once its head had left, so its
+/// idle timeout closed it mid-stream.
+#[tokio::test]
+async fn a_stream_longer_than_the_idle_timeout_is_not_cut() {
+    let options = intercall::ServeOptions::default().idle_timeout(Duration::from_millis(100));
+    let server = intercall_tests::spawn_with(FeedServer::new(Counting::default()).into_router(), options).await;
+    let feed = FeedProxy::new(invoker("Feed", &server.url())).unwrap();
+    // Six idle timeouts long.
+    let items: Vec<_> = feed.slow(15, 40).await.unwrap().collect().await;
+    assert_eq!(items, (0..15).map(Ok).collect::<Vec<_>>());
 }
 
 /// A raw request, as curl sends one.

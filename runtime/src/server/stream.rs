@@ -183,6 +183,11 @@ fn stream_started(served: ServedMethod, key: &CallKey) -> EncodedReply {
     EncodedReply::stored(reply.status, reply.body)
 }
 
+/// Marks a stream's reply, so that the connection counts it in flight until its body
+/// ends (`serve.rs`).
+#[derive(Clone, Copy)]
+pub(super) struct StreamReply;
+
 fn stream_response<T, E>(body: FrameBody<T, E>) -> Response
 where
     T: Serialize + Send + 'static,
@@ -193,6 +198,7 @@ where
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(NDJSON));
     // Intermediaries must pass each frame on as it comes, not keep or buffer the reply.
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response.extensions_mut().insert(StreamReply);
     response
 }
 
