@@ -201,7 +201,7 @@ async fn demo(invoker: Invoker) -> Result<(), Failure> {
         ("two lamps and a notebook", vec![line("p-1", 2), line("p-3", 1)]),
         ("a product that does not exist (the stream ends with the error)", vec![line("p-2", 1), line("p-404", 1)]),
     ] {
-        println!("\n-> Checkout.fulfil as customer alice: {what} (a stream)");
+        println!("\n-> Checkout.fulfil as customer alice, a stream: {what}");
         match alice.clone().scope(checkout.fulfil(lines)).await {
             Ok(mut steps) => {
                 while let Some(step) = steps.next().await {
