@@ -45,6 +45,8 @@ pub trait Feed {
     async fn ticks(&self, every_ms: u64) -> Result<Streaming<u64, FeedError>, FeedError>;
     /// `count` items, one every `every_ms`, then a clean end.
     async fn slow(&self, count: u64, every_ms: u64) -> Result<Streaming<u64, FeedError>, FeedError>;
+    /// `count` items, each the user the implementation's stream sees as it is polled.
+    async fn whoami(&self, count: u64) -> Result<Streaming<String, FeedError>, FeedError>;
     /// A unary method beside them.
     async fn ping(&self) -> Result<String, FeedError>;
 }
@@ -113,6 +115,14 @@ impl Feed for Counting {
         Ok(Streaming::new(stream::iter(0..count).then(move |n| async move {
             tokio::time::sleep(Duration::from_millis(every_ms)).await;
             Ok(n)
+        })))
+    }
+
+    async fn whoami(&self, count: u64) -> Result<Streaming<String, FeedError>, FeedError> {
+        Ok(Streaming::new(stream::iter(0..count).then(|_| async {
+            tokio::task::yield_now().await;
+            let user = intercall::UserContext::current();
+            Ok(user.and_then(|u| u.user_id().map(str::to_owned)).unwrap_or_else(|| "nobody".into()))
         })))
     }
 
@@ -335,6 +345,21 @@ async fn a_stream_longer_than_the_idle_timeout_is_not_cut() {
     // Six idle timeouts long.
     let items: Vec<_> = feed.slow(15, 40).await.unwrap().collect().await;
     assert_eq!(items, (0..15).map(Ok).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_signed_stream_runs_in_the_caller_s_context_for_every_item() {
+    let security = intercall::Security::shared_secret("streaming-test-secret-0123456789").unwrap();
+    let router = FeedServer::new(Counting::default()).security(security.clone()).into_router();
+    let server = spawn(router).await;
+    let invoker = intercall::Invoker::builder().service("Feed", server.url()).security(security).build().unwrap();
+    let feed = FeedProxy::new(invoker).unwrap();
+    let alice = intercall::UserContext::new(intercall::UserType::Customer, "alice").unwrap();
+    let items: Vec<_> = alice.scope(async { feed.whoami(3).await.unwrap().collect().await }).await;
+    assert_eq!(items, vec![Ok("alice".to_owned()), Ok("alice".into()), Ok("alice".into())]);
+    // The signature covers the request: an unsigned one is refused before anything streams.
+    let unsigned = post(&server, "Feed/whoami", r#"{"count":3}"#, &[]).await;
+    assert_eq!(unsigned.status(), 401);
 }
 
 /// A raw request, as curl sends one.

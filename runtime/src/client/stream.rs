@@ -111,10 +111,7 @@ impl<T: DeserializeOwned, E: ServiceError> RemoteItems<T, E> {
             }
         };
         Some(match decode_frame(line) {
-            Ok(Frame::Item(item)) => match serde_json::from_str(item.get()) {
-                Ok(item) => Read::Item(item),
-                Err(e) => decode_failed(format!("a stream item does not decode as the method's item type: {e}")),
-            },
+            Ok(Frame::Item(item)) => Read::Item(item),
             Ok(Frame::Skip) => Read::Skip,
             Ok(Frame::End) => Read::End,
             Ok(Frame::Error(error)) => match error {

@@ -14,7 +14,8 @@
 //! A body that ends without a final frame was cut: the reader reports a broken
 //! connection, never a clean end.
 
-use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::reply::{Decoded, EncodedReply, decode_error_body};
@@ -65,11 +66,11 @@ pub(crate) fn write_error(out: &mut Vec<u8>, reply: &EncodedReply) {
     out.extend_from_slice(b"}\n");
 }
 
-/// One frame as a client reads it.
+/// One frame as a client reads it, its item decoded as `T`.
 #[derive(Debug)]
-pub(crate) enum Frame<'a> {
-    /// An item, still to be decoded as the method's item type.
-    Item(&'a RawValue),
+pub(crate) enum Frame<'a, T> {
+    /// An item.
+    Item(T),
     /// A keep-alive, or a frame of a kind this reader does not know: skipped.
     Skip,
     /// The final frame of a clean end.
@@ -78,10 +79,12 @@ pub(crate) enum Frame<'a> {
     Error(Decoded<'a>),
 }
 
-#[derive(serde::Deserialize)]
-struct RawFrame<'a> {
-    #[serde(borrow, default, deserialize_with = "present")]
-    item: Option<&'a RawValue>,
+/// A frame's members, the item decoded in the same pass (not parsed twice).
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "T: DeserializeOwned"))]
+struct RawFrame<'a, T> {
+    #[serde(default, deserialize_with = "present")]
+    item: Option<T>,
     #[serde(borrow, default)]
     end: Option<&'a str>,
     #[serde(borrow, default)]
@@ -89,12 +92,12 @@ struct RawFrame<'a> {
 }
 
 /// A member that is there, even when its value is `null` (an item of `()` or `None`).
-fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<&'de RawValue>, D::Error> {
-    <&RawValue as serde::Deserialize>::deserialize(deserializer).map(Some)
+fn present<'de, D: serde::Deserializer<'de>, T: DeserializeOwned>(deserializer: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
 }
 
 /// Reads one frame (a line, without its `\n`).
-pub(crate) fn decode_frame(line: &[u8]) -> Result<Frame<'_>, String> {
+pub(crate) fn decode_frame<T: DeserializeOwned>(line: &[u8]) -> Result<Frame<'_, T>, String> {
     // serde would read a struct from an array too.
     if line.trim_ascii_start().first() != Some(&b'{') {
         return Err(format!(
@@ -102,8 +105,8 @@ pub(crate) fn decode_frame(line: &[u8]) -> Result<Frame<'_>, String> {
             String::from_utf8_lossy(&line[..line.len().min(64)])
         ));
     }
-    let frame: RawFrame<'_> =
-        serde_json::from_slice(line).map_err(|e| format!("a stream frame is not a JSON object: {e}"))?;
+    let frame: RawFrame<'_, T> = serde_json::from_slice(line)
+        .map_err(|e| format!("a stream frame does not decode (as the method's item type, for an item): {e}"))?;
     match (frame.item, frame.end, frame.error) {
         (Some(item), None, None) => Ok(Frame::Item(item)),
         (None, Some("ok"), None) => Ok(Frame::End),
@@ -206,7 +209,7 @@ mod tests {
             std::str::from_utf8(&out).unwrap(),
             "{\"end\":\"error\",\"error\":{\"kind\":\"service\",\"message\":\"Jobs.run returned JobError::Failed\",\"type\":\"JobError\",\"variant\":\"Failed\",\"value\":{\"Failed\":{\"step\":3}}}}\n"
         );
-        match decode_frame(out.strip_suffix(b"\n").unwrap()).unwrap() {
+        match decode_frame::<u64>(out.strip_suffix(b"\n").unwrap()).unwrap() {
             Frame::Error(Decoded::Service { type_name, value }) => {
                 assert_eq!((&*type_name, value.get()), ("JobError", r#"{"Failed":{"step":3}}"#));
             }
@@ -214,7 +217,7 @@ mod tests {
         }
         let mut out = Vec::new();
         write_error(&mut out, &framework_error(ErrorKind::Panic, "Jobs.run panicked", None));
-        match decode_frame(out.strip_suffix(b"\n").unwrap()).unwrap() {
+        match decode_frame::<u64>(out.strip_suffix(b"\n").unwrap()).unwrap() {
             Frame::Error(Decoded::Framework { kind: Some(ErrorKind::Panic), message, .. }) => {
                 assert_eq!(message, "Jobs.run panicked");
             }
@@ -224,14 +227,22 @@ mod tests {
 
     #[test]
     fn frames_decode_and_unknown_frames_are_skipped() {
-        assert!(matches!(decode_frame(br#"{"item":[1,2]}"#), Ok(Frame::Item(item)) if item.get() == "[1,2]"));
-        assert!(matches!(decode_frame(br#"{"item":null}"#), Ok(Frame::Item(item)) if item.get() == "null"));
-        assert!(matches!(decode_frame(b"{}"), Ok(Frame::Skip)));
-        assert!(matches!(decode_frame(br#"{"progress_hint":1}"#), Ok(Frame::Skip)));
-        assert!(matches!(decode_frame(br#"{"end":"ok"}"#), Ok(Frame::End)));
-        for bad in [&b"[1]"[..], b"not json", br#"{"end":"later"}"#, br#"{"end":"error"}"#, br#"{"item":1,"end":"ok"}"#]
-        {
-            assert!(decode_frame(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        type Raw = Box<RawValue>;
+        assert!(matches!(decode_frame::<Raw>(br#"{"item":[1,2]}"#), Ok(Frame::Item(item)) if item.get() == "[1,2]"));
+        assert!(matches!(decode_frame::<Option<u8>>(br#"{"item":null}"#), Ok(Frame::Item(None))), "a null item");
+        assert!(matches!(decode_frame::<u8>(br#"{"item":7,"later":{}}"#), Ok(Frame::Item(7))));
+        assert!(matches!(decode_frame::<u8>(b"{}"), Ok(Frame::Skip)));
+        assert!(matches!(decode_frame::<u8>(br#"{"progress_hint":1}"#), Ok(Frame::Skip)));
+        assert!(matches!(decode_frame::<u8>(br#"{"end":"ok"}"#), Ok(Frame::End)));
+        for bad in [
+            &b"[1]"[..],
+            b"not json",
+            br#"{"end":"later"}"#,
+            br#"{"end":"error"}"#,
+            br#"{"item":1,"end":"ok"}"#,
+            br#"{"item":"not a number"}"#,
+        ] {
+            assert!(decode_frame::<u8>(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
     }
 
