@@ -47,6 +47,10 @@ use crate::telemetry;
 /// out many to a write, and what waits for a slow reader stays this small.
 const BATCH_BYTES: usize = 16 << 10;
 
+/// The most a chunk's buffer is given up front: one huge item does not make every
+/// later chunk allocate as much.
+const MAX_CHUNK_CAPACITY: usize = 1 << 20;
+
 impl<S: Send + Sync + 'static> ServiceRouter<S> {
     /// Adds `POST /{service}/{method}` for a stream method: decodes the arguments as
     /// `A`, runs `call`, and streams the items of the `Streaming` it returns.
@@ -213,13 +217,16 @@ struct FrameBody<T, E> {
     span: tracing::Span,
     deadline: Option<Pin<Box<Sleep>>>,
     keepalive: Pin<Box<Sleep>>,
+    /// The capacity to give the next chunk: a little over the last one's length, so
+    /// that gathering a batch (or one large item) does not grow its buffer by doubling.
+    chunk_capacity: usize,
 }
 
 impl<T, E> FrameBody<T, E> {
     fn new(served: ServedMethod, items: Streaming<T, E>, context: CallContext, span: tracing::Span) -> Self {
         let deadline = context.deadline.map(|deadline| Box::pin(tokio::time::sleep_until(deadline.into())));
         let keepalive = Box::pin(tokio::time::sleep(KEEPALIVE_INTERVAL));
-        Self { served, items: Some(items), context, span, deadline, keepalive }
+        Self { served, items: Some(items), context, span, deadline, keepalive, chunk_capacity: 1024 }
     }
 }
 
@@ -281,9 +288,10 @@ impl<T: Serialize, E: Serialize> Stream for FrameBody<T, E> {
             frames::write_error(&mut out, &framework_error(ErrorKind::DeadlineExceeded, &message, None));
             return Poll::Ready(Some(Ok(Bytes::from(out))));
         }
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(this.chunk_capacity);
         this.gather(cx, &mut out);
         if !out.is_empty() {
+            this.chunk_capacity = (out.len() + out.len() / 8 + 64).min(MAX_CHUNK_CAPACITY);
             this.keepalive.as_mut().reset(tokio::time::Instant::now() + KEEPALIVE_INTERVAL);
             return Poll::Ready(Some(Ok(Bytes::from(out))));
         }
