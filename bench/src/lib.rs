@@ -20,6 +20,9 @@
 //!
 //! With feature `telemetry`, `intercall-observed` ([`observed`]): intercall with a
 //! metrics recorder and an OpenTelemetry tracer installed on both sides.
+//!
+//! The `stream` run ([`streams`]): items per second of one server stream, intercall
+//! against tonic, for small and 64 KiB items.
 
 pub mod clients;
 pub mod load;
@@ -30,6 +33,7 @@ pub mod peers;
 pub mod servers;
 pub mod soak;
 pub mod stores;
+pub mod streams;
 
 /// Every system under test, the floor first.
 pub const SYSTEMS: [&str; 6] = ["floor", "floor-hyper", "intercall", "jsonrpsee", "tonic", "tarpc"];

@@ -47,13 +47,27 @@ fn main() -> Result<(), Failure> {
             }
         }
         Some("soak-serve") => runtime.block_on(intercall_bench::soak::service::serve(&args[1], args.get(2).map(String::as_str))),
+        Some("stream-load") => {
+            let [system, port, size, count] = &args[1..] else {
+                return Err("stream-load <system> <port> small|large <count>".into());
+            };
+            let rate = runtime.block_on(intercall_bench::streams::items_per_second(
+                system,
+                port.parse()?,
+                size == "large",
+                count.parse()?,
+            ))?;
+            println!("{rate}");
+            Ok(())
+        }
+        Some("stream") => stream_run(args.iter().any(|a| a == "--quick")),
         Some("run") => {
             // `--only floor,intercall`: a subset of the systems, for quicker iterations.
             let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1));
             let only: Option<Vec<&str>> = only.map(|list| list.split(',').collect());
             run(args.iter().any(|a| a == "--quick"), args.iter().any(|a| a == "--same-core"), only.as_deref())
         }
-        _ => Err("usage: bench run [--quick] [--same-core] [--only a,b] | serve <system> | load <system> <port> <op> <concurrency> <ms> | mem <n> [store] | stores [--quick] | mem-budget <max_bytes> <reply_bytes> <calls> | soak [--minutes N] [--rate R] [--concurrency C]".into()),
+        _ => Err("usage: bench run [--quick] [--same-core] [--only a,b] | serve <system> | load <system> <port> <op> <concurrency> <ms> | stream [--quick] | stream-load <system> <port> small|large <count> | mem <n> [store] | stores [--quick] | mem-budget <max_bytes> <reply_bytes> <calls> | soak [--minutes N] [--rate R] [--concurrency C]".into()),
     }
 }
 
@@ -429,6 +443,57 @@ fn run(quick: bool, same_core: bool, only: Option<&[&str]>) -> Result<(), Failur
     std::fs::create_dir_all("target/bench")?;
     std::fs::write("target/bench/ratios.svg", svg(&chart))?;
     println!("# chart: target/bench/ratios.svg");
+    Ok(())
+}
+
+/// The `stream` run: per round, each system serves one stream of small items and one
+/// of 64 KiB items to a reader in another process (server on core 0, reader on core
+/// 1); reported as intercall's items per second over tonic's in the same round, and
+/// each system's items per second.
+///
+/// `RESULT stream_<size>_items_per_s <system> <ratio_to_tonic_median> <min> <max>` and
+/// `# <size> <system>: <median> items/s`.
+fn stream_run(quick: bool) -> Result<(), Failure> {
+    use intercall_bench::streams::STREAM_SYSTEMS;
+    let rounds = if quick { 3 } else { 7 };
+    let sizes = [("small", if quick { 200_000 } else { 1_000_000 }), ("large", if quick { 2_000 } else { 10_000 })];
+    println!("# bench stream: {rounds} rounds, server on core 0, reader on core 1");
+    let exe = std::env::current_exe()?;
+    for (size, count) in sizes {
+        // rates[system][round]
+        let mut rates = vec![Vec::new(); STREAM_SYSTEMS.len()];
+        for _ in 0..rounds {
+            for (i, system) in STREAM_SYSTEMS.iter().enumerate() {
+                let mut server = Command::new("taskset")
+                    .args(["-c", "0"])
+                    .arg(&exe)
+                    .args(["serve", system])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()?;
+                let port = ready_port(&mut server)?;
+                let out = Command::new("taskset")
+                    .args(["-c", "1"])
+                    .arg(&exe)
+                    .args(["stream-load", system, &port.to_string(), size, &count.to_string()])
+                    .output()?;
+                drop(server.stdin.take());
+                let _ = server.kill();
+                let _ = server.wait();
+                if !out.status.success() {
+                    return Err(format!("stream-load {system} {size}: {}", String::from_utf8_lossy(&out.stderr)).into());
+                }
+                rates[i].push(String::from_utf8(out.stdout)?.trim().parse::<f64>()?);
+            }
+        }
+        for (i, system) in STREAM_SYSTEMS.iter().enumerate() {
+            let ratios: Vec<f64> = rates[i].iter().zip(&rates[0]).map(|(rate, base)| rate / base).collect();
+            let (median, min, max) = spread(&ratios);
+            println!("RESULT stream_{size}_items_per_s {system} {median:.3} {min:.3} {max:.3}");
+            let (median, min, max) = spread(&rates[i]);
+            println!("# {size} ({count} items) {system}: {median:.0} items/s (min {min:.0}, max {max:.0})");
+        }
+    }
     Ok(())
 }
 

@@ -56,6 +56,10 @@ pub trait Bench {
     async fn echo(&self, msg: Echo) -> Result<Echo, BenchError>;
     async fn large(&self, blob: Blob) -> Result<Blob, BenchError>;
     async fn fail(&self, code: u32) -> Result<Echo, BenchError>;
+    /// `count` small items, streamed (the `stream` run).
+    async fn stream_small(&self, count: u64) -> Result<intercall::Streaming<Echo, BenchError>, BenchError>;
+    /// `count` 64 KiB items, streamed.
+    async fn stream_large(&self, count: u64) -> Result<intercall::Streaming<Blob, BenchError>, BenchError>;
 }
 
 /// The one implementation every intercall server runs.
@@ -72,5 +76,13 @@ impl Bench for Echoer {
 
     async fn fail(&self, code: u32) -> Result<Echo, BenchError> {
         Err(BenchError::Rejected { code })
+    }
+
+    async fn stream_small(&self, count: u64) -> Result<intercall::Streaming<Echo, BenchError>, BenchError> {
+        Ok(intercall::Streaming::iter((0..count).map(|id| Ok(Echo::sample(id)))))
+    }
+
+    async fn stream_large(&self, count: u64) -> Result<intercall::Streaming<Blob, BenchError>, BenchError> {
+        Ok(intercall::Streaming::iter((0..count).map(|_| Ok(Blob::sample()))))
     }
 }

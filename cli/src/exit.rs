@@ -33,6 +33,7 @@ pub fn of_kind(kind: ErrorKind) -> u8 {
         ErrorKind::Panic => 22,
         ErrorKind::Internal => 23,
         ErrorKind::Overloaded => 24,
+        ErrorKind::StreamStarted => 25,
     }
 }
 

@@ -77,6 +77,15 @@ pub trait Conformance {
 
     /// Returns the user, activity and deadline the method ran with.
     async fn context(&self) -> Result<Seen, ConformanceError>;
+
+    /// A stream (PROTOCOL.md §4.3): `0..count`, then the end `end` names: `"Refused"`
+    /// ends with the typed error `Refused`, `"panic"` with a crash, anything else
+    /// cleanly; `"before"` is the error `Refused` before the first item.
+    async fn stream(
+        &self,
+        count: u64,
+        end: String,
+    ) -> Result<intercall::Streaming<u64, ConformanceError>, ConformanceError>;
 }
 
 /// The reference implementation: counters in memory.
@@ -125,6 +134,24 @@ impl Conformance for Reference {
     async fn panic(&self, key: String) -> Result<(), ConformanceError> {
         self.bump(&key);
         panic!("{}", crate::spec::PANIC_DETAIL);
+    }
+
+    async fn stream(
+        &self,
+        count: u64,
+        end: String,
+    ) -> Result<intercall::Streaming<u64, ConformanceError>, ConformanceError> {
+        if end == "before" {
+            return Err(ConformanceError::Refused);
+        }
+        // Polled as the stream is read: the panic happens mid-stream, after the items.
+        let items = (0..=count).filter_map(move |n| match (n < count, end.as_str()) {
+            (true, _) => Some(Ok(n)),
+            (false, "Refused") => Some(Err(ConformanceError::Refused)),
+            (false, "panic") => panic!("{}", crate::spec::PANIC_DETAIL),
+            (false, _) => None,
+        });
+        Ok(intercall::Streaming::iter(items))
     }
 
     async fn context(&self) -> Result<Seen, ConformanceError> {

@@ -75,13 +75,13 @@ fn assert_all_pass(output: &Output, at_least: usize) {
 #[test]
 fn server_mode_passes_against_the_rust_reference_server() {
     let server = Reference::start(None);
-    assert_all_pass(&suite(&["server", &server.url]), 82);
+    assert_all_pass(&suite(&["server", &server.url]), 88);
 }
 
 #[test]
 fn server_mode_passes_against_the_signing_rust_reference_server() {
     let server = Reference::start(Some(SECRET));
-    assert_all_pass(&suite(&["server", &server.url, "--secret", SECRET]), 95);
+    assert_all_pass(&suite(&["server", &server.url, "--secret", SECRET]), 101);
 }
 
 #[test]

@@ -33,6 +33,8 @@ pub(crate) struct Method<'a> {
     pub(crate) args: Vec<Arg<'a>>,
     pub(crate) ok: &'a Type,
     pub(crate) err: &'a Type,
+    /// `T` of a stream method, whose `ok` is `Streaming<T, E>` (`stream.rs`).
+    pub(crate) item: Option<&'a Type>,
     /// Every attribute of the method, as written; they stay on the trait's method.
     pub(crate) attrs: &'a [Attribute],
     /// When the method exists (its `#[cfg]`s and `#[cfg_attr]`s), for every generated item.
@@ -176,12 +178,14 @@ impl<'a> Method<'a> {
             result_type::check_error_type(err, &mut reject);
         }
         let (ok_ty, err_ty) = result?;
+        let item = crate::stream::item_type(ok_ty, err_ty, &mut reject).ok()?;
         ok.then_some(Method {
             ident: &sig.ident,
             name,
             args,
             ok: ok_ty,
             err: err_ty,
+            item,
             attrs: &method.attrs,
             cfg: Cfg::of(&method.attrs),
             original: method,

@@ -89,7 +89,10 @@ fn proxy_method(service: &Service<'_>, index: TokenStream, method: &Method<'_>) 
     let lifetime = (!names.is_empty()).then(|| quote!(<'__intercall>));
     // Spanned at the error type: if it lacks `From<CallError>`, rustc reports the same
     // error as the macro's own assertion there, and merges the two.
-    let call = quote_spanned!(method.err.span()=> call);
+    let call = match method.item {
+        None => quote_spanned!(method.err.span()=> call),
+        Some(_) => quote_spanned!(method.err.span()=> call_stream),
+    };
     quote! {
         #(#docs)*
         #cfg

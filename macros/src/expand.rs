@@ -110,7 +110,7 @@ fn assertions(service: &Service<'_>) -> TokenStream {
             .args
             .iter()
             .map(|arg| arg.ty)
-            .chain([method.ok])
+            .chain([method.item.unwrap_or(method.ok)])
             .map(|ty| quote::quote_spanned!(at(ty)=> #krate::__private::assert_wire_type::<#ty>();));
         let cfg = &method.cfg;
         quote! {

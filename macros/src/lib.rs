@@ -13,6 +13,7 @@ mod fallback;
 mod manifest;
 mod result_type;
 mod server;
+mod stream;
 mod trait_def;
 mod valid;
 
@@ -38,6 +39,13 @@ use proc_macro::TokenStream;
 /// the `name` given) and its methods' names are ASCII, since they are URL path segments.
 /// Anything else is rejected with an error at the offending token saying what to write
 /// instead.
+///
+/// A **stream method** answers with many items: its `Ok` type is
+/// `intercall::Streaming<Item, E>` (`-> Result<Streaming<Item, E>, E>`), with the
+/// method's own `E`. An error before the first item is the method's `Err`; each item is
+/// a `Result<Item, E>`, and an `Err` item ends the stream. The implementation returns
+/// `Streaming::new(any_stream)`, the proxy a `Streaming` read from the wire
+/// (docs/PROTOCOL.md §4.3).
 ///
 /// A method's `#[cfg(..)]` and `#[cfg_attr(.., cfg(..))]` apply to everything generated
 /// for it (its route, its proxy method, its `dyn` support), and a `#[deprecated]`

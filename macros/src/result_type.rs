@@ -23,6 +23,10 @@ pub(crate) fn parse<'a>(
             return None;
         }
     };
+    if let Some(message) = crate::stream::misdeclared(&sig.output) {
+        reject(ty, &message);
+        return None;
+    }
     let path = match ty {
         Type::Path(path) if path.qself.is_none() => path,
         _ => {

@@ -32,9 +32,13 @@ pub(crate) fn server(service: &Service<'_>) -> TokenStream {
             quote!(#field: #ty)
         });
         let names = method.args.iter().map(|arg| arg.ident);
+        let add = match method.item {
+            None => quote!(method),
+            Some(_) => quote!(stream_method),
+        };
         quote! {
             #cfg
-            let __intercall_router = __intercall_router.method(#method_name, {
+            let __intercall_router = __intercall_router.#add(#method_name, {
                 #[derive(#krate::__private::serde::Deserialize)]
                 #[serde(crate = #serde_crate)]
                 #[allow(non_camel_case_types)]

@@ -260,6 +260,11 @@ impl CallContext {
         CURRENT.scope(self, future)
     }
 
+    /// Runs `f` inside this context: for polling a stream, which has no future to scope.
+    pub(crate) fn in_scope<R>(self, f: impl FnOnce() -> R) -> R {
+        CURRENT.sync_scope(self, f)
+    }
+
     /// The time left before the deadline; `None` without one.
     pub fn remaining(&self) -> Option<Duration> {
         self.deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()))

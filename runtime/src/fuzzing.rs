@@ -80,7 +80,7 @@ pub fn call_headers(data: &[u8]) -> bool {
     let activity = call.activity_text.unwrap_or(PLACEHOLDER);
     let deadline_ms = call.deadline.map(|d| u64::try_from(d.as_millis()).expect("parsed from a u64"));
     let mut written = headers::write_call(call_id, activity, call.user.as_ref());
-    headers::write_attempt(&mut written, call.attempt.unwrap_or(1), deadline_ms.unwrap_or(0));
+    headers::write_attempt(&mut written, call.attempt.unwrap_or(1), Some(deadline_ms.unwrap_or(0)));
     headers::check_content_type(&written).expect("a client's content-type is accepted");
     let again = CallHeaders::parse(&written).expect("the headers a client writes parse");
     assert_eq!((again.call_id_text, again.activity_text), (Some(call_id), Some(activity)));

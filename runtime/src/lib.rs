@@ -87,6 +87,7 @@ mod fuzzing;
 pub mod protocol;
 mod security;
 mod server;
+mod streaming;
 mod telemetry;
 
 use std::future::Future;
@@ -108,6 +109,7 @@ pub use server::{
     DEFAULT_MAX_CONNECTIONS, MaxInFlight, SHED_RETRY_AFTER_SECS, ServeOptions, ServerSettings, default_call_store,
     unknown_service,
 };
+pub use streaming::Streaming;
 /// The `uuid` crate, for [`ActivityId::as_uuid`] and [`calls::CallKey::call_id`].
 pub use uuid;
 

@@ -65,6 +65,16 @@ pub struct FailRequest {
     pub code: u32,
 }
 
+/// The argument of the streamed methods: how many items.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StreamRequest {
+    #[prost(uint64, tag = "1")]
+    pub count: u64,
+}
+
+/// A server-streaming reply, as tonic's generated trait takes it.
+type ItemStream<T> = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<T, Status>> + Send>>;
+
 /// `BenchError::Rejected`, carried in the details of `fail`'s status.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Rejected {
@@ -77,6 +87,21 @@ struct Echoer;
 
 #[::tonic::async_trait]
 impl Bench for Echoer {
+    type StreamSmallStream = ItemStream<EchoMessage>;
+    type StreamLargeStream = ItemStream<BlobMessage>;
+
+    async fn stream_small(&self, request: Request<StreamRequest>) -> Result<Response<Self::StreamSmallStream>, Status> {
+        let count = request.into_inner().count;
+        let items = (0..count).map(|id| Ok(EchoMessage::from(Echo::sample(id))));
+        Ok(Response::new(Box::pin(futures_util::stream::iter(items))))
+    }
+
+    async fn stream_large(&self, request: Request<StreamRequest>) -> Result<Response<Self::StreamLargeStream>, Status> {
+        let count = request.into_inner().count;
+        let items = (0..count).map(|_| Ok(BlobMessage { data: Blob::sample().data }));
+        Ok(Response::new(Box::pin(futures_util::stream::iter(items))))
+    }
+
     async fn echo(&self, request: Request<EchoMessage>) -> Result<Response<EchoMessage>, Status> {
         Ok(Response::new(request.into_inner()))
     }
@@ -122,6 +147,24 @@ impl Client {
     pub async fn large(&self) -> Result<bool, Status> {
         let reply = self.grpc.clone().large(BlobMessage { data: Blob::sample().data }).await?;
         Ok(reply.into_inner().data.len() == 64 * 1024)
+    }
+
+    /// Reads a stream of `count` small (or 64 KiB) items whole; how many arrived intact.
+    pub async fn stream(&self, large: bool, count: u64) -> Result<u64, Status> {
+        let request = StreamRequest { count };
+        let mut received = 0;
+        if large {
+            let mut items = self.grpc.clone().stream_large(request).await?.into_inner();
+            while let Some(item) = items.message().await? {
+                received += u64::from(item.data.len() == 64 * 1024);
+            }
+        } else {
+            let mut items = self.grpc.clone().stream_small(request).await?.into_inner();
+            while let Some(item) = items.message().await? {
+                received += u64::from(Echo::from(item) == Echo::sample(received));
+            }
+        }
+        Ok(received)
     }
 
     /// True when the call failed with `FAILED_PRECONDITION` and `Rejected { code: 7 }`.

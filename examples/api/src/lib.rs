@@ -2,7 +2,7 @@
 //! The example system's API crate: the service traits and their data types, nothing
 //! else. Every node depends on it; none of them needs to know where a service runs.
 
-use intercall::CallError;
+use intercall::{CallError, Streaming};
 use serde::{Deserialize, Serialize};
 
 /// A product in the catalog.
@@ -112,6 +112,23 @@ impl From<CallError> for CheckoutError {
     }
 }
 
+/// What [`Checkout::fulfil`] reports: progress, then the result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Fulfilment {
+    /// One more line is packed.
+    Progress {
+        /// How much of the order is packed, 0 to 100.
+        percent: u8,
+        /// What was just done.
+        step: String,
+    },
+    /// Everything is packed and handed to the carrier: the last item.
+    Shipped {
+        /// The carrier's tracking code.
+        tracking: String,
+    },
+}
+
 /// Prices orders; looks products up in the [`Catalog`].
 #[intercall::service]
 pub trait Checkout {
@@ -120,6 +137,10 @@ pub trait Checkout {
     /// Prices the order and places it: the quote becomes an order, and
     /// [`OrderEvents::placed`] tells whoever subscribes.
     async fn place_order(&self, lines: Vec<OrderLine>, coupon: Option<String>) -> Result<String, CheckoutError>;
+    /// Packs and ships an order, reporting each packed line, then the tracking code: a
+    /// stream. An empty order is refused before the first item; a product the catalog
+    /// does not have ends the stream with [`CheckoutError::Catalog`].
+    async fn fulfil(&self, lines: Vec<OrderLine>) -> Result<Streaming<Fulfilment, CheckoutError>, CheckoutError>;
 }
 
 /// What happens to orders, for whoever subscribes (a mailer, a ledger, ...): published

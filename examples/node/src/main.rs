@@ -211,6 +211,23 @@ async fn demo(invoker: Invoker) -> Result<(), Failure> {
         }
     }
 
+    // A stream method: progress reports as the order is packed, then the result.
+    for (what, lines) in [
+        ("two lamps and a notebook", vec![line("p-1", 2), line("p-3", 1)]),
+        ("a product that does not exist (the stream ends with the error)", vec![line("p-2", 1), line("p-404", 1)]),
+    ] {
+        println!("\n-> Checkout.fulfil as customer alice, a stream: {what}");
+        match alice.clone().scope(checkout.fulfil(lines)).await {
+            Ok(mut steps) => {
+                while let Some(step) = steps.next().await {
+                    println!("<- item {step:?}");
+                }
+                println!("<- end of stream");
+            }
+            Err(error) => println!("<- Err before the first item: {error:?}"),
+        }
+    }
+
     if let (Some(stop), Some(mailer)) = (stop_mailer, mailer) {
         println!("\n-> Checkout.place_order as customer alice: one notebook (publishes OrderEvents.placed)");
         let order = alice.clone().scope(checkout.place_order(vec![line("p-3", 1)], None)).await;

@@ -2,10 +2,14 @@
 //! `async fn`s; nothing here knows about HTTP.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
-use example_api::{Catalog, CatalogError, Checkout, CheckoutError, OrderEvents, OrderLine, PricedLine, Product, Quote};
+use example_api::{
+    Catalog, CatalogError, Checkout, CheckoutError, Fulfilment, OrderEvents, OrderLine, PricedLine, Product, Quote,
+};
+use futures_util::StreamExt;
+use intercall::Streaming;
 
 /// A catalog held in memory.
 #[derive(Default)]
@@ -43,7 +47,8 @@ impl Catalog for InMemoryCatalog {
 /// orders are told to any [`OrderEvents`]: an `OrderEventsPublisher`, a subscriber linked
 /// in, or [`NoOrderEvents`].
 pub struct ShopCheckout<C, E = NoOrderEvents> {
-    catalog: C,
+    /// Shared with the streams of [`Checkout::fulfil`], which outlive the call.
+    catalog: Arc<C>,
     events: E,
     next_order: AtomicU64,
 }
@@ -56,7 +61,7 @@ impl<C: Catalog> ShopCheckout<C> {
 
 impl<C: Catalog, E: OrderEvents> ShopCheckout<C, E> {
     pub fn with_events(catalog: C, events: E) -> Self {
-        Self { catalog, events, next_order: AtomicU64::new(1) }
+        Self { catalog: Arc::new(catalog), events, next_order: AtomicU64::new(1) }
     }
 }
 
@@ -72,7 +77,7 @@ impl OrderEvents for NoOrderEvents {
 /// Percent off for each known coupon.
 const COUPONS: &[(&str, u64)] = &[("WELCOME10", 10), ("HALF", 50)];
 
-impl<C: Catalog, E: OrderEvents> Checkout for ShopCheckout<C, E> {
+impl<C: Catalog + 'static, E: OrderEvents> Checkout for ShopCheckout<C, E> {
     async fn quote(&self, lines: Vec<OrderLine>, coupon: Option<String>) -> Result<Quote, CheckoutError> {
         if lines.is_empty() {
             return Err(CheckoutError::EmptyOrder);
@@ -101,5 +106,24 @@ impl<C: Catalog, E: OrderEvents> Checkout for ShopCheckout<C, E> {
         // Returns once Redis has the event; subscribers run on their own time.
         self.events.placed(order_id.clone(), quote.total_cents, lines).await?;
         Ok(order_id)
+    }
+
+    async fn fulfil(&self, lines: Vec<OrderLine>) -> Result<Streaming<Fulfilment, CheckoutError>, CheckoutError> {
+        if lines.is_empty() {
+            return Err(CheckoutError::EmptyOrder);
+        }
+        let tracking = format!("TRK-{}", self.next_order.fetch_add(1, Ordering::Relaxed));
+        let (catalog, count) = (Arc::clone(&self.catalog), lines.len());
+        // Each line is looked up as the caller reads the stream: the progress is real.
+        let packed = futures_util::stream::iter(lines.into_iter().enumerate()).then(move |(done, line)| {
+            let catalog = Arc::clone(&catalog);
+            async move {
+                let product = catalog.get(line.product_id).await.map_err(CheckoutError::Catalog)?;
+                let percent = u8::try_from((done + 1) * 100 / count).unwrap_or(100);
+                Ok(Fulfilment::Progress { percent, step: format!("packed {} x {}", line.quantity, product.name) })
+            }
+        });
+        let shipped = futures_util::stream::once(async move { Ok(Fulfilment::Shipped { tracking }) });
+        Ok(Streaming::new(packed.chain(shipped)))
     }
 }

@@ -16,9 +16,11 @@ use tracing::Instrument;
 use super::balance::{Backends, Picked};
 use super::ejection::{Verdict, verdict};
 use super::http::{BoxError, CallInfo};
+use super::http::{ResponseBody, box_body};
 use super::options::CallOptions;
 use super::retry::{RetryBudget, backoff};
 use super::stack::{BodyDigest, Carrier, sign};
+use super::stream::{StreamSetup, Success, Unary};
 use super::transport::{CertificateRejected, chain};
 use crate::body::{BodyError, read_limited};
 use crate::config::CallPolicy;
@@ -66,8 +68,8 @@ enum Target<'a> {
 }
 
 /// What one attempt came to.
-enum Attempt<T, E> {
-    Ok(T),
+enum Attempt<S, E> {
+    Ok(S),
     /// The service's typed error: the answer, never retried; with its type's name and
     /// variant's as the server sent them (`CatalogError::NotFound`), for the span.
     Typed(E, String),
@@ -102,6 +104,8 @@ struct Outgoing {
     activity: String,
     /// Set when calls are signed.
     body_sha256: Option<Arc<str>>,
+    /// The caller's deadline, which bounds a whole stream (`None`: none).
+    callers_deadline: Option<Instant>,
     /// The headers that are the same on every attempt.
     headers: HeaderMap,
 }
@@ -121,7 +125,7 @@ impl Outgoing {
         // `CallOptions` refuses the protocol's names, so these never replace its headers.
         headers.extend(extra.into_iter().flatten());
         let body_sha256 = signed.then(|| Arc::from(body_sha256(&body)));
-        Self { body, call_id, activity, body_sha256, headers }
+        Self { body, call_id, activity, body_sha256, callers_deadline: context.deadline, headers }
     }
 }
 
@@ -140,6 +144,26 @@ impl Endpoint {
     where
         A: Serialize + ?Sized,
         T: DeserializeOwned,
+        E: crate::ServiceError,
+    {
+        self.call_for::<A, Unary<T>, E>(index, args).await.map(|Unary(value)| value)
+    }
+
+    /// Calls stream method `index` (PROTOCOL.md §4.3): attempts as [`call`](Self::call)
+    /// until the reply's head arrives, then the items as they come, never retried.
+    pub async fn call_stream<A, T, E>(&self, index: usize, args: &A) -> Result<crate::Streaming<T, E>, E>
+    where
+        A: Serialize + ?Sized,
+        T: DeserializeOwned + Send + 'static,
+        E: crate::ServiceError,
+    {
+        self.call_for::<A, crate::Streaming<T, E>, E>(index, args).await
+    }
+
+    async fn call_for<A, S, E>(&self, index: usize, args: &A) -> Result<S, E>
+    where
+        A: Serialize + ?Sized,
+        S: Success,
         E: crate::ServiceError,
     {
         let this = &*self.0;
@@ -184,20 +208,20 @@ impl Endpoint {
             "error.type" = tracing::field::Empty,
             "http.response.status_code" = tracing::field::Empty,
         );
-        self.attempts::<T, E>(index, &outgoing, &policy, started, deadline).instrument(span).await
+        self.attempts::<S, E>(index, &outgoing, &policy, started, deadline).instrument(span).await
     }
 
     /// The attempts of one call, within `deadline`, the policy and the retry budget.
-    async fn attempts<T, E>(
+    async fn attempts<S, E>(
         &self,
         index: usize,
         outgoing: &Outgoing,
         policy: &CallPolicy,
         started: Instant,
         deadline: Instant,
-    ) -> Result<T, E>
+    ) -> Result<S, E>
     where
-        T: DeserializeOwned,
+        S: Success,
         E: crate::ServiceError,
     {
         let this = &*self.0;
@@ -303,7 +327,7 @@ impl Endpoint {
         }
     }
 
-    async fn attempt<T, E>(
+    async fn attempt<S, E>(
         &self,
         index: usize,
         outgoing: &Outgoing,
@@ -311,17 +335,33 @@ impl Endpoint {
         attempt: u32,
         timeout: Duration,
         target: &Target<'_>,
-    ) -> Attempt<T, E>
+    ) -> Attempt<S, E>
     where
-        T: DeserializeOwned,
+        S: Success,
         E: crate::ServiceError,
     {
         let this = &*self.0;
         let method = this.methods[index];
         let limit = policy.max_reply_bytes;
-        let exchange = self.exchange(index, outgoing, attempt, timeout, limit, target);
+        // A unary call's server waits no longer than this attempt; a stream's whole
+        // run is bounded by the caller's deadline only (§4.3).
+        let server_deadline = match S::STREAM {
+            false => Some(server_deadline(timeout)),
+            true => outgoing.callers_deadline.map(|deadline| deadline.saturating_duration_since(Instant::now())),
+        };
+        let server_deadline = server_deadline.map(|left| u64::try_from(left.as_millis()).unwrap_or(u64::MAX));
+        let exchange = self.exchange(index, outgoing, attempt, server_deadline, ReadAs { limit, stream: S::STREAM }, target);
         let reply = match tokio::time::timeout(timeout, exchange).await {
-            Ok(Ok(reply)) => reply,
+            Ok(Ok(Received::Whole(reply))) => reply,
+            Ok(Ok(Received::Stream(body))) => {
+                let setup = StreamSetup {
+                    service: this.service,
+                    method,
+                    deadline: outgoing.callers_deadline,
+                    max_frame_bytes: usize::try_from(limit).unwrap_or(usize::MAX),
+                };
+                return Attempt::Ok(S::from_stream(body, setup));
+            }
             Ok(Err(Failure::Transport(message))) => {
                 return Attempt::failed(CallError::connect(this.service, method, message), Outcome::NoReply);
             }
@@ -354,9 +394,9 @@ impl Endpoint {
             |message| Attempt::failed(CallError::decode(service, method, status, message), Outcome::Unusable);
         let (error, kind) = match reply::decode(status, content_type, &reply.body) {
             Decoded::Result(json) => {
-                return match serde_json::from_slice(json) {
+                return match S::from_json(json) {
                     Ok(value) => Attempt::Ok(value),
-                    Err(e) => unusable(format!("the reply is not a valid result: {e}")),
+                    Err(message) => unusable(message),
                 };
             }
             Decoded::NotJson { content_type } => {
@@ -399,10 +439,10 @@ impl Endpoint {
         index: usize,
         outgoing: &Outgoing,
         attempt: u32,
-        timeout: Duration,
-        limit: u64,
+        server_deadline: Option<u64>,
+        read: ReadAs,
         target: &Target<'_>,
-    ) -> Result<ReceivedReply, Failure> {
+    ) -> Result<Received, Failure> {
         let this = &*self.0;
         let method = this.methods[index];
         // Counted in the endpoint's load while the exchange lasts.
@@ -416,7 +456,6 @@ impl Endpoint {
             }
             (Target::Balanced(_), Targets::One(_)) => unreachable!("a balanced target comes from balanced targets"),
         };
-        let server_deadline = u64::try_from(server_deadline(timeout).as_millis()).unwrap_or(u64::MAX);
         let request = || {
             let mut headers = outgoing.headers.clone();
             headers::write_attempt(&mut headers, attempt, server_deadline);
@@ -446,7 +485,7 @@ impl Endpoint {
                     request
                 };
                 let response = transport.send(signed(), signed).await.map_err(Failure::from_transport)?;
-                read_reply(response, limit).await
+                read_reply(response, read.limit, read.stream).await
             }
             Carrier::Layered(client) => {
                 let mut request = request();
@@ -456,10 +495,24 @@ impl Endpoint {
                     request.extensions_mut().insert(BodyDigest(Arc::clone(digest)));
                 }
                 let response = client.clone().oneshot(request).await.map_err(Failure::from_layers)?;
-                read_reply(response, limit).await
+                read_reply(response, read.limit, read.stream).await
             }
         }
     }
+}
+
+/// How an attempt's reply is read: whole, within `limit` bytes, or as a stream (whose
+/// frames are each held to `limit`).
+#[derive(Clone, Copy)]
+struct ReadAs {
+    limit: u64,
+    stream: bool,
+}
+
+/// A reply as received: read whole, or the body of a stream, left to be read as it comes.
+enum Received {
+    Whole(ReceivedReply),
+    Stream(ResponseBody),
 }
 
 /// A reply as received, its body read whole within the size limit.
@@ -507,15 +560,23 @@ fn chain_unless_ours(error: BoxError) -> BoxError {
 }
 
 /// Reads the body of `response` whole, at most `limit` bytes: refused, not buffered,
-/// when it declares or streams more.
-async fn read_reply<B>(response: Response<B>, limit: u64) -> Result<ReceivedReply, Failure>
+/// when it declares or streams more. With `stream`, a stream's `200` is left unread.
+async fn read_reply<B>(response: Response<B>, limit: u64, stream: bool) -> Result<Received, Failure>
 where
-    B: hyper::body::Body,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
     let (parts, body) = response.into_parts();
+    if stream
+        && crate::protocol::stream::is_stream(
+            parts.status.as_u16(),
+            parts.headers.get(CONTENT_TYPE).map(|v| v.as_bytes()),
+        )
+    {
+        return Ok(Received::Stream(box_body(body)));
+    }
     match read_limited(&parts.headers, body, limit).await {
-        Ok(body) => Ok(ReceivedReply { status: parts.status, headers: parts.headers, body }),
+        Ok(body) => Ok(Received::Whole(ReceivedReply { status: parts.status, headers: parts.headers, body })),
         Err(BodyError::TooLarge { declared }) => {
             let size = declared.map_or_else(|| format!("more than {limit}"), |n| n.to_string());
             Err(Failure::TooLarge { status: parts.status, size })

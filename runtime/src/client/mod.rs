@@ -16,6 +16,7 @@ mod reqwest;
 mod resolve;
 mod retry;
 mod stack;
+mod stream;
 mod tls;
 mod transport;
 

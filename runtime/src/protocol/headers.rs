@@ -223,9 +223,11 @@ pub(crate) fn write_call(call_id: &str, activity: &str, user: Option<&UserContex
 }
 
 /// The headers that differ per attempt: its number and the time the caller waits.
-pub(crate) fn write_attempt(headers: &mut HeaderMap, attempt: u32, deadline_ms: u64) {
+pub(crate) fn write_attempt(headers: &mut HeaderMap, attempt: u32, deadline_ms: Option<u64>) {
     headers.insert(names::CALL_ATTEMPT, HeaderValue::from(attempt));
-    headers.insert(names::DEADLINE_MS, HeaderValue::from(deadline_ms));
+    if let Some(deadline_ms) = deadline_ms {
+        headers.insert(names::DEADLINE_MS, HeaderValue::from(deadline_ms));
+    }
 }
 
 /// The signature headers of one attempt.
@@ -379,7 +381,7 @@ mod tests {
     fn written_headers_parse_back() {
         let user = UserContext::new("customer", "alice").unwrap();
         let mut headers = write_call(ID, ID, Some(&user));
-        write_attempt(&mut headers, 3, 450);
+        write_attempt(&mut headers, 3, Some(450));
         check_content_type(&headers).unwrap();
         let call = CallHeaders::parse(&headers).unwrap();
         assert_eq!(call.call_id_text, Some(ID));

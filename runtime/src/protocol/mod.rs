@@ -9,6 +9,7 @@
 //! | §3 Body | `args`: the JSON object of named arguments |
 //! | §4 Response | [`reply`]: encoding a result, a typed error or a framework error; decoding a reply |
 //! | §4.2 `type`, `variant` | `type_info`: an error's type and variant name, from its `Serialize` impl |
+//! | §4.3 Streamed replies | [`stream`]: the frames of a stream method's reply, and splitting a body into them |
 //! | §5 What a client does | `retry`: the retry decision |
 //! | §3.3 Trace context | [`trace`]: the W3C `traceparent` and `tracestate`, forwarded as received |
 //! | §6 Signed calls | `signing`: the canonical string, the MAC, the window |
@@ -27,6 +28,7 @@ pub mod path;
 pub mod reply;
 pub(crate) mod retry;
 pub mod signing;
+pub mod stream;
 pub mod trace;
 pub(crate) mod type_info;
 

@@ -56,11 +56,15 @@ pub enum ErrorKind {
     /// takes (`max_in_flight`); nothing was decoded or run, and the reply carries
     /// `Retry-After`. Retryable, best on another endpoint.
     Overloaded,
+    /// 409: this call id already started a stream (§4.3); its items are not kept, so
+    /// nothing can be replayed and nothing runs again. Not retryable: a new call needs a
+    /// new call id.
+    StreamStarted,
 }
 
 impl ErrorKind {
     /// Every kind, in the order of PROTOCOL.md's table.
-    pub const ALL: [ErrorKind; 16] = [
+    pub const ALL: [ErrorKind; 17] = [
         ErrorKind::Service,
         ErrorKind::BadRequest,
         ErrorKind::UnknownService,
@@ -77,6 +81,7 @@ impl ErrorKind {
         ErrorKind::DeadlineExceeded,
         ErrorKind::RequestTimeout,
         ErrorKind::Overloaded,
+        ErrorKind::StreamStarted,
     ];
 
     /// The `kind` string on the wire.
@@ -98,6 +103,7 @@ impl ErrorKind {
             ErrorKind::DeadlineExceeded => "deadline_exceeded",
             ErrorKind::RequestTimeout => "request_timeout",
             ErrorKind::Overloaded => "overloaded",
+            ErrorKind::StreamStarted => "stream_started",
         }
     }
 
@@ -106,7 +112,7 @@ impl ErrorKind {
         match self {
             ErrorKind::Service | ErrorKind::CallIdMismatch => 422,
             ErrorKind::BadRequest => 400,
-            ErrorKind::InProgress => 409,
+            ErrorKind::InProgress | ErrorKind::StreamStarted => 409,
             ErrorKind::UnknownService | ErrorKind::UnknownMethod => 404,
             ErrorKind::MethodNotAllowed => 405,
             ErrorKind::PayloadTooLarge => 413,
@@ -369,6 +375,24 @@ pub(crate) fn decode<'a>(status: u16, content_type: Option<&[u8]>, body: &'a [u8
     }
 }
 
+/// An error body read on its own, as a stream's final frame carries it (§4.3): there
+/// is no status to check its kind against.
+pub(crate) fn decode_error_body(body: &[u8]) -> Decoded<'_> {
+    let Ok(error) = serde_json::from_slice::<ErrorBody<'_>>(body) else {
+        return Decoded::Foreign { description: describe_foreign_body(body) };
+    };
+    match (error.kind.parse::<ErrorKind>().ok(), error.value) {
+        (Some(ErrorKind::Service), Some(value)) => {
+            let type_name = error.type_name.unwrap_or(Cow::Borrowed("?"));
+            Decoded::Service { type_name, variant: error.variant, value }
+        }
+        (Some(ErrorKind::Service), None) => {
+            Decoded::Foreign { description: "a `service` error body without a `value`".to_owned() }
+        }
+        (kind, _) => Decoded::Framework { kind, kind_text: error.kind, message: error.message },
+    }
+}
+
 /// A reply that is not intercall's: a timeout when its status says a gateway (`504`)
 /// or the server's own middleware (`408`) stopped waiting, else a foreign reply.
 fn foreign(status: u16, description: String) -> Decoded<'static> {
@@ -418,6 +442,7 @@ mod tests {
             (504, "deadline_exceeded"),
             (408, "request_timeout"),
             (503, "overloaded"),
+            (409, "stream_started"),
         ];
         assert_eq!(table.len(), ErrorKind::ALL.len());
         for ((status, text), kind) in table.into_iter().zip(ErrorKind::ALL) {

@@ -78,7 +78,7 @@ where
 }
 
 /// The reply to what a claim and its run came to.
-async fn answer(
+pub(super) async fn answer(
     served: ServedMethod,
     store: &dyn CallStore,
     key: &CallKey,
@@ -122,7 +122,7 @@ async fn answer(
 }
 
 /// A claim that does not run the call, as the outcome it comes to; a run's ticket.
-fn settle(claimed: Result<Claim, StoreError>) -> Result<Ticket, Outcome> {
+pub(super) fn settle(claimed: Result<Claim, StoreError>) -> Result<Ticket, Outcome> {
     match claimed {
         Ok(Claim::Run(ticket)) => Ok(ticket),
         Ok(Claim::Done(stored)) => Err(Outcome::Done(stored)),
@@ -165,7 +165,7 @@ where
 }
 
 /// Why the run gave no outcome.
-enum Joined {
+pub(super) enum Joined {
     /// The request's deadline came first; the run goes on detached.
     TimedOut,
     /// The store panicked: the `500 panic` reply.
@@ -173,7 +173,11 @@ enum Joined {
 }
 
 /// Runs the claim and the run in place, within the request's deadline.
-async fn join(served: ServedMethod, deadline: Option<Duration>, run: Detachable<Outcome>) -> Result<Outcome, Joined> {
+pub(super) async fn join<T: Send + 'static>(
+    served: ServedMethod,
+    deadline: Option<Duration>,
+    run: Detachable<T>,
+) -> Result<T, Joined> {
     let run = store_guarded(served, run);
     let joined = match deadline {
         Some(deadline) => tokio::time::timeout(deadline, run).await.map_err(|_| Joined::TimedOut)?,
@@ -196,7 +200,7 @@ pub(crate) async fn store_guarded<T>(
 }
 
 /// What a claim and its run came to: it ran the call, or the claim said why not.
-enum Outcome {
+pub(super) enum Outcome {
     Ran(EncodedReply),
     Done(StoredReply),
     Running,
@@ -213,6 +217,10 @@ pub(crate) struct ClaimGuard {
 }
 
 impl ClaimGuard {
+    pub(super) fn new(store: Arc<dyn CallStore>, key: CallKey, ticket: Ticket) -> Self {
+        Self { store, key, ticket: Some(ticket) }
+    }
+
     /// Stores `reply` for duplicates, or frees the call id when it is not storable.
     pub(crate) async fn finish(mut self, reply: &EncodedReply) {
         let ticket = self.ticket.take().expect("finished once");

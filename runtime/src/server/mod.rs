@@ -10,6 +10,7 @@ mod request;
 mod serve;
 mod settings;
 mod shed;
+mod stream;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -168,13 +169,24 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
 
     /// Adds `POST /{service}/{method}`, which decodes the arguments as `A` and runs
     /// `call`.
-    pub fn method<A, T, E, F, Fut>(mut self, method: &'static str, call: F) -> Self
+    pub fn method<A, T, E, F, Fut>(self, method: &'static str, call: F) -> Self
     where
         A: DeserializeOwned + Send + 'static,
         T: Serialize + 'static,
         E: Serialize + 'static,
         F: Fn(Arc<S>, A) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        self.route(method, move |served, state, request, span| handle(served, state, call.clone(), request, span))
+    }
+
+    /// Adds the route of `method`, answered by `handle` inside the request's span, and
+    /// its `405` for other verbs. Load shedding comes first; the span ends with the
+    /// reply's outcome.
+    fn route<H, R>(mut self, method: &'static str, handle: H) -> Self
+    where
+        H: Fn(ServedMethod, ServiceState<S>, Request, Span) -> R + Clone + Send + Sync + 'static,
+        R: Future<Output = Response> + Send + 'static,
     {
         let served = ServedMethod {
             service: self.service,
@@ -195,7 +207,8 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
         let handler = move |request: Request| {
             // Before anything else: a shed call must cost less than a served one.
             let entered = limit.as_ref().map(|limit| limit.try_enter().ok_or_else(|| limit.clone()));
-            let handling = handle(served, state.clone(), call.clone(), request);
+            let span = serve_span(served);
+            let handling = handle(served, state.clone(), request, span.clone());
             let metrics = Arc::clone(&metrics);
             async move {
                 let handling = async move {
@@ -205,7 +218,9 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
                         None => handling.await,
                     }
                 };
-                metrics.served(handling).await
+                let response = metrics.served(handling).await;
+                reply::record_outcome(served, &span, &response);
+                response
             }
         };
         let route =
@@ -253,18 +268,11 @@ impl<S> Clone for ServiceState<S> {
     }
 }
 
-/// One request, in its `intercall.serve` span, which ends with the reply's outcome.
-async fn handle<S, A, T, E, F, Fut>(served: ServedMethod, state: ServiceState<S>, call: F, request: Request) -> Response
-where
-    A: DeserializeOwned,
-    T: Serialize + 'static,
-    E: Serialize + 'static,
-    F: FnOnce(Arc<S>, A) -> Fut,
-    Fut: Future<Output = Result<T, E>> + Send + 'static,
-{
-    // Made before the checks, so that a refused request has a span and an outcome too.
-    // Field names of the OpenTelemetry RPC conventions.
-    let span = tracing::info_span!(
+/// A request's `intercall.serve` span, made before the checks, so that a refused
+/// request has a span and an outcome too. Field names of the OpenTelemetry RPC
+/// conventions; the rest are recorded as the request is read and answered.
+fn serve_span(served: ServedMethod) -> Span {
+    tracing::info_span!(
         "intercall.serve",
         "otel.kind" = "server",
         "rpc.system" = "intercall",
@@ -277,39 +285,38 @@ where
         outcome = Empty,
         "error.type" = Empty,
         "http.response.status_code" = Empty,
-    );
-    let response = serve_call(served, state, call, request, &span).await;
-    reply::record_outcome(served, &span, &response);
-    response
+    )
 }
 
-async fn serve_call<S, A, T, E, F, Fut>(
+/// A request that passed every check before the implementation: its decoded
+/// arguments, the context to run it in, its span, and its call-id claim when it has
+/// a call id.
+pub(crate) struct Admitted<A> {
+    pub(crate) args: A,
+    pub(crate) context: CallContext,
+    pub(crate) span: Span,
+    /// The request's `x-deadline-ms`, as sent.
+    pub(crate) deadline: Option<std::time::Duration>,
+    pub(crate) dedup: Option<(CallKey, u128, Option<dedup::ClaimGuard>)>,
+}
+
+/// The checks of PROTOCOL.md §4.2, in order, up to the decoded arguments: every
+/// method runs them, unary or streamed. `Err` is the response that refuses the
+/// request (a replay of a call id's reply among them).
+async fn admit<S, A: DeserializeOwned>(
     served: ServedMethod,
-    state: ServiceState<S>,
-    call: F,
+    state: &ServiceState<S>,
     request: Request,
-    span: &Span,
-) -> Response
-where
-    A: DeserializeOwned,
-    T: Serialize + 'static,
-    E: Serialize + 'static,
-    F: FnOnce(Arc<S>, A) -> Fut,
-    Fut: Future<Output = Result<T, E>> + Send + 'static,
-{
+    span: Span,
+) -> Result<Admitted<A>, Response> {
     let arrived = Instant::now();
     let (parts, body) = request.into_parts();
-    let headers = match request::check_headers(&parts.headers) {
-        Ok(headers) => headers,
-        Err(refusal) => return refuse(&refusal),
-    };
+    let headers = request::check_headers(&parts.headers).map_err(|refusal| refuse(&refusal))?;
     // Before the body: a declared size over the limit, and an unsigned request to a
     // signed server, are refused unread.
-    let early = request::check_declared_size(&parts.headers, served.max_body_bytes)
-        .and_then(|()| request::check_signature_headers(&state.security, &parts.headers));
-    if let Err(refusal) = early {
-        return refuse(&refusal);
-    }
+    request::check_declared_size(&parts.headers, served.max_body_bytes)
+        .and_then(|()| request::check_signature_headers(&state.security, &parts.headers))
+        .map_err(|refusal| refuse(&refusal))?;
     let body_timeout = parts.extensions.get::<BodyReadTimeout>().map(|timeout| timeout.0);
     let bytes = match request::read_body(&parts.headers, body, served.max_body_bytes, body_timeout).await {
         Ok(bytes) => bytes,
@@ -317,14 +324,12 @@ where
             // The rest of the body may still come: the connection cannot be reused.
             let mut response = refuse(&refusal);
             response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
-            return response;
+            return Err(response);
         }
-        Err(refusal) => return refuse(&refusal),
+        Err(refusal) => return Err(refuse(&refusal)),
     };
-    let verified = request::verify(&state.security, served.service, served.method, &headers, &parts.headers, &bytes);
-    if let Err(refusal) = verified {
-        return refuse(&refusal);
-    }
+    request::verify(&state.security, served.service, served.method, &headers, &parts.headers, &bytes)
+        .map_err(|refusal| refuse(&refusal))?;
     let activity = headers.activity.unwrap_or_default();
     let trace = TraceContext::from_headers(&parts.headers);
     if let Some(call_id) = headers.call_id {
@@ -334,12 +339,12 @@ where
     span.record("attempt", headers.attempt);
     #[cfg(feature = "otel")]
     if let Some(trace) = &trace {
-        crate::otel::continue_trace(span, trace);
+        crate::otel::continue_trace(&span, trace);
     }
     if headers.deadline.is_some_and(|left| left.is_zero()) {
         let message =
             format!("{}.{} arrived after its caller's deadline; it did not run", served.service, served.method);
-        return respond(framework_error(ErrorKind::DeadlineExceeded, &message, None));
+        return Err(respond(framework_error(ErrorKind::DeadlineExceeded, &message, None)));
     }
     // A call id: the store may answer (a replay, a wait, a mismatch) before anything
     // is decoded.
@@ -351,7 +356,7 @@ where
             let early = dedup::before_decoding(served, &state.store, &key, fingerprint, headers.deadline);
             match dedup::store_guarded(served, early).instrument(span.clone()).await {
                 Ok(Ok(claimed)) => Some((key, fingerprint, claimed)),
-                Ok(Err(reply)) | Err(reply) => return respond(reply),
+                Ok(Err(reply)) | Err(reply) => return Err(respond(reply)),
             }
         }
     };
@@ -363,27 +368,46 @@ where
             // so that a retry of the same request meets the same 400, not a 409.
             if let Some((_, _, Some(claim))) = dedup {
                 if let Err(panicked) = dedup::store_guarded(served, claim.finish(&reply)).await {
-                    return respond(panicked);
+                    return Err(respond(panicked));
                 }
             }
-            return respond(reply);
+            return Err(respond(reply));
         }
     };
     // `checked_add`: a huge `x-deadline-ms` is no deadline, not an overflow.
     let deadline = headers.deadline.and_then(|left| arrived.checked_add(left));
     let context = CallContext { user: headers.user, activity: Some(activity), deadline, trace };
+    Ok(Admitted { args, context, span, deadline: headers.deadline, dedup })
+}
+
+async fn handle<S, A, T, E, F, Fut>(
+    served: ServedMethod,
+    state: ServiceState<S>,
+    call: F,
+    request: Request,
+    span: Span,
+) -> Response
+where
+    A: DeserializeOwned,
+    T: Serialize + 'static,
+    E: Serialize + 'static,
+    F: FnOnce(Arc<S>, A) -> Fut,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+{
+    let Admitted { args, context, span, deadline, dedup } = match admit(served, &state, request, span).await {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused,
+    };
     // The implementation, and every proxy call it makes, runs inside the request's
     // context: same user, same activity, the caller's deadline.
     let future = context.scope(call(state.implementation, args));
     let reply = match dedup {
         // A plain HTTP client: store nothing, but, as with a call id, a run that has
         // started ends (a client that disconnects does not cut it halfway).
-        None => detach::Detachable::new(reply::run(served, future).instrument(span.clone())).await,
+        None => detach::Detachable::new(reply::run(served, future).instrument(span)).await,
         Some((key, fingerprint, claimed)) => {
             let future = future.instrument(span.clone());
-            dedup::run_once(served, state.store, key, fingerprint, headers.deadline, claimed, future)
-                .instrument(span.clone())
-                .await
+            dedup::run_once(served, state.store, key, fingerprint, deadline, claimed, future).instrument(span).await
         }
     };
     respond(reply)

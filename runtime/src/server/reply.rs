@@ -119,13 +119,13 @@ pub(crate) fn panicked(served: ServedMethod, detail: &str) -> EncodedReply {
 }
 
 /// The name of `E` without its path, for an error whose `Serialize` impl names none.
-fn short_type_name<E>() -> &'static str {
+pub(super) fn short_type_name<E>() -> &'static str {
     let full = std::any::type_name::<E>();
     let base = full.split('<').next().unwrap_or(full);
     base.rsplit("::").next().unwrap_or(base)
 }
 
-fn internal(served: ServedMethod, message: &str) -> EncodedReply {
+pub(super) fn internal(served: ServedMethod, message: &str) -> EncodedReply {
     let ServedMethod { service, method, .. } = served;
     tracing::error!(service, method, "{message}");
     encode::framework_error(ErrorKind::Internal, &format!("{service}.{method}: {message}"), None)

@@ -240,6 +240,32 @@ impl Drop for InFlight {
     }
 }
 
+/// A reply body that keeps its request counted in flight until it ends.
+struct InFlightBody {
+    body: Body,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for InFlightBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 impl Connection {
     async fn serve(self, stream: TcpStream, mut closing: watch::Receiver<bool>) {
         // Replies are written whole; without Nagle they leave at once.
@@ -256,7 +282,16 @@ impl Connection {
             let in_flight = InFlight::new(&requests);
             let reply = router.clone().call(request.map(Body::new));
             async move {
-                let reply = reply.await;
+                let mut reply = reply.await;
+                // A stream's reply is in flight until its body ends, not when its head
+                // leaves: the idle timeout must not close a connection mid-stream.
+                if let Ok(response) = &mut reply {
+                    if response.extensions().get::<super::stream::StreamReply>().is_some() {
+                        let body = std::mem::take(response.body_mut());
+                        *response.body_mut() = Body::new(InFlightBody { body, _in_flight: in_flight });
+                        return reply;
+                    }
+                }
                 drop(in_flight);
                 reply
             }

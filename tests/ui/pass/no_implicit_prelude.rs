@@ -25,6 +25,7 @@ mod m {
     pub trait Shop {
         async fn get(&self, id: ::std::string::String) -> ::std::result::Result<Item, ShopError>;
         async fn list(&self) -> ::std::result::Result<::std::vec::Vec<Item>, ShopError>;
+        async fn watch(&self) -> ::std::result::Result<::intercall::Streaming<Item, ShopError>, ShopError>;
     }
 }
 
@@ -39,6 +40,10 @@ impl Shop for Local {
 
     async fn list(&self) -> Result<Vec<Item>, ShopError> {
         Ok(Vec::new())
+    }
+
+    async fn watch(&self) -> Result<intercall::Streaming<Item, ShopError>, ShopError> {
+        Ok(intercall::Streaming::iter([Ok(Item { id: "1".into() })]))
     }
 }
 

@@ -15,6 +15,7 @@ mod responses;
 mod routing;
 mod signing;
 mod size;
+mod streams;
 
 /// What a case needs of the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +65,7 @@ pub fn all() -> Vec<Case> {
         body::cases(),
         size::cases(),
         responses::cases(),
+        streams::cases(),
         call_ids::cases(),
         context::cases(),
         signing::cases(),

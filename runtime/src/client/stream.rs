@@ -1,0 +1,189 @@
+//! The client side of a stream method (PROTOCOL.md §4.3): what a `200` reply becomes
+//! ([`Success`]: a decoded value, or a stream over the body), and the stream of items
+//! a proxy gives its caller, read frame by frame as the caller asks for items.
+//!
+//! The body is read only when the caller polls for an item, so a caller that stops
+//! reading stops the connection, and the server with it (backpressure). A body that
+//! ends or breaks without a final frame is an `Err(E::from(CallError))` item with
+//! [`is_connect`](crate::CallError::is_connect), never a clean end; a frame that does
+//! not decode is an [`is_decode`](crate::CallError::is_decode) item. Either ends the
+//! stream.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use futures_util::Stream;
+use hyper::body::Body;
+use serde::de::DeserializeOwned;
+use tokio::time::Sleep;
+
+use super::http::ResponseBody;
+use super::transport::chain;
+use crate::error::CallError;
+use crate::protocol::ErrorKind;
+use crate::protocol::reply::Decoded;
+use crate::protocol::stream::{Frame, LineTooLong, Lines, decode_frame};
+use crate::{ServiceError, Streaming};
+
+/// What a method's `200` reply becomes.
+pub(super) trait Success: Sized {
+    /// Whether the method streams: its `200 application/x-ndjson` reply is not read whole.
+    const STREAM: bool;
+
+    /// A `200 application/json` reply's body; `Err` says why it is not this.
+    fn from_json(json: &[u8]) -> Result<Self, String>;
+
+    /// A streamed reply's body (only when [`STREAM`](Self::STREAM)).
+    fn from_stream(body: ResponseBody, setup: StreamSetup) -> Self;
+}
+
+/// A unary method's result.
+pub(super) struct Unary<T>(pub(super) T);
+
+impl<T: DeserializeOwned> Success for Unary<T> {
+    const STREAM: bool = false;
+
+    fn from_json(json: &[u8]) -> Result<Self, String> {
+        serde_json::from_slice(json).map(Unary).map_err(|e| format!("the reply is not a valid result: {e}"))
+    }
+
+    fn from_stream(_: ResponseBody, setup: StreamSetup) -> Self {
+        unreachable!("{}.{} is not a stream method: its replies are read whole", setup.service, setup.method)
+    }
+}
+
+impl<T: DeserializeOwned + Send + 'static, E: ServiceError> Success for Streaming<T, E> {
+    const STREAM: bool = true;
+
+    fn from_json(_: &[u8]) -> Result<Self, String> {
+        Err("a stream method's reply is a single JSON result, not a stream (`application/x-ndjson`)".to_owned())
+    }
+
+    fn from_stream(body: ResponseBody, setup: StreamSetup) -> Self {
+        let deadline = setup.deadline.map(|deadline| Box::pin(tokio::time::sleep_until(deadline.into())));
+        let lines = Lines::new(setup.max_frame_bytes);
+        Streaming::new(RemoteItems { body, lines, setup, deadline, ended: false, types: PhantomData::<fn() -> (T, E)> })
+    }
+}
+
+/// What a stream's reader needs to know besides the body.
+pub(super) struct StreamSetup {
+    pub(super) service: &'static str,
+    pub(super) method: &'static str,
+    /// The caller's deadline: the stream ends with a timeout there.
+    pub(super) deadline: Option<Instant>,
+    /// The longest frame accepted (the client's `max_reply_bytes`).
+    pub(super) max_frame_bytes: usize,
+}
+
+/// The items of a streamed reply, read from its body.
+struct RemoteItems<T, E> {
+    body: ResponseBody,
+    lines: Lines,
+    setup: StreamSetup,
+    deadline: Option<Pin<Box<Sleep>>>,
+    ended: bool,
+    types: PhantomData<fn() -> (T, E)>,
+}
+
+/// What one buffered line came to.
+enum Read<T, E> {
+    Item(T),
+    Skip,
+    End,
+    Failed(E),
+}
+
+impl<T: DeserializeOwned, E: ServiceError> RemoteItems<T, E> {
+    /// The next whole frame already buffered, if any.
+    fn buffered(&mut self) -> Option<Read<T, E>> {
+        let StreamSetup { service, method, .. } = self.setup;
+        let decode_failed = |message: String| Read::Failed(CallError::decode(service, method, 200, message).into());
+        let line = match self.lines.next_line() {
+            Ok(line) => line?,
+            Err(LineTooLong { limit }) => {
+                return Some(decode_failed(format!(
+                    "a stream frame is longer than this client accepts ({limit} bytes, `max_reply_bytes`)"
+                )));
+            }
+        };
+        Some(match decode_frame(line) {
+            Ok(Frame::Item(item)) => Read::Item(item),
+            Ok(Frame::Skip) => Read::Skip,
+            Ok(Frame::End) => Read::End,
+            Ok(Frame::Error(error)) => match error {
+                Decoded::Service { type_name, value, .. } => match serde_json::from_str::<E>(value.get()) {
+                    Ok(error) => Read::Failed(error),
+                    Err(e) => decode_failed(format!(
+                        "the server's `{type_name}` error does not decode as this method's error type: {e}"
+                    )),
+                },
+                Decoded::Framework { kind: Some(ErrorKind::DeadlineExceeded), message, .. } => {
+                    let status = ErrorKind::DeadlineExceeded.status();
+                    Read::Failed(CallError::server_timeout(service, method, status, message.into_owned()).into())
+                }
+                Decoded::Framework { kind, kind_text, message } => {
+                    let status = kind.map_or(200, ErrorKind::status);
+                    Read::Failed(CallError::status(service, method, status, format!("{kind_text}: {message}")).into())
+                }
+                other => decode_failed(format!("the stream's final error frame is not an intercall error: {other:?}")),
+            },
+            Err(message) => decode_failed(message),
+        })
+    }
+
+    fn cut(&self, why: String) -> E {
+        CallError::connect(self.setup.service, self.setup.method, why).into()
+    }
+}
+
+impl<T: DeserializeOwned, E: ServiceError> Stream for RemoteItems<T, E> {
+    type Item = Result<T, E>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<T, E>>> {
+        let this = &mut *self;
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        loop {
+            match this.buffered() {
+                Some(Read::Item(item)) => return Poll::Ready(Some(Ok(item))),
+                Some(Read::Skip) => continue,
+                Some(Read::End) => {
+                    this.ended = true;
+                    return Poll::Ready(None);
+                }
+                Some(Read::Failed(error)) => {
+                    this.ended = true;
+                    return Poll::Ready(Some(Err(error)));
+                }
+                None => {}
+            }
+            if this.deadline.as_mut().is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready()) {
+                this.ended = true;
+                let StreamSetup { service, method, .. } = this.setup;
+                let message = "the stream reached the call's deadline".to_owned();
+                return Poll::Ready(Some(Err(CallError::server_timeout(service, method, 504, message).into())));
+            }
+            let failure = match Pin::new(&mut this.body).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        this.lines.push(&data);
+                    }
+                    continue;
+                }
+                Poll::Ready(Some(Err(e))) => format!("the connection broke mid-stream: {}", chain(&e)),
+                Poll::Ready(None) if this.lines.has_partial_line() => {
+                    "the stream's body ended inside a frame: the connection was cut".to_owned()
+                }
+                Poll::Ready(None) => "the stream's body ended without a final frame: the connection was cut".to_owned(),
+            };
+            this.ended = true;
+            return Poll::Ready(Some(Err(this.cut(failure))));
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! §4.3 Streamed replies: the frames of a stream method's `200` reply, and splitting a
+//! reply body that arrives in arbitrary chunks back into frames.
+//!
+//! A streamed reply is newline-delimited JSON (`application/x-ndjson`): one JSON object
+//! per line, each a **frame**:
+//!
+//! - `{"item":<value>}`: one item, in the shape the item type's serde impl gives it;
+//! - `{}`: a keep-alive, sent by a server while the stream is idle (readers ignore any
+//!   frame with no member they know);
+//! - exactly one final frame, last: `{"end":"ok"}` (a clean end) or
+//!   `{"end":"error","error":<error body of §4.2>}` (a typed error, `kind: service`, or a
+//!   framework error such as `panic` or `deadline_exceeded`).
+//!
+//! A body that ends without a final frame was cut: the reader reports a broken
+//! connection, never a clean end.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::reply::{Decoded, EncodedReply, decode_error_body};
+
+/// The `content-type` of a streamed reply.
+pub const NDJSON: &str = "application/x-ndjson";
+
+/// Whether a reply is a stream: `200` with the `application/x-ndjson` media type
+/// (compared case-insensitively; parameters allowed). Anything else is read as a
+/// unary reply (§4, §7): a stream method's errors before its first item are ordinary
+/// error replies.
+pub(crate) fn is_stream(status: u16, content_type: Option<&[u8]>) -> bool {
+    let media_type = |value: &[u8]| value.split(|&b| b == b';').next().unwrap_or(b"").trim_ascii().to_vec();
+    status == 200 && content_type.is_some_and(|value| media_type(value).eq_ignore_ascii_case(NDJSON.as_bytes()))
+}
+
+/// How long a server lets a stream stay silent before it sends a keep-alive frame.
+pub const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The keep-alive frame.
+pub(crate) const KEEPALIVE: &[u8] = b"{}\n";
+
+/// The final frame of a stream that ended cleanly.
+pub(crate) const END_OK: &[u8] = b"{\"end\":\"ok\"}\n";
+
+/// Appends the frame of one item to `out`; `Err` with serde's reason when the item
+/// does not serialize (`out` is then left as it was).
+pub(crate) fn write_item<T: Serialize + ?Sized>(out: &mut Vec<u8>, item: &T) -> Result<(), String> {
+    let start = out.len();
+    out.extend_from_slice(b"{\"item\":");
+    match serde_json::to_writer(&mut *out, item) {
+        Ok(()) => {
+            out.extend_from_slice(b"}\n");
+            Ok(())
+        }
+        Err(e) => {
+            out.truncate(start);
+            Err(format!("cannot serialize a stream item: {e}"))
+        }
+    }
+}
+
+/// Appends the final frame of a stream that ended with an error: `reply` is the error
+/// reply (typed or framework) the server would send for a unary call.
+pub(crate) fn write_error(out: &mut Vec<u8>, reply: &EncodedReply) {
+    out.extend_from_slice(b"{\"end\":\"error\",\"error\":");
+    out.extend_from_slice(&reply.body);
+    out.extend_from_slice(b"}\n");
+}
+
+/// One frame as a client reads it, its item decoded as `T`.
+#[derive(Debug)]
+pub(crate) enum Frame<'a, T> {
+    /// An item.
+    Item(T),
+    /// A keep-alive, or a frame of a kind this reader does not know: skipped.
+    Skip,
+    /// The final frame of a clean end.
+    End,
+    /// The final frame of an error end: the error body, decoded as §7 reads one.
+    Error(Decoded<'a>),
+}
+
+/// A frame's members, the item decoded in the same pass (not parsed twice).
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "T: DeserializeOwned"))]
+struct RawFrame<'a, T> {
+    #[serde(default, deserialize_with = "present")]
+    item: Option<T>,
+    #[serde(borrow, default)]
+    end: Option<&'a str>,
+    #[serde(borrow, default)]
+    error: Option<&'a RawValue>,
+}
+
+/// A member that is there, even when its value is `null` (an item of `()` or `None`).
+fn present<'de, D: serde::Deserializer<'de>, T: DeserializeOwned>(deserializer: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
+}
+
+/// Reads one frame (a line, without its `\n`).
+pub(crate) fn decode_frame<T: DeserializeOwned>(line: &[u8]) -> Result<Frame<'_, T>, String> {
+    // serde would read a struct from an array too.
+    if line.trim_ascii_start().first() != Some(&b'{') {
+        return Err(format!(
+            "a stream frame is not a JSON object: {}",
+            String::from_utf8_lossy(&line[..line.len().min(64)])
+        ));
+    }
+    let frame: RawFrame<'_, T> = serde_json::from_slice(line)
+        .map_err(|e| format!("a stream frame does not decode (as the method's item type, for an item): {e}"))?;
+    match (frame.item, frame.end, frame.error) {
+        (Some(item), None, None) => Ok(Frame::Item(item)),
+        (None, Some("ok"), None) => Ok(Frame::End),
+        (None, Some("error"), Some(error)) => Ok(Frame::Error(decode_error_body(error.get().as_bytes()))),
+        (None, Some("error"), None) => Err("an `\"end\":\"error\"` frame without its `error` body".to_owned()),
+        (None, Some(other), _) => Err(format!("an `end` frame with `{}`, not `ok` or `error`", super::truncate(other))),
+        (None, None, _) => Ok(Frame::Skip),
+        (Some(_), Some(_), _) => Err("a frame with both `item` and `end`".to_owned()),
+        (Some(_), None, Some(_)) => Err("a frame with both `item` and `error`".to_owned()),
+    }
+}
+
+/// Splits a body into lines as its chunks arrive, holding at most `max_line` bytes of
+/// an unfinished line.
+#[derive(Debug)]
+pub(crate) struct Lines {
+    buffer: Vec<u8>,
+    /// Where the next line starts in `buffer`.
+    start: usize,
+    max_line: usize,
+}
+
+/// A line longer than the reader's limit.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct LineTooLong {
+    pub(crate) limit: usize,
+}
+
+impl Lines {
+    pub(crate) fn new(max_line: usize) -> Self {
+        Self { buffer: Vec::new(), start: 0, max_line }
+    }
+
+    /// Adds a chunk of the body.
+    pub(crate) fn push(&mut self, chunk: &[u8]) {
+        if self.start > 0 && self.start == self.buffer.len() {
+            self.buffer.clear();
+            self.start = 0;
+        }
+        self.buffer.extend_from_slice(chunk);
+    }
+
+    /// The next whole line (without `\n`), or `None` until more arrives.
+    pub(crate) fn next_line(&mut self) -> Result<Option<&[u8]>, LineTooLong> {
+        let pending = &self.buffer[self.start..];
+        match pending.iter().position(|&b| b == b'\n') {
+            Some(end) if end > self.max_line => Err(LineTooLong { limit: self.max_line }),
+            Some(end) => {
+                let line = self.start..self.start + end;
+                self.start += end + 1;
+                Ok(Some(&self.buffer[line]))
+            }
+            None if pending.len() > self.max_line => Err(LineTooLong { limit: self.max_line }),
+            None => {
+                // Keep the unfinished line only, so the buffer does not grow with the stream.
+                if self.start > 0 {
+                    self.buffer.drain(..self.start);
+                    self.start = 0;
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Whether bytes of an unfinished line are held (a body that ends here was cut).
+    pub(crate) fn has_partial_line(&self) -> bool {
+        self.start < self.buffer.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ErrorKind;
+    use crate::protocol::reply::{framework_error, service_error};
+
+    #[test]
+    fn items_and_the_final_frames_are_one_json_object_per_line() {
+        let mut out = Vec::new();
+        write_item(&mut out, &serde_json::json!({"percent": 50, "note": "a\nb"})).unwrap();
+        out.extend_from_slice(KEEPALIVE);
+        out.extend_from_slice(END_OK);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"item\":{\"note\":\"a\\nb\",\"percent\":50}}\n{}\n{\"end\":\"ok\"}\n"
+        );
+    }
+
+    #[derive(Serialize)]
+    enum JobError {
+        Failed { step: u32 },
+    }
+
+    #[test]
+    fn an_error_end_carries_the_error_body_of_a_unary_reply() {
+        let mut out = Vec::new();
+        let typed = service_error("Jobs", "run", &JobError::Failed { step: 3 }, "JobError").unwrap();
+        write_error(&mut out, &typed);
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            "{\"end\":\"error\",\"error\":{\"kind\":\"service\",\"message\":\"Jobs.run returned JobError::Failed\",\"type\":\"JobError\",\"variant\":\"Failed\",\"value\":{\"Failed\":{\"step\":3}}}}\n"
+        );
+        match decode_frame::<u64>(out.strip_suffix(b"\n").unwrap()).unwrap() {
+            Frame::Error(Decoded::Service { type_name, value, .. }) => {
+                assert_eq!((&*type_name, value.get()), ("JobError", r#"{"Failed":{"step":3}}"#));
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut out = Vec::new();
+        write_error(&mut out, &framework_error(ErrorKind::Panic, "Jobs.run panicked", None));
+        match decode_frame::<u64>(out.strip_suffix(b"\n").unwrap()).unwrap() {
+            Frame::Error(Decoded::Framework { kind: Some(ErrorKind::Panic), message, .. }) => {
+                assert_eq!(message, "Jobs.run panicked");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn frames_decode_and_unknown_frames_are_skipped() {
+        type Raw = Box<RawValue>;
+        assert!(matches!(decode_frame::<Raw>(br#"{"item":[1,2]}"#), Ok(Frame::Item(item)) if item.get() == "[1,2]"));
+        assert!(matches!(decode_frame::<Option<u8>>(br#"{"item":null}"#), Ok(Frame::Item(None))), "a null item");
+        assert!(matches!(decode_frame::<u8>(br#"{"item":7,"later":{}}"#), Ok(Frame::Item(7))));
+        assert!(matches!(decode_frame::<u8>(b"{}"), Ok(Frame::Skip)));
+        assert!(matches!(decode_frame::<u8>(br#"{"progress_hint":1}"#), Ok(Frame::Skip)));
+        assert!(matches!(decode_frame::<u8>(br#"{"end":"ok"}"#), Ok(Frame::End)));
+        for bad in [
+            &b"[1]"[..],
+            b"not json",
+            br#"{"end":"later"}"#,
+            br#"{"end":"error"}"#,
+            br#"{"item":1,"end":"ok"}"#,
+            br#"{"item":"not a number"}"#,
+        ] {
+            assert!(decode_frame::<u8>(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn a_stream_is_a_200_of_ndjson() {
+        assert!(is_stream(200, Some(b"application/x-ndjson")));
+        assert!(is_stream(200, Some(b"Application/X-NDJSON; charset=utf-8")));
+        assert!(!is_stream(200, Some(b"application/json")));
+        assert!(!is_stream(200, None));
+        assert!(!is_stream(422, Some(b"application/x-ndjson")));
+    }
+
+    #[test]
+    fn lines_are_rebuilt_from_any_chunking() {
+        let body = b"{\"item\":1}\n{}\n{\"item\":\"x\"}\n{\"end\":\"ok\"}\n";
+        for chunk in [1, 2, 3, 7, body.len()] {
+            let mut lines = Lines::new(64);
+            let mut seen = Vec::new();
+            for piece in body.chunks(chunk) {
+                lines.push(piece);
+                while let Some(line) = lines.next_line().unwrap() {
+                    seen.push(String::from_utf8(line.to_vec()).unwrap());
+                }
+            }
+            assert_eq!(seen, ["{\"item\":1}", "{}", "{\"item\":\"x\"}", "{\"end\":\"ok\"}"], "chunks of {chunk}");
+            assert!(!lines.has_partial_line());
+        }
+    }
+
+    #[test]
+    fn a_cut_line_is_seen_and_a_long_line_is_refused() {
+        let mut lines = Lines::new(8);
+        lines.push(b"{\"item\"");
+        assert_eq!(lines.next_line(), Ok(None));
+        assert!(lines.has_partial_line(), "a body ending here was cut");
+        lines.push(b":12345}\n");
+        assert_eq!(lines.next_line(), Err(LineTooLong { limit: 8 }));
+        let mut endless = Lines::new(8);
+        endless.push(b"0123456789");
+        assert_eq!(endless.next_line(), Err(LineTooLong { limit: 8 }), "refused before its newline");
+    }
+}

@@ -1,0 +1,24 @@
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum FeedError {
+    Unavailable(intercall::CallError),
+}
+
+impl From<intercall::CallError> for FeedError {
+    fn from(error: intercall::CallError) -> Self {
+        FeedError::Unavailable(error)
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum OtherError {
+    Unavailable(intercall::CallError),
+}
+
+#[intercall::service]
+pub trait Feed {
+    async fn watch(&self, topic: String) -> impl futures_util::Stream<Item = Result<u64, FeedError>>;
+}
+
+fn main() {}
