@@ -87,7 +87,7 @@ fn list_and_describe_read_the_nodes_manifest() {
     let node = node();
     let list = intercall(&["list", &node.url], Some(SECRET));
     assert_eq!(list.status.code(), Some(0), "{}", stderr(&list));
-    assert_eq!(stdout(&list), "Catalog: save, get, delete\nCheckout: quote, place_order\nWho: who\n");
+    assert_eq!(stdout(&list), "Catalog: save, get, delete\nCheckout: quote, place_order, fulfil\nWho: who\n");
 
     let describe = intercall(&["describe", &node.url, "Checkout"], Some(SECRET));
     assert_eq!(describe.status.code(), Some(0), "{}", stderr(&describe));
