@@ -152,7 +152,7 @@ impl Lines {
     /// The next whole line (without `\n`), or `None` until more arrives.
     pub(crate) fn next_line(&mut self) -> Result<Option<&[u8]>, LineTooLong> {
         let pending = &self.buffer[self.start..];
-        match pending.iter().position(|&b| b == b'\n') {
+        match memchr::memchr(b'\n', pending) {
             Some(end) if end > self.max_line => Err(LineTooLong { limit: self.max_line }),
             Some(end) => {
                 let line = self.start..self.start + end;
