@@ -350,7 +350,8 @@ impl Endpoint {
             true => outgoing.callers_deadline.map(|deadline| deadline.saturating_duration_since(Instant::now())),
         };
         let server_deadline = server_deadline.map(|left| u64::try_from(left.as_millis()).unwrap_or(u64::MAX));
-        let exchange = self.exchange(index, outgoing, attempt, server_deadline, ReadAs { limit, stream: S::STREAM }, target);
+        let exchange =
+            self.exchange(index, outgoing, attempt, server_deadline, ReadAs { limit, stream: S::STREAM }, target);
         let reply = match tokio::time::timeout(timeout, exchange).await {
             Ok(Ok(Received::Whole(reply))) => reply,
             Ok(Ok(Received::Stream(body))) => {
