@@ -293,9 +293,16 @@ pub fn services_toml(data: &[u8]) -> bool {
         secrets(&text).into_iter().filter(|s| s.len() >= 8 && text.matches(s).count() == 1).collect();
     match (&loaded, &built) {
         (Ok(_), Ok(invoker)) => {
+            // Not "the Debug text does not contain the secret": a secret may be any
+            // text, the Debug text itself included (the fuzzer found that one). The
+            // Debug text must not depend on the secret: the same file with another
+            // secret of the same length shows the same.
             let shown = format!("{invoker:?}");
             for secret in &secrets {
-                assert!(!shown.contains(secret.as_str()), "an invoker's Debug shows a secret: {shown}");
+                let other = text.replacen(secret.as_str(), &"x".repeat(secret.len()), 1);
+                if let Ok(other) = crate::Invoker::from_toml(&other) {
+                    assert_eq!(shown, format!("{other:?}"), "an invoker's Debug depends on a secret");
+                }
             }
         }
         (Err(load), Err(build)) => {
