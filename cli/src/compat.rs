@@ -125,6 +125,11 @@ fn compare_method(at: &str, old: &MethodManifest, new: &MethodManifest, changes:
             ));
         }
     }
+    if old.stream != new.stream {
+        let (was, is) = if new.stream { ("a value", "a stream") } else { ("a stream", "a value") };
+        let reason = format!("the reply changed from {was} to {is} (PROTOCOL.md §4.3): old clients cannot read it");
+        changes.push(breaking(at, &reason));
+    }
     compare_type(&format!("{at} -> result"), &old.result, &new.result, Flow::Response, changes);
     compare_type(&format!("{at} -> error"), &old.error, &new.error, Flow::Response, changes);
 }

@@ -68,13 +68,25 @@ fn operation(service: &ServiceManifest, method: &MethodManifest, schemas: &mut M
         ]
     });
     let mut responses = Map::new();
-    responses.insert(
-        "200".into(),
-        json!({
+    let ok = match method.stream {
+        // PROTOCOL.md §4.3: newline-delimited frames; each item frame is `{"item": T}`.
+        true => json!({
+            "description": format!(
+                "A stream of `{}` items: newline-delimited JSON frames `{{\"item\": ..}}`, keep-alive `{{}}`, \
+                 then one final frame `{{\"end\": \"ok\"}}` or `{{\"end\": \"error\", \"error\": ..}}` (PROTOCOL.md §4.3).",
+                method.result.rust_type
+            ),
+            "content": { "application/x-ndjson": { "schema": {
+                "type": "object",
+                "properties": { "item": schema_of(&method.result, schemas) },
+            } } },
+        }),
+        false => json!({
             "description": format!("The result, `{}`.", method.result.rust_type),
             "content": { "application/json": { "schema": schema_of(&method.result, schemas) } },
         }),
-    );
+    };
+    responses.insert("200".into(), ok);
     responses.insert(
         "422".into(),
         json!({

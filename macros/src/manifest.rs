@@ -36,10 +36,17 @@ pub(crate) fn manifest(service: &Service<'_>) -> TokenStream {
             let ty = type_entry(&codegen, arg.ty);
             quote!(#codegen::argument(#arg_name, #required, #ty))
         });
-        let (ok, err) = (type_entry(&codegen, method.ok), type_entry(&codegen, method.err));
+        // A stream method describes its items: `T` of `Result<Streaming<T, E>, E>`.
+        let ok = type_entry(&codegen, method.item.unwrap_or(method.ok));
+        let err = type_entry(&codegen, method.err);
+        let entry = quote!(#codegen::method(#name, #method_docs, #deprecated, ::std::vec![#(#arguments),*], #ok, #err));
+        let entry = match method.item {
+            Some(_) => quote!(#codegen::streamed(#entry)),
+            None => entry,
+        };
         quote! {
             #cfg
-            #codegen::method(#name, #method_docs, #deprecated, ::std::vec![#(#arguments),*], #ok, #err),
+            #entry,
         }
     });
     let doc = format!(

@@ -114,6 +114,7 @@ impl From<CallError> for CheckoutError {
 
 /// What [`Checkout::fulfil`] reports: progress, then the result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum Fulfilment {
     /// One more line is packed.
     Progress {

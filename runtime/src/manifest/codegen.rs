@@ -17,7 +17,12 @@ pub fn method(
     result: TypeManifest,
     error: TypeManifest,
 ) -> MethodManifest {
-    MethodManifest { name: name.to_owned(), docs: docs.to_owned(), deprecated, arguments, result, error }
+    MethodManifest { name: name.to_owned(), docs: docs.to_owned(), deprecated, arguments, result, error, stream: false }
+}
+
+/// A stream method's entry: `method`'s, with `result` its items' type.
+pub fn streamed(method: MethodManifest) -> MethodManifest {
+    MethodManifest { stream: true, ..method }
 }
 
 pub fn argument(name: &str, required: bool, ty: TypeManifest) -> ArgumentManifest {

@@ -87,6 +87,10 @@ pub struct MethodManifest {
     pub result: TypeManifest,
     /// `E` of `Result<T, E>`: the `value` of a `422 service` error body.
     pub error: TypeManifest,
+    /// A stream method (PROTOCOL.md §4.3): a `200` is a stream of frames, and `result`
+    /// is the type of its items (`T` of `Result<Streaming<T, E>, E>`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stream: bool,
 }
 
 /// One argument: a member of the request body.
