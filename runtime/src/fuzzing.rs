@@ -294,8 +294,14 @@ pub fn services_toml(data: &[u8]) -> bool {
     match (&loaded, &built) {
         (Ok(_), Ok(invoker)) => {
             let shown = format!("{invoker:?}");
-            for secret in &secrets {
-                assert!(!shown.contains(secret.as_str()), "an invoker's Debug shows a secret: {shown}");
+            for secret in secrets.iter().filter(|secret| shown.contains(secret.as_str())) {
+                // A secret may equal words the Debug prints anyway (the 10M-input run found
+                // `secret = "{ source: Inline, services: [] }"`): it is shown only if the
+                // Debug depends on it, i.e. changes when another secret takes its place.
+                let other: String = secret.chars().map(|c| if c == 'a' { 'b' } else { 'a' }).collect();
+                if let Ok(other) = crate::Invoker::from_toml(&text.replacen(secret.as_str(), &other, 1)) {
+                    assert_eq!(format!("{other:?}"), shown, "an invoker's Debug shows a secret: {shown}");
+                }
             }
         }
         (Err(load), Err(build)) => {
