@@ -137,11 +137,13 @@ mod recorded {
         }
     }
 
-    /// One method's server metrics.
+    /// One method's server metrics. Clones share the handles: each request's handler
+    /// holds a clone.
+    #[derive(Clone)]
     pub(crate) struct ServerMetrics {
         service: &'static str,
         method: &'static str,
-        handles: OnceLock<ServerHandles>,
+        handles: std::sync::Arc<OnceLock<ServerHandles>>,
     }
 
     struct ServerHandles {
@@ -152,7 +154,7 @@ mod recorded {
 
     impl ServerMetrics {
         pub(crate) fn new(service: &'static str, method: &'static str) -> Self {
-            Self { service, method, handles: OnceLock::new() }
+            Self { service, method, handles: Default::default() }
         }
 
         fn handles(&self) -> &ServerHandles {
@@ -257,7 +259,9 @@ mod recorded {
         pub(crate) fn finished(&self, _: Outcome, _: Instant) {}
     }
 
-    /// One method's server metrics: none without the feature.
+    /// One method's server metrics: none without the feature, and nothing to share (a
+    /// clone of a unit struct is free).
+    #[derive(Clone)]
     pub(crate) struct ServerMetrics;
 
     impl ServerMetrics {

@@ -203,13 +203,14 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
             Some((_, own)) => Some(own.clone()),
             None => self.max_in_flight.clone(),
         };
-        let metrics = Arc::new(telemetry::ServerMetrics::new(self.service, method));
+        let metrics = telemetry::ServerMetrics::new(self.service, method);
         let handler = move |request: Request| {
             // Before anything else: a shed call must cost less than a served one.
             let entered = limit.as_ref().map(|limit| limit.try_enter().ok_or_else(|| limit.clone()));
             let span = serve_span(served);
             let handling = handle(served, state.clone(), request, span.clone());
-            let metrics = Arc::clone(&metrics);
+            // Without the `metrics` feature, an empty copy: no shared count to touch.
+            let metrics = metrics.clone();
             async move {
                 let handling = async move {
                     match entered {
