@@ -233,9 +233,13 @@ impl Backends {
     /// The endpoint for the next attempt: a due probe first, then the less loaded of
     /// two available endpoints the call has not tried. `None`: every endpoint is
     /// ejected (the circuit is open).
+    ///
+    /// Only a call's first attempt probes: a retry already failed once, and as a
+    /// probe it could go back to the very endpoint it failed on (a replica killed
+    /// under it, due again by the time the store let the retry through elsewhere).
     pub(crate) fn pick(&self, tried: &[Arc<Backend>]) -> Option<Picked> {
         let set = self.current();
-        if self.ejected.load(Ordering::Relaxed) > 0 {
+        if tried.is_empty() && self.ejected.load(Ordering::Relaxed) > 0 {
             let now = Instant::now();
             if let Some(backend) = set.iter().find(|backend| backend.health.try_probe(now)) {
                 return Some(Picked::new(backend, true));
@@ -458,6 +462,20 @@ mod tests {
         backends.report(&probe, Verdict::Answered);
         let after = backends.pick(&[]).expect("back in traffic");
         assert!(!after.probe);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_is_never_a_probe() {
+        let backends = backends(2);
+        let (dead, alive) = (Arc::clone(&backends.current()[0]), Arc::clone(&backends.current()[1]));
+        backends.report(&Picked::new(&dead, false), Verdict::Failed);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        for _ in 0..20 {
+            let retry = backends.pick(&[Arc::clone(&dead)]).expect("the other endpoint is available");
+            assert!(!retry.probe && Arc::ptr_eq(&retry.backend, &alive), "a retry goes to the other endpoint");
+        }
+        let first = backends.pick(&[]).expect("due");
+        assert!(first.probe && Arc::ptr_eq(&first.backend, &dead), "a first attempt probes");
     }
 
     #[test]
