@@ -208,7 +208,10 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
             // Before anything else: a shed call must cost less than a served one.
             let entered = limit.as_ref().map(|limit| limit.try_enter().ok_or_else(|| limit.clone()));
             let span = serve_span(served);
-            let handling = handle(served, state.clone(), request, span.clone());
+            // Boxed here, once: the request's whole flow is a future of a few KiB, and
+            // axum's handler, the shedding and the metrics wrappers each move what they
+            // are given; unboxed, those moves were a tenth of the server's CPU per call.
+            let handling = Box::pin(handle(served, state.clone(), request, span.clone()));
             // Without the `metrics` feature, an empty copy: no shared count to touch.
             let metrics = metrics.clone();
             async move {
