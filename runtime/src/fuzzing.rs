@@ -78,8 +78,9 @@ pub fn call_headers(data: &[u8]) -> bool {
     const PLACEHOLDER: &str = "67e55044-10b1-426f-9247-bb680e5fe0c8";
     let call_id = call.call_id_text.unwrap_or(PLACEHOLDER);
     let activity = call.activity_text.unwrap_or(PLACEHOLDER);
+    let uuid = |text: &str| uuid::Uuid::parse_str(text).expect("parsed as a canonical UUID");
     let deadline_ms = call.deadline.map(|d| u64::try_from(d.as_millis()).expect("parsed from a u64"));
-    let mut written = headers::write_call(call_id, activity, call.user.as_ref());
+    let mut written = headers::write_call(uuid(call_id), uuid(activity), call.user.as_ref());
     headers::write_attempt(&mut written, call.attempt.unwrap_or(1), Some(deadline_ms.unwrap_or(0)));
     headers::check_content_type(&written).expect("a client's content-type is accepted");
     let again = CallHeaders::parse(&written).expect("the headers a client writes parse");

@@ -36,6 +36,8 @@ const MIN_SHARD_CAPACITY: u64 = 1024;
 /// ...and at least this much of the byte budget per shard: a shard keeps no reply
 /// larger than its share, so a small budget is split over fewer shards.
 const MIN_SHARD_BYTES: u64 = 1 << 20;
+/// A shard is made ready for at most this many completed calls; beyond, it grows.
+const MAX_PRESIZED_SHARD: usize = 1 << 16;
 
 /// The call-id store of a single node, in memory.
 ///
@@ -209,8 +211,8 @@ impl MemoryCallStore {
     /// Splits the capacity and `max_bytes` over new, empty shards.
     fn split(mut self, max_bytes: u64) -> Self {
         let shards = (self.capacity / MIN_SHARD_CAPACITY).min(max_bytes / MIN_SHARD_BYTES).clamp(1, MAX_SHARDS);
-        self.shards = (0..shards).map(|_| Mutex::new(Shard::default())).collect();
         self.shard_capacity = usize::try_from(self.capacity.div_ceil(shards).max(1)).unwrap_or(usize::MAX);
+        self.shards = (0..shards).map(|_| Mutex::new(Shard::sized(self.shard_capacity))).collect();
         self.shard_max_bytes = usize::try_from(max_bytes / shards).unwrap_or(usize::MAX);
         self
     }
@@ -386,6 +388,21 @@ fn not_kept() -> StoredReply {
 }
 
 impl Shard {
+    /// A shard whose map and queue hold `capacity` completed calls without growing: a
+    /// growing map rehashes every entry it holds (a cache miss each) while a new store
+    /// fills. Only the map's control bytes are written now; the rest of its memory is
+    /// touched as calls arrive. Capped, so a huge configured capacity costs nothing up
+    /// front.
+    fn sized(capacity: usize) -> Self {
+        let capacity = capacity.min(MAX_PRESIZED_SHARD);
+        Self {
+            running: DigestMap::default(),
+            done: DigestMap::with_capacity_and_hasher(capacity, Default::default()),
+            expiry: VecDeque::with_capacity(capacity),
+            bytes: 0,
+        }
+    }
+
     /// Drops the completed calls whose time is up: the front of the queue.
     fn expire(&mut self, now: u64) {
         while self.expiry.front().is_some_and(|oldest| oldest.at <= now) {

@@ -24,11 +24,12 @@ use super::stream::{StreamSetup, Success, Unary};
 use super::transport::{CertificateRejected, chain};
 use crate::body::{BodyError, read_limited};
 use crate::config::CallPolicy;
-use crate::context::CallContext;
+use crate::context::{ActivityId, CallContext, UserContext};
 use crate::error::CallError;
 use crate::protocol::reply::{self, Decoded};
 use crate::protocol::retry::{self as policy, Decision, Outcome};
 use crate::protocol::signing::body_sha256;
+use crate::protocol::trace::TraceContext;
 use crate::protocol::{ErrorKind, headers};
 use crate::telemetry::{self, ClientMetrics};
 
@@ -100,32 +101,53 @@ fn server_deadline(timeout: Duration) -> Duration {
 /// What every attempt of one call sends: the body, the call id, the context.
 struct Outgoing {
     body: Bytes,
-    call_id: Arc<str>,
-    activity: String,
+    call_id: uuid::Uuid,
+    activity: ActivityId,
     /// Set when calls are signed.
     body_sha256: Option<Arc<str>>,
     /// The caller's deadline, which bounds a whole stream (`None`: none).
     callers_deadline: Option<Instant>,
-    /// The headers that are the same on every attempt.
-    headers: HeaderMap,
+    user: Option<UserContext>,
+    /// The trace context of the request being served, as it arrived (§3.3).
+    trace: Option<TraceContext>,
+    /// Headers from [`CallOptions`], which refuses the protocol's names.
+    extra: Option<HeaderMap>,
 }
 
 impl Outgoing {
-    fn new(body: Bytes, context: &CallContext, signed: bool, extra: Option<HeaderMap>) -> Self {
-        let call_id: Arc<str> =
-            Arc::from(&*uuid::Uuid::new_v4().hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()));
-        // A call made outside any activity starts one of its own; a call made inside
-        // one (an implementation serving a request, a scope) forwards its id.
-        let activity = context.activity.unwrap_or_default().to_string();
-        let mut headers = headers::write_call(&call_id, &activity, context.user.as_ref());
-        // The trace context of the request being served, as it arrived (§3.3).
-        if let Some(trace) = &context.trace {
+    fn new(body: Bytes, context: CallContext, signed: bool, extra: Option<HeaderMap>) -> Self {
+        let body_sha256 = signed.then(|| Arc::from(body_sha256(&body)));
+        Self {
+            body,
+            call_id: uuid::Uuid::new_v4(),
+            // A call made outside any activity starts one of its own; a call made
+            // inside one (an implementation serving a request, a scope) forwards its id.
+            activity: context.activity.unwrap_or_default(),
+            body_sha256,
+            callers_deadline: context.deadline,
+            user: context.user,
+            trace: context.trace,
+            extra,
+        }
+    }
+
+    /// The headers of one attempt but its number and deadline, built anew each time:
+    /// a call that needs one attempt (nearly all) builds them once, where keeping a
+    /// map to clone per attempt built them and copied them.
+    fn headers(&self) -> HeaderMap {
+        let mut headers = headers::write_call(self.call_id, self.activity.as_uuid(), self.user.as_ref());
+        if let Some(trace) = &self.trace {
             trace.write(&mut headers);
         }
-        // `CallOptions` refuses the protocol's names, so these never replace its headers.
-        headers.extend(extra.into_iter().flatten());
-        let body_sha256 = signed.then(|| Arc::from(body_sha256(&body)));
-        Self { body, call_id, activity, body_sha256, callers_deadline: context.deadline, headers }
+        if let Some(extra) = &self.extra {
+            headers.extend(extra.clone());
+        }
+        headers
+    }
+
+    /// The call id as text, for a layer's [`CallInfo`].
+    fn call_id_text(&self) -> Arc<str> {
+        Arc::from(&*self.call_id.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()))
     }
 }
 
@@ -193,7 +215,7 @@ impl Endpoint {
             // A nested call never outlives the call it is made for.
             deadline = deadline.min(callers);
         }
-        let outgoing = Outgoing::new(Bytes::from(body), &context, this.security.is_enabled(), extra);
+        let outgoing = Outgoing::new(Bytes::from(body), context, this.security.is_enabled(), extra);
         // Field names of the OpenTelemetry RPC conventions; `outcome` is recorded at the end.
         let span = tracing::info_span!(
             "intercall.call",
@@ -458,7 +480,7 @@ impl Endpoint {
             (Target::Balanced(_), Targets::One(_)) => unreachable!("a balanced target comes from balanced targets"),
         };
         let request = || {
-            let mut headers = outgoing.headers.clone();
+            let mut headers = outgoing.headers();
             headers::write_attempt(&mut headers, attempt, server_deadline);
             // This attempt's span is the parent of the server's (replacing a forwarded one).
             #[cfg(feature = "otel")]
@@ -490,7 +512,7 @@ impl Endpoint {
             }
             Carrier::Layered(client) => {
                 let mut request = request();
-                let info = CallInfo { service: this.service, method, call_id: Arc::clone(&outgoing.call_id), attempt };
+                let info = CallInfo { service: this.service, method, call_id: outgoing.call_id_text(), attempt };
                 request.extensions_mut().insert(info);
                 if let Some(digest) = &outgoing.body_sha256 {
                     request.extensions_mut().insert(BodyDigest(Arc::clone(digest)));

@@ -14,7 +14,7 @@ use std::time::Duration;
 use hyper::http::header::CONTENT_TYPE;
 use hyper::http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::{Refusal, integer, is_lowercase_hex, truncate};
+use super::{Refusal, integer, truncate};
 use crate::context::{ActivityId, UserContext};
 use crate::protocol::ErrorKind;
 
@@ -165,7 +165,7 @@ impl<'a> Slot<'a> {
     fn text(&self, name: &str) -> Result<Option<&'a str>, Refusal> {
         self.single(name)?
             .map(|value| {
-                value.to_str().map(|text| text.trim_matches([' ', '\t'])).map_err(|_| {
+                value.to_str().map(|text| text.trim_matches(|c| c == ' ' || c == '\t')).map_err(|_| {
                     Refusal::new(ErrorKind::BadRequest, format!("header `{name}` is not visible ASCII text"))
                 })
             })
@@ -190,14 +190,26 @@ pub(crate) fn signature_headers(headers: &HeaderMap) -> (Option<&str>, Option<&s
 /// A UUID header: the canonical form only, so that the text forwarded and signed is
 /// the text received.
 fn uuid(name: &str, text: &str) -> Result<uuid::Uuid, Refusal> {
-    let canonical = text.len() == 36
-        && text.bytes().enumerate().all(|(i, b)| match i {
-            8 | 13 | 18 | 23 => b == b'-',
-            _ => is_lowercase_hex(b),
-        });
+    // One pass: the canonical form is checked and its digits read together.
+    let canonical = || {
+        let bytes = text.as_bytes();
+        if bytes.len() != 36 {
+            return None;
+        }
+        let mut value = 0u128;
+        for (i, &b) in bytes.iter().enumerate() {
+            match (i, b) {
+                (8 | 13 | 18 | 23, b'-') => {}
+                (8 | 13 | 18 | 23, _) => return None,
+                (_, b'0'..=b'9') => value = value << 4 | u128::from(b - b'0'),
+                (_, b'a'..=b'f') => value = value << 4 | u128::from(b - b'a' + 10),
+                _ => return None,
+            }
+        }
+        Some(uuid::Uuid::from_u128(value))
+    };
     let expected = "a UUID in lowercase hyphenated form, such as `67e55044-10b1-426f-9247-bb680e5fe0c8`";
-    let parsed = canonical.then(|| uuid::Uuid::try_parse(text).ok()).flatten();
-    parsed.ok_or_else(|| bad_header(name, text, expected))
+    canonical().ok_or_else(|| bad_header(name, text, expected))
 }
 
 fn bad_header(name: &str, value: &str, expected: &str) -> Refusal {
@@ -246,13 +258,17 @@ pub(crate) fn json_charset(value: &str) -> Option<Option<&str>> {
 
 /// The headers every attempt of one call sends: media types, the call id, the activity
 /// and the user.
-pub(crate) fn write_call(call_id: &str, activity: &str, user: Option<&UserContext>) -> HeaderMap {
+pub(crate) fn write_call(call_id: uuid::Uuid, activity: uuid::Uuid, user: Option<&UserContext>) -> HeaderMap {
     use hyper::http::header::ACCEPT;
     let mut headers = HeaderMap::with_capacity(10);
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
     headers.insert(ACCEPT, HeaderValue::from_static(JSON));
-    headers.insert(names::CALL_ID, HeaderValue::from_str(call_id).expect("a UUID is a header value"));
-    headers.insert(names::ACTIVITY_ID, HeaderValue::from_str(activity).expect("a UUID is a header value"));
+    let uuid = |id: uuid::Uuid| {
+        let text = id.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()).as_bytes().to_owned();
+        HeaderValue::from_bytes(&text).expect("a UUID is a header value")
+    };
+    headers.insert(names::CALL_ID, uuid(call_id));
+    headers.insert(names::ACTIVITY_ID, uuid(activity));
     if let Some(user) = user {
         // `UserContext` admits no control characters, so any of its values is a valid
         // header value (UTF-8 beyond ASCII travels as raw bytes).
@@ -267,7 +283,13 @@ pub(crate) fn write_call(call_id: &str, activity: &str, user: Option<&UserContex
 
 /// The headers that differ per attempt: its number and the time the caller waits.
 pub(crate) fn write_attempt(headers: &mut HeaderMap, attempt: u32, deadline_ms: Option<u64>) {
-    headers.insert(names::CALL_ATTEMPT, HeaderValue::from(attempt));
+    // The first attempts' numbers are static: no allocation for the common case.
+    const SMALL: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    let number = match SMALL.get(attempt as usize) {
+        Some(digits) => HeaderValue::from_static(digits),
+        None => HeaderValue::from(attempt),
+    };
+    headers.insert(names::CALL_ATTEMPT, number);
     if let Some(deadline_ms) = deadline_ms {
         headers.insert(names::DEADLINE_MS, HeaderValue::from(deadline_ms));
     }
@@ -336,6 +358,8 @@ mod tests {
             "67e5504410b1426f9247bb680e5fe0c8",
             "67e55044-10b1-426f-9247-bb680e5fe0cg",
             "67e55044_10b1-426f-9247-bb680e5fe0c8",
+            "67e5504-410b1-426f-9247-bb680e5fe0c8",
+            "67e55044-10b1-426f-9247-bb680e5fe0c-",
         ] {
             for name in [CALL_ID, ACTIVITY_ID] {
                 let message = refused(&[(name, spelling)]);
@@ -423,7 +447,8 @@ mod tests {
     #[test]
     fn written_headers_parse_back() {
         let user = UserContext::new("customer", "alice").unwrap();
-        let mut headers = write_call(ID, ID, Some(&user));
+        let id = uuid::Uuid::parse_str(ID).unwrap();
+        let mut headers = write_call(id, id, Some(&user));
         write_attempt(&mut headers, 3, Some(450));
         check_content_type(&headers).unwrap();
         let call = CallHeaders::parse(&headers).unwrap();

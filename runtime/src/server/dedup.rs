@@ -39,7 +39,11 @@ pub(crate) async fn before_decoding(
         }
         Some(Err(outcome)) => outcome,
     };
-    Err(answer(served, &**store, key, fingerprint, deadline, std::time::Instant::now(), Ok(outcome)).await)
+    // Boxed: a duplicate is the rare path, and unboxed its future made every request's
+    // future (and so every move of it) larger by a kilobyte.
+    let answering =
+        Box::pin(answer(served, &**store, key, fingerprint, deadline, std::time::Instant::now(), Ok(outcome)));
+    Err(answering.await)
 }
 
 /// Runs the call once per call id: `claimed` by [`before_decoding`], or claimed now.
@@ -73,8 +77,11 @@ where
             })
         }
     };
-    let outcome = join(served, deadline, run).await;
-    answer(served, &*store, &key, fingerprint, deadline, started, outcome).await
+    match join(served, deadline, run).await {
+        Ok(Outcome::Ran(reply)) => reply,
+        // Boxed, as in `before_decoding`: only a call that did not run here needs it.
+        outcome => Box::pin(answer(served, &*store, &key, fingerprint, deadline, started, outcome)).await,
+    }
 }
 
 /// The reply to what a claim and its run came to.

@@ -371,7 +371,8 @@ async fn admit<S, A: DeserializeOwned>(
             // The call did not run: a claim made above is released before the reply,
             // so that a retry of the same request meets the same 400, not a 409.
             if let Some((_, _, Some(claim))) = dedup {
-                if let Err(panicked) = dedup::store_guarded(served, claim.finish(&reply)).await {
+                // Boxed: a rare path, kept out of every request's future.
+                if let Err(panicked) = Box::pin(dedup::store_guarded(served, claim.finish(&reply))).await {
                     return Err(respond(panicked));
                 }
             }
