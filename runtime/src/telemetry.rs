@@ -30,10 +30,7 @@
 //! `CallError` kind (`timeout`, `connect`, `status`, `decode`, `encode`, `lookup`); a
 //! server's is `ok`, `service_error` or `framework_error`.
 
-use std::future::Future;
 use std::time::Instant;
-
-use axum::response::Response;
 
 /// The outcome label of a call.
 pub(crate) type Outcome = &'static str;
@@ -179,30 +176,40 @@ mod recorded {
             )
         }
 
-        /// `handling`, a request's handling, counted in flight and recorded when it ends.
-        pub(crate) async fn served<F>(&self, handling: F) -> Response
-        where
-            F: Future<Output = Response>,
-        {
-            let started = Instant::now();
-            let handles = self.handles();
-            handles.in_flight.increment(1.0);
-            let _in_flight = InFlight(&handles.in_flight);
-            let response = handling.await;
-            let elapsed = started.elapsed().as_secs_f64();
-            // Read from the reply as it was made, not from its status: `call_id_mismatch`
-            // shares the typed error's 422.
-            let outcome = crate::server::outcome_of(&response).label();
-            let status = response.status().as_u16();
+        /// A request's handling begins: counted in flight until the [`Serving`] is
+        /// dropped, and recorded by [`Serving::finish`].
+        pub(crate) fn start(&self) -> Serving {
+            self.handles().in_flight.increment(1.0);
+            Serving { metrics: self.clone(), started: Instant::now() }
+        }
+    }
+
+    /// One request being served: in flight until dropped. A unary call is finished when
+    /// its reply is made, a stream when its final frame is (or when its client left).
+    pub(crate) struct Serving {
+        metrics: ServerMetrics,
+        started: Instant,
+    }
+
+    impl Serving {
+        /// Records the call's duration and count under `outcome` and `status`.
+        pub(crate) fn finish(self, outcome: Outcome, status: u16) {
+            let elapsed = self.started.elapsed().as_secs_f64();
+            let handles = self.metrics.handles();
             let record = |(calls, duration): &(Counter, Histogram)| {
                 duration.record(elapsed);
                 calls.increment(1);
             };
             match (outcome, status) {
                 ("ok", 200) => record(&handles.ok),
-                (outcome, status) => record(&self.finished_handles(outcome, status)),
+                (outcome, status) => record(&self.metrics.finished_handles(outcome, status)),
             }
-            response
+        }
+    }
+
+    impl Drop for Serving {
+        fn drop(&mut self) {
+            self.metrics.handles().in_flight.decrement(1.0);
         }
     }
 
@@ -271,9 +278,17 @@ mod recorded {
         }
 
         #[inline(always)]
-        pub(crate) fn served<F: Future<Output = Response>>(&self, handling: F) -> F {
-            handling
+        pub(crate) fn start(&self) -> Serving {
+            Serving
         }
+    }
+
+    /// One request being served: nothing to record without the feature.
+    pub(crate) struct Serving;
+
+    impl Serving {
+        #[inline(always)]
+        pub(crate) fn finish(self, _: Outcome, _: u16) {}
     }
 
     #[inline(always)]
