@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use intercall::{ActivityId, CallContext, CallError, Invoker, Security, Streaming, UserContext};
 use intercall_conformance::client_mode::plan::{Outcome, PLAN_ENV, Plan, PlanCall, SECRET_ENV, URL_ENV, item_line};
 use intercall_conformance::service::{Conformance, ConformanceError, ConformanceProxy};

@@ -34,7 +34,6 @@ use crate::protocol::trace::TraceContext;
 use crate::protocol::{ErrorKind, args, path, truncate};
 use crate::security::Security;
 use crate::telemetry;
-#[cfg(feature = "metrics")]
 use reply::outcome_of;
 use reply::refuse;
 pub(crate) use reply::respond;
