@@ -28,7 +28,10 @@
 //!
 //! A client call's `outcome` is `ok`, `service_error` (the method's typed error), or the
 //! `CallError` kind (`timeout`, `connect`, `status`, `decode`, `encode`, `lookup`); a
-//! server's is `ok`, `service_error` or `framework_error`.
+//! server's is `ok`, `service_error` or `framework_error`, or `cancelled` for a stream
+//! whose client left before its final frame. A server records a stream when it ends
+//! (its final frame, or its client leaving), not when its reply's head leaves: the
+//! stream is in flight until then, and its duration is the whole stream's.
 
 use std::time::Instant;
 
