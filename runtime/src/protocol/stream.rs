@@ -98,6 +98,18 @@ fn present<'de, D: serde::Deserializer<'de>, T: DeserializeOwned>(deserializer: 
 
 /// Reads one frame (a line, without its `\n`).
 pub(crate) fn decode_frame<T: DeserializeOwned>(line: &[u8]) -> Result<Frame<'_, T>, String> {
+    // The frame almost every line is, `{"item":<value>}` as a server writes it: the
+    // value decoded straight from between the frame's braces, from text checked as
+    // UTF-8 once (not string by string). It succeeds only when the line is exactly an
+    // object with the one member `item`, so it agrees with the general path below,
+    // which reads any other line and gives the errors.
+    if let Some(value) = line.strip_prefix(b"{\"item\":").and_then(|rest| rest.strip_suffix(b"}")) {
+        if let Ok(item) = std::str::from_utf8(value).map(serde_json::from_str) {
+            if let Ok(item) = item {
+                return Ok(Frame::Item(item));
+            }
+        }
+    }
     // serde would read a struct from an array too.
     if line.trim_ascii_start().first() != Some(&b'{') {
         return Err(format!(
@@ -231,6 +243,10 @@ mod tests {
         assert!(matches!(decode_frame::<Raw>(br#"{"item":[1,2]}"#), Ok(Frame::Item(item)) if item.get() == "[1,2]"));
         assert!(matches!(decode_frame::<Option<u8>>(br#"{"item":null}"#), Ok(Frame::Item(None))), "a null item");
         assert!(matches!(decode_frame::<u8>(br#"{"item":7,"later":{}}"#), Ok(Frame::Item(7))));
+        // The item fast path and the general path agree at their border.
+        assert!(matches!(decode_frame::<u8>(br#"{"item": 7 }"#), Ok(Frame::Item(7))));
+        assert!(matches!(decode_frame::<String>(br#"{"item":"}"}"#), Ok(Frame::Item(s)) if s == "}"));
+        assert!(matches!(decode_frame::<u8>(br#"{"item":7,"item":8}"#), Err(_)), "a duplicate member");
         assert!(matches!(decode_frame::<u8>(b"{}"), Ok(Frame::Skip)));
         assert!(matches!(decode_frame::<u8>(br#"{"progress_hint":1}"#), Ok(Frame::Skip)));
         assert!(matches!(decode_frame::<u8>(br#"{"end":"ok"}"#), Ok(Frame::End)));
@@ -241,6 +257,9 @@ mod tests {
             br#"{"end":"error"}"#,
             br#"{"item":1,"end":"ok"}"#,
             br#"{"item":"not a number"}"#,
+            br#"{"item":1}}"#,
+            br#"{"item":1,"end":"ok"}"#,
+            b"{\"item\":\"\xff\"}",
         ] {
             assert!(decode_frame::<u8>(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
