@@ -172,7 +172,7 @@ impl<T: DeserializeOwned, E: ServiceError> Stream for RemoteItems<T, E> {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
-                        this.lines.push(&data);
+                        this.lines.push(data);
                     }
                     continue;
                 }

@@ -44,8 +44,10 @@ use crate::protocol::stream::{self as frames, KEEPALIVE_INTERVAL, NDJSON};
 use crate::telemetry;
 
 /// Frames are gathered up to about this many bytes per chunk written: small items go
-/// out many to a write, and what waits for a slow reader stays this small.
-const BATCH_BYTES: usize = 16 << 10;
+/// out many to a write, and what waits for a slow reader stays this small. 64 KiB
+/// rather than 16: a third of the reader's wake-ups (each chunk is one hand-over from
+/// its connection task) for 1M small items, and ~5% less reader CPU (BENCHMARKS.md).
+const BATCH_BYTES: usize = 64 << 10;
 
 /// The most a chunk's buffer is given up front: one huge item does not make every
 /// later chunk allocate as much.
