@@ -27,7 +27,9 @@
 //! | `intercall.client.circuit_open` | counter | (calls failed at once: every endpoint ejected) |
 //!
 //! A client call's `outcome` is `ok`, `service_error` (the method's typed error), or the
-//! `CallError` kind (`timeout`, `connect`, `status`, `decode`, `encode`, `lookup`); a
+//! `CallError` kind (`timeout`, `connect`, `status`, `decode`, `encode`, `lookup`), or
+//! `cancelled` for a stream its caller dropped before its end (a stream's call is
+//! recorded, and in flight, until the stream ends, on both sides); a
 //! server's is `ok`, `service_error` or `framework_error`, or `cancelled` for a stream
 //! whose client left before its final frame. A server records a stream when it ends
 //! (its final frame, or its client leaving), not when its reply's head leaves: the
@@ -108,6 +110,16 @@ mod recorded {
             let gauge = &self.handles().in_flight;
             gauge.increment(1.0);
             InFlight(gauge)
+        }
+
+        /// A stream's reply came: the call stays in flight until [`stream_ended`](Self::stream_ended).
+        pub(crate) fn stream_started(&self) {
+            self.handles().in_flight.increment(1.0);
+        }
+
+        /// A stream whose reply came has ended (or was dropped).
+        pub(crate) fn stream_ended(&self) {
+            self.handles().in_flight.decrement(1.0);
         }
 
         pub(crate) fn attempt(&self, attempt: u32) {
@@ -258,6 +270,12 @@ mod recorded {
         pub(crate) fn started(&self) -> InFlight {
             InFlight
         }
+
+        #[inline(always)]
+        pub(crate) fn stream_started(&self) {}
+
+        #[inline(always)]
+        pub(crate) fn stream_ended(&self) {}
 
         #[inline(always)]
         pub(crate) fn attempt(&self, _: u32) {}

@@ -117,11 +117,12 @@ async fn calls_are_counted_by_outcome_on_both_sides() {
     assert_eq!(proxy.flaky().await, Ok(7));
 
     let snapshot = snapshotter.snapshot().into_vec();
-    let client = |metric, method, extra: &[(&str, &str)]| {
+    let client_in = |snapshot: &Snapshot, metric, method, extra: &[(&str, &str)]| {
         let mut labels = vec![("rpc.system", "intercall"), ("rpc.service", "Tally"), ("rpc.method", method)];
         labels.extend_from_slice(extra);
-        value(&snapshot, metric, &labels)
+        value(snapshot, metric, &labels)
     };
+    let client = |metric, method, extra: &[(&str, &str)]| client_in(&snapshot, metric, method, extra);
     assert_eq!(client("intercall.client.calls", "add", &[("outcome", "ok")]), 3.0);
     assert_eq!(client("rpc.client.call.duration", "add", &[("outcome", "ok")]), 3.0, "one sample per call");
     assert_eq!(client("intercall.client.calls", "refuse", &[("outcome", "service_error")]), 1.0);
@@ -165,17 +166,27 @@ async fn calls_are_counted_by_outcome_on_both_sides() {
     assert_eq!(raw.status, 400);
     assert_eq!(served(&snapshotter.snapshot().into_vec(), "add", "framework_error", "400"), 1.0);
 
-    // Regression: a stream was counted (as `ok`) when its head left. It is in flight
-    // until it ends, and counted by how it ended.
+    // Regression: a stream was counted (as `ok`) when its head left (server) or arrived
+    // (client). It is in flight until it ends, and counted by how it ended, on both sides.
     let mut open = proxy.forever().await.unwrap();
     assert_eq!(open.next().await, Some(Ok(0)));
     let snapshot = snapshotter.snapshot().into_vec();
     assert_eq!(value(&snapshot, "intercall.server.in_flight", &[("rpc.method", "forever")]), 1.0);
     assert_eq!(value(&snapshot, "intercall.server.calls", &[("rpc.method", "forever")]), 0.0, "not ended yet");
+    assert_eq!(client_in(&snapshot, "intercall.client.in_flight", "forever", &[]), 1.0, "the caller's side too");
+    assert_eq!(client_in(&snapshot, "intercall.client.calls", "forever", &[]), 0.0);
     drop(open);
+    let snapshot = snapshotter.snapshot().into_vec();
+    assert_eq!(client_in(&snapshot, "intercall.client.calls", "forever", &[("outcome", "cancelled")]), 1.0);
+    // A snapshot drains gauges too: this is the change since the one that saw it at 1.
+    assert_eq!(client_in(&snapshot, "intercall.client.in_flight", "forever", &[]), -1.0, "out of flight");
     // Taking a snapshot drains the counters: add them up until the cancellation shows.
-    let (mut cancelled, mut other) = (0.0, 0.0);
+    let mut cancelled = served(&snapshot, "forever", "cancelled", "200");
+    let mut other = value(&snapshot, "intercall.server.calls", &[("rpc.method", "forever")]);
     for _ in 0..500 {
+        if cancelled > 0.0 {
+            break;
+        }
         let snapshot = snapshotter.snapshot().into_vec();
         cancelled += served(&snapshot, "forever", "cancelled", "200");
         other += value(&snapshot, "intercall.server.calls", &[("rpc.method", "forever")]);
@@ -196,4 +207,7 @@ async fn calls_are_counted_by_outcome_on_both_sides() {
     assert_eq!(served(&snapshot, "upto", "ok", "200"), 1.0);
     assert_eq!(served(&snapshot, "upto", "service_error", "200"), 1.0, "a typed error item ends the stream");
     assert_eq!(value(&snapshot, "rpc.server.call.duration", &[("rpc.method", "upto")]), 2.0);
+    assert_eq!(client_in(&snapshot, "intercall.client.calls", "upto", &[("outcome", "ok")]), 1.0);
+    assert_eq!(client_in(&snapshot, "intercall.client.calls", "upto", &[("outcome", "service_error")]), 1.0);
+    assert_eq!(client_in(&snapshot, "intercall.client.in_flight", "upto", &[]), 0.0);
 }

@@ -216,8 +216,9 @@ async fn a_server_span_ends_with_the_outcome_of_refusals_failures_and_replays() 
     );
 }
 
-/// Regression: a stream's span was given its outcome when the reply's head left, so a
-/// stream that then failed, or that its client dropped, said `ok`.
+/// Regression: a stream's spans were given their outcome when the reply's head left (on
+/// the server) or arrived (on the client), so a stream that then failed, or that its
+/// client dropped, said `ok`.
 #[tokio::test]
 async fn a_stream_s_span_ends_with_how_the_stream_ended() {
     let spans = Spans::default();
@@ -229,6 +230,13 @@ async fn a_stream_s_span_ends_with_how_the_stream_ended() {
         let served = all.iter().map(|(_, r)| r).filter(|r| r.name == "intercall.serve");
         served.filter(|r| r.field("rpc.method") == Some(method)).cloned().collect()
     };
+    let calls = |method: &str| -> Vec<(Option<String>, Option<String>)> {
+        let all = spans.0.lock().unwrap();
+        let calls = all.iter().map(|(_, r)| r).filter(|r| r.name == "intercall.call");
+        let calls = calls.filter(|r| r.field("rpc.method") == Some(method));
+        calls.map(|r| (r.field("outcome").map(str::to_owned), r.field("error.type").map(str::to_owned))).collect()
+    };
+    let call = |o: &str, e: Option<&str>| (Some(o.to_owned()), e.map(str::to_owned));
     let ended = |method: &str| {
         served(method)
             .iter()
@@ -242,8 +250,10 @@ async fn a_stream_s_span_ends_with_how_the_stream_ended() {
     let mut forever = proxy.forever().await.unwrap();
     assert_eq!(forever.next().await, Some(Ok(0)));
     assert_eq!(ended("forever"), [(None, None, None)], "no outcome before the stream ends");
-    // Dropped by its client: cancelled.
+    assert_eq!(calls("forever"), [(None, None)], "nor on the caller's side");
+    // Dropped by its client: cancelled, on both sides.
     drop(forever);
+    assert_eq!(calls("forever"), [call("cancelled", Some("cancelled"))]);
     for _ in 0..500 {
         if ended("forever")[0].0.is_some() {
             break;
@@ -260,6 +270,9 @@ async fn a_stream_s_span_ends_with_how_the_stream_ended() {
     let items: Vec<_> = proxy.panics().await.unwrap().collect().await;
     assert!(matches!(&items[..], [Ok(0), Err(GreetError::Unavailable(_))]), "{items:?}");
     assert_eq!(ended("panics"), [owned("framework_error", Some("panic"))]);
+    assert_eq!(calls("count"), [call("ok", None)]);
+    assert_eq!(calls("broken"), [call("service_error", Some("GreetError::Nobody"))]);
+    assert_eq!(calls("panics"), [call("status", Some("status"))]);
 
     // The request's deadline ends a stream: read whole, as curl would.
     let reply = reqwest::Client::new()
