@@ -23,9 +23,48 @@ def attempt(method, body, headers):
     try:
         conn.request("POST", base.path.rstrip("/") + "/Conformance/" + method, body, headers)
         reply = conn.getresponse()
-        return reply.status, reply.getheader("content-type") or "", reply.getheader("retry-after"), reply.read()
+        ctype = reply.getheader("content-type") or ""
+        if reply.status == 200 and ctype.split(";")[0].strip().lower() == "application/x-ndjson":
+            return reply.status, ctype, None, read_stream(reply)
+        return reply.status, ctype, reply.getheader("retry-after"), reply.read()
     finally:
         conn.close()
+
+def read_stream(reply):
+    """A stream (PROTOCOL.md §4.3), read frame by frame: its items printed as they come,
+    and how it ended. Never retried once its reply came."""
+    case, buffered = current["case"], b""
+    while True:
+        try:
+            chunk = reply.read1(65536)
+        except (OSError, http.client.HTTPException):
+            return "failure connect"  # cut mid-stream
+        if not chunk:
+            return "failure connect"  # the body ended without a final frame
+        buffered += chunk
+        while b"\n" in buffered:
+            line, buffered = buffered.split(b"\n", 1)
+            try:
+                frame = json.loads(line)
+            except ValueError:
+                return "failure decode"
+            if not isinstance(frame, dict):
+                return "failure decode"
+            if "item" in frame:
+                if not isinstance(frame["item"], int):
+                    return "failure decode"
+                print("ITEM", case, json.dumps(frame["item"]), flush=True)
+            elif frame.get("end") == "ok":
+                return "ok null"
+            elif frame.get("end") == "error":
+                error = frame.get("error") or {}
+                kind = error.get("kind")
+                if kind == "service" and error.get("value") == "Refused":
+                    return 'error "Refused"'
+                if kind == "deadline_exceeded":
+                    return "failure timeout 504"
+                return "failure status %d" % KINDS.get(kind, 500) if kind != "service" else "failure decode"
+            # anything else (a keep-alive `{}`, a frame kind this reader does not know): skipped
 
 def call(c):
     body = json.dumps(c["args"]).encode()
@@ -54,6 +93,8 @@ def call(c):
         except (OSError, http.client.HTTPException):
             failure = "failure connect"
         else:
+            if isinstance(raw, str):
+                return raw  # a stream's end
             try:
                 reply, decoded = json.loads(raw), True
             except ValueError:
@@ -86,5 +127,7 @@ def call(c):
             time.sleep(wait)
     return failure
 
+current = None
 for c in plan["calls"]:
+    current = c
     print("CALL", c["case"], call(c), flush=True)

@@ -255,6 +255,8 @@ async fn read_response<R: AsyncBufRead + Unpin>(reader: &mut R, head_only: bool)
 pub enum Action {
     /// Write these bytes (a whole response).
     Respond(Vec<u8>),
+    /// Write these bytes (a response cut short), then close the connection.
+    Cut(Vec<u8>),
     /// Close the connection without a response.
     Drop,
     /// Answer nothing; close when the client gives up, or after `Duration`.
@@ -291,6 +293,10 @@ where
                 if reader.get_mut().write_all(&bytes).await.is_err() || close {
                     return;
                 }
+            }
+            Action::Cut(bytes) => {
+                let _ = reader.get_mut().write_all(&bytes).await;
+                return;
             }
             Action::Drop => return,
             Action::Hold(limit) => {

@@ -6,7 +6,7 @@
 pub const SERVICE: &str = "Conformance";
 
 /// The conformance service's methods.
-pub const METHODS: &[&str] = &["echo", "fail", "count", "counter", "panic", "context"];
+pub const METHODS: &[&str] = &["echo", "fail", "count", "counter", "panic", "context", "stream"];
 
 /// What the `panic` method panics (throws) with; a server must never send it (§4.2).
 pub const PANIC_DETAIL: &str = "conformance-panic-detail";

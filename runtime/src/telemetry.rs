@@ -27,13 +27,15 @@
 //! | `intercall.client.circuit_open` | counter | (calls failed at once: every endpoint ejected) |
 //!
 //! A client call's `outcome` is `ok`, `service_error` (the method's typed error), or the
-//! `CallError` kind (`timeout`, `connect`, `status`, `decode`, `encode`, `lookup`); a
-//! server's is `ok`, `service_error` or `framework_error`.
+//! `CallError` kind (`timeout`, `connect`, `status`, `decode`, `encode`, `lookup`), or
+//! `cancelled` for a stream its caller dropped before its end (a stream's call is
+//! recorded, and in flight, until the stream ends, on both sides); a
+//! server's is `ok`, `service_error` or `framework_error`, or `cancelled` for a stream
+//! whose client left before its final frame. A server records a stream when it ends
+//! (its final frame, or its client leaving), not when its reply's head leaves: the
+//! stream is in flight until then, and its duration is the whole stream's.
 
-use std::future::Future;
 use std::time::Instant;
-
-use axum::response::Response;
 
 /// The outcome label of a call.
 pub(crate) type Outcome = &'static str;
@@ -110,6 +112,16 @@ mod recorded {
             InFlight(gauge)
         }
 
+        /// A stream's reply came: the call stays in flight until [`stream_ended`](Self::stream_ended).
+        pub(crate) fn stream_started(&self) {
+            self.handles().in_flight.increment(1.0);
+        }
+
+        /// A stream whose reply came has ended (or was dropped).
+        pub(crate) fn stream_ended(&self) {
+            self.handles().in_flight.decrement(1.0);
+        }
+
         pub(crate) fn attempt(&self, attempt: u32) {
             let handles = self.handles();
             handles.attempts.increment(1);
@@ -179,30 +191,40 @@ mod recorded {
             )
         }
 
-        /// `handling`, a request's handling, counted in flight and recorded when it ends.
-        pub(crate) async fn served<F>(&self, handling: F) -> Response
-        where
-            F: Future<Output = Response>,
-        {
-            let started = Instant::now();
-            let handles = self.handles();
-            handles.in_flight.increment(1.0);
-            let _in_flight = InFlight(&handles.in_flight);
-            let response = handling.await;
-            let elapsed = started.elapsed().as_secs_f64();
-            // Read from the reply as it was made, not from its status: `call_id_mismatch`
-            // shares the typed error's 422.
-            let outcome = crate::server::outcome_of(&response).label();
-            let status = response.status().as_u16();
+        /// A request's handling begins: counted in flight until the [`Serving`] is
+        /// dropped, and recorded by [`Serving::finish`].
+        pub(crate) fn start(&self) -> Serving {
+            self.handles().in_flight.increment(1.0);
+            Serving { metrics: self.clone(), started: Instant::now() }
+        }
+    }
+
+    /// One request being served: in flight until dropped. A unary call is finished when
+    /// its reply is made, a stream when its final frame is (or when its client left).
+    pub(crate) struct Serving {
+        metrics: ServerMetrics,
+        started: Instant,
+    }
+
+    impl Serving {
+        /// Records the call's duration and count under `outcome` and `status`.
+        pub(crate) fn finish(self, outcome: Outcome, status: u16) {
+            let elapsed = self.started.elapsed().as_secs_f64();
+            let handles = self.metrics.handles();
             let record = |(calls, duration): &(Counter, Histogram)| {
                 duration.record(elapsed);
                 calls.increment(1);
             };
             match (outcome, status) {
                 ("ok", 200) => record(&handles.ok),
-                (outcome, status) => record(&self.finished_handles(outcome, status)),
+                (outcome, status) => record(&self.metrics.finished_handles(outcome, status)),
             }
-            response
+        }
+    }
+
+    impl Drop for Serving {
+        fn drop(&mut self) {
+            self.metrics.handles().in_flight.decrement(1.0);
         }
     }
 
@@ -250,6 +272,12 @@ mod recorded {
         }
 
         #[inline(always)]
+        pub(crate) fn stream_started(&self) {}
+
+        #[inline(always)]
+        pub(crate) fn stream_ended(&self) {}
+
+        #[inline(always)]
         pub(crate) fn attempt(&self, _: u32) {}
 
         #[inline(always)]
@@ -271,9 +299,17 @@ mod recorded {
         }
 
         #[inline(always)]
-        pub(crate) fn served<F: Future<Output = Response>>(&self, handling: F) -> F {
-            handling
+        pub(crate) fn start(&self) -> Serving {
+            Serving
         }
+    }
+
+    /// One request being served: nothing to record without the feature.
+    pub(crate) struct Serving;
+
+    impl Serving {
+        #[inline(always)]
+        pub(crate) fn finish(self, _: Outcome, _: u16) {}
     }
 
     #[inline(always)]

@@ -9,7 +9,8 @@ use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::middleware::{Next, from_fn};
 use axum::response::IntoResponse;
-use intercall::{CallError, Invoker};
+use futures_util::{StreamExt, stream};
+use intercall::{CallError, Invoker, Streaming};
 use intercall_tests::spawn;
 use metrics::{SharedString, Unit};
 use metrics_util::CompositeKey;
@@ -34,6 +35,10 @@ pub trait Tally {
     async fn refuse(&self) -> Result<u64, TallyError>;
     /// Behind a gateway that answers the first request with 503.
     async fn flaky(&self) -> Result<u64, TallyError>;
+    /// `0..n`, then a clean end, or `TallyError::Refused` when `fail`.
+    async fn upto(&self, n: u64, fail: bool) -> Result<Streaming<u64, TallyError>, TallyError>;
+    /// One item, then nothing for ever.
+    async fn forever(&self) -> Result<Streaming<u64, TallyError>, TallyError>;
 }
 
 struct Tallies;
@@ -49,6 +54,15 @@ impl Tally for Tallies {
 
     async fn flaky(&self) -> Result<u64, TallyError> {
         Ok(7)
+    }
+
+    async fn upto(&self, n: u64, fail: bool) -> Result<Streaming<u64, TallyError>, TallyError> {
+        let end = fail.then_some(Err(TallyError::Refused));
+        Ok(Streaming::new(stream::iter((0..n).map(Ok).chain(end))))
+    }
+
+    async fn forever(&self) -> Result<Streaming<u64, TallyError>, TallyError> {
+        Ok(Streaming::new(stream::iter([Ok(0)]).chain(stream::pending())))
     }
 }
 
@@ -103,11 +117,12 @@ async fn calls_are_counted_by_outcome_on_both_sides() {
     assert_eq!(proxy.flaky().await, Ok(7));
 
     let snapshot = snapshotter.snapshot().into_vec();
-    let client = |metric, method, extra: &[(&str, &str)]| {
+    let client_in = |snapshot: &Snapshot, metric, method, extra: &[(&str, &str)]| {
         let mut labels = vec![("rpc.system", "intercall"), ("rpc.service", "Tally"), ("rpc.method", method)];
         labels.extend_from_slice(extra);
-        value(&snapshot, metric, &labels)
+        value(snapshot, metric, &labels)
     };
+    let client = |metric, method, extra: &[(&str, &str)]| client_in(&snapshot, metric, method, extra);
     assert_eq!(client("intercall.client.calls", "add", &[("outcome", "ok")]), 3.0);
     assert_eq!(client("rpc.client.call.duration", "add", &[("outcome", "ok")]), 3.0, "one sample per call");
     assert_eq!(client("intercall.client.calls", "refuse", &[("outcome", "service_error")]), 1.0);
@@ -150,4 +165,49 @@ async fn calls_are_counted_by_outcome_on_both_sides() {
     let raw = intercall_tests::post_raw(&server.at("Tally/add"), Some("application/json"), r#"{"n":"x"}"#).await;
     assert_eq!(raw.status, 400);
     assert_eq!(served(&snapshotter.snapshot().into_vec(), "add", "framework_error", "400"), 1.0);
+
+    // Regression: a stream was counted (as `ok`) when its head left (server) or arrived
+    // (client). It is in flight until it ends, and counted by how it ended, on both sides.
+    let mut open = proxy.forever().await.unwrap();
+    assert_eq!(open.next().await, Some(Ok(0)));
+    let snapshot = snapshotter.snapshot().into_vec();
+    assert_eq!(value(&snapshot, "intercall.server.in_flight", &[("rpc.method", "forever")]), 1.0);
+    assert_eq!(value(&snapshot, "intercall.server.calls", &[("rpc.method", "forever")]), 0.0, "not ended yet");
+    assert_eq!(client_in(&snapshot, "intercall.client.in_flight", "forever", &[]), 1.0, "the caller's side too");
+    assert_eq!(client_in(&snapshot, "intercall.client.calls", "forever", &[]), 0.0);
+    drop(open);
+    let snapshot = snapshotter.snapshot().into_vec();
+    assert_eq!(client_in(&snapshot, "intercall.client.calls", "forever", &[("outcome", "cancelled")]), 1.0);
+    // A snapshot drains gauges too: this is the change since the one that saw it at 1.
+    assert_eq!(client_in(&snapshot, "intercall.client.in_flight", "forever", &[]), -1.0, "out of flight");
+    // Taking a snapshot drains the counters: add them up until the cancellation shows.
+    let mut cancelled = served(&snapshot, "forever", "cancelled", "200");
+    let mut other = value(&snapshot, "intercall.server.calls", &[("rpc.method", "forever")]);
+    for _ in 0..500 {
+        if cancelled > 0.0 {
+            break;
+        }
+        let snapshot = snapshotter.snapshot().into_vec();
+        cancelled += served(&snapshot, "forever", "cancelled", "200");
+        other += value(&snapshot, "intercall.server.calls", &[("rpc.method", "forever")]);
+        if cancelled > 0.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!((cancelled, other), (1.0, 1.0), "one call, cancelled by its client");
+    assert_eq!(
+        value(&snapshotter.snapshot().into_vec(), "intercall.server.in_flight", &[("rpc.method", "forever")]),
+        0.0
+    );
+
+    assert_eq!(proxy.upto(2, false).await.unwrap().collect::<Vec<_>>().await, [Ok(0), Ok(1)]);
+    assert_eq!(proxy.upto(1, true).await.unwrap().collect::<Vec<_>>().await, [Ok(0), Err(TallyError::Refused)]);
+    let snapshot = snapshotter.snapshot().into_vec();
+    assert_eq!(served(&snapshot, "upto", "ok", "200"), 1.0);
+    assert_eq!(served(&snapshot, "upto", "service_error", "200"), 1.0, "a typed error item ends the stream");
+    assert_eq!(value(&snapshot, "rpc.server.call.duration", &[("rpc.method", "upto")]), 2.0);
+    assert_eq!(client_in(&snapshot, "intercall.client.calls", "upto", &[("outcome", "ok")]), 1.0);
+    assert_eq!(client_in(&snapshot, "intercall.client.calls", "upto", &[("outcome", "service_error")]), 1.0);
+    assert_eq!(client_in(&snapshot, "intercall.client.in_flight", "upto", &[]), 0.0);
 }

@@ -3,7 +3,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use intercall::{CallError, Invoker};
+use futures_util::{StreamExt, stream};
+use intercall::{CallError, Invoker, Streaming};
 use intercall_tests::spawn;
 use serde::{Deserialize, Serialize};
 use tracing::field::{Field, Visit};
@@ -33,6 +34,41 @@ struct Greetings;
 impl Greeter for Greetings {
     async fn greet(&self, name: String) -> Result<String, GreetError> {
         if name.is_empty() { Err(GreetError::Nobody) } else { Ok(format!("hello {name}")) }
+    }
+}
+
+#[intercall::service]
+pub trait Ticker {
+    /// `0..to`, then a clean end.
+    async fn count(&self, to: u64) -> Result<Streaming<u64, GreetError>, GreetError>;
+    /// One item, then `GreetError::Nobody`.
+    async fn broken(&self) -> Result<Streaming<u64, GreetError>, GreetError>;
+    /// One item, then a panic.
+    async fn panics(&self) -> Result<Streaming<u64, GreetError>, GreetError>;
+    /// One item, then nothing for ever.
+    async fn forever(&self) -> Result<Streaming<u64, GreetError>, GreetError>;
+}
+
+struct Ticks;
+
+impl Ticker for Ticks {
+    async fn count(&self, to: u64) -> Result<Streaming<u64, GreetError>, GreetError> {
+        Ok(Streaming::new(stream::iter((0..to).map(Ok))))
+    }
+
+    async fn broken(&self) -> Result<Streaming<u64, GreetError>, GreetError> {
+        Ok(Streaming::new(stream::iter([Ok(0), Err(GreetError::Nobody)])))
+    }
+
+    async fn panics(&self) -> Result<Streaming<u64, GreetError>, GreetError> {
+        Ok(Streaming::new(stream::iter(0..2u64).map(|n| {
+            assert!(n == 0, "the stream breaks");
+            Ok(n)
+        })))
+    }
+
+    async fn forever(&self) -> Result<Streaming<u64, GreetError>, GreetError> {
+        Ok(Streaming::new(stream::iter([Ok(0)]).chain(stream::pending())))
     }
 }
 
@@ -178,4 +214,76 @@ async fn a_server_span_ends_with_the_outcome_of_refusals_failures_and_replays() 
         ],
         "{all:?}"
     );
+}
+
+/// Regression: a stream's spans were given their outcome when the reply's head left (on
+/// the server) or arrived (on the client), so a stream that then failed, or that its
+/// client dropped, said `ok`.
+#[tokio::test]
+async fn a_stream_s_span_ends_with_how_the_stream_ended() {
+    let spans = Spans::default();
+    let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
+    let server = spawn(TickerServer::new(Ticks).into_router()).await;
+    let proxy = TickerProxy::new(Invoker::builder().service("Ticker", server.url()).build().unwrap()).unwrap();
+    let served = |method: &str| -> Vec<Recorded> {
+        let all = spans.0.lock().unwrap();
+        let served = all.iter().map(|(_, r)| r).filter(|r| r.name == "intercall.serve");
+        served.filter(|r| r.field("rpc.method") == Some(method)).cloned().collect()
+    };
+    let calls = |method: &str| -> Vec<(Option<String>, Option<String>)> {
+        let all = spans.0.lock().unwrap();
+        let calls = all.iter().map(|(_, r)| r).filter(|r| r.name == "intercall.call");
+        let calls = calls.filter(|r| r.field("rpc.method") == Some(method));
+        calls.map(|r| (r.field("outcome").map(str::to_owned), r.field("error.type").map(str::to_owned))).collect()
+    };
+    let call = |o: &str, e: Option<&str>| (Some(o.to_owned()), e.map(str::to_owned));
+    let ended = |method: &str| {
+        served(method)
+            .iter()
+            .map(|r| r.ended())
+            .map(|(o, e, s)| (o.map(str::to_owned), e.map(str::to_owned), s.map(str::to_owned)))
+            .collect::<Vec<_>>()
+    };
+    let owned = |o: &str, e: Option<&str>| (Some(o.to_owned()), e.map(str::to_owned), Some("200".to_owned()));
+
+    // Running: the head has left and an item arrived, but the stream has not ended.
+    let mut forever = proxy.forever().await.unwrap();
+    assert_eq!(forever.next().await, Some(Ok(0)));
+    assert_eq!(ended("forever"), [(None, None, None)], "no outcome before the stream ends");
+    assert_eq!(calls("forever"), [(None, None)], "nor on the caller's side");
+    // Dropped by its client: cancelled, on both sides.
+    drop(forever);
+    assert_eq!(calls("forever"), [call("cancelled", Some("cancelled"))]);
+    for _ in 0..500 {
+        if ended("forever")[0].0.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(ended("forever"), [owned("cancelled", Some("cancelled"))]);
+
+    // A clean end, a typed error item, a panic.
+    assert_eq!(proxy.count(3).await.unwrap().collect::<Vec<_>>().await, [Ok(0), Ok(1), Ok(2)]);
+    assert_eq!(ended("count"), [owned("ok", None)]);
+    assert_eq!(proxy.broken().await.unwrap().collect::<Vec<_>>().await, [Ok(0), Err(GreetError::Nobody)]);
+    assert_eq!(ended("broken"), [owned("service_error", Some("GreetError::Nobody"))]);
+    let items: Vec<_> = proxy.panics().await.unwrap().collect().await;
+    assert!(matches!(&items[..], [Ok(0), Err(GreetError::Unavailable(_))]), "{items:?}");
+    assert_eq!(ended("panics"), [owned("framework_error", Some("panic"))]);
+    assert_eq!(calls("count"), [call("ok", None)]);
+    assert_eq!(calls("broken"), [call("service_error", Some("GreetError::Nobody"))]);
+    assert_eq!(calls("panics"), [call("status", Some("status"))]);
+
+    // The request's deadline ends a stream: read whole, as curl would.
+    let reply = reqwest::Client::new()
+        .post(server.at("Ticker/forever"))
+        .header("content-type", "application/json")
+        .header("x-deadline-ms", "200")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    let text = reply.text().await.unwrap();
+    assert!(text.contains("deadline_exceeded"), "{text}");
+    assert_eq!(ended("forever")[1], owned("framework_error", Some("deadline_exceeded")));
 }

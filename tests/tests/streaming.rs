@@ -47,6 +47,8 @@ pub trait Feed {
     async fn slow(&self, count: u64, every_ms: u64) -> Result<Streaming<u64, FeedError>, FeedError>;
     /// `count` items, each the user the implementation's stream sees as it is polled.
     async fn whoami(&self, count: u64) -> Result<Streaming<String, FeedError>, FeedError>;
+    /// Item 0, then silence until the test opens the gate, then item 1 and a clean end.
+    async fn pause(&self) -> Result<Streaming<u64, FeedError>, FeedError>;
     /// A unary method beside them.
     async fn ping(&self) -> Result<String, FeedError>;
 }
@@ -56,6 +58,8 @@ pub trait Feed {
 struct Counters {
     produced: AtomicU64,
     dropped: AtomicBool,
+    /// What `pause` waits on between its items.
+    gate: tokio::sync::Notify,
 }
 
 #[derive(Clone, Default)]
@@ -123,6 +127,19 @@ impl Feed for Counting {
             tokio::task::yield_now().await;
             let user = intercall::UserContext::current();
             Ok(user.and_then(|u| u.user_id().map(str::to_owned)).unwrap_or_else(|| "nobody".into()))
+        })))
+    }
+
+    async fn pause(&self) -> Result<Streaming<u64, FeedError>, FeedError> {
+        let counters = Arc::clone(&self.0);
+        Ok(Streaming::new(stream::iter([0, 1]).then(move |n| {
+            let counters = Arc::clone(&counters);
+            async move {
+                if n == 1 {
+                    counters.gate.notified().await;
+                }
+                Ok(n)
+            }
         })))
     }
 
@@ -442,4 +459,74 @@ async fn a_typed_error_before_the_first_item_is_replayed_to_a_duplicate() {
     let again = post(&server, "Feed/failing", r#"{"at":0}"#, &headers).await;
     assert_eq!((again.status(), again.bytes().await.unwrap()), (status, first));
     assert_eq!(status, 422);
+}
+
+/// A TCP relay that passes everything on both ways and keeps a copy of the response
+/// bytes it passed: what the client was sent.
+async fn tapping_relay(upstream: std::net::SocketAddr) -> (String, Arc<std::sync::Mutex<Vec<u8>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let tapped = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let tap = Arc::clone(&tapped);
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let tap = Arc::clone(&tap);
+            tokio::spawn(async move {
+                let server = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let requests = tokio::spawn(async move { tokio::io::copy(&mut client_read, &mut server_write).await });
+                let mut buffer = vec![0; 4096];
+                while let Ok(n @ 1..) = server_read.read(&mut buffer).await {
+                    tap.lock().unwrap().extend_from_slice(&buffer[..n]);
+                    if client_write.write_all(&buffer[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                requests.abort();
+            });
+        }
+    });
+    (format!("http://{addr}/"), tapped)
+}
+
+/// A stream idle for longer than the keep-alive interval is sent keep-alive frames,
+/// and the client skips them. The interval is short; the implementation stays silent
+/// until the test has seen two keep-alives, so nothing depends on timing.
+#[tokio::test]
+async fn an_idle_stream_is_sent_keep_alive_frames_that_the_client_skips() {
+    let options = intercall::ServeOptions::default().stream_keepalive(Duration::from_millis(50));
+    let implementation = Counting::default();
+    let server = intercall_tests::spawn_with(FeedServer::new(implementation.clone()).into_router(), options).await;
+    let two_keepalives = |text: &str| text.split_inclusive('\n').filter(|line| *line == "{}\n").count() >= 2;
+
+    // As curl sees it: keep-alive frames while the stream is idle.
+    let mut reply = post(&server, "Feed/pause", "{}", &[]).await;
+    assert_eq!(reply.status(), 200);
+    let mut text = String::new();
+    let waited = tokio::time::timeout(Duration::from_secs(10), async {
+        while !two_keepalives(&text) {
+            let chunk = reply.chunk().await.unwrap().expect("the stream goes on");
+            text.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "no two keep-alive frames within 10 s: {text:?}");
+    implementation.0.gate.notify_one();
+    text.push_str(&reply.text().await.unwrap());
+    let lines: Vec<_> = text.lines().collect();
+    assert_eq!(lines.first(), Some(&r#"{"item":0}"#), "{text}");
+    assert_eq!(lines[lines.len() - 2..], [r#"{"item":1}"#, r#"{"end":"ok"}"#], "{text}");
+    assert!(lines[1..lines.len() - 2].iter().all(|line| *line == "{}"), "{text}");
+
+    // Through the proxy: the keep-alives reach the client, which gives only the items.
+    let (url, tapped) = tapping_relay(server.addr).await;
+    let feed = FeedProxy::new(invoker("Feed", &url)).unwrap();
+    let mut items = feed.pause().await.unwrap();
+    assert_eq!(items.next().await, Some(Ok(0)));
+    let sent = || String::from_utf8_lossy(&tapped.lock().unwrap()).into_owned();
+    assert!(eventually(|| sent().matches("\r\n{}\n\r\n").count() >= 2).await, "no keep-alives sent: {}", sent());
+    implementation.0.gate.notify_one();
+    assert_eq!(items.next().await, Some(Ok(1)));
+    assert_eq!(items.next().await, None);
 }

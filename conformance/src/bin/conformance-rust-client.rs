@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use intercall::{ActivityId, CallContext, CallError, Invoker, Security, UserContext};
-use intercall_conformance::client_mode::plan::{Outcome, PLAN_ENV, Plan, PlanCall, SECRET_ENV, URL_ENV};
+use intercall::{ActivityId, CallContext, CallError, Invoker, Security, Streaming, UserContext};
+use intercall_conformance::client_mode::plan::{Outcome, PLAN_ENV, Plan, PlanCall, SECRET_ENV, URL_ENV, item_line};
 use intercall_conformance::service::{Conformance, ConformanceError, ConformanceProxy};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -76,6 +76,7 @@ async fn dispatch(proxy: &ConformanceProxy, call: &PlanCall) -> Result<Outcome, 
         "counter" => outcome(proxy.counter(decode(case, arg("key"))?).await),
         "panic" => outcome(proxy.panic(decode(case, arg("key"))?).await),
         "context" => outcome(proxy.context().await),
+        "stream" => stream(case, proxy.stream(decode(case, arg("count"))?, decode(case, arg("end"))?).await).await,
         other => return Err(format!("{case}: the plan names an unknown method `{other}`")),
     })
 }
@@ -87,6 +88,22 @@ fn outcome<T: Serialize>(result: Result<T, ConformanceError>) -> Outcome {
         Err(ConformanceError::Unavailable(error)) => failure(&error),
         Err(error) => Outcome::Error(json(&error)),
     }
+}
+
+/// Prints each item as it arrives, and returns how the stream ended: `ok null` for a
+/// clean end, else the error (before the first item or in place of the next one).
+async fn stream(case: &str, opened: Result<Streaming<u64, ConformanceError>, ConformanceError>) -> Outcome {
+    let mut items = match opened {
+        Ok(items) => items,
+        Err(error) => return outcome(Err::<(), _>(error)),
+    };
+    while let Some(item) = items.next().await {
+        match item {
+            Ok(item) => println!("{}", item_line(case, &Value::from(item))),
+            Err(error) => return outcome(Err::<(), _>(error)),
+        }
+    }
+    Outcome::Ok(Value::Null)
 }
 
 fn failure(error: &CallError) -> Outcome {

@@ -72,6 +72,7 @@ pub async fn run(options: Options) -> std::io::Result<bool> {
     report.record("client_program_exits_cleanly", &ran);
 
     let outcomes: Vec<(String, Outcome)> = stdout.lines().filter_map(Outcome::parse).collect();
+    let items: Vec<(String, serde_json::Value)> = stdout.lines().filter_map(plan::parse_item).collect();
     let arrivals = server.arrivals();
     let context = checks::Context { timeout_ms: TIMEOUT_MS, secret: options.secret.clone() };
     for rule in checks::all() {
@@ -87,6 +88,7 @@ pub async fn run(options: Options) -> std::io::Result<bool> {
         let seen = Seen {
             arrivals: arrivals.iter().filter(|a| a.scenario.as_deref() == Some(scenario.name)).collect(),
             outcomes: outcomes.iter().filter(|(case, _)| case == scenario.name).map(|(_, o)| o).collect(),
+            items: items.iter().filter(|(case, _)| case == scenario.name).map(|(_, item)| item).collect(),
             strays: strays.iter().copied().filter(|a| a.target.contains(scenario.name)).collect(),
         };
         report.record(scenario.name, &(scenario.check)(&seen).into());

@@ -98,6 +98,22 @@ impl Outcome {
     }
 }
 
+/// `ITEM <case> <item as compact JSON>`: one item of a stream method's call, printed
+/// as it arrives, before the call's `CALL` line.
+pub fn item_line(case: &str, item: &Value) -> String {
+    format!("ITEM {case} {item}")
+}
+
+/// Reads an item line; `None` for any other line.
+pub fn parse_item(line: &str) -> Option<(String, Value)> {
+    let mut parts = line.trim_end().splitn(3, ' ');
+    if parts.next() != Some("ITEM") {
+        return None;
+    }
+    let case = parts.next()?.to_owned();
+    Some((case, serde_json::from_str(parts.next()?).ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +129,8 @@ mod tests {
         for outcome in outcomes {
             assert_eq!(Outcome::parse(&outcome.line("c")), Some(("c".to_owned(), outcome)));
         }
+        let item = serde_json::json!({ "n": 1 });
+        assert_eq!(parse_item(&item_line("c", &item)), Some(("c".to_owned(), item)));
+        assert_eq!(Outcome::parse(&item_line("c", &Value::Null)), None);
     }
 }

@@ -21,6 +21,14 @@ pub enum Reply {
         /// The body.
         body: &'static str,
     },
+    /// A stream's `200 application/x-ndjson` reply, chunked, one HTTP chunk per
+    /// string; when `cut`, the connection closes after them, before the body's end.
+    Stream {
+        /// The body's chunks.
+        chunks: &'static [&'static str],
+        /// Whether the body is cut off.
+        cut: bool,
+    },
     /// Closes the connection after reading the request.
     Drop,
     /// Answers nothing until the client gives up.
@@ -33,12 +41,14 @@ pub struct Seen<'a> {
     pub arrivals: Vec<&'a Arrival>,
     /// Outcome lines printed for it.
     pub outcomes: Vec<&'a Outcome>,
+    /// Item lines printed for it (a stream method's), in order.
+    pub items: Vec<&'a Value>,
     /// Requests to paths outside the service (a followed redirect).
     pub strays: Vec<&'a Arrival>,
 }
 
-/// One scenario: its name is the case name, and the `text` (`echo`) or `key` (`fail`)
-/// its calls carry, so that every request is attributed to its scenario.
+/// One scenario: its name is the case name, and the `text` (`echo`), `key` (`fail`)
+/// or `end` (`stream`) its calls carry, so that every request is attributed to its scenario.
 pub struct Scenario {
     /// Case name.
     pub name: &'static str,
@@ -74,6 +84,15 @@ impl Scenario {
         Self { method: "fail", variant, ..Self::echo(name, section, check) }
     }
 
+    fn stream(
+        name: &'static str,
+        section: &'static str,
+        script: fn(usize) -> Reply,
+        check: fn(&Seen<'_>) -> Check,
+    ) -> Self {
+        Self { method: "stream", script, ..Self::echo(name, section, check) }
+    }
+
     fn script(self, script: fn(usize) -> Reply) -> Self {
         Self { script, ..self }
     }
@@ -82,6 +101,7 @@ impl Scenario {
     pub fn plan_calls(&self) -> Vec<PlanCall> {
         let args = match self.method {
             "fail" => json!({ "variant": self.variant, "key": self.name }),
+            "stream" => json!({ "count": 3, "end": self.name }),
             _ => json!({ "text": self.name }),
         };
         let user =
@@ -203,7 +223,78 @@ pub fn all() -> Vec<Scenario> {
         Scenario { activity: Some("shared"), calls: 2, ..Scenario::echo("activity_is_kept_within_a_scope", "§3", activity_kept) },
         Scenario { calls: 2, ..Scenario::echo("each_call_has_its_own_call_id", "§5", own_call_ids) },
         Scenario { calls: 2, ..Scenario::echo("each_top_level_call_is_its_own_activity", "§3", own_activities) },
+        // Streams (§4.3): the frames, the final frame's kinds, and a body that ends
+        // without one.
+        Scenario::stream("stream_items_then_end_ok_are_read", "§4.3", |_| stream(&["{\"item\":0}\n{\"item\":1}\n", "{\"ite", "m\":2}\n{\"end\":\"ok\"}\n"]), |s| {
+            streamed(s, &[0, 1, 2], &Outcome::Ok(Value::Null))
+        }),
+        Scenario::stream("stream_keep_alive_and_unknown_frames_are_skipped", "§4.3", |_| stream(&["{\"item\":0}\n{}\n", "{}\n{\"progress\":\"half\"}\n{\"item\":1}\n{\"end\":\"ok\"}\n"]), |s| {
+            streamed(s, &[0, 1], &Outcome::Ok(Value::Null))
+        }),
+        Scenario::stream("stream_error_frame_is_the_typed_error", "§4.3", |_| stream(&["{\"item\":0}\n", STREAM_REFUSED]), |s| {
+            streamed(s, &[0], &Outcome::Error(json!("Refused")))
+        }),
+        Scenario::stream("stream_panic_frame_is_a_status_failure", "§4.3, §7", |_| stream(&["{\"item\":0}\n{\"end\":\"error\",\"error\":{\"kind\":\"panic\",\"message\":\"Conformance.stream panicked\"}}\n"]), |s| {
+            streamed_failure(s, &[0], "status", |status| status == Some(500))
+        }),
+        Scenario::stream("stream_deadline_frame_is_a_timeout", "§4.3, §7", |_| stream(&["{\"item\":0}\n{\"end\":\"error\",\"error\":{\"kind\":\"deadline_exceeded\",\"message\":\"late\"}}\n"]), |s| {
+            streamed_failure(s, &[0], "timeout", |status| matches!(status, None | Some(504)))
+        }),
+        Scenario::stream("stream_cut_connection_is_a_connect_failure", "§4.3, §5", |_| Reply::Stream { chunks: &["{\"item\":0}\n{\"item\":1}\n"], cut: true }, |s| {
+            streamed_failure(s, &[0, 1], "connect", |_| true)
+        }),
+        Scenario::stream("stream_without_final_frame_is_a_connect_failure", "§4.3", |_| stream(&["{\"item\":0}\n"]), |s| {
+            streamed_failure(s, &[0], "connect", |_| true)
+        }),
+        Scenario::stream("stream_ending_inside_a_frame_is_a_connect_failure", "§4.3", |_| stream(&["{\"item\":0}\n{\"item\":"]), |s| {
+            streamed_failure(s, &[0], "connect", |_| true)
+        }),
+        Scenario::stream("stream_undecodable_item_is_a_decode_failure", "§4.3, §7", |_| stream(&["{\"item\":\"zero\"}\n{\"end\":\"ok\"}\n"]), |s| {
+            streamed_failure(s, &[], "decode", |_| true)
+        }),
+        Scenario::stream("stream_error_before_the_first_item_is_the_typed_error", "§4.3, §7", |_| json_reply(422, REFUSED), |s| {
+            streamed(s, &[], &Outcome::Error(json!("Refused")))
+        }),
+        Scenario::stream("stream_failure_before_the_reply_is_retried", "§4.3, §5", |n| if n == 0 { Reply::Drop } else { stream(&["{\"item\":0}\n{\"end\":\"ok\"}\n"]) }, |s| {
+            if s.arrivals.len() < 2 {
+                return Err(format!("{} request(s) arrived; a stream that failed before its reply must be retried", s.arrivals.len()));
+            }
+            attempts_of_one_call(s, false)?;
+            equal("items", &s.items, &vec![&json!(0)])?;
+            equal("outcome", outcome(s)?, &Outcome::Ok(Value::Null))
+        }),
     ]
+}
+
+const REFUSED: &str = r#"{"kind":"service","message":"Conformance.stream returned ConformanceError::Refused","type":"ConformanceError","variant":"Refused","value":"Refused"}"#;
+
+const STREAM_REFUSED: &str = concat!(
+    r#"{"end":"error","error":{"kind":"service","message":"Conformance.stream returned ConformanceError::Refused","type":"ConformanceError","variant":"Refused","value":"Refused"}}"#,
+    "\n"
+);
+
+/// A whole stream reply of `chunks`.
+fn stream(chunks: &'static [&'static str]) -> Reply {
+    Reply::Stream { chunks, cut: false }
+}
+
+/// One request (a stream is not retried once its reply came), these items, then `end`.
+fn streamed(seen: &Seen<'_>, items: &[u64], end: &Outcome) -> Check {
+    once(seen)?;
+    let items: Vec<Value> = items.iter().map(|&n| json!(n)).collect();
+    equal("items", &seen.items, &items.iter().collect::<Vec<_>>())?;
+    equal("outcome", outcome(seen)?, end)
+}
+
+/// As [`streamed`], ended by a failure of `category` whose status `status` accepts.
+fn streamed_failure(seen: &Seen<'_>, items: &[u64], category: &str, status: fn(Option<u16>) -> bool) -> Check {
+    once(seen)?;
+    let items: Vec<Value> = items.iter().map(|&n| json!(n)).collect();
+    equal("items", &seen.items, &items.iter().collect::<Vec<_>>())?;
+    match outcome(seen)? {
+        Outcome::Failure { category: got, status: code } if got == category && status(*code) => Ok(()),
+        other => Err(format!("expected a `{category}` failure after the items, got {other:?}")),
+    }
 }
 
 fn json_reply(status: u16, body: &'static str) -> Reply {

@@ -83,7 +83,10 @@ impl Server {
     fn handle(&self, request: Request) -> Action {
         let arrived = Instant::now();
         let args: Option<Value> = serde_json::from_slice(&request.body).ok();
-        let name = args.as_ref().and_then(|args| args.get("text").or_else(|| args.get("key"))).and_then(Value::as_str);
+        let name = args
+            .as_ref()
+            .and_then(|args| args.get("text").or_else(|| args.get("key")).or_else(|| args.get("end")))
+            .and_then(Value::as_str);
         let scenario = name.filter(|name| self.scripts.contains_key(name)).map(str::to_owned);
         let mut arrival = Arrival {
             scenario: scenario.clone(),
@@ -110,10 +113,14 @@ impl Server {
             Reply::Respond { status, headers, body } => {
                 Action::Respond(http::response(status, headers, body.replace("{case}", name.unwrap_or("")).as_bytes()))
             }
+            Reply::Stream { chunks, cut } => {
+                let reply = streamed(chunks, cut);
+                if cut { Action::Cut(reply) } else { Action::Respond(reply) }
+            }
             Reply::Drop => Action::Drop,
             Reply::Hold => Action::Hold(Duration::from_secs(10)),
         };
-        if matches!(action, Action::Respond(_)) {
+        if matches!(action, Action::Respond(_) | Action::Cut(_)) {
             arrival.replied = Some(Instant::now());
         }
         arrivals.push(arrival);
@@ -151,4 +158,18 @@ fn normal(method: &str, args: Option<&Value>) -> Vec<u8> {
         }
         _ => json(500, json!({ "kind": "internal", "message": "client mode serves only echo and fail" })),
     }
+}
+
+/// A stream's `200` reply with a chunked body of `chunks`, one HTTP chunk each (so a
+/// frame may be split across chunks); without the last, empty chunk when `cut`.
+fn streamed(chunks: &[&str], cut: bool) -> Vec<u8> {
+    let mut out =
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+    for chunk in chunks {
+        out.extend_from_slice(format!("{:x}\r\n{chunk}\r\n", chunk.len()).as_bytes());
+    }
+    if !cut {
+        out.extend_from_slice(b"0\r\n\r\n");
+    }
+    out
 }

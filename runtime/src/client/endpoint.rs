@@ -20,7 +20,7 @@ use super::http::{ResponseBody, box_body};
 use super::options::CallOptions;
 use super::retry::{RetryBudget, backoff};
 use super::stack::{BodyDigest, Carrier, sign};
-use super::stream::{StreamSetup, Success, Unary};
+use super::stream::{StreamEnd, StreamSetup, Success, Unary};
 use super::transport::{CertificateRejected, chain};
 use crate::body::{BodyError, read_limited};
 use crate::config::CallPolicy;
@@ -112,6 +112,8 @@ struct Outgoing {
     trace: Option<TraceContext>,
     /// Headers from [`CallOptions`], which refuses the protocol's names.
     extra: Option<HeaderMap>,
+    /// A stream method's call: its start and span, recorded when the stream ends.
+    stream_call: Option<(Instant, tracing::Span)>,
 }
 
 impl Outgoing {
@@ -128,6 +130,7 @@ impl Outgoing {
             user: context.user,
             trace: context.trace,
             extra,
+            stream_call: None,
         }
     }
 
@@ -230,6 +233,8 @@ impl Endpoint {
             "error.type" = tracing::field::Empty,
             "http.response.status_code" = tracing::field::Empty,
         );
+        // Only a stream's call needs them after its attempts, for its end.
+        let outgoing = Outgoing { stream_call: S::STREAM.then(|| (started, span.clone())), ..outgoing };
         self.attempts::<S, E>(index, &outgoing, &policy, started, deadline).instrument(span).await
     }
 
@@ -294,6 +299,11 @@ impl Endpoint {
                 }
             }
             let (error, mut at_least, waits) = match attempted {
+                // A stream's call ends with the stream (its `StreamEnd`), in flight till then.
+                Attempt::Ok(value) if S::STREAM => {
+                    this.metrics[index].stream_started();
+                    return Ok(value);
+                }
                 Attempt::Ok(value) => {
                     finished("ok");
                     return Ok(value);
@@ -377,11 +387,15 @@ impl Endpoint {
         let reply = match tokio::time::timeout(timeout, exchange).await {
             Ok(Ok(Received::Whole(reply))) => reply,
             Ok(Ok(Received::Stream(body))) => {
+                let (started, span) =
+                    outgoing.stream_call.clone().unwrap_or_else(|| (Instant::now(), tracing::Span::none()));
+                let end = StreamEnd { endpoint: Arc::clone(&self.0), index, started, span };
                 let setup = StreamSetup {
                     service: this.service,
                     method,
                     deadline: outgoing.callers_deadline,
                     max_frame_bytes: usize::try_from(limit).unwrap_or(usize::MAX),
+                    end,
                 };
                 return Attempt::Ok(S::from_stream(body, setup));
             }

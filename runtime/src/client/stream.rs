@@ -12,6 +12,7 @@
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -20,11 +21,12 @@ use hyper::body::Body;
 use serde::de::DeserializeOwned;
 use tokio::time::Sleep;
 
+use super::endpoint::EndpointInner;
 use super::http::ResponseBody;
 use super::transport::chain;
 use crate::error::CallError;
 use crate::protocol::ErrorKind;
-use crate::protocol::reply::Decoded;
+use crate::protocol::reply::{Decoded, error_type_name};
 use crate::protocol::stream::{Frame, LineTooLong, Lines, decode_frame};
 use crate::{ServiceError, Streaming};
 
@@ -77,6 +79,58 @@ pub(super) struct StreamSetup {
     pub(super) deadline: Option<Instant>,
     /// The longest frame accepted (the client's `max_reply_bytes`).
     pub(super) max_frame_bytes: usize,
+    /// What records the call's end.
+    pub(super) end: StreamEnd,
+}
+
+/// What a stream's call records when the stream ends, as a unary call does when its
+/// reply comes: the outcome on the call's span and in the method's metrics.
+pub(super) struct StreamEnd {
+    pub(super) endpoint: Arc<EndpointInner>,
+    pub(super) index: usize,
+    pub(super) started: Instant,
+    pub(super) span: tracing::Span,
+}
+
+/// How a stream ended, for its [`StreamEnd`].
+enum Ended {
+    Ok,
+    /// The method's typed error, named as spans show it.
+    Typed(String),
+    Failed {
+        kind: &'static str,
+        status: Option<u16>,
+    },
+    /// Dropped by its caller before its end.
+    Cancelled,
+}
+
+impl StreamEnd {
+    fn record(&self, ended: Ended) {
+        let span = &self.span;
+        let outcome = match ended {
+            Ended::Ok => "ok",
+            Ended::Typed(name) => {
+                span.record("error.type", name.as_str());
+                "service_error"
+            }
+            Ended::Failed { kind, status } => {
+                span.record("error.type", kind);
+                if let Some(status) = status {
+                    span.record("http.response.status_code", status);
+                }
+                kind
+            }
+            Ended::Cancelled => {
+                span.record("error.type", "cancelled");
+                "cancelled"
+            }
+        };
+        span.record("outcome", outcome);
+        let metrics = &self.endpoint.metrics[self.index];
+        metrics.finished(outcome, self.started);
+        metrics.stream_ended();
+    }
 }
 
 /// The items of a streamed reply, read from its body.
@@ -94,14 +148,24 @@ enum Read<T, E> {
     Item(T),
     Skip,
     End,
-    Failed(E),
+    Failed(E, Ended),
+}
+
+/// A failure that ends the stream, as its item and its outcome.
+fn call_failed<E: From<CallError>>(error: CallError) -> (E, Ended) {
+    let ended = Ended::Failed { kind: error.kind_name(), status: error.status_code() };
+    (error.into(), ended)
 }
 
 impl<T: DeserializeOwned, E: ServiceError> RemoteItems<T, E> {
     /// The next whole frame already buffered, if any.
     fn buffered(&mut self) -> Option<Read<T, E>> {
         let StreamSetup { service, method, .. } = self.setup;
-        let decode_failed = |message: String| Read::Failed(CallError::decode(service, method, 200, message).into());
+        let failed = |error: CallError| {
+            let (error, ended) = call_failed(error);
+            Read::Failed(error, ended)
+        };
+        let decode_failed = |message: String| failed(CallError::decode(service, method, 200, message));
         let line = match self.lines.next_line() {
             Ok(line) => line?,
             Err(LineTooLong { limit }) => {
@@ -115,19 +179,19 @@ impl<T: DeserializeOwned, E: ServiceError> RemoteItems<T, E> {
             Ok(Frame::Skip) => Read::Skip,
             Ok(Frame::End) => Read::End,
             Ok(Frame::Error(error)) => match error {
-                Decoded::Service { type_name, value, .. } => match serde_json::from_str::<E>(value.get()) {
-                    Ok(error) => Read::Failed(error),
+                Decoded::Service { type_name, variant, value } => match serde_json::from_str::<E>(value.get()) {
+                    Ok(error) => Read::Failed(error, Ended::Typed(error_type_name(&type_name, variant.as_deref()))),
                     Err(e) => decode_failed(format!(
                         "the server's `{type_name}` error does not decode as this method's error type: {e}"
                     )),
                 },
                 Decoded::Framework { kind: Some(ErrorKind::DeadlineExceeded), message, .. } => {
                     let status = ErrorKind::DeadlineExceeded.status();
-                    Read::Failed(CallError::server_timeout(service, method, status, message.into_owned()).into())
+                    failed(CallError::server_timeout(service, method, status, message.into_owned()))
                 }
                 Decoded::Framework { kind, kind_text, message } => {
                     let status = kind.map_or(200, ErrorKind::status);
-                    Read::Failed(CallError::status(service, method, status, format!("{kind_text}: {message}")).into())
+                    failed(CallError::status(service, method, status, format!("{kind_text}: {message}")))
                 }
                 other => decode_failed(format!("the stream's final error frame is not an intercall error: {other:?}")),
             },
@@ -135,8 +199,14 @@ impl<T: DeserializeOwned, E: ServiceError> RemoteItems<T, E> {
         })
     }
 
-    fn cut(&self, why: String) -> E {
-        CallError::connect(self.setup.service, self.setup.method, why).into()
+    fn cut(&self, why: String) -> (E, Ended) {
+        call_failed(CallError::connect(self.setup.service, self.setup.method, why))
+    }
+
+    /// The stream ended: recorded once.
+    fn end(&mut self, ended: Ended) {
+        self.ended = true;
+        self.setup.end.record(ended);
     }
 }
 
@@ -153,26 +223,27 @@ impl<T: DeserializeOwned, E: ServiceError> Stream for RemoteItems<T, E> {
                 Some(Read::Item(item)) => return Poll::Ready(Some(Ok(item))),
                 Some(Read::Skip) => continue,
                 Some(Read::End) => {
-                    this.ended = true;
+                    this.end(Ended::Ok);
                     return Poll::Ready(None);
                 }
-                Some(Read::Failed(error)) => {
-                    this.ended = true;
+                Some(Read::Failed(error, ended)) => {
+                    this.end(ended);
                     return Poll::Ready(Some(Err(error)));
                 }
                 None => {}
             }
             if this.deadline.as_mut().is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready()) {
-                this.ended = true;
                 let StreamSetup { service, method, .. } = this.setup;
                 let message = "the stream reached the call's deadline".to_owned();
-                return Poll::Ready(Some(Err(CallError::server_timeout(service, method, 504, message).into())));
+                let (error, ended) = call_failed(CallError::server_timeout(service, method, 504, message));
+                this.end(ended);
+                return Poll::Ready(Some(Err(error)));
             }
             let failure = match Pin::new(&mut this.body).poll_frame(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
-                        this.lines.push(&data);
+                        this.lines.push(data);
                     }
                     continue;
                 }
@@ -182,8 +253,18 @@ impl<T: DeserializeOwned, E: ServiceError> Stream for RemoteItems<T, E> {
                 }
                 Poll::Ready(None) => "the stream's body ended without a final frame: the connection was cut".to_owned(),
             };
-            this.ended = true;
-            return Poll::Ready(Some(Err(this.cut(failure))));
+            let (error, ended) = this.cut(failure);
+            this.end(ended);
+            return Poll::Ready(Some(Err(error)));
+        }
+    }
+}
+
+impl<T, E> Drop for RemoteItems<T, E> {
+    /// A stream its caller dropped before its end: the call was cancelled.
+    fn drop(&mut self) {
+        if !self.ended {
+            self.setup.end.record(Ended::Cancelled);
         }
     }
 }

@@ -195,6 +195,9 @@ pub(crate) enum ReplyOutcome {
     StoredService,
     /// A framework error of this kind.
     Framework(ErrorKind),
+    /// A stream its client dropped before the final frame (never a reply's: only a
+    /// stream's end, §4.3).
+    Cancelled,
 }
 
 impl ReplyOutcome {
@@ -204,6 +207,7 @@ impl ReplyOutcome {
             Self::Ok => "ok",
             Self::Service { .. } | Self::StoredService => "service_error",
             Self::Framework(_) => "framework_error",
+            Self::Cancelled => "cancelled",
         }
     }
 }
@@ -227,7 +231,7 @@ impl EncodedReply {
     /// Successes and typed errors are stored for duplicates; a panic, an internal
     /// failure or any other framework error is not, so that a retry can run again (§5).
     pub(crate) fn is_storable(&self) -> bool {
-        !matches!(self.outcome, ReplyOutcome::Framework(_))
+        matches!(self.outcome, ReplyOutcome::Ok | ReplyOutcome::Service { .. } | ReplyOutcome::StoredService)
     }
 }
 

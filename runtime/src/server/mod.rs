@@ -34,14 +34,13 @@ use crate::protocol::trace::TraceContext;
 use crate::protocol::{ErrorKind, args, path, truncate};
 use crate::security::Security;
 use crate::telemetry;
-#[cfg(feature = "metrics")]
-pub(crate) use reply::outcome_of;
+use reply::outcome_of;
 use reply::refuse;
 pub(crate) use reply::respond;
-pub(crate) use serve::{BodyReadTimeout, serve_connections};
 pub use serve::{
     DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, ServeOptions,
 };
+pub(crate) use serve::{ServeTimings, serve_connections};
 pub(crate) use settings::server_settings;
 pub use settings::{DEFAULT_MAX_BODY_BYTES, ServerSettings, default_call_store};
 pub use shed::{MaxInFlight, SHED_RETRY_AFTER_SECS};
@@ -181,8 +180,8 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
     }
 
     /// Adds the route of `method`, answered by `handle` inside the request's span, and
-    /// its `405` for other verbs. Load shedding comes first; the span ends with the
-    /// reply's outcome.
+    /// its `405` for other verbs. Load shedding comes first; the span and the metrics
+    /// end with the call's outcome.
     fn route<H, R>(mut self, method: &'static str, handle: H) -> Self
     where
         H: Fn(ServedMethod, ServiceState<S>, Request, Span) -> R + Clone + Send + Sync + 'static,
@@ -215,16 +214,13 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
             // Without the `metrics` feature, an empty copy: no shared count to touch.
             let metrics = metrics.clone();
             async move {
-                let handling = async move {
-                    match entered {
-                        Some(Err(limit)) => shed::shed(served, &limit),
-                        Some(Ok(_permit)) => handling.await,
-                        None => handling.await,
-                    }
+                let serving = metrics.start();
+                let response = match entered {
+                    Some(Err(limit)) => shed::shed(served, &limit),
+                    Some(Ok(_permit)) => handling.await,
+                    None => handling.await,
                 };
-                let response = metrics.served(handling).await;
-                reply::record_outcome(served, &span, &response);
-                response
+                finish(served, span, serving, response)
             }
         };
         let route =
@@ -252,6 +248,27 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
             .route(&format!("/{service}/"), unknown.clone())
             .route(&format!("/{service}/{{*method}}"), unknown)
     }
+}
+
+/// Records how a call ended, on its span and in its metrics: a unary call's reply now,
+/// a stream's outcome when the stream ends (its final frame, or its client leaving).
+fn finish(served: ServedMethod, span: Span, serving: telemetry::Serving, response: Response) -> Response {
+    match response.extensions().get::<stream::StreamReply>() {
+        Some(stream) => {
+            let status = response.status().as_u16();
+            stream.on_end(move |outcome| {
+                serving.finish(outcome.label(), status);
+                reply::record_ended(served, &span, outcome, status, || &[]);
+            });
+        }
+        None => {
+            // Read from the reply as it was made, not from its status: `call_id_mismatch`
+            // shares the typed error's 422.
+            serving.finish(outcome_of(&response).label(), response.status().as_u16());
+            reply::record_outcome(served, &span, &response);
+        }
+    }
+    response
 }
 
 /// What every request to one service shares: the implementation, the call-id store
@@ -321,7 +338,7 @@ async fn admit<S, A: DeserializeOwned>(
     request::check_declared_size(&parts.headers, served.max_body_bytes)
         .and_then(|()| request::check_signature_headers(&state.security, &parts.headers))
         .map_err(|refusal| refuse(&refusal))?;
-    let body_timeout = parts.extensions.get::<BodyReadTimeout>().map(|timeout| timeout.0);
+    let body_timeout = parts.extensions.get::<ServeTimings>().map(|timings| timings.body_read);
     let bytes = match request::read_body(&parts.headers, body, served.max_body_bytes, body_timeout).await {
         Ok(bytes) => bytes,
         Err(refusal) if refusal.kind == ErrorKind::RequestTimeout => {

@@ -48,24 +48,41 @@ pub(crate) fn record_outcome(served: ServedMethod, span: &Span, response: &Respo
     if span.is_disabled() {
         return;
     }
-    let outcome = outcome_of(response);
+    let stored = || response.extensions().get::<StoredBody>().map_or(&[][..], |body| &body.0[..]);
+    record_ended(served, span, outcome_of(response), response.status().as_u16(), stored);
+}
+
+/// Records on `span` that its call ended with `outcome`, its reply's status being
+/// `status`: a unary reply's, or a stream's when the stream ends (`stored` gives a
+/// replayed typed error's body, whose names are read only here).
+pub(crate) fn record_ended<'a>(
+    served: ServedMethod,
+    span: &Span,
+    outcome: ReplyOutcome,
+    status: u16,
+    stored: impl FnOnce() -> &'a [u8],
+) {
+    if span.is_disabled() {
+        return;
+    }
     span.record("outcome", outcome.label());
-    span.record("http.response.status_code", response.status().as_u16());
+    span.record("http.response.status_code", status);
     let error_type = match outcome {
         ReplyOutcome::Ok => return,
         ReplyOutcome::Framework(kind) => {
             span.record("error.type", kind.as_str());
             return;
         }
+        ReplyOutcome::Cancelled => {
+            span.record("error.type", "cancelled");
+            return;
+        }
         ReplyOutcome::Service { type_name, variant } => error_type_name(type_name, variant),
         // A replayed typed error: its names are in the stored body.
-        ReplyOutcome::StoredService => {
-            let stored = response.extensions().get::<StoredBody>().map_or(&[][..], |body| &body.0[..]);
-            match encode::decode(422, Some(JSON.as_bytes()), stored) {
-                Decoded::Service { type_name, variant, .. } => error_type_name(&type_name, variant.as_deref()),
-                _ => "service".to_owned(),
-            }
-        }
+        ReplyOutcome::StoredService => match encode::decode(422, Some(JSON.as_bytes()), stored()) {
+            Decoded::Service { type_name, variant, .. } => error_type_name(&type_name, variant.as_deref()),
+            _ => "service".to_owned(),
+        },
     };
     span.record("error.type", error_type.as_str());
     tracing::debug!(parent: span, "{}.{} returned {error_type}", served.service, served.method);

@@ -11,9 +11,11 @@
 //!   reply, so it also closes an idle HTTP/1.1 keep-alive connection;
 //! - a **body-read timeout**: the handler reads the body within it, or answers
 //!   `408 request_timeout` and closes the connection (the request carries the limit to
-//!   the handler as a [`BodyReadTimeout`] extension);
+//!   the handler in a [`ServeTimings`] extension);
 //! - an **idle timeout**: a connection with no request in flight for this long is shut
 //!   down gracefully (HTTP/2 gets a GOAWAY);
+//! - a **stream keep-alive interval**: a stream reply silent for this long is sent a
+//!   keep-alive frame (PROTOCOL.md §4.3; also in the [`ServeTimings`] extension);
 //! - an optional **connection limit**: over it, the loop stops accepting until a
 //!   connection ends; new connections wait in the kernel's backlog.
 
@@ -61,6 +63,7 @@ pub struct ServeOptions {
     header_read_timeout: Duration,
     body_read_timeout: Duration,
     idle_timeout: Duration,
+    stream_keepalive: Duration,
     max_connections: Option<usize>,
 }
 
@@ -70,6 +73,7 @@ impl Default for ServeOptions {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            stream_keepalive: crate::protocol::stream::KEEPALIVE_INTERVAL,
             max_connections: Some(DEFAULT_MAX_CONNECTIONS),
         }
     }
@@ -98,6 +102,15 @@ impl ServeOptions {
     /// down gracefully (HTTP/2: a GOAWAY). A zero duration is taken as 1 ms.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long a stream reply may stay silent before the server sends a keep-alive
+    /// frame (`{}`, PROTOCOL.md §4.3; default 15 s): below the idle timeout of any
+    /// proxy or load balancer between the server and its clients. A zero duration is
+    /// taken as 1 ms.
+    pub fn stream_keepalive(mut self, interval: Duration) -> Self {
+        self.stream_keepalive = interval.max(Duration::from_millis(1));
         self
     }
 
@@ -131,9 +144,13 @@ impl ServeOptions {
     }
 }
 
-/// The body-read timeout, handed to the handler in each request's extensions.
+/// The body-read timeout and the stream keep-alive interval, handed to the handler in
+/// each request's extensions (one extension, so one insertion per request).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct BodyReadTimeout(pub(crate) Duration);
+pub(crate) struct ServeTimings {
+    pub(crate) body_read: Duration,
+    pub(crate) stream_keepalive: Duration,
+}
 
 /// Serves `router` on `listener` with `options` until `shutdown` completes, then stops
 /// accepting, lets every connection finish the requests it has in flight, and returns.
@@ -275,10 +292,12 @@ impl Connection {
             in_flight: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(0),
         });
-        let (router, body_timeout) = (self.router, BodyReadTimeout(self.options.body_read_timeout));
+        let timings =
+            ServeTimings { body_read: self.options.body_read_timeout, stream_keepalive: self.options.stream_keepalive };
+        let router = self.router;
         let requests = Arc::clone(&activity);
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-            request.extensions_mut().insert(body_timeout);
+            request.extensions_mut().insert(timings);
             let in_flight = InFlight::new(&requests);
             let reply = router.clone().call(request.map(Body::new));
             async move {
