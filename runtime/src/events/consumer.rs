@@ -21,7 +21,10 @@ use crate::context::CallContext;
 use crate::protocol::events::{Event, dead_key, dead_letter_fields, processed_key, stream_key};
 use crate::{Error, Invoker, Security};
 
+mod acks;
 mod reader;
+
+use acks::Acks;
 
 /// The longest wait between two redeliveries of a failing event.
 const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(5);
@@ -167,7 +170,10 @@ impl<T: Send + Sync + 'static> Consumer<T> {
                     // A partition whose entry stays pending is not read on: the rest of
                     // its batch waits, to be handled in order after it.
                     let mut stopped: Vec<Arc<str>> = Vec::new();
-                    for (delivery, ready) in self.prepare(&connection, batch).await {
+                    let mut acks = Acks::default();
+                    let prepared = self.prepare(&connection, batch).await;
+                    let last = prepared.len().saturating_sub(1);
+                    for (i, (delivery, ready)) in prepared.into_iter().enumerate() {
                         if stopped.contains(&delivery.stream) {
                             if let Ready::Claimed { lease, claim: Ok(Claim::Taken), .. } = &ready {
                                 let mut conn = connection.clone();
@@ -176,7 +182,8 @@ impl<T: Send + Sync + 'static> Consumer<T> {
                             continue;
                         }
                         let stream = Arc::clone(&delivery.stream);
-                        let finished = self.handle(&connection, delivery, ready, leases.as_ref()).await;
+                        let finished =
+                            self.handle(&connection, delivery, ready, leases.as_ref(), &mut acks, i == last).await;
                         if !finished && !Arc::ptr_eq(&stream, &self.stream) {
                             if let Some(partitions) = &mut state.partitions {
                                 partitions.recover(&stream);
@@ -184,6 +191,9 @@ impl<T: Send + Sync + 'static> Consumer<T> {
                             stopped.push(stream);
                         }
                     }
+                    // What the last event's `SET done` did not carry (it was skipped,
+                    // failed, or is a dead letter).
+                    self.flush(&mut connection.clone(), &mut acks).await;
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);
@@ -256,16 +266,20 @@ impl<T: Send + Sync + 'static> Consumer<T> {
             .collect()
     }
 
-    /// One entry, to its end: acknowledged after success or a skip, redelivered after a
-    /// failure, or moved to the dead-letter stream (`true`). Redis errors, and another
-    /// consumer holding the event, leave it pending (`false`), to be claimed again.
-    /// `partition_leases`: the owner keys (and marker) to renew while a handler runs.
+    /// One entry, to its end (`true`): recorded as processed after success, or found
+    /// so (its acknowledgement joins `acks`, sent with the batch's last `SET done`),
+    /// redelivered after a failure, or moved to the dead-letter stream. Redis errors,
+    /// and another consumer holding the event, leave it pending (`false`), to be claimed
+    /// again. `partition_leases`: the owner keys (and marker) to renew while a handler
+    /// runs. `last`: the batch's last entry, whose `SET done` carries the `XACK`s.
     async fn handle(
         &self,
         connection: &MultiplexedConnection,
         mut delivery: Delivery,
         ready: Ready,
         partition_leases: Option<&(Vec<String>, String)>,
+        acks: &mut Acks,
+        last: bool,
     ) -> bool {
         let mut conn = connection.clone();
         let (event, lease, claim, at) = match ready {
@@ -287,7 +301,8 @@ impl<T: Send + Sync + 'static> Consumer<T> {
             }
             Ok(Claim::Processed) => {
                 tracing::debug!(events = self.name, event = %event.id, "already processed by this group; skipped");
-                return self.ack(&mut conn, &delivery).await;
+                acks.push(&delivery.stream, &delivery.entry.id);
+                return true;
             }
             Ok(Claim::HeldElsewhere) => {
                 // A live consumer is running it (we claimed it from a stalled one, or it
@@ -301,13 +316,27 @@ impl<T: Send + Sync + 'static> Consumer<T> {
         let (entry_id, stream) = (delivery.entry.id.clone(), Arc::clone(&delivery.stream));
         let keeper = conn.clone();
         let work = self.run_handler(&mut conn, &event, &mut delivery);
-        let outcome = self.keeping(keeper, &stream, &entry_id, &lease, partition_leases, work).await;
+        let outcome = self.keeping(keeper, &stream, &entry_id, &lease, partition_leases, acks, work).await;
         match outcome {
             Outcome::Succeeded => {
-                let ttl = millis(self.config.processed_ttl);
-                let complete = lease.complete(&mut conn, &delivery.stream, &self.group, &delivery.entry.id, ttl);
-                match self.bounded(complete).await {
-                    Ok(()) => true,
+                // The record first: once it says done, the event is processed, whenever
+                // its acknowledgement goes out. The batch's last carries them all.
+                let mut complete = redis::pipe();
+                lease.record_done(&mut complete, millis(self.config.processed_ttl));
+                if last {
+                    acks.push(&delivery.stream, &delivery.entry.id);
+                    acks.add_to(&mut complete, &self.group);
+                }
+                let recorded = self.bounded(complete.query_async::<()>(&mut conn)).await;
+                if last {
+                    acks.clear();
+                }
+                match recorded {
+                    Ok(()) if last => true,
+                    Ok(()) => {
+                        acks.push(&delivery.stream, &delivery.entry.id);
+                        true
+                    }
                     Err(e) => self.warn(
                         "record the event as processed (its handler succeeded; it will run again)",
                         &delivery,
@@ -385,7 +414,10 @@ impl<T: Send + Sync + 'static> Consumer<T> {
 
     /// Runs `work` while renewing the event's lease and resetting its entry's idle time
     /// every third of the claim idle time, so that a slow but live consumer keeps its
-    /// event; a dead consumer stops renewing, and both run out together.
+    /// event; a dead consumer stops renewing, and both run out together. The batch's
+    /// acknowledgements held back go out with the first renewal. Work that finishes
+    /// when first polled (a handler that never waits) starts no heartbeat.
+    #[allow(clippy::too_many_arguments)]
     async fn keeping<R>(
         &self,
         mut conn: MultiplexedConnection,
@@ -393,8 +425,13 @@ impl<T: Send + Sync + 'static> Consumer<T> {
         entry_id: &str,
         lease: &Lease,
         partition_leases: Option<&(Vec<String>, String)>,
+        acks: &mut Acks,
         work: impl Future<Output = R>,
     ) -> R {
+        let mut work = std::pin::pin!(work);
+        if let Some(result) = work.as_mut().now_or_never() {
+            return result;
+        }
         let heartbeat = async {
             loop {
                 tokio::time::sleep(self.config.claim_idle / 3).await;
@@ -411,6 +448,7 @@ impl<T: Send + Sync + 'static> Consumer<T> {
                         tracing::debug!(events = self.name, entry = entry_id, "cannot renew an event's lease: {e}")
                     }
                 }
+                self.flush(&mut conn, acks).await;
                 let mut keep = redis::cmd("XCLAIM");
                 keep.arg(stream).arg(&self.group).arg(&self.consumer).arg(0).arg(entry_id).arg("JUSTID");
                 if let Err(e) = self.bounded(keep.query_async::<Value>(&mut conn)).await {
@@ -424,7 +462,7 @@ impl<T: Send + Sync + 'static> Consumer<T> {
                 }
             }
         };
-        let (work, heartbeat) = (std::pin::pin!(work), std::pin::pin!(heartbeat));
+        let heartbeat = std::pin::pin!(heartbeat);
         match futures_util::future::select(work, heartbeat).await {
             futures_util::future::Either::Left((result, _)) => result,
             futures_util::future::Either::Right(((), _)) => unreachable!("the heartbeat never ends"),
@@ -437,14 +475,22 @@ impl<T: Send + Sync + 'static> Consumer<T> {
         }
     }
 
-    /// Acknowledges an entry the group already processed.
-    async fn ack(&self, conn: &mut MultiplexedConnection, delivery: &Delivery) -> bool {
-        let mut xack = redis::cmd("XACK");
-        xack.arg(&*delivery.stream).arg(&self.group).arg(&delivery.entry.id);
-        match self.bounded(xack.query_async::<()>(conn)).await {
-            Ok(()) => true,
-            Err(e) => self.warn("acknowledge an event processed before", delivery, &e),
+    /// Sends the acknowledgements held back. On failure they are dropped: their records
+    /// say done, so a redelivery acknowledges them without running.
+    async fn flush(&self, conn: &mut MultiplexedConnection, acks: &mut Acks) {
+        if acks.is_empty() {
+            return;
         }
+        let mut xacks = redis::pipe();
+        acks.add_to(&mut xacks, &self.group);
+        if let Err(e) = self.bounded(xacks.query_async::<()>(conn)).await {
+            tracing::debug!(
+                events = self.name,
+                entries = acks.len(),
+                "cannot acknowledge processed events; a redelivery will: {e}"
+            );
+        }
+        acks.clear();
     }
 
     /// Moves the entry to the dead-letter stream with `reason`, and acknowledges it, in
