@@ -163,11 +163,12 @@ impl Publisher {
         match Appender::append(appender, stream, fields).await {
             Ok(()) => Ok(()),
             Err(Refused::Unavailable(message)) => Err(unavailable(message)),
-            Err(Refused::Timeout) => {
-                Err(CallError::timeout(inner.name, method, config.op_timeout, config.op_timeout).with_message(
-                    format!("Redis at {} did not answer within {} ms", config.address, millis(config.op_timeout)),
-                ))
-            }
+            Err(Refused::Timeout) => Err(CallError::timeout(inner.name, method, config.op_timeout, config.op_timeout)
+                .with_message(format!(
+                    "Redis at {} did not answer within {} ms",
+                    config.address,
+                    millis(config.op_timeout)
+                ))),
         }
     }
 }
@@ -184,7 +185,8 @@ impl Appender {
             send_now
         };
         if !send_now {
-            match told.await {
+            let mut waiting = Waiting { told, appender: Some(Arc::clone(this)) };
+            match (&mut waiting.told).await {
                 Ok(Told::Sent(outcome)) => return outcome,
                 Ok(Told::Send) => {}
                 Err(_) => return Err(Refused::Unavailable("the publish sending this event stopped".to_owned())),
@@ -260,6 +262,21 @@ impl Appender {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(Refused::Unavailable(e.to_string())),
             Err(_) => Err(Refused::Timeout),
+        }
+    }
+}
+
+/// A publish waiting for its pipeline. Dropped after it was told to send the next one
+/// but before it began, it sends it from a task of its own, so the queue never stalls.
+struct Waiting {
+    told: oneshot::Receiver<Told>,
+    appender: Option<Arc<Appender>>,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if let (Ok(Told::Send), Some(appender)) = (self.told.try_recv(), self.appender.take()) {
+            tokio::spawn(Appender::send_next(appender));
         }
     }
 }
