@@ -136,7 +136,7 @@ async fn compare(url: &str, redis_pid: u32, rounds: usize, events: u64) -> Resul
     );
     // Counts that do not depend on the machine's load: what Redis was asked per event.
     println!("per event (median of the rounds): floor | intercall");
-    let rows: [(&str, fn(&Run) -> f64); 5] = [
+    let rows: [Row; 5] = [
         ("Redis commands", |r| r.commands.values().map(|c| c.0).sum()),
         ("Redis time in commands, us (INFO commandstats)", |r| r.commands.values().map(|c| c.1).sum()),
         ("Redis read syscalls (round trips arriving)", |r| r.redis_reads),
@@ -180,6 +180,9 @@ async fn alone(url: &str, system: &str, rounds: usize, events: u64) -> Result<()
     }
     Ok(())
 }
+
+/// A printed per-event figure: its label and how a round gives it.
+type Row = (&'static str, fn(&Run) -> f64);
 
 /// One system's round: its rate, and per event the CPU time, Redis's commands (calls
 /// and time in them, from `INFO commandstats`) and the syscalls on either side.
