@@ -4,6 +4,7 @@
 
 pub mod faults;
 pub mod ledger;
+pub mod orders;
 pub mod redis_server;
 pub mod tally;
 

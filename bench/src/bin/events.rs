@@ -87,10 +87,15 @@ impl BenchEvents for Arc<Counter> {
 fn main() -> Result<(), Failure> {
     let quick = std::env::args().any(|a| a == "--quick");
     let (rounds, events) = if quick { (3, 5_000) } else { (5, 20_000) };
+    // `--profile floor|intercall`: that system alone, for a profiler (no ratios).
+    let profile = std::env::args().skip_while(|a| a != "--profile").nth(1);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let mut redis = RedisProcess::start()?;
     let url = format!("redis://127.0.0.1:{}/0", redis.port);
-    let result = runtime.block_on(compare(&url, redis.pid(), rounds, events));
+    let result = match profile.as_deref() {
+        Some(system) => runtime.block_on(alone(&url, system, rounds, events)),
+        None => runtime.block_on(compare(&url, redis.pid(), rounds, events)),
+    };
     redis.stop();
     result
 }
@@ -98,43 +103,148 @@ fn main() -> Result<(), Failure> {
 async fn compare(url: &str, redis_pid: u32, rounds: usize, events: u64) -> Result<(), Failure> {
     let client = redis::Client::open(url)?;
     let mut admin = client.get_multiplexed_async_connection().await?;
-    let (mut ratios, mut floor_rates, mut intercall_rates) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut floor_cpu, mut intercall_cpu) = (Vec::new(), Vec::new());
-    let (mut floor_self, mut intercall_self) = (Vec::new(), Vec::new());
+    let (mut ratios, mut floor_runs, mut intercall_runs) = (Vec::new(), Vec::new(), Vec::new());
     // One unmeasured round of each, to warm connections, scripts and allocators.
     floor(&client, "warm", events / 10).await?;
     intercall(url, "warm:", events / 10).await?;
     for round in 0..rounds {
-        redis::cmd("FLUSHALL").query_async::<()>(&mut admin).await?;
-        let (cpu, own) = (cpu_ms_of(&redis_pid.to_string()), cpu_ms_of("self"));
-        let floor_rate = floor(&client, &format!("floor{round}"), events).await?;
-        floor_cpu.push((cpu_ms_of(&redis_pid.to_string()) - cpu) * 1000.0 / events as f64);
-        floor_self.push((cpu_ms_of("self") - own) * 1000.0 / events as f64);
-        redis::cmd("FLUSHALL").query_async::<()>(&mut admin).await?;
-        let (cpu, own) = (cpu_ms_of(&redis_pid.to_string()), cpu_ms_of("self"));
-        let intercall_rate = intercall(url, &format!("r{round}:"), events).await?;
-        intercall_cpu.push((cpu_ms_of(&redis_pid.to_string()) - cpu) * 1000.0 / events as f64);
-        intercall_self.push((cpu_ms_of("self") - own) * 1000.0 / events as f64);
+        let floor_run =
+            measured(&mut admin, redis_pid, events, floor(&client, &format!("floor{round}"), events)).await?;
+        let intercall_run =
+            measured(&mut admin, redis_pid, events, intercall(url, &format!("r{round}:"), events)).await?;
         println!(
-            "round {round}: floor {floor_rate:.0} events/s, intercall {intercall_rate:.0} events/s, ratio {:.2}",
-            intercall_rate / floor_rate
+            "round {round}: floor {:.0} events/s, intercall {:.0} events/s, ratio {:.2}",
+            floor_run.rate,
+            intercall_run.rate,
+            intercall_run.rate / floor_run.rate
         );
-        ratios.push(intercall_rate / floor_rate);
-        floor_rates.push(floor_rate);
-        intercall_rates.push(intercall_rate);
+        ratios.push(intercall_run.rate / floor_run.rate);
+        floor_runs.push(floor_run);
+        intercall_runs.push(intercall_run);
     }
     let (median, min, max) = summary(&mut ratios);
     println!("RESULT events_per_sec intercall {median:.3} {min:.3} {max:.3}");
+    let median_of = |runs: &[Run], f: fn(&Run) -> f64| summary(&mut runs.iter().map(f).collect::<Vec<_>>()).0;
     println!(
         "rates (median): floor {:.0} events/s, intercall {:.0} events/s; Redis CPU per event (median): floor {:.1} us, intercall {:.1} us; publishers' and consumers' CPU per event (median): floor {:.1} us, intercall {:.1} us",
-        summary(&mut floor_rates).0,
-        summary(&mut intercall_rates).0,
-        summary(&mut floor_cpu).0,
-        summary(&mut intercall_cpu).0,
-        summary(&mut floor_self).0,
-        summary(&mut intercall_self).0
+        median_of(&floor_runs, |r| r.rate),
+        median_of(&intercall_runs, |r| r.rate),
+        median_of(&floor_runs, |r| r.redis_cpu_us),
+        median_of(&intercall_runs, |r| r.redis_cpu_us),
+        median_of(&floor_runs, |r| r.own_cpu_us),
+        median_of(&intercall_runs, |r| r.own_cpu_us),
     );
+    // Counts that do not depend on the machine's load: what Redis was asked per event.
+    println!("per event (median of the rounds): floor | intercall");
+    let rows: [Row; 5] = [
+        ("Redis commands", |r| r.commands.values().map(|c| c.0).sum()),
+        ("Redis time in commands, us (INFO commandstats)", |r| r.commands.values().map(|c| c.1).sum()),
+        ("Redis read syscalls (round trips arriving)", |r| r.redis_reads),
+        ("Redis write syscalls (replies sent)", |r| r.redis_writes),
+        ("benchmark process read + write syscalls", |r| r.own_syscalls),
+    ];
+    for (what, f) in rows {
+        println!("  {what}: {:.2} | {:.2}", median_of(&floor_runs, f), median_of(&intercall_runs, f));
+    }
+    let mut names: Vec<&String> = floor_runs.iter().chain(&intercall_runs).flat_map(|r| r.commands.keys()).collect();
+    names.sort();
+    names.dedup();
+    for name in names {
+        let calls = |runs: &[Run]| {
+            summary(&mut runs.iter().map(|r| r.commands.get(name).map_or(0.0, |c| c.0)).collect::<Vec<_>>()).0
+        };
+        let usec = |runs: &[Run]| {
+            summary(&mut runs.iter().map(|r| r.commands.get(name).map_or(0.0, |c| c.1)).collect::<Vec<_>>()).0
+        };
+        println!(
+            "  {name}: calls {:.3} | {:.3}, us {:.2} | {:.2}",
+            calls(&floor_runs),
+            calls(&intercall_runs),
+            usec(&floor_runs),
+            usec(&intercall_runs)
+        );
+    }
     Ok(())
+}
+
+/// `system` alone for `rounds` rounds, for a profiler.
+async fn alone(url: &str, system: &str, rounds: usize, events: u64) -> Result<(), Failure> {
+    let client = redis::Client::open(url)?;
+    for round in 0..rounds {
+        let rate = match system {
+            "floor" => floor(&client, &format!("floor{round}"), events).await?,
+            "intercall" => intercall(url, &format!("r{round}:"), events).await?,
+            other => return Err(format!("--profile floor|intercall, not `{other}`").into()),
+        };
+        println!("round {round}: {system} {rate:.0} events/s");
+    }
+    Ok(())
+}
+
+/// A printed per-event figure: its label and how a round gives it.
+type Row = (&'static str, fn(&Run) -> f64);
+
+/// One system's round: its rate, and per event the CPU time, Redis's commands (calls
+/// and time in them, from `INFO commandstats`) and the syscalls on either side.
+struct Run {
+    rate: f64,
+    redis_cpu_us: f64,
+    own_cpu_us: f64,
+    /// Per command name: calls per event, microseconds per event.
+    commands: std::collections::BTreeMap<String, (f64, f64)>,
+    redis_reads: f64,
+    redis_writes: f64,
+    own_syscalls: f64,
+}
+
+/// Runs `system` on fresh keys with Redis's statistics reset, and measures it.
+async fn measured(
+    admin: &mut MultiplexedConnection,
+    redis_pid: u32,
+    events: u64,
+    system: impl std::future::Future<Output = Result<f64, Failure>>,
+) -> Result<Run, Failure> {
+    redis::cmd("FLUSHALL").query_async::<()>(admin).await?;
+    redis::cmd("CONFIG").arg("RESETSTAT").query_async::<()>(admin).await?;
+    let pid = redis_pid.to_string();
+    let (cpu, own, redis_io, own_io) = (cpu_ms_of(&pid), cpu_ms_of("self"), syscalls_of(&pid), syscalls_of("self"));
+    let rate = system.await?;
+    let (redis_io_after, own_io_after) = (syscalls_of(&pid), syscalls_of("self"));
+    let per_event = |v: f64| v / events as f64;
+    let stats: String = redis::cmd("INFO").arg("commandstats").query_async(admin).await?;
+    Ok(Run {
+        rate,
+        redis_cpu_us: per_event((cpu_ms_of(&pid) - cpu) * 1000.0),
+        own_cpu_us: per_event((cpu_ms_of("self") - own) * 1000.0),
+        commands: command_stats(&stats)
+            .into_iter()
+            .filter(|(name, _)| !matches!(name.as_str(), "config|resetstat" | "info" | "flushall"))
+            .map(|(name, (calls, usec))| (name, (per_event(calls), per_event(usec))))
+            .collect(),
+        redis_reads: per_event(redis_io_after.0 - redis_io.0),
+        redis_writes: per_event(redis_io_after.1 - redis_io.1),
+        own_syscalls: per_event(own_io_after.0 - own_io.0 + own_io_after.1 - own_io.1),
+    })
+}
+
+/// `cmdstat_xadd:calls=20000,usec=51234,...` lines: per command, calls and microseconds.
+fn command_stats(info: &str) -> std::collections::BTreeMap<String, (f64, f64)> {
+    info.lines()
+        .filter_map(|line| {
+            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let value =
+                |key: &str| rest.split(',').find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse::<f64>().ok());
+            Some((name.to_owned(), (value("calls")?, value("usec")?)))
+        })
+        .collect()
+}
+
+/// Read and write syscalls of a process so far (`syscr`, `syscw` of `/proc/{pid}/io`).
+fn syscalls_of(pid: &str) -> (f64, f64) {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+    let field =
+        |key: &str| io.lines().find_map(|line| line.strip_prefix(key)?.trim().parse::<f64>().ok()).unwrap_or(0.0);
+    (field("syscr:"), field("syscw:"))
 }
 
 fn summary(values: &mut [f64]) -> (f64, f64, f64) {

@@ -3,25 +3,33 @@
 //! (`XACK`) with the processed-id record, retry (redeliver) a failure, or move the
 //! entry to the dead-letter stream. Nothing an entry holds stops the loop: a bad entry
 //! is a dead letter, a panicking handler a failure, and a Redis outage a wait.
+//!
+//! This file: the consumer, its loop over batches, and a batch's decoding, verifying
+//! and leases. `reader.rs`: the reads; `handling.rs`: one entry to its end;
+//! `finish.rs`: dead letters, dropped leases, acknowledgements; `acks.rs`: the
+//! acknowledgements a batch holds back.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
-use redis::Value;
 use redis::aio::MultiplexedConnection;
 
-use super::codegen::{Dispatch, DispatchFn};
+use super::codegen::DispatchFn;
 use super::lease::{Claim, Lease};
-use super::partitions::{self, Partitions};
-use super::stream::{self, Entry, millis, now_ms};
+use super::partitions::Partitions;
+use super::stream::{Entry, millis};
 use crate::config::EventsConfig;
-use crate::context::CallContext;
-use crate::protocol::events::{Event, dead_key, dead_letter_fields, processed_key, stream_key};
+use crate::protocol::events::{Event, dead_key, processed_key, stream_key};
 use crate::{Error, Invoker, Security};
 
+mod acks;
+mod finish;
+mod handling;
 mod reader;
+
+use acks::Acks;
 
 /// The longest wait between two redeliveries of a failing event.
 const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(5);
@@ -78,17 +86,6 @@ pub fn consumer<T>(
         config,
         security: invoker.security(),
     })
-}
-
-/// How running an event's handler ended.
-enum Outcome {
-    Succeeded,
-    /// To the dead-letter stream, for this reason.
-    Dead(String),
-    /// The entry is no longer pending (trimmed, or acknowledged elsewhere).
-    Gone,
-    /// Redis failed while redelivering; the entry stays pending.
-    Stuck(String),
 }
 
 /// A batch's entry after decoding, verifying and taking its lease.
@@ -167,7 +164,10 @@ impl<T: Send + Sync + 'static> Consumer<T> {
                     // A partition whose entry stays pending is not read on: the rest of
                     // its batch waits, to be handled in order after it.
                     let mut stopped: Vec<Arc<str>> = Vec::new();
-                    for (delivery, ready) in self.prepare(&connection, batch).await {
+                    let mut acks = Acks::default();
+                    let prepared = self.prepare(&connection, batch).await;
+                    let last = prepared.len().saturating_sub(1);
+                    for (i, (delivery, ready)) in prepared.into_iter().enumerate() {
                         if stopped.contains(&delivery.stream) {
                             if let Ready::Claimed { lease, claim: Ok(Claim::Taken), .. } = &ready {
                                 let mut conn = connection.clone();
@@ -176,7 +176,8 @@ impl<T: Send + Sync + 'static> Consumer<T> {
                             continue;
                         }
                         let stream = Arc::clone(&delivery.stream);
-                        let finished = self.handle(&connection, delivery, ready, leases.as_ref()).await;
+                        let finished =
+                            self.handle(&connection, delivery, ready, leases.as_ref(), &mut acks, i == last).await;
                         if !finished && !Arc::ptr_eq(&stream, &self.stream) {
                             if let Some(partitions) = &mut state.partitions {
                                 partitions.recover(&stream);
@@ -184,6 +185,9 @@ impl<T: Send + Sync + 'static> Consumer<T> {
                             stopped.push(stream);
                         }
                     }
+                    // What the last event's `SET done` did not carry (it was skipped,
+                    // failed, or is a dead letter).
+                    self.flush(&mut connection.clone(), &mut acks).await;
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);
@@ -254,223 +258,6 @@ impl<T: Send + Sync + 'static> Consumer<T> {
                 (delivery, ready)
             })
             .collect()
-    }
-
-    /// One entry, to its end: acknowledged after success or a skip, redelivered after a
-    /// failure, or moved to the dead-letter stream (`true`). Redis errors, and another
-    /// consumer holding the event, leave it pending (`false`), to be claimed again.
-    /// `partition_leases`: the owner keys (and marker) to renew while a handler runs.
-    async fn handle(
-        &self,
-        connection: &MultiplexedConnection,
-        mut delivery: Delivery,
-        ready: Ready,
-        partition_leases: Option<&(Vec<String>, String)>,
-    ) -> bool {
-        let mut conn = connection.clone();
-        let (event, lease, claim, at) = match ready {
-            Ready::Bad(reason) => return self.dead_letter(&mut conn, &delivery, &reason).await,
-            Ready::Claimed { event, lease, claim, at } => (event, lease, claim, at),
-        };
-        match claim {
-            Ok(Claim::Taken) if at.elapsed() < self.config.claim_idle / 3 => {}
-            Ok(Claim::Taken) => {
-                // Taken with the batch a while ago, while earlier events ran: still ours?
-                match self.bounded(lease.renew(&mut conn, millis(self.config.claim_idle))).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::warn!(events = self.name, event = %event.id, "an event's lease ran out while the events before it in its batch ran; left pending");
-                        return false;
-                    }
-                    Err(e) => return self.warn("renew the event's lease", &delivery, &e),
-                }
-            }
-            Ok(Claim::Processed) => {
-                tracing::debug!(events = self.name, event = %event.id, "already processed by this group; skipped");
-                return self.ack(&mut conn, &delivery).await;
-            }
-            Ok(Claim::HeldElsewhere) => {
-                // A live consumer is running it (we claimed it from a stalled one, or it
-                // is a second entry of the same event): it stays pending; whoever holds
-                // the lease acknowledges it, or it comes back once the lease ran out.
-                tracing::debug!(events = self.name, event = %event.id, entry = %delivery.entry.id, "another consumer holds this event; left pending");
-                return false;
-            }
-            Err(e) => return self.warn("take the event's lease", &delivery, &e),
-        }
-        let (entry_id, stream) = (delivery.entry.id.clone(), Arc::clone(&delivery.stream));
-        let keeper = conn.clone();
-        let work = self.run_handler(&mut conn, &event, &mut delivery);
-        let outcome = self.keeping(keeper, &stream, &entry_id, &lease, partition_leases, work).await;
-        match outcome {
-            Outcome::Succeeded => {
-                let ttl = millis(self.config.processed_ttl);
-                let complete = lease.complete(&mut conn, &delivery.stream, &self.group, &delivery.entry.id, ttl);
-                match self.bounded(complete).await {
-                    Ok(()) => true,
-                    Err(e) => self.warn(
-                        "record the event as processed (its handler succeeded; it will run again)",
-                        &delivery,
-                        &e,
-                    ),
-                }
-            }
-            Outcome::Dead(reason) => {
-                let moved = self.dead_letter(&mut conn, &delivery, &reason).await;
-                self.release(&mut conn, &lease).await;
-                moved
-            }
-            Outcome::Gone => {
-                self.release(&mut conn, &lease).await;
-                true
-            }
-            Outcome::Stuck(e) => self.warn("redeliver", &delivery, &e),
-        }
-    }
-
-    /// Runs the handler until it succeeds, the event is dead, or it is gone (trimmed,
-    /// or acknowledged elsewhere), redelivering after each failure.
-    async fn run_handler(&self, conn: &mut MultiplexedConnection, event: &Event, delivery: &mut Delivery) -> Outcome {
-        loop {
-            let run = match (self.dispatch)(&self.implementation, &event.method, &event.payload) {
-                Dispatch::Run(run) => run,
-                Dispatch::Undecodable(why) => {
-                    return Outcome::Dead(format!("the payload of `{}` does not decode: {why}", event.method));
-                }
-                Dispatch::UnknownMethod => {
-                    return Outcome::Dead(format!(
-                        "`{}` has no method `{}` here (it has: {})",
-                        self.name,
-                        event.method,
-                        self.methods.join(", ")
-                    ));
-                }
-            };
-            let context = CallContext {
-                user: event.user.clone(),
-                activity: event.activity,
-                trace: event.trace.clone(),
-                ..CallContext::default()
-            };
-            let result = match std::panic::AssertUnwindSafe(context.scope(run)).catch_unwind().await {
-                Ok(result) => result,
-                Err(_) => Err("the handler panicked".to_owned()),
-            };
-            let failure = match result {
-                Ok(()) => return Outcome::Succeeded,
-                Err(failure) => failure,
-            };
-            if delivery.deliveries >= self.config.max_deliveries {
-                return Outcome::Dead(format!(
-                    "the handler failed on delivery {} of at most {}: {failure}",
-                    delivery.deliveries.min(self.config.max_deliveries),
-                    self.config.max_deliveries
-                ));
-            }
-            tracing::warn!(events = self.name, group = %self.group, event = %event.id, deliveries = delivery.deliveries, "the handler failed, redelivering: {failure}");
-            let doublings = u32::try_from(delivery.deliveries.saturating_sub(1)).unwrap_or(u32::MAX).min(16);
-            let wait = self.config.retry_backoff.saturating_mul(1 << doublings).min(MAX_RETRY_BACKOFF);
-            tokio::time::sleep(wait).await;
-            // Redelivered through Redis, so the count survives this consumer: XCLAIM
-            // counts a delivery. Gone (trimmed, or taken and acknowledged elsewhere): done.
-            let mut claim = redis::cmd("XCLAIM");
-            claim.arg(&*delivery.stream).arg(&self.group).arg(&self.consumer).arg(0).arg(&delivery.entry.id);
-            match self.bounded(claim.query_async::<Value>(conn)).await.and_then(|v| stream::entries(&v)) {
-                Ok(entries) if entries.is_empty() => return Outcome::Gone,
-                Ok(_) => delivery.deliveries += 1,
-                Err(e) => return Outcome::Stuck(e),
-            }
-        }
-    }
-
-    /// Runs `work` while renewing the event's lease and resetting its entry's idle time
-    /// every third of the claim idle time, so that a slow but live consumer keeps its
-    /// event; a dead consumer stops renewing, and both run out together.
-    async fn keeping<R>(
-        &self,
-        mut conn: MultiplexedConnection,
-        stream: &str,
-        entry_id: &str,
-        lease: &Lease,
-        partition_leases: Option<&(Vec<String>, String)>,
-        work: impl Future<Output = R>,
-    ) -> R {
-        let heartbeat = async {
-            loop {
-                tokio::time::sleep(self.config.claim_idle / 3).await;
-                match self.bounded(lease.renew(&mut conn, millis(self.config.claim_idle))).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::warn!(
-                            events = self.name,
-                            entry = entry_id,
-                            "an event's lease ran out while its handler ran (a stall longer than claim_idle_ms); another consumer may run it too"
-                        )
-                    }
-                    Err(e) => {
-                        tracing::debug!(events = self.name, entry = entry_id, "cannot renew an event's lease: {e}")
-                    }
-                }
-                let mut keep = redis::cmd("XCLAIM");
-                keep.arg(stream).arg(&self.group).arg(&self.consumer).arg(0).arg(entry_id).arg("JUSTID");
-                if let Err(e) = self.bounded(keep.query_async::<Value>(&mut conn)).await {
-                    tracing::debug!(events = self.name, entry = entry_id, "cannot keep an event in hand: {e}");
-                }
-                if let Some((keys, holder)) = partition_leases {
-                    let renew = partitions::renew(&mut conn, keys, holder, self.config.claim_idle);
-                    if let Err(e) = self.bounded(renew).await {
-                        tracing::debug!(events = self.name, "cannot renew the key partitions' leases: {e}");
-                    }
-                }
-            }
-        };
-        let (work, heartbeat) = (std::pin::pin!(work), std::pin::pin!(heartbeat));
-        match futures_util::future::select(work, heartbeat).await {
-            futures_util::future::Either::Left((result, _)) => result,
-            futures_util::future::Either::Right(((), _)) => unreachable!("the heartbeat never ends"),
-        }
-    }
-
-    async fn release(&self, conn: &mut MultiplexedConnection, lease: &Lease) {
-        if let Err(e) = self.bounded(lease.release(conn)).await {
-            tracing::debug!(events = self.name, "cannot drop an event's lease; it runs out by itself: {e}");
-        }
-    }
-
-    /// Acknowledges an entry the group already processed.
-    async fn ack(&self, conn: &mut MultiplexedConnection, delivery: &Delivery) -> bool {
-        let mut xack = redis::cmd("XACK");
-        xack.arg(&*delivery.stream).arg(&self.group).arg(&delivery.entry.id);
-        match self.bounded(xack.query_async::<()>(conn)).await {
-            Ok(()) => true,
-            Err(e) => self.warn("acknowledge an event processed before", delivery, &e),
-        }
-    }
-
-    /// Moves the entry to the dead-letter stream with `reason`, and acknowledges it, in
-    /// one transaction.
-    async fn dead_letter(&self, conn: &mut MultiplexedConnection, delivery: &Delivery, reason: &str) -> bool {
-        tracing::warn!(events = self.name, group = %self.group, entry = %delivery.entry.id, "to the dead-letter stream: {reason}");
-        let fields = dead_letter_fields(
-            &delivery.entry.fields,
-            reason,
-            &delivery.entry.id,
-            &self.group,
-            delivery.deliveries,
-            now_ms(),
-        );
-        let mut transaction = redis::pipe();
-        transaction.atomic();
-        let xadd = transaction.cmd("XADD").arg(&self.dead).arg("MAXLEN").arg("~").arg(self.config.max_len).arg("*");
-        for (name, value) in &fields {
-            xadd.arg(name).arg(value);
-        }
-        xadd.ignore();
-        transaction.cmd("XACK").arg(&*delivery.stream).arg(&self.group).arg(&delivery.entry.id).ignore();
-        match self.bounded(transaction.query_async::<()>(conn)).await {
-            Ok(()) => true,
-            Err(e) => self.warn("move to the dead-letter stream", delivery, &e),
-        }
     }
 
     /// Logs that an entry stays pending; `false`, for `handle`.

@@ -5,9 +5,10 @@
 //! consumer claims (`XAUTOCLAIM` after a stall, or a second entry with the same event
 //! id) is skipped there, not run twice. The lease of a dead consumer runs out with its
 //! entry's idle time, and whoever claims the entry then takes it. Success overwrites
-//! the lease with `done {consumer}` for the processed-record lifetime, then
-//! acknowledges: a crash between the two leaves an entry whose record says done, which
-//! the next delivery acknowledges without running.
+//! the lease with `done {consumer}` for the processed-record lifetime before the
+//! entry is acknowledged: a crash between the two leaves an entry whose record says
+//! done, which the next delivery acknowledges without running. So acknowledgements can
+//! wait and go out together (`consumer/acks.rs`).
 
 use std::sync::LazyLock;
 
@@ -126,30 +127,11 @@ impl Lease {
         renew_if_held(conn, &self.record, &self.holder, ttl_ms).await
     }
 
-    /// Records the event as processed (over the lease), then acknowledges the entry,
-    /// in one round trip.
-    pub(crate) async fn complete(
-        &self,
-        conn: &mut MultiplexedConnection,
-        stream: &str,
-        group: &str,
-        entry_id: &str,
-        record_ttl_ms: u64,
-    ) -> RedisResult<()> {
-        redis::pipe()
-            .cmd("SET")
-            .arg(&self.record)
-            .arg(&self.done)
-            .arg("PX")
-            .arg(record_ttl_ms)
-            .ignore()
-            .cmd("XACK")
-            .arg(stream)
-            .arg(group)
-            .arg(entry_id)
-            .ignore()
-            .query_async(conn)
-            .await
+    /// Adds the `SET {record} "done {consumer}" PX {record_ttl_ms}` that records the
+    /// event as processed (over the lease) to `pipe`; the consumer acknowledges the
+    /// entry in the same pipeline or a later one.
+    pub(crate) fn record_done(&self, pipe: &mut redis::Pipeline, record_ttl_ms: u64) {
+        pipe.cmd("SET").arg(&self.record).arg(&self.done).arg("PX").arg(record_ttl_ms).ignore();
     }
 
     /// Drops the lease if it is still ours (after a dead letter, or when the entry is

@@ -1,0 +1,234 @@
+//! One entry in hand, to its end: what taking its lease found, the handler run in the
+//! publisher's context (panics caught), redelivered after a failure (`XCLAIM`, with
+//! backoff) until it succeeds or is a dead letter, and the heartbeat that keeps a slow
+//! handler's lease and entry; then the `done` record (EVENTS.md §5 steps 3 to 5).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+use redis::Value;
+use redis::aio::MultiplexedConnection;
+
+use super::acks::Acks;
+use super::{Consumer, Delivery, MAX_RETRY_BACKOFF, Ready};
+use crate::context::CallContext;
+use crate::events::codegen::Dispatch;
+use crate::events::lease::{Claim, Lease};
+use crate::events::partitions;
+use crate::events::stream::{self, millis};
+use crate::protocol::events::Event;
+
+/// How running an event's handler ended.
+enum Outcome {
+    Succeeded,
+    /// To the dead-letter stream, for this reason.
+    Dead(String),
+    /// The entry is no longer pending (trimmed, or acknowledged elsewhere).
+    Gone,
+    /// Redis failed while redelivering; the entry stays pending.
+    Stuck(String),
+}
+impl<T: Send + Sync + 'static> Consumer<T> {
+    /// One entry, to its end (`true`): recorded as processed after success, or found
+    /// so (its acknowledgement joins `acks`, sent with the batch's last `SET done`),
+    /// redelivered after a failure, or moved to the dead-letter stream. Redis errors,
+    /// and another consumer holding the event, leave it pending (`false`), to be claimed
+    /// again. `partition_leases`: the owner keys (and marker) to renew while a handler
+    /// runs. `last`: the batch's last entry, whose `SET done` carries the `XACK`s.
+    pub(super) async fn handle(
+        &self,
+        connection: &MultiplexedConnection,
+        mut delivery: Delivery,
+        ready: Ready,
+        partition_leases: Option<&(Vec<String>, String)>,
+        acks: &mut Acks,
+        last: bool,
+    ) -> bool {
+        let mut conn = connection.clone();
+        let (event, lease, claim, at) = match ready {
+            Ready::Bad(reason) => return self.dead_letter(&mut conn, &delivery, &reason).await,
+            Ready::Claimed { event, lease, claim, at } => (event, lease, claim, at),
+        };
+        match claim {
+            Ok(Claim::Taken) if at.elapsed() < self.config.claim_idle / 3 => {}
+            Ok(Claim::Taken) => {
+                // Taken with the batch a while ago, while earlier events ran: still ours?
+                match self.bounded(lease.renew(&mut conn, millis(self.config.claim_idle))).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(events = self.name, event = %event.id, "an event's lease ran out while the events before it in its batch ran; left pending");
+                        return false;
+                    }
+                    Err(e) => return self.warn("renew the event's lease", &delivery, &e),
+                }
+            }
+            Ok(Claim::Processed) => {
+                tracing::debug!(events = self.name, event = %event.id, "already processed by this group; skipped");
+                acks.push(&delivery.stream, &delivery.entry.id);
+                return true;
+            }
+            Ok(Claim::HeldElsewhere) => {
+                // A live consumer is running it (we claimed it from a stalled one, or it
+                // is a second entry of the same event): it stays pending; whoever holds
+                // the lease acknowledges it, or it comes back once the lease ran out.
+                tracing::debug!(events = self.name, event = %event.id, entry = %delivery.entry.id, "another consumer holds this event; left pending");
+                return false;
+            }
+            Err(e) => return self.warn("take the event's lease", &delivery, &e),
+        }
+        let (entry_id, stream) = (delivery.entry.id.clone(), Arc::clone(&delivery.stream));
+        let keeper = conn.clone();
+        let work = self.run_handler(&mut conn, &event, &mut delivery);
+        let outcome = self.keeping(keeper, &stream, &entry_id, &lease, partition_leases, acks, work).await;
+        match outcome {
+            Outcome::Succeeded => {
+                // The record first: once it says done, the event is processed, whenever
+                // its acknowledgement goes out. The batch's last carries them all.
+                let mut complete = redis::pipe();
+                lease.record_done(&mut complete, millis(self.config.processed_ttl));
+                if last {
+                    acks.push(&delivery.stream, &delivery.entry.id);
+                    acks.add_to(&mut complete, &self.group);
+                }
+                let recorded = self.bounded(complete.query_async::<()>(&mut conn)).await;
+                if last {
+                    acks.clear();
+                }
+                match recorded {
+                    Ok(()) if last => true,
+                    Ok(()) => {
+                        acks.push(&delivery.stream, &delivery.entry.id);
+                        true
+                    }
+                    Err(e) => self.warn(
+                        "record the event as processed (its handler succeeded; it will run again)",
+                        &delivery,
+                        &e,
+                    ),
+                }
+            }
+            Outcome::Dead(reason) => {
+                let moved = self.dead_letter(&mut conn, &delivery, &reason).await;
+                self.release(&mut conn, &lease).await;
+                moved
+            }
+            Outcome::Gone => {
+                self.release(&mut conn, &lease).await;
+                true
+            }
+            Outcome::Stuck(e) => self.warn("redeliver", &delivery, &e),
+        }
+    }
+
+    /// Runs the handler until it succeeds, the event is dead, or it is gone (trimmed,
+    /// or acknowledged elsewhere), redelivering after each failure.
+    async fn run_handler(&self, conn: &mut MultiplexedConnection, event: &Event, delivery: &mut Delivery) -> Outcome {
+        loop {
+            let run = match (self.dispatch)(&self.implementation, &event.method, &event.payload) {
+                Dispatch::Run(run) => run,
+                Dispatch::Undecodable(why) => {
+                    return Outcome::Dead(format!("the payload of `{}` does not decode: {why}", event.method));
+                }
+                Dispatch::UnknownMethod => {
+                    return Outcome::Dead(format!(
+                        "`{}` has no method `{}` here (it has: {})",
+                        self.name,
+                        event.method,
+                        self.methods.join(", ")
+                    ));
+                }
+            };
+            let context = CallContext {
+                user: event.user.clone(),
+                activity: event.activity,
+                trace: event.trace.clone(),
+                ..CallContext::default()
+            };
+            let result = match std::panic::AssertUnwindSafe(context.scope(run)).catch_unwind().await {
+                Ok(result) => result,
+                Err(_) => Err("the handler panicked".to_owned()),
+            };
+            let failure = match result {
+                Ok(()) => return Outcome::Succeeded,
+                Err(failure) => failure,
+            };
+            if delivery.deliveries >= self.config.max_deliveries {
+                return Outcome::Dead(format!(
+                    "the handler failed on delivery {} of at most {}: {failure}",
+                    delivery.deliveries.min(self.config.max_deliveries),
+                    self.config.max_deliveries
+                ));
+            }
+            tracing::warn!(events = self.name, group = %self.group, event = %event.id, deliveries = delivery.deliveries, "the handler failed, redelivering: {failure}");
+            let doublings = u32::try_from(delivery.deliveries.saturating_sub(1)).unwrap_or(u32::MAX).min(16);
+            let wait = self.config.retry_backoff.saturating_mul(1 << doublings).min(MAX_RETRY_BACKOFF);
+            tokio::time::sleep(wait).await;
+            // Redelivered through Redis, so the count survives this consumer: XCLAIM
+            // counts a delivery. Gone (trimmed, or taken and acknowledged elsewhere): done.
+            let mut claim = redis::cmd("XCLAIM");
+            claim.arg(&*delivery.stream).arg(&self.group).arg(&self.consumer).arg(0).arg(&delivery.entry.id);
+            match self.bounded(claim.query_async::<Value>(conn)).await.and_then(|v| stream::entries(&v)) {
+                Ok(entries) if entries.is_empty() => return Outcome::Gone,
+                Ok(_) => delivery.deliveries += 1,
+                Err(e) => return Outcome::Stuck(e),
+            }
+        }
+    }
+    /// Runs `work` while renewing the event's lease and resetting its entry's idle time
+    /// every third of the claim idle time, so that a slow but live consumer keeps its
+    /// event; a dead consumer stops renewing, and both run out together. The batch's
+    /// acknowledgements held back go out with the first renewal. Work that finishes
+    /// when first polled (a handler that never waits) starts no heartbeat.
+    #[allow(clippy::too_many_arguments)]
+    async fn keeping<R>(
+        &self,
+        mut conn: MultiplexedConnection,
+        stream: &str,
+        entry_id: &str,
+        lease: &Lease,
+        partition_leases: Option<&(Vec<String>, String)>,
+        acks: &mut Acks,
+        work: impl Future<Output = R>,
+    ) -> R {
+        let mut work = std::pin::pin!(work);
+        if let Some(result) = work.as_mut().now_or_never() {
+            return result;
+        }
+        let heartbeat = async {
+            loop {
+                tokio::time::sleep(self.config.claim_idle / 3).await;
+                match self.bounded(lease.renew(&mut conn, millis(self.config.claim_idle))).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(
+                            events = self.name,
+                            entry = entry_id,
+                            "an event's lease ran out while its handler ran (a stall longer than claim_idle_ms); another consumer may run it too"
+                        )
+                    }
+                    Err(e) => {
+                        tracing::debug!(events = self.name, entry = entry_id, "cannot renew an event's lease: {e}")
+                    }
+                }
+                self.flush(&mut conn, acks).await;
+                let mut keep = redis::cmd("XCLAIM");
+                keep.arg(stream).arg(&self.group).arg(&self.consumer).arg(0).arg(entry_id).arg("JUSTID");
+                if let Err(e) = self.bounded(keep.query_async::<Value>(&mut conn)).await {
+                    tracing::debug!(events = self.name, entry = entry_id, "cannot keep an event in hand: {e}");
+                }
+                if let Some((keys, holder)) = partition_leases {
+                    let renew = partitions::renew(&mut conn, keys, holder, self.config.claim_idle);
+                    if let Err(e) = self.bounded(renew).await {
+                        tracing::debug!(events = self.name, "cannot renew the key partitions' leases: {e}");
+                    }
+                }
+            }
+        };
+        let heartbeat = std::pin::pin!(heartbeat);
+        match futures_util::future::select(work, heartbeat).await {
+            futures_util::future::Either::Left((result, _)) => result,
+            futures_util::future::Either::Right(((), _)) => unreachable!("the heartbeat never ends"),
+        }
+    }
+}
