@@ -210,15 +210,19 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
             // Boxed here, once: the request's whole flow is a future of a few KiB, and
             // axum's handler, the shedding and the metrics wrappers each move what they
             // are given; unboxed, those moves were a tenth of the server's CPU per call.
-            let handling = Box::pin(handle(served, state.clone(), request, span.clone()));
+            // A shed call makes none.
+            let flow = match entered {
+                Some(Err(limit)) => Err(limit),
+                permit => Ok((permit, Box::pin(handle(served, state.clone(), request, span.clone())))),
+            };
             // Without the `metrics` feature, an empty copy: no shared count to touch.
             let metrics = metrics.clone();
             async move {
                 let serving = metrics.start();
-                let response = match entered {
-                    Some(Err(limit)) => shed::shed(served, &limit),
-                    Some(Ok(_permit)) => handling.await,
-                    None => handling.await,
+                let response = match flow {
+                    Err(limit) => shed::shed(served, &limit),
+                    // The permit (if any) is held until the reply is made.
+                    Ok((_permit, handling)) => handling.await,
                 };
                 finish(served, span, serving, response)
             }
