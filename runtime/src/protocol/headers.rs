@@ -263,9 +263,10 @@ pub(crate) fn write_call(call_id: uuid::Uuid, activity: uuid::Uuid, user: Option
     let mut headers = HeaderMap::with_capacity(10);
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
     headers.insert(ACCEPT, HeaderValue::from_static(JSON));
+    // Encoded on the stack, copied once into the header value.
     let uuid = |id: uuid::Uuid| {
-        let text = id.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()).as_bytes().to_owned();
-        HeaderValue::from_bytes(&text).expect("a UUID is a header value")
+        let mut buffer = uuid::Uuid::encode_buffer();
+        HeaderValue::from_bytes(id.hyphenated().encode_lower(&mut buffer).as_bytes()).expect("a UUID is a header value")
     };
     headers.insert(names::CALL_ID, uuid(call_id));
     headers.insert(names::ACTIVITY_ID, uuid(activity));
