@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// The small operation's payload: about 80 bytes as JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Echo {
     pub id: u64,
     pub name: String,
@@ -27,6 +28,7 @@ impl Echo {
 
 /// The large operation's payload: 64 KiB of text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Blob {
     pub data: String,
 }
@@ -39,6 +41,7 @@ impl Blob {
 
 /// The typed error the error workload answers with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum BenchError {
     Rejected { code: u32 },
     Unavailable(intercall::CallError),

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 const SECRET: &str = "cli-test-secret-0123456789abcdef";
 
 #[derive(Debug, Serialize, Deserialize, thiserror::Error)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[error("who: {0}")]
 pub struct WhoError(CallError);
 

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 /// What `echo` returns: its arguments.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Echo {
     /// The `text` argument.
     pub text: String,
@@ -20,6 +21,7 @@ pub struct Echo {
 
 /// What `context` returns: the call context the method ran in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Seen {
     /// The `x-user-type` the request carried.
     pub user_type: Option<String>,
@@ -35,6 +37,7 @@ pub struct Seen {
 /// each serde shape; `Unavailable` carries a client's transport failures and is never
 /// sent by a server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum ConformanceError {
     /// A unit variant: `"Refused"`.
     Refused,

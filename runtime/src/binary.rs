@@ -298,6 +298,11 @@ impl schemars::JsonSchema for Bytes {
 /// ```
 ///
 /// For an `Option<Vec<u8>>` field, see [`option`](crate::base64::option).
+///
+/// With the `schema` feature, schemars reads `with = "intercall::base64"` as the path of
+/// the field's type and cannot find one: name the wire type for it, as
+/// `#[schemars(with = "intercall::Bytes")]` (and `Option<intercall::Bytes>` for
+/// [`option`](crate::base64::option)), which gives the schema [`Bytes`] has.
 pub mod base64 {
     use serde::{Deserializer, Serializer};
 

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// `Ledger`'s error: only a transport failure.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum LedgerError {
     Unavailable(intercall::CallError),
 }

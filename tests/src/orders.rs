@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 use crate::redis_server::RedisServer;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum OrderError {
     Rejected(String),
     Unavailable(CallError),

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// `Tally`'s error.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum TallyError {
     Unavailable(intercall::CallError),
     /// The handler could not count its run.

@@ -11,6 +11,7 @@ use serde_json::json;
 const MIB: usize = 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct BlobError(CallError);
 
 impl From<CallError> for BlobError {
@@ -21,11 +22,14 @@ impl From<CallError> for BlobError {
 
 /// A type that keeps `Vec<u8>` fields and opts into base64 per field.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct File {
     pub name: String,
     #[serde(with = "intercall::base64")]
+    #[cfg_attr(feature = "schema", schemars(with = "intercall::Bytes"))]
     pub data: Vec<u8>,
     #[serde(default, with = "intercall::base64::option")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<intercall::Bytes>"))]
     pub thumbnail: Option<Vec<u8>>,
 }
 

@@ -19,6 +19,7 @@ use tower::layer::layer_fn;
 use tower::util::MapRequestLayer;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum EchoError {
     Empty,
     Unavailable(CallError),

@@ -20,6 +20,7 @@ const BOUND: Duration = Duration::from_secs(10);
 const SHORT: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum GateError {
     Unavailable(CallError),
 }

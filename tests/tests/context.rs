@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 
 /// What one hop saw of the call it ran.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Seen {
     pub hop: String,
     pub user_type: Option<String>,
@@ -29,6 +30,7 @@ pub struct Seen {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum HopError {
     Unavailable(CallError),
 }

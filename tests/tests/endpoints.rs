@@ -24,6 +24,7 @@ use tokio::sync::Semaphore;
 const HANG: Duration = Duration::from_secs(20);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum WorkError {
     Unavailable(CallError),
 }

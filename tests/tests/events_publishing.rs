@@ -12,6 +12,7 @@ use intercall_tests::redis_server::RedisServer;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum NoteError {
     Unavailable(CallError),
 }

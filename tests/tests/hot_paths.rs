@@ -25,6 +25,7 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 // ---- the service under test ------------------------------------------------------------------
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum HotError {
     Unavailable(CallError),
 }

@@ -22,6 +22,7 @@ use tokio::sync::{Notify, Semaphore};
 use tower_http::timeout::TimeoutLayer;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum StockError {
     Unavailable(CallError),
 }

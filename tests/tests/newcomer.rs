@@ -14,6 +14,7 @@ use serde_json::json;
 // ---------------------------------------------------------------------------------------
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Book {
     pub id: u64,
     pub title: String,
@@ -23,12 +24,14 @@ pub struct Book {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LoanItem {
     pub book_id: u64,
     pub copies: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum Delivery {
     Pickup,
     Locker(u32),
@@ -37,6 +40,7 @@ pub enum Delivery {
 
 /// The nested struct: a Vec of another struct plus an enum field.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LoanRequest {
     pub member: String,
     pub items: Vec<LoanItem>,
@@ -44,6 +48,7 @@ pub struct LoanRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Receipt {
     pub loan_id: u64,
     pub request: LoanRequest,
@@ -51,6 +56,7 @@ pub struct Receipt {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum LibraryError {
     /// unit
     #[error("a loan request needs at least one item")]

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tracing_subscriber::layer::SubscriberExt;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum HopError {
     Unavailable(CallError),
 }

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, Semaphore};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum LedgerError {
     Rejected { code: u32 },
     Unavailable(CallError),
@@ -27,6 +28,7 @@ impl From<CallError> for LedgerError {
 
 /// A result whose serialization panics, as a buggy `Serialize` impl can.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Unserializable;
 
 impl Serialize for Unserializable {

@@ -12,6 +12,7 @@ use intercall::CallError;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum InventoryError {
     UnknownSku { sku: String },
     Unavailable(CallError),

@@ -7,6 +7,7 @@ use intercall_tests::spawn;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum HopError {
     Unavailable(CallError),
 }

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 // ---- a service that never answers one of its methods ---------------------------------------
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 enum StallError {
     Unavailable(CallError),
 }

@@ -25,6 +25,7 @@ pub const MAX_REPLY: u32 = 64 * 1024;
 
 /// The soak method's typed error: only transport failures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum SoakError {
     Unavailable(intercall::CallError),
 }

@@ -263,6 +263,12 @@ pub fn all() -> Vec<Scenario> {
             equal("items", &s.items, &vec![&json!(0)])?;
             equal("outcome", outcome(s)?, &Outcome::Ok(Value::Null))
         }),
+        Scenario::stream(
+            "stream_started_409_is_a_status_failure_not_retried",
+            "§4.3, §5",
+            |_| json_reply(409, r#"{"kind":"stream_started","message":"this call id started a stream"}"#),
+            |s| streamed_failure(s, &[], "status", |status| status == Some(409)),
+        ),
     ]
 }
 

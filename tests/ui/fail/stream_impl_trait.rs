@@ -1,6 +1,7 @@
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum FeedError {
     Unavailable(intercall::CallError),
 }
@@ -12,6 +13,7 @@ impl From<intercall::CallError> for FeedError {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum OtherError {
     Unavailable(intercall::CallError),
 }

@@ -2,6 +2,7 @@ use intercall::Streaming;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum FeedError {
     Unavailable(intercall::CallError),
 }
@@ -13,6 +14,7 @@ impl From<intercall::CallError> for FeedError {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum OtherError {
     Unavailable(intercall::CallError),
 }
