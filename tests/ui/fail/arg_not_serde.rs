@@ -1,13 +1,11 @@
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Item {
     pub id: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum ShopError {
     Unavailable(intercall::CallError),
 }
@@ -19,10 +17,26 @@ impl From<intercall::CallError> for ShopError {
 }
 
 #[derive(Debug)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Query {
     pub text: String,
 }
+
+// With the `schema` feature every type here needs a JSON Schema. schemars' derive would
+// change how rustc names serde's traits in the expected errors, so these are by hand.
+macro_rules! schema_by_hand {
+    ($($name:ident),*) => {$(
+        #[cfg(feature = "schema")]
+        impl schemars::JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                true.into()
+            }
+        }
+    )*};
+}
+schema_by_hand!(Item, ShopError, Query);
 
 #[intercall::service]
 pub trait Shop {

@@ -2,7 +2,6 @@ use intercall::Streaming;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum FeedError {
     Unavailable(intercall::CallError),
 }
@@ -14,10 +13,26 @@ impl From<intercall::CallError> for FeedError {
 }
 
 #[derive(Debug)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Change {
     pub key: String,
 }
+
+// With the `schema` feature every type here needs a JSON Schema. schemars' derive would
+// change how rustc names serde's traits in the expected errors, so these are by hand.
+macro_rules! schema_by_hand {
+    ($($name:ident),*) => {$(
+        #[cfg(feature = "schema")]
+        impl schemars::JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                true.into()
+            }
+        }
+    )*};
+}
+schema_by_hand!(FeedError, Change);
 
 #[intercall::service]
 pub trait Feed {
