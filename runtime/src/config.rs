@@ -13,6 +13,16 @@
 //! url = "http://127.0.0.1:8081/"
 //! timeout_ms = 500           # overrides the default for this service
 //!
+//! [services.Search]          # several endpoints: balanced, a retry goes to another
+//! urls = ["http://10.0.0.7:8081/", "http://10.0.0.8:8081/"]
+//! eject_after = 5            # failures in a row that eject an endpoint (0: never)
+//! eject_ms = 1000            # the first ejection; doubles per ejection in a row
+//! max_eject_ms = 30000       # the longest ejection
+//!
+//! [services.Inventory]       # each address of the name is an endpoint (http only)
+//! url = "http://inventory.internal:8082/"
+//! dns_refresh_ms = 5000      # resolved again this often
+//!
 //! [retry_budget]             # per invoker: retries may add at most
 //! ratio = 0.2                # `ratio` x calls made,
 //! burst = 10                 # plus a reserve of `burst` retries
@@ -34,7 +44,7 @@
 //! body_read_timeout_ms = 30000    # a request body must arrive within this (else 408)
 //! idle_timeout_ms = 90000         # a connection without a request this long is closed
 //! max_connections = 10000         # over it, new connections wait in the backlog
-//! max_in_flight = 1000            # over it, calls get 503 overloaded + Retry-After
+//! max_in_flight = 1000            # runs at once (streams too); over it, 503 overloaded
 //!
 //! [events]                   # event streams (feature `events`; docs/EVENTS.md)
 //! url = "redis://127.0.0.1:6379/0"

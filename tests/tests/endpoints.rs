@@ -210,11 +210,32 @@ async fn every_endpoint_ejected_fails_calls_at_once_without_the_network() {
 async fn an_ejected_replica_returns_after_a_successful_probe() {
     let replica = Arc::new(Replica::default());
     let healthy = serve(&replica).await;
-    // The other replica is down (its port refuses), then comes back on the same port.
+    // The other replica's port stays bound for the whole test, so that nothing else can
+    // take it: first its process is broken (each connection is accepted and closed at
+    // once), then it serves again on the same listener.
     let returning = Arc::new(Replica::default());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    drop(listener);
+    let reached = Arc::new(AtomicUsize::new(0));
+    let (heal, healed) = tokio::sync::oneshot::channel::<()>();
+    let broken = tokio::spawn({
+        let reached = Arc::clone(&reached);
+        async move {
+            let mut healed = healed;
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = &mut healed => return listener,
+                    accepted = listener.accept() => {
+                        if let Ok((stream, _)) = accepted {
+                            reached.fetch_add(1, Ordering::SeqCst);
+                            drop(stream);
+                        }
+                    }
+                }
+            }
+        }
+    });
     let invoker = Invoker::builder()
         .service_urls("Work", [format!("http://{addr}/"), healthy.url()])
         .backoff(Duration::from_millis(1), Duration::from_millis(5))
@@ -224,11 +245,10 @@ async fn an_ejected_replica_returns_after_a_successful_probe() {
     let work = proxy(invoker);
     assert_all_ok(&load(&work, 40, 1).await);
     assert_eq!(replica.runs().len(), 40, "the healthy replica ran everything");
+    assert!(reached.load(Ordering::SeqCst) >= 2, "the broken replica failed its calls (eject_after = 2)");
 
-    let Ok(listener) = TcpListener::bind(addr).await else {
-        eprintln!("port {addr} was taken meanwhile; skipping the recovery half");
-        return;
-    };
+    heal.send(()).unwrap();
+    let listener = broken.await.unwrap();
     let router = WorkServer::from_arc(Arc::new(Arc::clone(&returning))).into_router();
     tokio::spawn(async move { intercall::serve(listener, router).await });
     // Bounded polling: once its ejection (at most 100 ms) is over, one call probes
@@ -253,13 +273,14 @@ async fn shed_calls_succeed_on_the_other_replica_and_nothing_runs_twice() {
         intercall::ServerSettings { max_in_flight: Some(intercall::MaxInFlight::new(4)), ..Default::default() };
     let server_a = spawn(WorkServer::from_arc(Arc::new(Arc::clone(&a))).settings(settings).into_router()).await;
     let server_b = serve(&b).await;
-    // In front of A, to count what reaches it.
+    // In front of each replica, to count what reaches it.
     let front_a = FaultProxy::start(server_a.addr, |_| Fault::Pass).await;
+    let front_b = FaultProxy::start(server_b.addr, |_| Fault::Pass).await;
+    // The default retry budget (ratio 0.2, burst 10): moving a shed call spends none of
+    // it, so more shed calls than its burst all succeed.
     let invoker = Invoker::builder()
-        .service_urls("Work", [front_a.url(), server_b.url()])
+        .service_urls("Work", [front_a.url(), front_b.url()])
         .backoff(Duration::from_millis(1), Duration::from_millis(5))
-        // A move after a shed is a retry: this many calls at once need the budget.
-        .retry_budget(1.0, 100)
         .build()
         .unwrap();
     let work = proxy(invoker);
@@ -286,9 +307,15 @@ async fn shed_calls_succeed_on_the_other_replica_and_nothing_runs_twice() {
     let mut all: Vec<u64> = runs_a.iter().chain(&runs_b).copied().collect();
     all.sort_unstable();
     assert_eq!(all, (0..64).collect::<Vec<_>>(), "every call ran exactly once");
-    let shed = front_a.seen().len() - 4;
-    eprintln!("A ran 4 and shed {shed} calls, each retried on B");
-    assert!(shed >= 1, "A shed the calls over its limit");
+    // The 64 first attempts are all made before any reply comes back, and power of two
+    // choices over two endpoints sends each to the one with fewer in flight: 32 each.
+    // A runs 4 and sheds 28; each of those moves to B once, so B gets 32 + 28 requests.
+    let (seen_a, seen_b) = (front_a.seen().len(), front_b.seen().len());
+    eprintln!("A got {seen_a} requests, ran 4 and shed the rest, each moved to B; B got {seen_b}");
+    assert_eq!(seen_a, 32, "half of the first attempts reached A");
+    let shed = seen_a - 4;
+    assert_eq!(seen_b, 32 + shed, "B got its half and every shed call once; no call was shed twice or moved back");
+    assert!(shed > 10, "more moves than the default budget's burst of 10 ({shed}): none spent it");
 }
 
 #[tokio::test]
@@ -324,6 +351,155 @@ async fn a_shed_call_is_answered_503_overloaded_with_retry_after_before_its_body
 #[should_panic(expected = "`Work` has no method `nope`")]
 fn a_limit_for_a_method_the_service_lacks_is_refused() {
     let _ = WorkServer::new(Arc::new(Replica::default())).method_max_in_flight("nope", 1).into_router();
+}
+
+/// A service whose runs the test holds, to see what `max_in_flight` counts.
+#[intercall::service]
+pub trait Hold {
+    /// Runs until the test lets it end.
+    async fn hold(&self) -> Result<(), WorkError>;
+    /// Answers at once.
+    async fn ping(&self) -> Result<(), WorkError>;
+    /// One item at once, a second when the test lets it, then the end.
+    async fn items(&self) -> Result<intercall::Streaming<u64, WorkError>, WorkError>;
+}
+
+struct Holder {
+    started: tokio::sync::Notify,
+    /// Each run waits for a permit of it.
+    gate: Semaphore,
+    ended: AtomicUsize,
+}
+
+impl Default for Holder {
+    fn default() -> Self {
+        Self { started: tokio::sync::Notify::new(), gate: Semaphore::new(0), ended: AtomicUsize::new(0) }
+    }
+}
+
+impl Hold for Arc<Holder> {
+    async fn hold(&self) -> Result<(), WorkError> {
+        self.started.notify_one();
+        self.gate.acquire().await.expect("never closed").forget();
+        self.ended.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), WorkError> {
+        Ok(())
+    }
+
+    async fn items(&self) -> Result<intercall::Streaming<u64, WorkError>, WorkError> {
+        let this = Arc::clone(self);
+        let second = futures_util::stream::once(async move {
+            this.gate.acquire().await.expect("never closed").forget();
+            Ok(2)
+        });
+        Ok(intercall::Streaming::new(futures_util::stream::iter([Ok(1)]).chain(second)))
+    }
+}
+
+/// A node limited to one call in flight, and its limit.
+async fn held_node(options: intercall::ServeOptions) -> (TestServer, Arc<Holder>, intercall::MaxInFlight) {
+    let holder = Arc::new(Holder::default());
+    let limit = intercall::MaxInFlight::new(1);
+    let settings = intercall::ServerSettings { max_in_flight: Some(limit.clone()), ..Default::default() };
+    let router = HoldServer::from_arc(Arc::new(Arc::clone(&holder))).settings(settings).into_router();
+    (intercall_tests::spawn_with(router, options).await, holder, limit)
+}
+
+/// Waits (bounded) until no call holds a place under `limit`.
+async fn all_places_free(limit: &intercall::MaxInFlight, what: &str) {
+    tokio::time::timeout(HANG, async {
+        while limit.in_flight() > 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}"));
+}
+
+/// `ping`'s status, from a plain client on a new connection.
+async fn ping(server: &TestServer) -> u16 {
+    let reply = intercall_tests::post_raw(&server.at("/Hold/ping"), Some("application/json"), "{}").await;
+    if reply.status == 503 {
+        assert_eq!(reply.body["kind"], "overloaded", "{}", reply.body);
+    }
+    reply.status
+}
+
+/// Lets the held run end and waits until its place is free: `ping` runs again.
+async fn release(server: &TestServer, holder: &Holder, limit: &intercall::MaxInFlight) {
+    holder.gate.add_permits(1);
+    all_places_free(limit, "the run ended and freed its place").await;
+    assert_eq!(ping(server).await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_caller_gave_up_still_counts_against_max_in_flight() {
+    let (server, holder, limit) = held_node(intercall::ServeOptions::default()).await;
+    assert_eq!(ping(&server).await, 200);
+    // With a call id and 50 ms to wait: the server stops waiting for the run and answers
+    // `409 in_progress`; the run goes on.
+    let reply = reqwest::Client::new()
+        .post(server.at("/Hold/hold"))
+        .header("content-type", "application/json")
+        .header("x-call-id", "67e55044-10b1-426f-9247-bb680e5fe0c8")
+        .header("x-deadline-ms", "50")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status().as_u16(), 409, "the caller's wait ended");
+    assert_eq!(holder.ended.load(Ordering::SeqCst), 0);
+    assert_eq!(ping(&server).await, 503, "the run still holds the only place");
+    release(&server, &holder, &limit).await;
+    assert_eq!(holder.ended.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_client_disconnected_still_counts_against_max_in_flight() {
+    use tokio::io::AsyncWriteExt;
+    // One connection at a time: a second connection is served only once the server has
+    // dropped the first, and the first's request with it.
+    let (server, holder, limit) = held_node(intercall::ServeOptions::default().max_connections(Some(1))).await;
+    // Without a call id, from a client that leaves mid-run.
+    let mut client = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let request =
+        "POST /Hold/hold HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+    client.write_all(request.as_bytes()).await.unwrap();
+    tokio::time::timeout(HANG, holder.started.notified()).await.expect("the run started");
+    drop(client);
+    // Served once the server has dropped the first connection, and its request with it.
+    assert_eq!(ping(&server).await, 503, "the detached run still holds the only place");
+    assert_eq!(holder.ended.load(Ordering::SeqCst), 0);
+    release(&server, &holder, &limit).await;
+    assert_eq!(holder.ended.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_stream_counts_against_max_in_flight_until_it_ends() {
+    // Keep-alive frames while a stream is idle: how a server finds a client gone.
+    let options = intercall::ServeOptions::default().stream_keepalive(Duration::from_millis(20));
+    let (server, holder, limit) = held_node(options).await;
+    let invoker = Invoker::builder().service("Hold", server.url()).build().unwrap();
+    let hold = HoldProxy::new(invoker).unwrap();
+    // A stream that ends: its place is held until its last item is made.
+    let mut items = hold.items().await.expect("the stream opens");
+    assert_eq!(items.next().await.map(Result::unwrap), Some(1));
+    assert_eq!(ping(&server).await, 503, "its head was sent, and it still runs");
+    holder.gate.add_permits(1);
+    assert_eq!(items.next().await.map(Result::unwrap), Some(2));
+    assert!(items.next().await.is_none(), "the end");
+    // Freed as the final frame is made, before it is written: no wait is needed here.
+    assert_eq!(ping(&server).await, 200, "the ended stream freed its place");
+    // A stream its client leaves: held until the server finds it gone.
+    let mut items = hold.items().await.expect("the stream opens");
+    assert_eq!(items.next().await.map(Result::unwrap), Some(1));
+    assert_eq!(ping(&server).await, 503);
+    drop(items);
+    all_places_free(&limit, "the server dropped the stream its client left, and freed its place").await;
+    assert_eq!(ping(&server).await, 200);
 }
 
 /// A resolver whose answer the test changes.

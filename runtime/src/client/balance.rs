@@ -12,7 +12,7 @@
 //! Not `tower::balance::p2c`: it balances inside `poll_ready` over a `Discover` stream
 //! and cannot be told to avoid the endpoint an attempt just failed on, nor say that
 //! every endpoint is ejected without waiting; the whole policy here is a few lines
-//! over one shared list.
+//! over one shared list (docs/RELIABILITY.md, "Why not tower's balancer").
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};

@@ -1,5 +1,5 @@
 //! Outlier ejection, per endpoint: after `eject_after` failures in a row (no
-//! connection, no reply in time, a 5xx reply) an endpoint is ejected for `eject_ms`,
+//! connection, no reply within `timeout_ms`, a 5xx reply) an endpoint is ejected for `eject_ms`,
 //! doubled for each ejection in a row up to `max_eject_ms`. When that time is up it is
 //! half-open: the next call goes to it as a probe, and no other until the probe ends.
 //! A probe that succeeds returns the endpoint to traffic; one that fails ejects it
@@ -25,7 +25,9 @@ pub(crate) enum Verdict {
     /// It failed: no connection, no reply in time, a 5xx of its own.
     Failed,
     /// Says nothing about its health: it shed the call (`503 overloaded`, load is not a
-    /// fault), the caller's deadline had passed, or a client layer refused the call.
+    /// fault), the caller's deadline had passed (`504 deadline_exceeded`) or cut the
+    /// attempt's time short (no reply within less than `timeout_ms`, `endpoint.rs`), or a
+    /// client layer refused the call.
     Neutral,
 }
 

@@ -82,13 +82,16 @@ enum Attempt<S, E> {
         verdict: Verdict,
         /// The reply's `Retry-After` was honoured in `decision`.
         waits: bool,
+        /// The server shed the call (`503 overloaded`): nothing of it was read or run.
+        shed: bool,
     },
 }
 
 impl<T, E> Attempt<T, E> {
     fn failed(error: CallError, outcome: Outcome<'_>) -> Self {
         let waits = matches!(outcome, Outcome::Replied { retry_after: Some(_), .. });
-        Attempt::Failed { error, decision: policy::decide(outcome), verdict: verdict(&outcome), waits }
+        let shed = matches!(outcome, Outcome::Replied { kind: Some(ErrorKind::Overloaded), .. });
+        Attempt::Failed { error, decision: policy::decide(outcome), verdict: verdict(&outcome), waits, shed }
     }
 }
 
@@ -282,6 +285,10 @@ impl Endpoint {
             }
         };
         this.budget.deposit();
+        // A call's first move to another endpoint after a shed takes no token from the
+        // budget: the call ran nowhere (as gRPC's transparent retries; RELIABILITY.md,
+        // "Shed calls and the retry budget").
+        let mut free_move = true;
         let mut attempt = 1;
         loop {
             this.metrics[index].attempt(attempt);
@@ -298,7 +305,7 @@ impl Endpoint {
                     backends.report(picked, verdict);
                 }
             }
-            let (error, mut at_least, waits) = match attempted {
+            let (error, mut at_least, waits, shed) = match attempted {
                 // A stream's call ends with the stream (its `StreamEnd`), in flight till then.
                 Attempt::Ok(value) if S::STREAM => {
                     this.metrics[index].stream_started();
@@ -316,15 +323,17 @@ impl Endpoint {
                     finished("service_error");
                     return Err(error);
                 }
-                Attempt::Failed { error, decision, waits, .. } => {
+                Attempt::Failed { error, decision, waits, shed, .. } => {
                     let error = error.after_attempts(attempt);
                     tracing::debug!(attempt, retryable = decision != Decision::Stop, "attempt failed: {error}");
                     match decision {
-                        Decision::Retry { at_least } if attempt < policy.tries => (error, at_least, waits),
+                        Decision::Retry { at_least } if attempt < policy.tries => (error, at_least, waits, shed),
                         _ => return Err(failed(error)),
                     }
                 }
             };
+            // Whether the next attempt is that free move.
+            let mut requeue = false;
             // The next attempt's endpoint: another one than those tried, when one is
             // available. None left: the circuit opened, and no budget is spent on it.
             if let (Target::Balanced(picked), Targets::Balanced { backends, .. }) = (&target, &this.targets) {
@@ -332,10 +341,12 @@ impl Endpoint {
                 tried.push(Arc::clone(&failed_on));
                 match backends.pick(&tried) {
                     Some(next) => {
+                        let moved = !Arc::ptr_eq(&next.backend, &failed_on);
                         // `Retry-After` is the failed endpoint's word about itself.
-                        if waits && !Arc::ptr_eq(&next.backend, &failed_on) {
+                        if waits && moved {
                             at_least = Duration::ZERO;
                         }
+                        requeue = shed && moved && free_move;
                         target = Target::Balanced(next);
                     }
                     None => return Err(failed(self.circuit_open(method, Some(&error)).after_attempts(attempt))),
@@ -346,7 +357,9 @@ impl Endpoint {
             if delay >= deadline.saturating_duration_since(Instant::now()) {
                 return Err(failed(error));
             }
-            if !this.budget.try_withdraw() {
+            if requeue {
+                free_move = false;
+            } else if !this.budget.try_withdraw() {
                 this.metrics[index].budget_exhausted();
                 return Err(failed(error.retry_budget_exhausted()));
             }
@@ -382,6 +395,11 @@ impl Endpoint {
             true => outgoing.callers_deadline.map(|deadline| deadline.saturating_duration_since(Instant::now())),
         };
         let server_deadline = server_deadline.map(|left| u64::try_from(left.as_millis()).unwrap_or(u64::MAX));
+        // The caller's deadline leaves this attempt less than `timeout_ms`: if it times
+        // out, its endpoint did not get the time it is allowed.
+        let cut_short = outgoing
+            .callers_deadline
+            .is_some_and(|callers| callers.saturating_duration_since(Instant::now()) < policy.timeout);
         let exchange =
             self.exchange(index, outgoing, attempt, server_deadline, ReadAs { limit, stream: S::STREAM }, target);
         let reply = match tokio::time::timeout(timeout, exchange).await {
@@ -405,7 +423,7 @@ impl Endpoint {
             // A layer's own refusal: the caller gets it as it is, and nothing retries it.
             Ok(Err(Failure::Refused(error))) => {
                 let decision = policy::decide(Outcome::Unusable);
-                return Attempt::Failed { error, decision, verdict: Verdict::Neutral, waits: false };
+                return Attempt::Failed { error, decision, verdict: Verdict::Neutral, waits: false, shed: false };
             }
             // The same certificate would be met again.
             Ok(Err(Failure::Certificate(message))) => {
@@ -420,7 +438,13 @@ impl Endpoint {
             }
             Err(_) => {
                 let error = CallError::timeout(this.service, method, timeout, policy.timeout);
-                return Attempt::failed(error, Outcome::NoReply);
+                // Cut short by the caller's deadline, no reply says nothing about the
+                // endpoint's health: callers with short deadlines would otherwise eject
+                // healthy endpoints. (The call's own `timeout_ms x tries` is the
+                // policy's: an attempt it shortens had most of its time.)
+                let verdict = if cut_short { Verdict::Neutral } else { Verdict::Failed };
+                let decision = policy::decide(Outcome::NoReply);
+                return Attempt::Failed { error, decision, verdict, waits: false, shed: false };
             }
         };
         let status = reply.status.as_u16();
@@ -670,5 +694,49 @@ impl std::fmt::Debug for Endpoint {
             .field("targets", &self.0.targets)
             .field("policy", &self.0.policy)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Invoker;
+
+    /// An endpoint that takes connections (the kernel's backlog does) and never answers,
+    /// ejected after one failure for a minute; one attempt per call.
+    async fn stalled() -> (tokio::net::TcpListener, Endpoint) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let invoker = Invoker::builder()
+            .service("Work", format!("http://{}/", listener.local_addr().unwrap()))
+            .service_timeout("Work", Duration::from_secs(10))
+            .service_tries("Work", 1)
+            .service_ejection("Work", 1, Duration::from_secs(60), Duration::from_secs(60))
+            .environment(false)
+            .build()
+            .unwrap();
+        let endpoint = crate::client::invoker::endpoint(&invoker, "Work", &["run"]).unwrap();
+        (listener, endpoint)
+    }
+
+    async fn call(endpoint: &Endpoint, deadline: Option<Duration>) -> CallError {
+        let context = CallContext { deadline: deadline.map(|left| Instant::now() + left), ..CallContext::default() };
+        context.scope(endpoint.call::<_, (), CallError>(0, &())).await.expect_err("nothing answers")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_attempt_cut_short_by_the_callers_deadline_does_not_count_against_its_endpoint() {
+        let (_listener, endpoint) = stalled().await;
+        // Callers with 100 ms left, far under the endpoint's 10 s: their attempts time
+        // out, and the endpoint, which might have answered in its own time, stays in.
+        for _ in 0..5 {
+            let error = call(&endpoint, Some(Duration::from_millis(100))).await;
+            assert!(error.is_timeout() && !error.is_circuit_open(), "{error}");
+        }
+        // An attempt that had its whole `timeout_ms` and no reply is a failure: one
+        // ejects it (`eject_after = 1`), and the next call finds the circuit open.
+        let error = call(&endpoint, None).await;
+        assert!(!error.is_circuit_open(), "{error}");
+        let error = call(&endpoint, Some(Duration::from_millis(100))).await;
+        assert!(error.is_circuit_open(), "{error}");
     }
 }

@@ -5,7 +5,9 @@
 //! cancel neither a call id's claim nor the run, with or without a call id. Spawning every run as a task
 //! would give that too, but costs a task, a wake-up and a timer per call; most runs
 //! finish on their first poll, so this one is polled by the request's own task, and
-//! only a run still pending when the request is dropped moves to a task.
+//! only a run still pending when the request is dropped moves to a task. The run
+//! carries its call's place under `max_in_flight` (`shed.rs`), so a detached run still
+//! counts against the limit until it ends.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -43,6 +43,7 @@ pub use serve::{
 pub(crate) use serve::{ServeTimings, serve_connections};
 pub(crate) use settings::server_settings;
 pub use settings::{DEFAULT_MAX_BODY_BYTES, ServerSettings, default_call_store};
+use shed::InFlight;
 pub use shed::{MaxInFlight, SHED_RETRY_AFTER_SECS};
 
 /// What a generated `XServer` has been told before `into_router`: its own body limit
@@ -176,15 +177,18 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
         F: Fn(Arc<S>, A) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
-        self.route(method, move |served, state, request, span| handle(served, state, call.clone(), request, span))
+        self.route(method, move |served, state, request, span, in_flight| {
+            handle(served, state, call.clone(), request, span, in_flight)
+        })
     }
 
     /// Adds the route of `method`, answered by `handle` inside the request's span, and
-    /// its `405` for other verbs. Load shedding comes first; the span and the metrics
-    /// end with the call's outcome.
+    /// its `405` for other verbs. Load shedding comes first: `handle` gets the call's
+    /// place under its limit, to hold for as long as the run lasts (`shed.rs`). The
+    /// span and the metrics end with the call's outcome.
     fn route<H, R>(mut self, method: &'static str, handle: H) -> Self
     where
-        H: Fn(ServedMethod, ServiceState<S>, Request, Span) -> R + Clone + Send + Sync + 'static,
+        H: Fn(ServedMethod, ServiceState<S>, Request, Span, InFlight) -> R + Clone + Send + Sync + 'static,
         R: Future<Output = Response> + Send + 'static,
     {
         let served = ServedMethod {
@@ -205,15 +209,21 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
         let metrics = telemetry::ServerMetrics::new(self.service, method);
         let handler = move |request: Request| {
             // Before anything else: a shed call must cost less than a served one.
-            let entered = limit.as_ref().map(|limit| limit.try_enter().ok_or_else(|| limit.clone()));
+            let entered = match &limit {
+                None => Ok(InFlight::default()),
+                Some(limit) => limit.try_admit().ok_or_else(|| limit.clone()),
+            };
             let span = serve_span(served);
             // Boxed here, once: the request's whole flow is a future of a few KiB, and
             // axum's handler, the shedding and the metrics wrappers each move what they
             // are given; unboxed, those moves were a tenth of the server's CPU per call.
             // A shed call makes none.
             let flow = match entered {
-                Some(Err(limit)) => Err(limit),
-                permit => Ok((permit, Box::pin(handle(served, state.clone(), request, span.clone())))),
+                Err(limit) => Err(limit),
+                Ok(in_flight) => {
+                    let handling = Box::pin(handle(served, state.clone(), request, span.clone(), in_flight.clone()));
+                    Ok((in_flight, handling))
+                }
             };
             // Without the `metrics` feature, an empty copy: no shared count to touch.
             let metrics = metrics.clone();
@@ -221,8 +231,9 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
                 let serving = metrics.start();
                 let response = match flow {
                     Err(limit) => shed::shed(served, &limit),
-                    // The permit (if any) is held until the reply is made.
-                    Ok((_permit, handling)) => handling.await,
+                    // The request holds its place until its reply is made; its run
+                    // holds it too, until the run ends.
+                    Ok((_in_flight, handling)) => handling.await,
                 };
                 finish(served, span, serving, response)
             }
@@ -412,6 +423,7 @@ async fn handle<S, A, T, E, F, Fut>(
     call: F,
     request: Request,
     span: Span,
+    in_flight: InFlight,
 ) -> Response
 where
     A: DeserializeOwned,
@@ -426,7 +438,9 @@ where
     };
     // The implementation, and every proxy call it makes, runs inside the request's
     // context: same user, same activity, the caller's deadline.
-    let future = context.scope(call(state.implementation, args));
+    // The run holds the call's place under `max_in_flight` until it ends, also when it
+    // goes on detached after its client left.
+    let future = in_flight.during(context.scope(call(state.implementation, args)));
     let reply = match dedup {
         // A plain HTTP client: store nothing, but, as with a call id, a run that has
         // started ends (a client that disconnects does not cut it halfway).

@@ -40,6 +40,8 @@ pub struct ServerSettings {
     /// settings (or a clone of them): over it, a call gets `503 overloaded` with
     /// `Retry-After` before anything is decoded or run (default: none). A method's own
     /// limit (`XServer::method_max_in_flight`) takes its calls out of this count.
+    /// A call counts until its reply is made and its run has ended: a run that goes on
+    /// after its client left, and a stream until its end, still count.
     pub max_in_flight: Option<MaxInFlight>,
 }
 

@@ -5,10 +5,18 @@
 //! body read or anything decoded or run: shedding must cost less than serving, or it
 //! does not relieve an overloaded node.
 //!
+//! A call holds its place from its arrival until both its reply is made and its run
+//! has ended ([`InFlight`]): a run goes on when its client times out or disconnects
+//! (`detach.rs`), and a stream method runs until its last frame, so both count for as
+//! long as they run, and the limit bounds the runs at once, not only the requests.
+//!
 //! Not tower's `LoadShed` over `ConcurrencyLimit`: those shed through `poll_ready` and a
-//! boxed error that a `HandleError` layer must turn back into a response, per route;
-//! the whole policy is one `try_acquire` on a tokio semaphore, done here.
+//! boxed error that a `HandleError` layer must turn back into a response, per route,
+//! and their permit ends with the response future, not with a run that outlives it;
+//! the whole policy is one `try_acquire` on a tokio semaphore, done here
+//! (docs/RELIABILITY.md, "Load shedding on the server").
 
+use std::future::Future;
 use std::sync::Arc;
 
 use axum::http::header::{HeaderValue, RETRY_AFTER};
@@ -51,7 +59,8 @@ impl MaxInFlight {
         self.limit
     }
 
-    /// How many calls are in flight under this limit now.
+    /// How many calls are in flight under this limit now: requests not yet answered,
+    /// and runs (streams among them) not yet ended.
     pub fn in_flight(&self) -> usize {
         self.limit - self.permits.available_permits()
     }
@@ -60,6 +69,29 @@ impl MaxInFlight {
     /// the limit is reached.
     pub(crate) fn try_enter(&self) -> Option<OwnedSemaphorePermit> {
         Arc::clone(&self.permits).try_acquire_owned().ok()
+    }
+
+    /// [`try_enter`](Self::try_enter), as a place the request and its run share.
+    pub(crate) fn try_admit(&self) -> Option<InFlight> {
+        self.try_enter().map(|permit| InFlight { _place: Some(Arc::new(permit)) })
+    }
+}
+
+/// One call's place under a [`MaxInFlight`], shared by its request and its run (`None`
+/// without a limit): the place is free again when every clone has dropped, that is
+/// when the reply is made *and* the run has ended, even a run that went on detached
+/// after its client left, or a stream that ran on after its reply's head was sent.
+#[derive(Clone, Default)]
+pub(crate) struct InFlight {
+    /// Held for its drop, which frees the place when it is the last clone.
+    _place: Option<Arc<OwnedSemaphorePermit>>,
+}
+
+impl InFlight {
+    /// `future`, holding this place until it finishes or is dropped.
+    pub(crate) async fn during<F: Future>(self, future: F) -> F::Output {
+        let _held = self;
+        future.await
     }
 }
 
@@ -98,5 +130,21 @@ mod tests {
         drop(first);
         assert!(other.try_enter().is_some(), "the place was freed");
         assert_eq!(MaxInFlight::new(0).limit(), 1, "clamped");
+    }
+
+    #[tokio::test]
+    async fn a_shared_place_frees_when_the_request_and_the_run_have_both_ended() {
+        let limit = MaxInFlight::new(1);
+        let request = limit.try_admit().expect("a place");
+        let (finish, finished) = tokio::sync::oneshot::channel::<()>();
+        let run = tokio::spawn(request.clone().during(async move {
+            let _ = finished.await;
+        }));
+        drop(request);
+        assert!(limit.try_admit().is_none(), "the run still holds the place after its request ended");
+        finish.send(()).unwrap();
+        run.await.unwrap();
+        assert_eq!(limit.in_flight(), 0, "the run ended: the place is free");
+        assert!(limit.try_admit().is_some());
     }
 }

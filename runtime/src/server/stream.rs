@@ -34,6 +34,7 @@ use tracing::Instrument;
 use super::dedup::{self, ClaimGuard, Outcome};
 use super::detach::Detachable;
 use super::reply::{self, respond};
+use super::shed::InFlight;
 use super::{Admitted, ServedMethod, ServiceRouter, ServiceState, admit};
 use crate::Streaming;
 use crate::calls::{CallKey, CallStore, OnStoreError};
@@ -64,8 +65,8 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
         F: Fn(Arc<S>, A) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<Streaming<T, E>, E>> + Send + 'static,
     {
-        self.route(method, move |served, state, request, span| {
-            handle_stream(served, state, call.clone(), request, span)
+        self.route(method, move |served, state, request, span, in_flight| {
+            handle_stream(served, state, call.clone(), request, span, in_flight)
         })
     }
 }
@@ -76,6 +77,7 @@ async fn handle_stream<S, A, T, E, F, Fut>(
     call: F,
     request: Request,
     span: tracing::Span,
+    in_flight: InFlight,
 ) -> Response
 where
     A: DeserializeOwned,
@@ -90,7 +92,10 @@ where
         Ok(admitted) => admitted,
         Err(refused) => return refused,
     };
-    let opening = context.clone().scope(call(state.implementation, args)).instrument(span.clone());
+    // The opening, and then the stream until its end, hold the call's place under
+    // `max_in_flight`: a running stream is a running call.
+    let opening =
+        in_flight.clone().during(context.clone().scope(call(state.implementation, args)).instrument(span.clone()));
     let opened = match dedup {
         // As a unary run, the opening is not cut short by a client that goes away.
         None => Detachable::new(open(served, opening)).await,
@@ -101,7 +106,8 @@ where
     match opened {
         Ok(items) => {
             let end = StreamReply::default();
-            stream_response(FrameBody::new(served, items, context, span, keepalive, end.clone()), end)
+            let body = FrameBody::new(served, items, context, span, keepalive, end.clone(), in_flight);
+            stream_response(body, end)
         }
         Err(reply) => respond(reply),
     }
@@ -275,6 +281,8 @@ struct FrameBody<T, E> {
     chunk_capacity: usize,
     /// Told how the stream ended, for its span and metrics.
     end: StreamReply,
+    /// The call's place under `max_in_flight`, freed when the stream ends.
+    in_flight: InFlight,
 }
 
 impl<T, E> FrameBody<T, E> {
@@ -285,10 +293,31 @@ impl<T, E> FrameBody<T, E> {
         span: tracing::Span,
         keepalive: Duration,
         end: StreamReply,
+        in_flight: InFlight,
     ) -> Self {
         let deadline = context.deadline.map(|deadline| Box::pin(tokio::time::sleep_until(deadline.into())));
         let (interval, keepalive) = (keepalive, Box::pin(tokio::time::sleep(keepalive)));
-        Self { served, items: Some(items), context, span, deadline, keepalive, interval, chunk_capacity: 1024, end }
+        let chunk_capacity = 1024;
+        Self {
+            served,
+            items: Some(items),
+            context,
+            span,
+            deadline,
+            keepalive,
+            interval,
+            chunk_capacity,
+            end,
+            in_flight,
+        }
+    }
+
+    /// The final frame is made: the items are dropped, the call's place is freed, and
+    /// its span and metrics are told `outcome`.
+    fn ended(&mut self, outcome: ReplyOutcome) {
+        self.items = None;
+        self.in_flight = InFlight::default();
+        self.end.ended(outcome);
     }
 }
 
@@ -324,7 +353,9 @@ impl<T: Serialize, E: Serialize> FrameBody<T, E> {
             }
         });
         if let Some(outcome) = ended {
+            // Field by field: the span is still entered.
             self.items = None;
+            self.in_flight = InFlight::default();
             self.end.ended(outcome);
         }
     }
@@ -339,12 +370,11 @@ impl<T: Serialize, E: Serialize> Stream for FrameBody<T, E> {
         }
         let this = &mut *self;
         if this.deadline.as_mut().is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready()) {
-            this.items = None;
             let ServedMethod { service, method, .. } = this.served;
             let message = format!("{service}.{method}: the stream reached its caller's deadline and was ended");
             let mut out = Vec::new();
             let outcome = write_error(&mut out, framework_error(ErrorKind::DeadlineExceeded, &message, None));
-            this.end.ended(outcome);
+            this.ended(outcome);
             return Poll::Ready(Some(Ok(Bytes::from(out))));
         }
         let mut out = Vec::with_capacity(this.chunk_capacity);
