@@ -2,11 +2,14 @@
 //! running one version and a peer running the other would meet, classed as safe or
 //! breaking with the reason (docs/EVOLUTION.md has the rules and why).
 //!
-//! Direction decides most rules. Arguments travel from old clients to the new server
-//! (a *request*: the new side must accept all the old side sends); results and errors
-//! travel from the new server to old clients (a *response*: the old side must accept
-//! all the new side sends). With JSON Schemas (intercall's `schema` feature) types are
-//! compared member by member and variant by variant; without them, by Rust type name.
+//! Compatible means both directions (PROTOCOL.md §12): **old clients calling a new
+//! server** (during a rolling deploy) and **new clients calling an old server** (until
+//! it ends). A value travels one way in each: arguments from clients to the server (a
+//! *request*), results and errors from the server to clients (a *response*). So every
+//! type is checked twice, once with each version as the writer and the other as the
+//! reader, and a breaking change names the direction it breaks. With JSON Schemas
+//! (intercall's `schema` feature) types are compared member by member and variant by
+//! variant; without them, by Rust type name.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -21,10 +24,37 @@ pub const OPEN_ENUM: &str = "x-intercall-unknown-variant";
 /// Whether a change can be deployed with peers of the other version still running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Class {
-    /// Old and new peers keep working together.
+    /// Old and new peers keep working together, both ways.
     Safe,
     /// Some call between an old and a new peer fails: a major version.
     Breaking,
+}
+
+/// Which calls a breaking change breaks (PROTOCOL.md §12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Old clients calling a server of the new version.
+    OldClientsToNewServer,
+    /// New clients calling a server of the old version.
+    NewClientsToOldServer,
+    /// Both.
+    Both,
+}
+
+impl Direction {
+    fn and(self, other: Direction) -> Direction {
+        if self == other { self } else { Direction::Both }
+    }
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Direction::OldClientsToNewServer => "old clients -> new server",
+            Direction::NewClientsToOldServer => "new clients -> old server",
+            Direction::Both => "both directions",
+        })
+    }
 }
 
 /// One difference, where it is, and why it is safe or breaking.
@@ -32,6 +62,8 @@ pub enum Class {
 pub struct Change {
     /// Safe or breaking.
     pub class: Class,
+    /// For a breaking change, which calls it breaks; `None` for a safe one.
+    pub direction: Option<Direction>,
     /// Where: `Catalog.get`, `Catalog.get(id)`, `Catalog.get -> result .tags[]`.
     pub at: String,
     /// What changed and what it does to the peers of the other version.
@@ -40,95 +72,188 @@ pub struct Change {
 
 impl fmt::Display for Change {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let class = match self.class {
-            Class::Safe => "safe",
-            Class::Breaking => "BREAKING",
-        };
-        write!(f, "{class:<8} {}: {}", self.at, self.reason)
+        match self.direction {
+            Some(direction) => write!(f, "BREAKING {} [{direction}]: {}", self.at, self.reason),
+            None => write!(f, "safe     {}: {}", self.at, self.reason),
+        }
     }
 }
 
-/// Which way a value travels between the versions.
+/// Which way a value travels between client and server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Flow {
-    /// Old clients write it, the new server reads it (arguments).
+    /// Clients write it, the server reads it (arguments).
     Request,
-    /// The new server writes it, old clients read it (results, errors).
+    /// The server writes it, clients read it (results, errors).
     Response,
+}
+
+/// One of the two directions, seen from one value: who writes it and who reads it.
+#[derive(Debug, Clone, Copy)]
+struct Way {
+    direction: Direction,
+    flow: Flow,
+}
+
+impl Way {
+    /// The direction in which the old version writes the value, and the one in which
+    /// the new version does.
+    fn both(flow: Flow) -> (Way, Way) {
+        let (old_writes, new_writes) = match flow {
+            Flow::Request => (Direction::OldClientsToNewServer, Direction::NewClientsToOldServer),
+            Flow::Response => (Direction::NewClientsToOldServer, Direction::OldClientsToNewServer),
+        };
+        (Way { direction: old_writes, flow }, Way { direction: new_writes, flow })
+    }
+
+    fn writer(self) -> &'static str {
+        match (self.flow, self.direction) {
+            (Flow::Request, Direction::OldClientsToNewServer) => "old clients",
+            (Flow::Request, _) => "new clients",
+            (Flow::Response, Direction::OldClientsToNewServer) => "the new server",
+            (Flow::Response, _) => "an old server",
+        }
+    }
+
+    fn reader(self) -> &'static str {
+        match (self.flow, self.direction) {
+            (Flow::Request, Direction::OldClientsToNewServer) => "the new server",
+            (Flow::Request, _) => "an old server",
+            (Flow::Response, Direction::OldClientsToNewServer) => "old clients",
+            (Flow::Response, _) => "new clients",
+        }
+    }
+
+    /// What a value the reader cannot decode costs.
+    fn cost(self) -> &'static str {
+        match self.flow {
+            Flow::Request => "the call gets 400 bad_request",
+            Flow::Response => "the client fails to decode the reply after the method has run",
+        }
+    }
+}
+
+/// A difference judged in each direction: `None` where it is harmless, else why it
+/// breaks there; safe (with `safe_reason`) when neither breaks.
+fn judge(at: &str, what: &str, verdicts: [(Way, Option<String>); 2], safe_reason: &str) -> Change {
+    let mut direction = None;
+    let mut reasons = Vec::new();
+    for (way, verdict) in verdicts {
+        if let Some(reason) = verdict {
+            direction = Some(direction.map_or(way.direction, |d: Direction| d.and(way.direction)));
+            reasons.push(reason);
+        }
+    }
+    match direction {
+        None => safe(at, &format!("{what}: {safe_reason}")),
+        Some(direction) => breaking(at, direction, &format!("{what}: {}", reasons.join("; "))),
+    }
 }
 
 /// Every change from `old` to `new`, in manifest order.
 pub fn compare(old: &Manifest, new: &Manifest) -> Vec<Change> {
+    use Direction::*;
     let mut changes = Vec::new();
     for old_service in &old.services {
         let Some(new_service) = new.service(&old_service.name) else {
-            changes
-                .push(breaking(&old_service.name, "service removed: old clients' calls to it get 404 unknown_service"));
+            changes.push(breaking(
+                &old_service.name,
+                OldClientsToNewServer,
+                "service removed: old clients' calls to it get 404 unknown_service",
+            ));
             continue;
         };
         for old_method in &old_service.methods {
             let at = format!("{}.{}", old_service.name, old_method.name);
             match new_service.method(&old_method.name) {
-                None => changes.push(breaking(&at, "method removed: old clients' calls to it get 404 unknown_method")),
+                None => changes.push(breaking(
+                    &at,
+                    OldClientsToNewServer,
+                    "method removed: old clients' calls to it get 404 unknown_method",
+                )),
                 Some(new_method) => compare_method(&at, old_method, new_method, &mut changes),
             }
         }
         for new_method in &new_service.methods {
             if old_service.method(&new_method.name).is_none() {
                 let at = format!("{}.{}", old_service.name, new_method.name);
-                changes.push(safe(&at, "method added: old clients do not call it"));
+                changes.push(safe(&at, "method added: old clients do not call it; an old server answers new clients' calls to it with 404 unknown_method, so call it once every node has it"));
             }
         }
     }
     for new_service in &new.services {
         if old.service(&new_service.name).is_none() {
-            changes.push(safe(&new_service.name, "service added: old clients do not call it"));
+            changes.push(safe(
+                &new_service.name,
+                "service added: old clients do not call it; new clients call it once it is deployed",
+            ));
         }
     }
     changes
 }
 
-/// Whether any change breaks a peer of the other version.
+/// Whether any change breaks a peer of the other version, in either direction.
 pub fn is_breaking(changes: &[Change]) -> bool {
     changes.iter().any(|change| change.class == Class::Breaking)
 }
 
 fn compare_method(at: &str, old: &MethodManifest, new: &MethodManifest, changes: &mut Vec<Change>) {
+    use Direction::*;
+    // A server ignores the members of a request body it does not know (PROTOCOL.md §3).
     for new_arg in &new.arguments {
         let arg_at = format!("{at}({})", new_arg.name);
         match old.arguments.iter().find(|arg| arg.name == new_arg.name) {
             None if new_arg.required => changes.push(breaking(
                 &arg_at,
+                OldClientsToNewServer,
                 "required argument added: old clients do not send it and get 400 bad_request; make it an `Option`",
             )),
-            None => {
-                changes.push(safe(&arg_at, "optional argument added: old clients leave it out, the server sees `None`"))
-            }
+            None => changes.push(safe(
+                &arg_at,
+                "optional argument added: old clients leave it out and the new server sees `None`; an old server ignores it when new clients send it (it runs as without it)",
+            )),
             Some(old_arg) => {
                 if new_arg.required && !old_arg.required {
                     changes.push(breaking(
                         &arg_at,
+                        OldClientsToNewServer,
                         "argument became required: old clients may leave it out and get 400 bad_request",
                     ));
                 } else if !new_arg.required && old_arg.required {
-                    changes.push(safe(&arg_at, "argument became optional: old clients always send it"));
+                    changes.push(breaking(
+                        &arg_at,
+                        NewClientsToOldServer,
+                        "argument became optional: new clients may leave it out, and an old server requires it (400 bad_request)",
+                    ));
                 }
                 compare_type(&arg_at, &old_arg.ty, &new_arg.ty, Flow::Request, changes);
             }
         }
     }
     for old_arg in &old.arguments {
-        if !new.arguments.iter().any(|arg| arg.name == old_arg.name) {
+        if new.arguments.iter().any(|arg| arg.name == old_arg.name) {
+            continue;
+        }
+        let arg_at = format!("{at}({})", old_arg.name);
+        if old_arg.required {
+            changes.push(breaking(
+                &arg_at,
+                NewClientsToOldServer,
+                "required argument removed: old clients still send it and the new server ignores it, but new clients do not send it and an old server requires it (400 bad_request)",
+            ));
+        } else {
             changes.push(safe(
-                &format!("{at}({})", old_arg.name),
-                "argument removed: old clients still send it and the server ignores unknown members",
+                &arg_at,
+                "optional argument removed: old clients still send it and the new server ignores it; an old server sees `None` from new clients",
             ));
         }
     }
     if old.stream != new.stream {
         let (was, is) = if new.stream { ("a value", "a stream") } else { ("a stream", "a value") };
-        let reason = format!("the reply changed from {was} to {is} (PROTOCOL.md §4.3): old clients cannot read it");
-        changes.push(breaking(at, &reason));
+        let reason = format!(
+            "the reply changed from {was} to {is} (PROTOCOL.md §4.3): clients of the other version cannot read it"
+        );
+        changes.push(breaking(at, Both, &reason));
     }
     compare_type(&format!("{at} -> result"), &old.result, &new.result, Flow::Response, changes);
     compare_type(&format!("{at} -> error"), &old.error, &new.error, Flow::Response, changes);
@@ -151,6 +276,7 @@ fn compare_type(at: &str, old: &TypeManifest, new: &TypeManifest, flow: Flow, ch
         }
         _ if old.rust_type != new.rust_type => changes.push(breaking(
             at,
+            Direction::Both,
             &format!(
                 "type changed from `{}` to `{}` (no JSON Schemas to compare them: build both with intercall's `schema` feature for a member-by-member check)",
                 old.rust_type, new.rust_type
@@ -181,13 +307,22 @@ impl<'a> Side<'a> {
     }
 }
 
+/// One variant of an enum: its name and its payload schema (`None`: a unit variant,
+/// sent as a string or, internally tagged, as an object with only its tag).
+type Variant<'a> = (String, Option<&'a Value>);
+
 /// What a schema says a value may be, in the terms the rules need.
 #[derive(Debug, Default)]
 struct Shape<'a> {
-    /// JSON types (`"null"` included); empty: any.
+    /// JSON types (`"null"` included); for an enum with no `type` of its own (a bare
+    /// `oneOf`), those of its variants. Empty: any.
     types: BTreeSet<String>,
-    /// For an enum: each variant's name and its payload schema (`None`: a unit variant).
-    variants: Option<Vec<(String, Option<&'a Value>)>>,
+    /// For an enum: its variants.
+    variants: Option<Vec<Variant<'a>>>,
+    /// An enum whose every variant is an object naming its variant in a member (serde's
+    /// internally tagged `#[serde(tag = "..")]`), rather than a string for a unit variant
+    /// and `{"Name": data}` otherwise (externally tagged, serde's default).
+    tagged: bool,
     properties: Option<&'a Map<String, Value>>,
     required: BTreeSet<String>,
     /// `additionalProperties: false` (`#[serde(deny_unknown_fields)]`).
@@ -198,9 +333,34 @@ struct Shape<'a> {
     unknown_variant: Option<&'a str>,
 }
 
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_f64() => "number",
+        Value::Number(_) => "integer",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn types_of(schema: &Value) -> BTreeSet<String> {
+    let mut types = BTreeSet::new();
+    match schema.get("type") {
+        Some(Value::String(ty)) => {
+            types.insert(ty.clone());
+        }
+        Some(Value::Array(list)) => types.extend(list.iter().filter_map(Value::as_str).map(str::to_owned)),
+        _ => {}
+    }
+    types
+}
+
 fn shape<'a>(side: &Side<'a>, schema: &'a Value) -> Shape<'a> {
     let schema = side.resolve(schema);
     let mut shape = Shape {
+        types: types_of(schema),
         unknown_variant: schema.get(OPEN_ENUM).and_then(Value::as_str),
         format: schema.get("format").and_then(Value::as_str),
         items: schema.get("items"),
@@ -208,26 +368,30 @@ fn shape<'a>(side: &Side<'a>, schema: &'a Value) -> Shape<'a> {
         closed: schema.get("additionalProperties") == Some(&Value::Bool(false)),
         ..Shape::default()
     };
-    match schema.get("type") {
-        Some(Value::String(ty)) => {
-            shape.types.insert(ty.clone());
-        }
-        Some(Value::Array(types)) => shape.types.extend(types.iter().filter_map(Value::as_str).map(str::to_owned)),
-        _ => {}
-    }
+    let declares_types = !shape.types.is_empty();
     if let Some(required) = schema.get("required").and_then(Value::as_array) {
         shape.required.extend(required.iter().filter_map(Value::as_str).map(str::to_owned));
     }
     if let Some(values) = schema.get("enum").and_then(Value::as_array) {
         shape.variants = Some(values.iter().map(|v| (text(v), None)).collect());
+        if !declares_types {
+            shape.types.extend(values.iter().map(|v| json_type(v).to_owned()));
+        }
     }
     if let Some(value) = schema.get("const") {
         shape.variants = Some(vec![(text(value), None)]);
+        if !declares_types {
+            shape.types.insert(json_type(value).to_owned());
+        }
     }
     let alternatives = schema.get("oneOf").or_else(|| schema.get("anyOf")).and_then(Value::as_array);
     if let Some(alternatives) = alternatives {
         let mut variants = Vec::new();
         let mut nullable_of = Vec::new();
+        let mut every_tagged = true;
+        let mut all_variants = true;
+        let mut any_type = false;
+        let mut alternative_types = BTreeSet::new();
         for alternative in alternatives {
             let alternative = side.resolve(alternative);
             if alternative.get("type").and_then(Value::as_str) == Some("null") {
@@ -235,45 +399,80 @@ fn shape<'a>(side: &Side<'a>, schema: &'a Value) -> Shape<'a> {
                 continue;
             }
             nullable_of.push(alternative);
+            let types = shape_types(side, alternative);
+            any_type |= types.is_empty();
+            alternative_types.extend(types);
             match variant_of(side, alternative) {
-                Some(found) => variants.extend(found),
-                None => variants.clear(),
+                Some((found, tagged)) => {
+                    every_tagged &= tagged;
+                    variants.extend(found);
+                }
+                None => all_variants = false,
             }
         }
         if nullable_of.len() == 1 && shape.types.contains("null") {
             // `Option<T>`: `anyOf: [T, null]` is T's shape, plus null.
-            // An inner schema with no `type` (a `$ref` to an enum) stays "any type".
             let mut inner = self::shape(side, nullable_of[0]);
             if !inner.types.is_empty() {
                 inner.types.insert("null".to_owned());
             }
             return inner;
         }
-        if !variants.is_empty() {
+        if !declares_types {
+            if any_type {
+                // One alternative takes any value: so does the whole.
+                shape.types.clear();
+            } else {
+                shape.types.extend(alternative_types);
+            }
+        }
+        if all_variants && !variants.is_empty() {
             shape.variants = Some(variants);
+            shape.tagged = every_tagged;
         }
     }
     shape
 }
 
-/// The variants one alternative of an enum's `oneOf` stands for: a unit variant
-/// (`const` or `enum` strings), an externally tagged one (`{"Name": payload}`, one
-/// required member), or an internally tagged one (a member holding a `const`).
-fn variant_of<'a>(side: &Side<'a>, alternative: &'a Value) -> Option<Vec<(String, Option<&'a Value>)>> {
+/// The JSON types a schema allows, through `$ref` and one level of `oneOf`/`anyOf`
+/// (empty: any).
+fn shape_types(side: &Side<'_>, schema: &Value) -> BTreeSet<String> {
+    let schema = side.resolve(schema);
+    let mut types = types_of(schema);
+    if types.is_empty() {
+        let alternatives = schema.get("oneOf").or_else(|| schema.get("anyOf")).and_then(Value::as_array);
+        for alternative in alternatives.into_iter().flatten() {
+            let inner = types_of(side.resolve(alternative));
+            if inner.is_empty() {
+                return BTreeSet::new();
+            }
+            types.extend(inner);
+        }
+    }
+    types
+}
+
+/// The variants one alternative of an enum's `oneOf` stands for, and whether it names
+/// its variant in a member (internally tagged): a unit variant (`const` or `enum`
+/// strings), an externally tagged one (`{"Name": payload}`, one required member), or
+/// an internally tagged one (a member holding a `const`).
+fn variant_of<'a>(side: &Side<'a>, alternative: &'a Value) -> Option<(Vec<Variant<'a>>, bool)> {
     if let Some(value) = alternative.get("const") {
-        return Some(vec![(text(value), None)]);
+        return Some((vec![(text(value), None)], false));
     }
     if let Some(values) = alternative.get("enum").and_then(Value::as_array) {
-        return Some(values.iter().map(|v| (text(v), None)).collect());
+        return Some((values.iter().map(|v| (text(v), None)).collect(), false));
     }
     let properties = alternative.get("properties").and_then(Value::as_object)?;
     let tag = properties.iter().find_map(|(_, schema)| side.resolve(schema).get("const").map(text));
     if let Some(tag) = tag {
-        return Some(vec![(tag, Some(alternative))]);
+        // Only its tag: a unit variant.
+        let payload = (properties.len() > 1).then_some(alternative);
+        return Some((vec![(tag, payload)], true));
     }
     let required = alternative.get("required").and_then(Value::as_array)?;
     match (required.as_slice(), properties.len()) {
-        ([Value::String(name)], 1) => Some(vec![(name.clone(), properties.get(name))]),
+        ([Value::String(name)], 1) => Some((vec![(name.clone(), properties.get(name))], false)),
         _ => None,
     }
 }
@@ -299,10 +498,14 @@ fn compare_schema<'a>(
         return;
     }
     let (o, n) = (shape(old_side, old), shape(new_side, new));
+    if o.variants.is_some() != n.variants.is_some() {
+        changes.push(compare_enum_and_plain(at, &o, &n, flow));
+        return;
+    }
     compare_types(at, &o, &n, flow, changes);
     compare_format(at, &o, &n, flow, changes);
     if let (Some(old_variants), Some(new_variants)) = (&o.variants, &n.variants) {
-        compare_variants(at, old_side, old_variants, &o, new_side, new_variants, flow, seen, changes);
+        compare_variants(at, old_side, old_variants, &o, new_side, new_variants, &n, flow, seen, changes);
         return;
     }
     if o.properties.is_some() || n.properties.is_some() {
@@ -317,24 +520,62 @@ fn pointer_key(schema: &Value) -> String {
     schema.get("$ref").and_then(Value::as_str).unwrap_or("").to_owned()
 }
 
+/// Whether a reader of `reader` types accepts every value of `writer` types (empty:
+/// any). An integer is also a number.
+fn accepts(reader: &BTreeSet<String>, writer: &BTreeSet<String>) -> bool {
+    let covers = |ty: &String| reader.contains(ty) || (ty == "integer" && reader.contains("number"));
+    reader.is_empty() || (!writer.is_empty() && writer.iter().all(covers))
+}
+
+fn list(types: &BTreeSet<String>) -> String {
+    if types.is_empty() { "any".to_owned() } else { types.iter().cloned().collect::<Vec<_>>().join(" or ") }
+}
+
+/// An enum on one side, a type that is not one on the other (a data enum is a bare
+/// `oneOf`, `Option<Enum>` an `anyOf` with null): a reader that is an enum takes only
+/// its variants, whatever the JSON types say.
+fn compare_enum_and_plain(at: &str, o: &Shape<'_>, n: &Shape<'_>, flow: Flow) -> Change {
+    let describe = |shape: &Shape<'_>| match &shape.variants {
+        Some(variants) => {
+            let names: Vec<&str> = variants.iter().map(|(name, _)| name.as_str()).collect();
+            format!("an enum ({})", names.join(", "))
+        }
+        None => format!("a value of type {}", list(&shape.types)),
+    };
+    let what = format!("changed from {} to {}", describe(o), describe(n));
+    let (old_writes, new_writes) = Way::both(flow);
+    let verdict = |way: Way, writer: &Shape<'_>, reader: &Shape<'_>| {
+        let refused = match (&writer.variants, &reader.variants) {
+            (None, Some(_)) => true,
+            _ => !accepts(&reader.types, &writer.types),
+        };
+        refused
+            .then(|| format!("{} may send a value that {} cannot decode ({})", way.writer(), way.reader(), way.cost()))
+    };
+    judge(
+        at,
+        &what,
+        [(old_writes, verdict(old_writes, o, n)), (new_writes, verdict(new_writes, n, o))],
+        "each side accepts every value the other sends",
+    )
+}
+
 fn compare_types(at: &str, o: &Shape<'_>, n: &Shape<'_>, flow: Flow, changes: &mut Vec<Change>) {
-    if o.types == n.types || o.types.is_empty() || n.types.is_empty() {
+    if o.types == n.types {
         return;
     }
-    // An integer is also a number.
-    let covers =
-        |wide: &BTreeSet<String>, ty: &String| wide.contains(ty) || (ty == "integer" && wide.contains("number"));
-    let list = |types: &BTreeSet<String>| types.iter().cloned().collect::<Vec<_>>().join(" or ");
     let what = format!("JSON type changed from {} to {}", list(&o.types), list(&n.types));
-    let (writer, reader, who) = match flow {
-        Flow::Request => (&o.types, &n.types, "old clients may send a value the new server refuses (400)"),
-        Flow::Response => (&n.types, &o.types, "the new server may send a value old clients cannot decode"),
+    let (old_writes, new_writes) = Way::both(flow);
+    let verdict = |way: Way, writer: &BTreeSet<String>, reader: &BTreeSet<String>| {
+        (!accepts(reader, writer))
+            .then(|| format!("{} may send a value that {} cannot decode ({})", way.writer(), way.reader(), way.cost()))
     };
-    if writer.iter().all(|ty| covers(reader, ty)) {
-        changes.push(safe(at, &format!("{what}: it accepts every value it accepted")));
-    } else {
-        changes.push(breaking(at, &format!("{what}: {who}")));
-    }
+    changes.push(judge(
+        at,
+        &what,
+        [(old_writes, verdict(old_writes, &o.types, &n.types)), (new_writes, verdict(new_writes, &n.types, &o.types))],
+        "each side accepts every value the other sends",
+    ));
 }
 
 /// schemars' integer formats, by how many values they hold.
@@ -351,80 +592,105 @@ fn compare_format(at: &str, o: &Shape<'_>, n: &Shape<'_>, flow: Flow, changes: &
     if old_format == new_format {
         return;
     }
-    let widens = |narrow: &str, wide: &str| match (integer_range(narrow), integer_range(wide)) {
+    // Whether a reader of format `wide` holds every value of format `narrow`.
+    let holds = |narrow: &str, wide: &str| match (integer_range(narrow), integer_range(wide)) {
         (Some((ns, nb)), Some((ws, wb))) => (ns == ws && wb >= nb) || (!ns && ws && wb > nb),
         _ => false,
     };
     let what = format!("format changed from {old_format} to {new_format}");
-    let (writer, reader) = match flow {
-        Flow::Request => (old_format, new_format),
-        Flow::Response => (new_format, old_format),
+    let (old_writes, new_writes) = Way::both(flow);
+    let verdict = |way: Way, writer: &str, reader: &str| {
+        (!holds(writer, reader))
+            .then(|| format!("{} may send values that {} cannot hold ({})", way.writer(), way.reader(), way.cost()))
     };
-    if widens(writer, reader) {
-        changes.push(safe(at, &format!("{what}: the reader's range still holds every value the writer sends")));
-    } else {
-        let who = match flow {
-            Flow::Request => "old clients may send values the new server refuses",
-            Flow::Response => "the new server may send values old clients cannot decode",
-        };
-        changes.push(breaking(at, &format!("{what}: {who}")));
+    changes.push(judge(
+        at,
+        &what,
+        [
+            (old_writes, verdict(old_writes, old_format, new_format)),
+            (new_writes, verdict(new_writes, new_format, old_format)),
+        ],
+        "each side's range holds every value the other sends",
+    ));
+}
+
+/// Whether a reader whose enum is `reader` decodes a variant it does not have, with
+/// `payload` (`None`: a unit variant), and as which variant; else why not.
+fn caught<'a>(reader: &Shape<'a>, variants: &[Variant<'a>], payload: Option<&Value>) -> Result<&'a str, String> {
+    let Some(declared) = reader.unknown_variant else {
+        return Err("declare the enum open (docs/EVOLUTION.md) or add a new method".to_owned());
+    };
+    if !variants.iter().any(|(name, payload)| name == declared && is_unit(*payload)) {
+        return Err(format!(
+            "its declared catch-all `{declared}` is not a unit variant of the reader's version, so it fails with `unknown variant`"
+        ));
     }
+    if reader.tagged || is_unit(payload) {
+        return Ok(declared);
+    }
+    Err(format!(
+        "the enum is externally tagged (`{{\"Name\": data}}`), and serde cannot skip an unknown variant's data to decode it as `{declared}`: tag the enum, `#[serde(tag = \"..\")]` (docs/EVOLUTION.md)"
+    ))
 }
 
 #[allow(clippy::too_many_arguments)]
 fn compare_variants<'a>(
     at: &str,
     old_side: &Side<'a>,
-    old: &[(String, Option<&'a Value>)],
+    old: &[Variant<'a>],
     o: &Shape<'a>,
     new_side: &Side<'a>,
-    new: &[(String, Option<&'a Value>)],
+    new: &[Variant<'a>],
+    n: &Shape<'a>,
     flow: Flow,
     seen: &mut BTreeSet<(String, String)>,
     changes: &mut Vec<Change>,
 ) {
-    // The declared catch-all counts only if old readers have it, as a unit variant.
-    let catch_all =
-        o.unknown_variant.filter(|other| old.iter().any(|(name, payload)| name == other && is_unit(*payload)));
+    let (old_writes, new_writes) = Way::both(flow);
+    // A variant one version has and the other lacks: harmless where the version that
+    // lacks it writes, and read by the one that lacks it in the other direction.
+    let one_sided = |at: &str, what: &str, writes: Way, reader: &Shape<'a>, variants: &[Variant<'a>], payload| {
+        let (verdict, safe_reason) = match caught(reader, variants, payload) {
+            Ok(other) => (None, format!("{} will decode it as its `{other}` variant (an open enum)", writes.reader())),
+            Err(why) => (
+                Some(format!(
+                    "{} may send it and {} cannot decode it ({}); {why}",
+                    writes.writer(),
+                    writes.reader(),
+                    writes.cost()
+                )),
+                String::new(),
+            ),
+        };
+        let never = if writes.direction == old_writes.direction { new_writes } else { old_writes };
+        judge(
+            at,
+            what,
+            [(writes, verdict), (never, None)],
+            &format!("{} will never send it, and {safe_reason}", never.writer()),
+        )
+    };
     for (name, new_payload) in new {
         let variant_at = format!("{at} ::{name}");
         match old.iter().find(|(old_name, _)| old_name == name) {
-            None => match (flow, catch_all) {
-                (Flow::Request, _) => changes.push(safe(&variant_at, "variant added: old clients never send it")),
-                (Flow::Response, Some(other)) => changes.push(safe(
-                    &variant_at,
-                    &format!("variant added to an open enum: old clients decode it as its `{other}` variant"),
-                )),
-                (Flow::Response, None) => match o.unknown_variant {
-                    Some(declared) => changes.push(breaking(
-                        &variant_at,
-                        &format!("variant added to a type old clients decode: its declared catch-all `{declared}` is not a unit variant of the old version, so old clients fail with `unknown variant`"),
-                    )),
-                    None => changes.push(breaking(
-                        &variant_at,
-                        "variant added to a type old clients decode: when the new server sends it, an old client fails with `unknown variant` after the method has run; declare the enum open (docs/EVOLUTION.md) or add a new method",
-                    )),
-                },
-            },
+            None => changes.push(one_sided(&variant_at, "variant added", new_writes, o, old, *new_payload)),
             Some((_, old_payload)) => {
                 if let (Some(old_payload), Some(new_payload)) = (old_payload, new_payload) {
                     compare_schema(&variant_at, old_side, old_payload, new_side, new_payload, flow, seen, changes);
                 } else if old_payload.is_some() != new_payload.is_some() {
-                    changes.push(breaking(&variant_at, "variant changed between a unit variant and one with data"));
+                    changes.push(breaking(
+                        &variant_at,
+                        Direction::Both,
+                        "variant changed between a unit variant and one with data: neither side decodes the other's",
+                    ));
                 }
             }
         }
     }
-    for (name, _) in old {
+    for (name, old_payload) in old {
         if !new.iter().any(|(new_name, _)| new_name == name) {
             let variant_at = format!("{at} ::{name}");
-            match flow {
-                Flow::Request => changes.push(breaking(
-                    &variant_at,
-                    "variant removed from a type old clients send: an old client that sends it gets 400 bad_request",
-                )),
-                Flow::Response => changes.push(safe(&variant_at, "variant removed: the new server never sends it")),
-            }
+            changes.push(one_sided(&variant_at, "variant removed", old_writes, n, new, *old_payload));
         }
     }
 }
@@ -440,41 +706,60 @@ fn compare_members<'a>(
     seen: &mut BTreeSet<(String, String)>,
     changes: &mut Vec<Change>,
 ) {
+    let (old_writes, new_writes) = Way::both(flow);
+    // A member one version has and the other lacks: the version that has it sends it to
+    // a reader that may refuse unknown members; the one that lacks it never sends it to
+    // a reader that may require it.
+    let one_sided = |name: &str, writes: Way, has: &Shape<'a>, lacks: &Shape<'a>| {
+        let never = if writes.direction == old_writes.direction { new_writes } else { old_writes };
+        let refused = lacks.closed.then(|| {
+            format!(
+                "{} may send it and {} cannot decode it: the type has `deny_unknown_fields` ({})",
+                writes.writer(),
+                writes.reader(),
+                writes.cost()
+            )
+        });
+        let missing = has.required.contains(name).then(|| {
+            format!(
+                "{} will never send it and {} cannot do without it ({})",
+                never.writer(),
+                never.reader(),
+                never.cost()
+            )
+        });
+        (
+            [(writes, refused), (never, missing)],
+            format!("{} will ignore it, and {} can do without it", writes.reader(), never.reader()),
+        )
+    };
     let empty = Map::new();
     let (old_members, new_members) = (o.properties.unwrap_or(&empty), n.properties.unwrap_or(&empty));
     for (name, new_schema) in new_members {
         let member_at = format!("{at} .{name}");
-        let now_required = n.required.contains(name);
         match old_members.get(name) {
-            None => match (flow, now_required) {
-                (Flow::Request, true) => changes.push(breaking(
-                    &member_at,
-                    "required field added: old clients do not send it and get 400 bad_request; give it `#[serde(default)]` or make it an `Option`",
-                )),
-                (Flow::Request, false) => changes.push(safe(&member_at, "optional field added: old clients leave it out")),
-                (Flow::Response, _) if o.closed => changes.push(breaking(
-                    &member_at,
-                    "field added to a type old clients decode with `deny_unknown_fields`: they refuse it",
-                )),
-                (Flow::Response, _) => {
-                    changes.push(safe(&member_at, "field added: old clients ignore unknown fields"))
+            None => {
+                let what = if n.required.contains(name) { "required field added" } else { "optional field added" };
+                let (verdicts, safe_reason) = one_sided(name, new_writes, n, o);
+                let mut change = judge(&member_at, what, verdicts, &safe_reason);
+                if change.class == Class::Breaking && flow == Flow::Request && n.required.contains(name) {
+                    change.reason.push_str("; give it `#[serde(default)]` or make it an `Option`");
                 }
-            },
+                changes.push(change);
+            }
             Some(old_schema) => {
-                let was_required = o.required.contains(name);
-                match (flow, was_required, now_required) {
-                    (Flow::Request, false, true) => changes.push(breaking(
-                        &member_at,
-                        "field became required: old clients may leave it out and get 400 bad_request",
-                    )),
-                    (Flow::Response, true, false) => changes.push(breaking(
-                        &member_at,
-                        "field became optional: the new server may leave it out, and old clients require it",
-                    )),
-                    (_, false, true) | (_, true, false) => {
-                        changes.push(safe(&member_at, "field's optionality changed in the direction the reader accepts"))
-                    }
-                    _ => {}
+                let (was, now) = (o.required.contains(name), n.required.contains(name));
+                if was != now {
+                    // Breaking where the writer may leave it out and the reader needs it.
+                    let way = if now { old_writes } else { new_writes };
+                    let what = if now { "field became required" } else { "field became optional" };
+                    let reason = format!(
+                        "{what}: {} may leave it out and {} cannot do without it ({})",
+                        way.writer(),
+                        way.reader(),
+                        way.cost()
+                    );
+                    changes.push(breaking(&member_at, way.direction, &reason));
                 }
                 compare_schema(&member_at, old_side, old_schema, new_side, new_schema, flow, seen, changes);
             }
@@ -485,31 +770,22 @@ fn compare_members<'a>(
             continue;
         }
         let member_at = format!("{at} .{name}");
-        match flow {
-            Flow::Request if n.closed => changes.push(breaking(
-                &member_at,
-                "field removed from a type the new server decodes with `deny_unknown_fields`: old clients still send it",
-            )),
-            Flow::Request => changes.push(safe(&member_at, "field removed: old clients still send it and it is ignored")),
-            Flow::Response if o.required.contains(name) => changes.push(breaking(
-                &member_at,
-                "required field removed: old clients fail to decode the reply without it",
-            )),
-            Flow::Response => changes.push(safe(&member_at, "optional field removed: old clients read it as absent")),
-        }
+        let what = if o.required.contains(name) { "required field removed" } else { "optional field removed" };
+        let (verdicts, safe_reason) = one_sided(name, old_writes, o, n);
+        changes.push(judge(&member_at, what, verdicts, &safe_reason));
     }
 }
 
-/// A unit variant: no payload, or an internally tagged one with only its tag.
+/// A unit variant: no payload (a string, or an internally tagged object with only its
+/// tag).
 fn is_unit(payload: Option<&Value>) -> bool {
-    let members = payload.and_then(|p| p.get("properties")).and_then(Value::as_object);
-    payload.is_none() || members.is_some_and(|members| members.len() == 1)
+    payload.is_none()
 }
 
 fn safe(at: &str, reason: &str) -> Change {
-    Change { class: Class::Safe, at: at.to_owned(), reason: reason.to_owned() }
+    Change { class: Class::Safe, direction: None, at: at.to_owned(), reason: reason.to_owned() }
 }
 
-fn breaking(at: &str, reason: &str) -> Change {
-    Change { class: Class::Breaking, at: at.to_owned(), reason: reason.to_owned() }
+fn breaking(at: &str, direction: Direction, reason: &str) -> Change {
+    Change { class: Class::Breaking, direction: Some(direction), at: at.to_owned(), reason: reason.to_owned() }
 }
