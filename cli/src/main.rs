@@ -2,13 +2,14 @@
 //! OpenAPI document, and check two manifests for breaking changes. The exit statuses:
 //! `intercall_cli::exit` and the README.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use intercall::manifest::Manifest;
-use intercall_cli::remote::{self, CallOptions, Failure};
+use intercall_cli::remote::{self, CallOptions, Failure, Reply};
 use intercall_cli::target::{Config, is_url};
 use intercall_cli::{compat, exit, openapi, show};
 
@@ -18,7 +19,7 @@ struct Cli {
     /// services.toml, for service names given instead of URLs (default: $INTERCALL_SERVICES, else ./services.toml).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
-    /// How long to wait for the node, e.g. `5s`, `500ms`; also sent as the call's deadline.
+    /// How long to wait for the node, e.g. `5s`, `500ms`; also sent as the call's deadline (a call then waits one second more for the node's own answer).
     #[arg(long, global = true, default_value = "10s", value_parser = parse_duration)]
     timeout: Duration,
     #[command(subcommand)]
@@ -42,7 +43,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Calls a method and prints its result as pretty JSON.
+    /// Calls a method and prints its result as pretty JSON, or a stream method's items as they arrive, one JSON line each.
     ///
     /// intercall call http://127.0.0.1:7301 Catalog.get '{"id":"p-1"}'
     /// intercall call Catalog.get id=p-1            (the URL from services.toml)
@@ -65,7 +66,7 @@ enum Command {
         #[arg(long, default_value = "1")]
         api_version: String,
     },
-    /// Compares two manifests (files, or URLs of nodes) and prints every change, safe or breaking; exits 1 on a breaking one.
+    /// Compares two manifests (files, or URLs of nodes) and prints every change, safe or breaking and the calls it breaks (old clients -> new server, new clients -> old server); exits 1 on a breaking one.
     Compat {
         /// The version running now.
         old: String,
@@ -169,8 +170,18 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             let target = config.resolve(node.unwrap_or(service)).map_err(usage)?;
             let args = remote::parse_args(args)?;
             let options = CallOptions { user, call_id, timeout };
-            let result = remote::call(&target, service, method, &args, &options).await?;
-            println!("{}", serde_json::to_string_pretty(&result).expect("a JSON value serializes"));
+            // A stream's items are printed as they arrive, one compact JSON line each.
+            let mut print_item = |item: &serde_json::Value| {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{item}");
+                let _ = out.flush();
+            };
+            match remote::call(&target, service, method, &args, &options, &mut print_item).await? {
+                Reply::Value(result) => {
+                    println!("{}", serde_json::to_string_pretty(&result).expect("a JSON value serializes"))
+                }
+                Reply::StreamEnded { .. } => {}
+            }
         }
         Command::Openapi { source, api_version } => {
             let manifest = load(&config, &source, timeout).await?;
