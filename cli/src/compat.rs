@@ -319,9 +319,10 @@ struct Shape<'a> {
     types: BTreeSet<String>,
     /// For an enum: its variants.
     variants: Option<Vec<Variant<'a>>>,
-    /// An enum whose every variant is an object naming its variant in a member (serde's
-    /// internally tagged `#[serde(tag = "..")]`), rather than a string for a unit variant
-    /// and `{"Name": data}` otherwise (externally tagged, serde's default).
+    /// An enum whose every variant is an object naming its variant in a member, beside
+    /// the variant's fields (serde's internally tagged `#[serde(tag = "..")]`), rather
+    /// than a string for a unit variant and `{"Name": data}` otherwise (externally
+    /// tagged, serde's default) or `{"t": "Name", "c": data}` (adjacently tagged).
     tagged: bool,
     properties: Option<&'a Map<String, Value>>,
     required: BTreeSet<String>,
@@ -428,10 +429,36 @@ fn shape<'a>(side: &Side<'a>, schema: &'a Value) -> Shape<'a> {
         }
         if all_variants && !variants.is_empty() {
             shape.variants = Some(variants);
-            shape.tagged = every_tagged;
+            shape.tagged = every_tagged && !looks_adjacently_tagged(side, &nullable_of);
         }
     }
     shape
+}
+
+/// Whether an enum whose variants all name themselves in a member is adjacently tagged
+/// (`#[serde(tag = "t", content = "c")]`): every variant with data has exactly one other
+/// member, of one name. serde's `#[serde(other)]` catches an unknown variant with data
+/// only in an internally tagged enum; an internally tagged one whose data variants each
+/// have one field, of one name, has the same schema and is judged as adjacently tagged
+/// (the cautious reading).
+fn looks_adjacently_tagged(side: &Side<'_>, alternatives: &[&Value]) -> bool {
+    let (mut tag, mut content) = (None, None);
+    for alternative in alternatives {
+        let Some(members) = alternative.get("properties").and_then(Value::as_object) else { return false };
+        let this_tag = members.iter().find(|(_, schema)| side.resolve(schema).get("const").is_some()).map(|(n, _)| n);
+        if tag.is_some() && tag != this_tag {
+            return false;
+        }
+        tag = this_tag;
+        let others: Vec<&String> = members.keys().filter(|name| Some(*name) != this_tag).collect();
+        match (others.as_slice(), content) {
+            ([], _) => {}
+            ([one], None) => content = Some(*one),
+            ([one], Some(name)) if *one == name => {}
+            _ => return false,
+        }
+    }
+    content.is_some()
 }
 
 /// The JSON types a schema allows, through `$ref` and one level of `oneOf`/`anyOf`
@@ -629,7 +656,7 @@ fn caught<'a>(reader: &Shape<'a>, variants: &[Variant<'a>], payload: Option<&Val
         return Ok(declared);
     }
     Err(format!(
-        "the enum is externally tagged (`{{\"Name\": data}}`), and serde cannot skip an unknown variant's data to decode it as `{declared}`: tag the enum, `#[serde(tag = \"..\")]` (docs/EVOLUTION.md)"
+        "the enum is not internally tagged (its schema reads as `{{\"Name\": data}}` or `{{\"t\": \"Name\", \"c\": data}}`), and serde cannot skip an unknown variant's data to decode it as `{declared}`: tag the enum, `#[serde(tag = \"..\")]` without `content` (docs/EVOLUTION.md)"
     ))
 }
 

@@ -5,7 +5,7 @@
 //! changed in one way, and a few small hand-written services; `make_compat_corpus.py`
 //! writes them all. Each `expected.txt` was printed by the CLI and then read against
 //! PROTOCOL.md §12, in both directions: it holds what is right, not only what the tool
-//! said (pairs 12, 13, 15, 31 and 32 were classed wrongly before).
+//! said (pairs 10, 12, 13, 15, 19, 22, 32 and 33 were classed wrongly before).
 
 use std::path::Path;
 use std::process::Command;

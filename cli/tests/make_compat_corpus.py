@@ -4,7 +4,7 @@
 #   python3 cli/tests/make_compat_corpus.py /tmp/manifest.json cli/tests/compat
 #   for d in cli/tests/compat/*/; do target/debug/intercall compat $d/old.json $d/new.json > $d/expected.txt; done
 # then READ every expected.txt: it is the classification the test holds the CLI to.
-# (Cases 14-16 and 30 are small hand-written services; every other is the example
+# (Cases 14-16, 30 and 31 are small hand-written services; every other is the example
 # system's manifest changed in one way.)
 import json, copy, os, sys
 base = json.load(open(sys.argv[1]))
@@ -166,8 +166,21 @@ def shelf(variants):
     return {'format': 1, 'services': [{'name': 'Shelf', 'methods': [{'name': 'take',
         'arguments': [{'name': 'id', 'required': True, 'rust_type': 'String', 'schema': {'type': 'string'}}],
         'result': {'rust_type': 'String', 'schema': {'type': 'string'}}, 'error': tagged_error(variants)}]}]}
-known = [('NotFound', {'id': {'type': 'string'}}), ('Unknown', {})]
-case('data-variant-added-to-internally-tagged-open-enum', shelf(known), shelf(known[:1] + [('Gone', {'since': {'type': 'string'}})] + known[1:]))
+# (With two data variants of different fields: one whose only data variant has one
+# field reads as adjacently tagged, `{"kind": .., "data": ..}`, which cannot skip data.)
+known = [('NotFound', {'id': {'type': 'string'}}), ('Invalid', {'reason': {'type': 'string'}}), ('Unknown', {})]
+case('data-variant-added-to-internally-tagged-open-enum', shelf(known), shelf(known[:2] + [('Gone', {'since': {'type': 'string'}})] + known[2:]))
+# Adjacently tagged, `#[serde(tag = "kind", content = "data")]`: `#[serde(other)]` reads
+# the content as a unit, so only a unit variant is caught.
+def adjacent(variants):
+    def variant(name, data):
+        props = {'kind': {'type': 'string', 'const': name}}
+        if data is not None: props['data'] = data
+        return {'type': 'object', 'properties': props, 'required': ['kind'] + (['data'] if data is not None else [])}
+    m = shelf([]); m['services'][0]['methods'][0]['error']['schema']['oneOf'] = [variant(n, d) for n, d in variants]
+    return m
+known = [('NotFound', {'type': 'object', 'properties': {'id': {'type': 'string'}}, 'required': ['id']}), ('Unknown', None)]
+case('data-variant-added-to-adjacently-tagged-open-enum', adjacent(known), adjacent(known[:1] + [('Gone', {'type': 'string'}), ('Moved', None)] + known[1:]))
 # A data enum's schema is a bare `oneOf` (no `type`): one that becomes a string.
 o = only('Checkout'); n = copy.deepcopy(o)
 meth(n, 'Checkout', 'fulfil')['result'] = {'rust_type': 'String', 'schema': {'type': 'string'}}
