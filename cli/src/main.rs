@@ -13,6 +13,22 @@ use intercall_cli::remote::{self, CallOptions, Failure, Reply};
 use intercall_cli::target::{Config, is_url};
 use intercall_cli::{compat, exit, openapi, show};
 
+/// `print!` to stdout, ignoring a write that fails: `println!` panics when the reader
+/// has gone (`intercall openapi .. | head`); the command instead goes on to its exit
+/// status, which a script with `pipefail` still reads.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `println!` to stdout, ignoring a write that fails (see `out!`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 #[derive(Parser)]
 #[command(name = "intercall", version, about = "Describe, call and check intercall services")]
 struct Cli {
@@ -122,7 +138,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::List { node } => {
             let target = config.resolve(&node).map_err(usage)?;
             let manifest = remote::fetch_manifest(&target, None, timeout).await?;
-            print!("{}", show::list(&manifest));
+            out!("{}", show::list(&manifest));
         }
         Command::Describe { node, what, json } => {
             let target = config.resolve(&node).map_err(usage)?;
@@ -135,7 +151,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             };
             let manifest = remote::fetch_manifest(&target, service, timeout).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&manifest).expect("a manifest is plain JSON data"));
+                outln!("{}", serde_json::to_string_pretty(&manifest).expect("a manifest is plain JSON data"));
                 return Ok(exit::OK);
             }
             match (service.and_then(|name| manifest.service(name)), method) {
@@ -151,9 +167,9 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                             ),
                         )
                     })?;
-                    print!("{}", show::method(service, method));
+                    out!("{}", show::method(service, method));
                 }
-                _ => manifest.services.iter().for_each(|service| print!("{}", show::service(service))),
+                _ => manifest.services.iter().for_each(|service| out!("{}", show::service(service))),
             }
         }
         Command::Call { words, user, call_id } => {
@@ -178,7 +194,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             };
             match remote::call(&target, service, method, &args, &options, &mut print_item).await? {
                 Reply::Value(result) => {
-                    println!("{}", serde_json::to_string_pretty(&result).expect("a JSON value serializes"))
+                    outln!("{}", serde_json::to_string_pretty(&result).expect("a JSON value serializes"))
                 }
                 Reply::StreamEnded { .. } => {}
             }
@@ -186,16 +202,16 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Openapi { source, api_version } => {
             let manifest = load(&config, &source, timeout).await?;
             let document = openapi::document(&manifest, &api_version);
-            println!("{}", serde_json::to_string_pretty(&document).expect("a JSON value serializes"));
+            outln!("{}", serde_json::to_string_pretty(&document).expect("a JSON value serializes"));
         }
         Command::Compat { old, new } => {
             let (old, new) = (load(&config, &old, timeout).await?, load(&config, &new, timeout).await?);
             let changes = compat::compare(&old, &new);
             for change in &changes {
-                println!("{change}");
+                outln!("{change}");
             }
             let breaking = changes.iter().filter(|c| c.class == compat::Class::Breaking).count();
-            println!("{} changes, {breaking} breaking", changes.len());
+            outln!("{} changes, {breaking} breaking", changes.len());
             if breaking > 0 {
                 return Ok(exit::SERVICE_ERROR);
             }

@@ -405,3 +405,44 @@ mod intercall_cli_validate {
         assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "valid");
     }
 }
+
+/// `println!` panics when stdout's reader has gone (`intercall openapi .. | head`);
+/// the CLI ignores the failed write and exits with its own status.
+#[test]
+fn a_reader_that_stops_reading_is_no_panic() {
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compat/04-service-removed/old.json");
+    let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(corpus).unwrap()).unwrap();
+    // Forty copies of each service: a document far larger than a pipe's buffer, so the
+    // CLI is still writing when the reader goes.
+    let services = manifest["services"].as_array().unwrap().clone();
+    let copies: Vec<serde_json::Value> = (0..40)
+        .flat_map(|i| {
+            services.iter().map(move |service| {
+                let mut copy = service.clone();
+                copy["name"] = format!("{}{i}", service["name"].as_str().unwrap()).into();
+                copy
+            })
+        })
+        .collect();
+    manifest["services"] = copies.into();
+    let dir = std::env::temp_dir().join(format!("intercall-compat-pipe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("big.json");
+    std::fs::write(&file, manifest.to_string()).unwrap();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_intercall"))
+        .arg("openapi")
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 1];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
