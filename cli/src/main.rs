@@ -2,15 +2,32 @@
 //! OpenAPI document, and check two manifests for breaking changes. The exit statuses:
 //! `intercall_cli::exit` and the README.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use intercall::manifest::Manifest;
-use intercall_cli::remote::{self, CallOptions, Failure};
+use intercall_cli::remote::{self, CallOptions, Failure, Reply};
 use intercall_cli::target::{Config, is_url};
 use intercall_cli::{compat, exit, openapi, show};
+
+/// `print!` to stdout, ignoring a write that fails: `println!` panics when the reader
+/// has gone (`intercall openapi .. | head`); the command instead goes on to its exit
+/// status, which a script with `pipefail` still reads.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `println!` to stdout, ignoring a write that fails (see `out!`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
 
 #[derive(Parser)]
 #[command(name = "intercall", version, about = "Describe, call and check intercall services")]
@@ -18,7 +35,7 @@ struct Cli {
     /// services.toml, for service names given instead of URLs (default: $INTERCALL_SERVICES, else ./services.toml).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
-    /// How long to wait for the node, e.g. `5s`, `500ms`; also sent as the call's deadline.
+    /// How long to wait for the node, e.g. `5s`, `500ms`; also sent as the call's deadline (a call then waits one second more for the node's own answer).
     #[arg(long, global = true, default_value = "10s", value_parser = parse_duration)]
     timeout: Duration,
     #[command(subcommand)]
@@ -42,7 +59,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Calls a method and prints its result as pretty JSON.
+    /// Calls a method and prints its result as pretty JSON, or a stream method's items as they arrive, one JSON line each.
     ///
     /// intercall call http://127.0.0.1:7301 Catalog.get '{"id":"p-1"}'
     /// intercall call Catalog.get id=p-1            (the URL from services.toml)
@@ -65,7 +82,7 @@ enum Command {
         #[arg(long, default_value = "1")]
         api_version: String,
     },
-    /// Compares two manifests (files, or URLs of nodes) and prints every change, safe or breaking; exits 1 on a breaking one.
+    /// Compares two manifests (files, or URLs of nodes) and prints every change, safe or breaking and the calls it breaks (old clients -> new server, new clients -> old server); exits 1 on a breaking one.
     Compat {
         /// The version running now.
         old: String,
@@ -121,7 +138,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::List { node } => {
             let target = config.resolve(&node).map_err(usage)?;
             let manifest = remote::fetch_manifest(&target, None, timeout).await?;
-            print!("{}", show::list(&manifest));
+            out!("{}", show::list(&manifest));
         }
         Command::Describe { node, what, json } => {
             let target = config.resolve(&node).map_err(usage)?;
@@ -134,7 +151,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             };
             let manifest = remote::fetch_manifest(&target, service, timeout).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&manifest).expect("a manifest is plain JSON data"));
+                outln!("{}", serde_json::to_string_pretty(&manifest).expect("a manifest is plain JSON data"));
                 return Ok(exit::OK);
             }
             match (service.and_then(|name| manifest.service(name)), method) {
@@ -150,9 +167,9 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                             ),
                         )
                     })?;
-                    print!("{}", show::method(service, method));
+                    out!("{}", show::method(service, method));
                 }
-                _ => manifest.services.iter().for_each(|service| print!("{}", show::service(service))),
+                _ => manifest.services.iter().for_each(|service| out!("{}", show::service(service))),
             }
         }
         Command::Call { words, user, call_id } => {
@@ -169,22 +186,32 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             let target = config.resolve(node.unwrap_or(service)).map_err(usage)?;
             let args = remote::parse_args(args)?;
             let options = CallOptions { user, call_id, timeout };
-            let result = remote::call(&target, service, method, &args, &options).await?;
-            println!("{}", serde_json::to_string_pretty(&result).expect("a JSON value serializes"));
+            // A stream's items are printed as they arrive, one compact JSON line each.
+            let mut print_item = |item: &serde_json::Value| {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{item}");
+                let _ = out.flush();
+            };
+            match remote::call(&target, service, method, &args, &options, &mut print_item).await? {
+                Reply::Value(result) => {
+                    outln!("{}", serde_json::to_string_pretty(&result).expect("a JSON value serializes"))
+                }
+                Reply::StreamEnded { .. } => {}
+            }
         }
         Command::Openapi { source, api_version } => {
             let manifest = load(&config, &source, timeout).await?;
             let document = openapi::document(&manifest, &api_version);
-            println!("{}", serde_json::to_string_pretty(&document).expect("a JSON value serializes"));
+            outln!("{}", serde_json::to_string_pretty(&document).expect("a JSON value serializes"));
         }
         Command::Compat { old, new } => {
             let (old, new) = (load(&config, &old, timeout).await?, load(&config, &new, timeout).await?);
             let changes = compat::compare(&old, &new);
             for change in &changes {
-                println!("{change}");
+                outln!("{change}");
             }
             let breaking = changes.iter().filter(|c| c.class == compat::Class::Breaking).count();
-            println!("{} changes, {breaking} breaking", changes.len());
+            outln!("{} changes, {breaking} breaking", changes.len());
             if breaking > 0 {
                 return Ok(exit::SERVICE_ERROR);
             }

@@ -7,6 +7,8 @@
 
 use intercall::manifest::{Manifest, MethodManifest, ServiceManifest, TypeManifest};
 use intercall::protocol::ErrorKind;
+use std::collections::BTreeMap;
+
 use serde_json::{Map, Value, json};
 
 /// The OpenAPI version written.
@@ -56,7 +58,7 @@ fn operation(service: &ServiceManifest, method: &MethodManifest, schemas: &mut M
     let mut properties = Map::new();
     let mut required = Vec::new();
     for argument in &method.arguments {
-        properties.insert(argument.name.clone(), schema_of(&argument.ty, schemas));
+        properties.insert(argument.name.clone(), schema_of(&service.name, &argument.ty, schemas));
         if argument.required {
             required.push(Value::String(argument.name.clone()));
         }
@@ -64,7 +66,7 @@ fn operation(service: &ServiceManifest, method: &MethodManifest, schemas: &mut M
     let service_error = json!({
         "allOf": [
             { "$ref": "#/components/schemas/ErrorBody" },
-            { "properties": { "value": schema_of(&method.error, schemas) } },
+            { "properties": { "value": schema_of(&service.name, &method.error, schemas) } },
         ]
     });
     let mut responses = Map::new();
@@ -78,12 +80,12 @@ fn operation(service: &ServiceManifest, method: &MethodManifest, schemas: &mut M
             ),
             "content": { "application/x-ndjson": { "schema": {
                 "type": "object",
-                "properties": { "item": schema_of(&method.result, schemas) },
+                "properties": { "item": schema_of(&service.name, &method.result, schemas) },
             } } },
         }),
         false => json!({
             "description": format!("The result, `{}`.", method.result.rust_type),
-            "content": { "application/json": { "schema": schema_of(&method.result, schemas) } },
+            "content": { "application/json": { "schema": schema_of(&service.name, &method.result, schemas) } },
         }),
     };
     responses.insert("200".into(), ok);
@@ -130,35 +132,76 @@ fn operation(service: &ServiceManifest, method: &MethodManifest, schemas: &mut M
 /// A type's schema for the document: its `$defs` moved to `components/schemas` (a
 /// `#/$defs/..` reference inside the document would resolve against its root), or,
 /// without a schema, any JSON, described by its Rust type.
-fn schema_of(ty: &TypeManifest, schemas: &mut Map<String, Value>) -> Value {
+///
+/// Types of one name are often one type, met in several methods; but two services may
+/// each have their own `Error`. A definition whose name is taken by a different one is
+/// stored as `{Service}.{Name}` (then `{Service}.{Name}.2`, ...), and this schema's
+/// references follow it.
+fn schema_of(service: &str, ty: &TypeManifest, schemas: &mut Map<String, Value>) -> Value {
     let Some(schema) = &ty.schema else {
         return json!({ "description": format!("`{}` (build with intercall's `schema` feature for its JSON Schema)", ty.rust_type) });
     };
     let mut schema = schema.clone();
+    let mut names = BTreeMap::new();
     if let Some(object) = schema.as_object_mut() {
         object.remove("$schema");
         if let Some(Value::Object(defs)) = object.remove("$defs") {
+            names = component_names(service, &defs, schemas);
             for (name, mut def) in defs {
-                rewrite_refs(&mut def);
-                schemas.entry(name).or_insert(def);
+                rewrite_refs(&mut def, &names);
+                schemas.entry(names[&name].clone()).or_insert(def);
             }
         }
     }
-    rewrite_refs(&mut schema);
+    rewrite_refs(&mut schema, &names);
     schema
 }
 
-fn rewrite_refs(schema: &mut Value) {
+/// The component name of each of `defs`: its own where `schemas` has none of that name
+/// or the same definition, else a name prefixed with the service. A definition that
+/// refers to a renamed one is compared as rewritten, so the names are chosen again
+/// until none changes.
+fn component_names(service: &str, defs: &Map<String, Value>, schemas: &Map<String, Value>) -> BTreeMap<String, String> {
+    let mut names: BTreeMap<String, String> = defs.keys().map(|name| (name.clone(), name.clone())).collect();
+    // Each round only moves names from free to prefixed: at most one round per definition.
+    for _ in 0..=defs.len() {
+        let mut changed = false;
+        for (name, def) in defs {
+            let mut rewritten = def.clone();
+            rewrite_refs(&mut rewritten, &names);
+            let fits = |candidate: &String| schemas.get(candidate).is_none_or(|existing| *existing == rewritten);
+            let chosen = std::iter::once(name.clone())
+                .chain((1..).map(|n| match n {
+                    1 => format!("{service}.{name}"),
+                    n => format!("{service}.{name}.{n}"),
+                }))
+                .find(|candidate| fits(candidate))
+                .expect("an endless list of names has a free one");
+            if names[name] != chosen {
+                names.insert(name.clone(), chosen);
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    names
+}
+
+/// `#/$defs/Name` becomes `#/components/schemas/{names[Name]}`.
+fn rewrite_refs(schema: &mut Value, names: &BTreeMap<String, String>) {
     match schema {
         Value::Object(object) => {
             if let Some(Value::String(reference)) = object.get_mut("$ref") {
                 if let Some(name) = reference.strip_prefix("#/$defs/") {
+                    let name = names.get(name).map_or(name, String::as_str);
                     *reference = format!("#/components/schemas/{name}");
                 }
             }
-            object.values_mut().for_each(rewrite_refs);
+            object.values_mut().for_each(|value| rewrite_refs(value, names));
         }
-        Value::Array(items) => items.iter_mut().for_each(rewrite_refs),
+        Value::Array(items) => items.iter_mut().for_each(|item| rewrite_refs(item, names)),
         _ => {}
     }
 }
@@ -235,4 +278,53 @@ fn parameters() -> Value {
         );
     }
     Value::Object(parameters)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A service whose one method returns `Wrapper`, which holds that service's `Error`
+    /// (`error` is the schema of `Error`).
+    fn service(name: &str, error: Value) -> Value {
+        let wrapper =
+            json!({"type": "object", "properties": {"error": {"$ref": "#/$defs/Error"}}, "required": ["error"]});
+        json!({"name": name, "methods": [{"name": "get", "arguments": [],
+            "result": {"rust_type": "Wrapper", "schema": {"$ref": "#/$defs/Wrapper", "$defs": {"Wrapper": wrapper, "Error": error}}},
+            "error": {"rust_type": "Error", "schema": {"$ref": "#/$defs/Error", "$defs": {"Error": error}}}}]})
+    }
+
+    #[test]
+    fn two_types_of_one_name_are_both_kept_and_each_reference_finds_its_own() {
+        let a = json!({"type": "string"});
+        let b = json!({"type": "object", "properties": {"code": {"type": "integer"}}});
+        let manifest: Manifest = serde_json::from_value(
+            json!({"format": 1, "services": [service("A", a.clone()), service("B", b.clone())]}),
+        )
+        .unwrap();
+        let document = document(&manifest, "1");
+        let schemas = &document["components"]["schemas"];
+        assert_eq!(schemas["Error"], a);
+        assert_eq!(schemas["B.Error"], b, "B's `Error` differs from A's: {schemas:#}");
+        // B's `Wrapper` is written as A's but refers to another `Error`: it is B's own.
+        assert_eq!(schemas["Wrapper"]["properties"]["error"]["$ref"], "#/components/schemas/Error");
+        assert_eq!(schemas["B.Wrapper"]["properties"]["error"]["$ref"], "#/components/schemas/B.Error");
+        let ok = |service: &str| {
+            document["paths"][format!("/{service}/get")]["post"]["responses"]["200"]["content"]["application/json"]
+                ["schema"]["$ref"]
+                .clone()
+        };
+        assert_eq!(ok("A"), "#/components/schemas/Wrapper");
+        assert_eq!(ok("B"), "#/components/schemas/B.Wrapper");
+        let error = |service: &str| {
+            document["paths"][format!("/{service}/get")]["post"]["responses"]["422"]["content"]["application/json"]
+                ["schema"]["allOf"][1]["properties"]["value"]["$ref"]
+                .clone()
+        };
+        assert_eq!(error("B"), "#/components/schemas/B.Error");
+        assert_eq!(error("A"), "#/components/schemas/Error", "one type met twice is one component");
+        let mut names: Vec<&String> = schemas.as_object().unwrap().keys().collect();
+        names.sort();
+        assert_eq!(names, ["B.Error", "B.Wrapper", "Error", "ErrorBody", "Wrapper"]);
+    }
 }

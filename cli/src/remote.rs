@@ -101,23 +101,50 @@ pub async fn fetch_manifest(target: &Target, service: Option<&str>, timeout: Dur
     Ok(manifest)
 }
 
-/// Calls `service.method` with `args` (a JSON object) and returns the result.
+/// How long past `--timeout` the CLI still waits for the node's own answer: the node
+/// measures the deadline (`x-deadline-ms`) from when the request reached it and then
+/// answers `409 in_progress` (a unary call, whose run goes on) or ends a stream with
+/// `deadline_exceeded`, which says more than the CLI giving up at the same moment.
+pub const GRACE: Duration = Duration::from_secs(1);
+
+/// The longest stream frame the CLI reads (PROTOCOL.md §4.3: a reader bounds them).
+pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
+
+/// What a call replied, when it did not fail.
+#[derive(Debug, PartialEq)]
+pub enum Reply {
+    /// A unary method's result.
+    Value(Value),
+    /// A stream method's stream ended cleanly (`{"end":"ok"}`), after `items` items,
+    /// each given to `on_item` as it arrived.
+    StreamEnded {
+        /// How many items the stream had.
+        items: u64,
+    },
+}
+
+/// Calls `service.method` with `args` (a JSON object). A unary method's result is
+/// returned; a stream method's items (PROTOCOL.md §4.3) are given to `on_item` as they
+/// arrive, and its final frame decides the outcome: `{"end":"ok"}` is
+/// [`Reply::StreamEnded`], an error frame the failure of that error body, a body cut
+/// before its final frame [`exit::UNREACHABLE`].
 pub async fn call(
     target: &Target,
     service: &str,
     method: &str,
     args: &Value,
     options: &CallOptions,
-) -> Result<Value, Failure> {
+    on_item: &mut dyn FnMut(&Value),
+) -> Result<Reply, Failure> {
     let url = format!("{}/{service}/{method}", target.base);
     let body = serde_json::to_vec(args).expect("a JSON value serializes");
     let call_id = options.call_id.unwrap_or_else(uuid::Uuid::new_v4).to_string();
     let activity = uuid::Uuid::new_v4().to_string();
     let deadline = options.timeout.as_millis().to_string();
-    let mut request = client(options.timeout)?
+    let mut request = client(options.timeout + GRACE)?
         .post(&url)
         .header("content-type", protocol::JSON)
-        .header("accept", protocol::JSON)
+        .header("accept", format!("{}, {}", protocol::JSON, protocol::stream::NDJSON))
         .header(protocol::CALL_ID, &call_id)
         .header(protocol::CALL_ATTEMPT, "1")
         .header(protocol::ACTIVITY_ID, &activity)
@@ -145,14 +172,107 @@ pub async fn call(
     if let Some((timestamp, signature)) = target.security.sign(&fields) {
         request = request.header(protocol::TIMESTAMP, timestamp.to_string()).header(protocol::SIGNATURE, signature);
     }
-    let response = request.body(body).send().await.map_err(|e| unreachable(&url, &e))?;
+    let mut response = request.body(body).send().await.map_err(|e| unreachable(&url, &e))?;
     let status = response.status().as_u16();
+    let media_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let media_type = media_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if status == 200 && media_type == protocol::stream::NDJSON {
+        return read_stream(&url, &mut response, on_item).await;
+    }
     let bytes = response.bytes().await.map_err(|e| unreachable(&url, &e))?;
     if status == 200 {
         return serde_json::from_slice(&bytes)
+            .map(Reply::Value)
             .map_err(|e| Failure::new(exit::FOREIGN_REPLY, format!("{url}: 200 with a body that is not JSON: {e}")));
     }
-    Err(error_reply(&url, status, &bytes))
+    let mut failure = error_reply(&url, status, &bytes);
+    if failure.status == exit::of_kind(ErrorKind::InProgress) {
+        failure.message.push_str(&format!(
+            "\nthe call may still be running: the same command with `--call-id {call_id}` waits for its result"
+        ));
+    }
+    Err(failure)
+}
+
+/// Reads a stream's frames as they arrive (PROTOCOL.md §4.3), one line each.
+async fn read_stream(
+    url: &str,
+    response: &mut reqwest::Response,
+    on_item: &mut dyn FnMut(&Value),
+) -> Result<Reply, Failure> {
+    let mut pending: Vec<u8> = Vec::new();
+    let mut items = 0;
+    loop {
+        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            let line = line[..end].trim_ascii();
+            if line.is_empty() {
+                continue;
+            }
+            match frame(url, line)? {
+                Frame::Item(item) => {
+                    items += 1;
+                    on_item(&item);
+                }
+                Frame::Skip => {}
+                Frame::End => return Ok(Reply::StreamEnded { items }),
+                Frame::Error(body) => {
+                    let bytes = serde_json::to_vec(&body).expect("a JSON value serializes");
+                    let failure = error_body(url, "the stream's final frame", &bytes);
+                    return Err(Failure::new(
+                        failure.status,
+                        format!("the stream ended with an error after {items} items: {}", failure.message),
+                    ));
+                }
+            }
+        }
+        if pending.len() > MAX_FRAME_BYTES {
+            return Err(Failure::new(
+                exit::FOREIGN_REPLY,
+                format!("{url}: a stream frame longer than {MAX_FRAME_BYTES} bytes"),
+            ));
+        }
+        match response.chunk().await.map_err(|e| unreachable(url, &e))? {
+            Some(chunk) => pending.extend_from_slice(&chunk),
+            None => {
+                return Err(Failure::new(
+                    exit::UNREACHABLE,
+                    format!("{url}: the stream was cut after {items} items, before its final frame"),
+                ));
+            }
+        }
+    }
+}
+
+/// One stream frame, as the CLI reads it.
+enum Frame {
+    Item(Value),
+    /// A keep-alive, or a frame of a kind this CLI does not know.
+    Skip,
+    End,
+    /// An error body (PROTOCOL.md §4.2).
+    Error(Value),
+}
+
+fn frame(url: &str, line: &[u8]) -> Result<Frame, Failure> {
+    let malformed = |why: &str| {
+        let text: String = String::from_utf8_lossy(line).chars().take(200).collect();
+        Failure::new(exit::FOREIGN_REPLY, format!("{url}: {why}: {text}"))
+    };
+    let Ok(Value::Object(mut frame)) = serde_json::from_slice::<Value>(line) else {
+        return Err(malformed("a stream frame that is not a JSON object"));
+    };
+    match (frame.remove("item"), frame.get("end").map(|end| end.as_str())) {
+        (Some(_), Some(_)) => Err(malformed("a stream frame with both `item` and `end`")),
+        (Some(item), None) => Ok(Frame::Item(item)),
+        (None, None) => Ok(Frame::Skip),
+        (None, Some(Some("ok"))) => Ok(Frame::End),
+        (None, Some(Some("error"))) => match frame.remove("error") {
+            Some(body @ Value::Object(_)) => Ok(Frame::Error(body)),
+            _ => Err(malformed("an error frame without an error body")),
+        },
+        (None, Some(_)) => Err(malformed("a final frame whose `end` is neither `ok` nor `error`")),
+    }
 }
 
 fn unreachable(url: &str, error: &reqwest::Error) -> Failure {
@@ -169,17 +289,22 @@ fn unreachable(url: &str, error: &reqwest::Error) -> Failure {
 /// An error reply: a typed error with its type and variant, a framework error with its
 /// kind, or a reply that is not intercall's.
 fn error_reply(url: &str, status: u16, body: &[u8]) -> Failure {
+    error_body(url, &format!("HTTP {status}"), body)
+}
+
+/// An error body, from a reply (`origin` is `HTTP 404`) or a stream's error frame.
+fn error_body(url: &str, origin: &str, body: &[u8]) -> Failure {
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
     let kind = parsed.as_ref().and_then(|b| b.get("kind")).and_then(Value::as_str).map(str::to_owned);
     let Some(kind_text) = kind else {
         let text = String::from_utf8_lossy(body);
         let text: String = text.chars().take(512).collect();
-        return Failure::new(exit::FOREIGN_REPLY, format!("{url}: HTTP {status}, not an intercall error body: {text}"));
+        return Failure::new(exit::FOREIGN_REPLY, format!("{url}: {origin}, not an intercall error body: {text}"));
     };
     let body = parsed.unwrap_or_default();
     let message = body.get("message").and_then(Value::as_str).unwrap_or("");
     let Ok(kind) = kind_text.parse::<ErrorKind>() else {
-        return Failure::new(exit::FOREIGN_REPLY, format!("{url}: HTTP {status}, error kind `{kind_text}`: {message}"));
+        return Failure::new(exit::FOREIGN_REPLY, format!("{url}: {origin}, error kind `{kind_text}`: {message}"));
     };
     if kind == ErrorKind::Service {
         let ty = body.get("type").and_then(Value::as_str).unwrap_or("?");
@@ -194,7 +319,7 @@ fn error_reply(url: &str, status: u16, body: &[u8]) -> Failure {
         Some(argument) => format!(" (argument `{argument}`)"),
         None => String::new(),
     };
-    Failure::new(exit::of_kind(kind), format!("{kind} (HTTP {status}){argument}: {message}"))
+    Failure::new(exit::of_kind(kind), format!("{kind} ({origin}){argument}: {message}"))
 }
 
 /// The arguments of `intercall call`: one JSON object, or `name=value` words whose
@@ -238,6 +363,21 @@ mod tests {
         assert_eq!(args, serde_json::json!({"id": "p-1", "quantity": 3, "quoted": "3", "tags": ["a"]}));
         assert_eq!(parse_args(&["{\"id\":\"p-1\"}".to_owned()]).unwrap()["id"], "p-1");
         assert_eq!(parse_args(&["nonsense".to_owned()]).unwrap_err().status, exit::USAGE);
+    }
+
+    #[test]
+    fn stream_frames_are_items_keep_alives_ends_or_malformed() {
+        assert!(matches!(frame("u", br#"{"item":3}"#), Ok(Frame::Item(v)) if v == 3));
+        assert!(matches!(frame("u", br#"{"item":null}"#), Ok(Frame::Item(Value::Null))), "an item of `()`");
+        assert!(matches!(frame("u", b"{}"), Ok(Frame::Skip)));
+        assert!(matches!(frame("u", br#"{"progress":1}"#), Ok(Frame::Skip)), "a kind of frame not known yet");
+        assert!(matches!(frame("u", br#"{"end":"ok"}"#), Ok(Frame::End)));
+        let error = br#"{"end":"error","error":{"kind":"panic","message":"m"}}"#;
+        assert!(matches!(frame("u", error), Ok(Frame::Error(body)) if body["kind"] == "panic"));
+        for bad in [&b"[1]"[..], br#"{"item":1,"end":"ok"}"#, br#"{"end":"done"}"#, br#"{"end":"error"}"#, b"{"] {
+            let status = frame("u", bad).err().map(|failure| failure.status);
+            assert_eq!(status, Some(exit::FOREIGN_REPLY), "{}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]

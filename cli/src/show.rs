@@ -4,17 +4,22 @@ use std::fmt::Write;
 
 use intercall::manifest::{Manifest, MethodManifest, ServiceManifest};
 
-/// One line per service: its name and its methods.
+/// One line per service: its name and its methods, a stream method marked `(stream)`.
 pub fn list(manifest: &Manifest) -> String {
     let mut out = String::new();
     for service in &manifest.services {
-        let methods: Vec<&str> = service.methods.iter().map(|m| m.name.as_str()).collect();
+        let methods: Vec<String> = service
+            .methods
+            .iter()
+            .map(|m| if m.stream { format!("{} (stream)", m.name) } else { m.name.clone() })
+            .collect();
         let _ = writeln!(out, "{}: {}", service.name, methods.join(", "));
     }
     out
 }
 
-/// `get(id: String) -> Result<Product, CatalogError>`
+/// `get(id: String) -> Result<Product, CatalogError>`, or for a stream method, as the
+/// trait writes it: `fulfil(..) -> Result<Streaming<Fulfilment, CheckoutError>, CheckoutError>`.
 pub fn signature(method: &MethodManifest) -> String {
     let args: Vec<String> = method
         .arguments
@@ -24,8 +29,13 @@ pub fn signature(method: &MethodManifest) -> String {
             format!("{}: {}{optional}", arg.name, arg.ty.rust_type)
         })
         .collect();
-    format!("{}({}) -> Result<{}, {}>", method.name, args.join(", "), method.result.rust_type, method.error.rust_type)
+    let (result, error) = (&method.result.rust_type, &method.error.rust_type);
+    let ok = if method.stream { format!("Streaming<{result}, {error}>") } else { result.clone() };
+    format!("{}({}) -> Result<{ok}, {error}>", method.name, args.join(", "))
 }
+
+/// What `describe` says of a stream method.
+const STREAM_NOTE: &str = "// A stream: a `200` is newline-delimited frames, `{\"item\": ..}` each, then a final frame (PROTOCOL.md §4.3); `intercall call` prints each item as it arrives, one JSON line each.\n";
 
 /// A service: its docs and each method's signature and docs.
 pub fn service(service: &ServiceManifest) -> String {
@@ -35,7 +45,8 @@ pub fn service(service: &ServiceManifest) -> String {
     }
     for method in &service.methods {
         let deprecated = if method.deprecated { " [deprecated]" } else { "" };
-        let _ = writeln!(out, "  POST /{}/{}{deprecated}", service.name, method.name);
+        let stream = if method.stream { " [stream]" } else { "" };
+        let _ = writeln!(out, "  POST /{}/{}{stream}{deprecated}", service.name, method.name);
         let _ = writeln!(out, "    {}", signature(method));
         for line in method.docs.lines() {
             let _ = writeln!(out, "    // {line}");
@@ -48,6 +59,9 @@ pub fn service(service: &ServiceManifest) -> String {
 /// manifest has them.
 pub fn method(service: &ServiceManifest, method: &MethodManifest) -> String {
     let mut out = format!("POST /{}/{}\n{}\n", service.name, method.name, signature(method));
+    if method.stream {
+        out.push_str(STREAM_NOTE);
+    }
     for line in method.docs.lines() {
         let _ = writeln!(out, "// {line}");
     }
@@ -57,7 +71,8 @@ pub fn method(service: &ServiceManifest, method: &MethodManifest) -> String {
             let _ = writeln!(out, "\nargument `{}` ({}):\n{}", arg.name, arg.ty.rust_type, pretty(schema));
         }
     }
-    for (what, ty) in [("result", &method.result), ("error", &method.error)] {
+    let result = if method.stream { "each item" } else { "result" };
+    for (what, ty) in [(result, &method.result), ("error", &method.error)] {
         if let Some(schema) = &ty.schema {
             let _ = writeln!(out, "\n{what} ({}):\n{}", ty.rust_type, pretty(schema));
         }

@@ -2,14 +2,18 @@
 //! system's Catalog and Checkout, and a service that says who called it), a signed
 //! one, and the binary started as a process for every command.
 
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
+use std::time::Duration;
 
 use example_api::{CatalogServer, CheckoutServer};
 use example_services::{InMemoryCatalog, ShopCheckout};
-use intercall::{CallError, Security, UserContext};
+use futures_util::StreamExt;
+use intercall::{CallError, Security, Streaming, UserContext};
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 
 const SECRET: &str = "cli-test-secret-0123456789abcdef";
 
@@ -42,9 +46,52 @@ impl Who for Answer {
     }
 }
 
+#[derive(Debug, Serialize, Deserialize, thiserror::Error)]
+#[error("drip: {0}")]
+pub struct DripError(CallError);
+
+impl From<CallError> for DripError {
+    fn from(error: CallError) -> Self {
+        DripError(error)
+    }
+}
+
+/// Slow methods: one that outlasts `--timeout`, and a stream whose second item waits
+/// for the test.
+#[intercall::service]
+pub trait Drip {
+    /// Answers after `ms` milliseconds.
+    async fn nap(&self, ms: u64) -> Result<(), DripError>;
+    /// Sends `1`, then `2` once the test opens the gate, then ends.
+    async fn drip(&self) -> Result<Streaming<u32, DripError>, DripError>;
+}
+
+struct Tap {
+    gate: Arc<Notify>,
+}
+
+impl Drip for Tap {
+    async fn nap(&self, ms: u64) -> Result<(), DripError> {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok(())
+    }
+
+    async fn drip(&self) -> Result<Streaming<u32, DripError>, DripError> {
+        let gate = Arc::clone(&self.gate);
+        let first = futures_util::stream::once(async { Ok(1) });
+        let second = futures_util::stream::once(async move {
+            gate.notified().await;
+            Ok(2)
+        });
+        Ok(Streaming::new(first.chain(second)))
+    }
+}
+
 /// A node with a shared secret, served until the runtime is dropped.
 struct Node {
     url: String,
+    /// Lets `Drip.drip`'s second item go.
+    gate: Arc<Notify>,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -54,13 +101,15 @@ fn node() -> Node {
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let catalog = Arc::new(InMemoryCatalog::default());
+    let gate = Arc::new(Notify::new());
     let router = CatalogServer::from_arc(Arc::clone(&catalog))
         .security(security.clone())
         .into_router()
         .merge(CheckoutServer::new(ShopCheckout::new(catalog)).security(security.clone()).into_router())
-        .merge(WhoServer::new(Answer).security(security).into_router());
+        .merge(WhoServer::new(Answer).security(security.clone()).into_router())
+        .merge(DripServer::new(Tap { gate: Arc::clone(&gate) }).security(security).into_router());
     runtime.spawn(intercall::serve(listener, router));
-    Node { url, _runtime: runtime }
+    Node { url, gate, _runtime: runtime }
 }
 
 /// Runs `intercall ARGS` with the secret in the environment (unless `secret` is
@@ -88,7 +137,10 @@ fn list_and_describe_read_the_nodes_manifest() {
     let node = node();
     let list = intercall(&["list", &node.url], Some(SECRET));
     assert_eq!(list.status.code(), Some(0), "{}", stderr(&list));
-    assert_eq!(stdout(&list), "Catalog: save, get, delete\nCheckout: quote, place_order, fulfil\nWho: who\n");
+    assert_eq!(
+        stdout(&list),
+        "Catalog: save, get, delete\nCheckout: quote, place_order, fulfil (stream)\nDrip: nap, drip (stream)\nWho: who\n"
+    );
 
     let describe = intercall(&["describe", &node.url, "Checkout"], Some(SECRET));
     assert_eq!(describe.status.code(), Some(0), "{}", stderr(&describe));
@@ -101,6 +153,16 @@ fn list_and_describe_read_the_nodes_manifest() {
         "{text}"
     );
     assert!(!text.contains("service Catalog"), "only the service asked for: {text}");
+    assert!(text.contains("POST /Checkout/fulfil [stream]"), "{text}");
+    assert!(
+        text.contains("fulfil(lines: Vec<OrderLine>) -> Result<Streaming<Fulfilment, CheckoutError>, CheckoutError>"),
+        "{text}"
+    );
+    assert!(!text.contains("POST /Checkout/quote [stream]"), "{text}");
+
+    let fulfil = intercall(&["describe", &node.url, "Checkout.fulfil"], Some(SECRET));
+    assert!(stdout(&fulfil).contains("// A stream:"), "{}", stdout(&fulfil));
+    assert!(stdout(&fulfil).contains("Streaming<Fulfilment, CheckoutError>"), "{}", stdout(&fulfil));
 
     let method = intercall(&["describe", &node.url, "Catalog.get"], Some(SECRET));
     assert!(stdout(&method).contains("get(id: String) -> Result<Product, CatalogError>"), "{}", stdout(&method));
@@ -192,6 +254,73 @@ fn a_service_name_resolves_through_services_toml() {
 }
 
 #[test]
+fn a_stream_prints_each_item_as_it_arrives_and_ends_with_its_final_frame() {
+    let node = node();
+    // The second item is sent only once the test has read the first from the CLI's
+    // stdout: a CLI that printed the items at the end would wait for the deadline, and
+    // its stream would end in `deadline_exceeded`.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_intercall"))
+        .args(["--timeout", "30s", "call", &node.url, "Drip.drip"])
+        .env("INTERCALL_SERVICES", "/nonexistent/services.toml")
+        .env("INTERCALL_SECRET", SECRET)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "1");
+    node.gate.notify_one();
+    assert_eq!(lines.next().unwrap().unwrap(), "2");
+    assert!(lines.next().is_none(), "the stream ended");
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+
+    // A real stream: the example's fulfilment, one JSON line per item.
+    let product = r#"{"product":{"id":"","name":"desk lamp","price_cents":2500,"tags":[]}}"#;
+    let saved = intercall(&["call", &node.url, "Catalog.save", product], Some(SECRET));
+    let id = serde_json::from_slice::<serde_json::Value>(&saved.stdout).unwrap()["id"].as_str().unwrap().to_owned();
+    let lines = format!(r#"{{"lines":[{{"product_id":"{id}","quantity":2}}]}}"#);
+    let fulfil = intercall(&["call", &node.url, "Checkout.fulfil", &lines], Some(SECRET));
+    assert_eq!(fulfil.status.code(), Some(0), "{}", stderr(&fulfil));
+    let items: Vec<serde_json::Value> =
+        stdout(&fulfil).lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert_eq!(items.len(), 2, "{}", stdout(&fulfil));
+    assert_eq!(items[0]["Progress"]["percent"], 100);
+    assert!(items[1]["Shipped"]["tracking"].is_string());
+
+    // Its typed error ends the stream (a product the catalog does not have) or comes
+    // before it (an empty order): exit 1 either way, with the type and variant.
+    let missing = r#"{"lines":[{"product_id":"p-404","quantity":1}]}"#;
+    let failed = intercall(&["call", &node.url, "Checkout.fulfil", missing], Some(SECRET));
+    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
+    assert!(stderr(&failed).contains("service error CheckoutError::Catalog"), "{}", stderr(&failed));
+    let empty = intercall(&["call", &node.url, "Checkout.fulfil", r#"{"lines":[]}"#], Some(SECRET));
+    assert_eq!(empty.status.code(), Some(1), "{}", stderr(&empty));
+    assert!(stderr(&empty).contains("service error CheckoutError::EmptyOrder"), "{}", stderr(&empty));
+}
+
+#[test]
+fn past_its_timeout_a_call_ends_with_the_nodes_answer_or_the_timeout_status() {
+    let node = node();
+    // A unary run goes on past the deadline; the node answers `409 in_progress`.
+    let nap = intercall(&["--timeout", "300ms", "call", &node.url, "Drip.nap", "ms=600000"], Some(SECRET));
+    assert_eq!(nap.status.code(), Some(19), "in_progress: {}", stderr(&nap));
+    assert!(stderr(&nap).contains("--call-id"), "{}", stderr(&nap));
+    // A stream past the deadline: the node ends it with `deadline_exceeded`, after the
+    // items it sent.
+    let drip = intercall(&["--timeout", "300ms", "call", &node.url, "Drip.drip"], Some(SECRET));
+    assert_eq!(drip.status.code(), Some(17), "deadline_exceeded: {}", stderr(&drip));
+    assert_eq!(stdout(&drip), "1\n");
+    // A node that never answers: the CLI gives up.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let waited = intercall(&["--timeout", "200ms", "call", &url, "Catalog.get", "id=p-1"], None);
+    assert_eq!(waited.status.code(), Some(3), "{}", stderr(&waited));
+    assert!(stderr(&waited).contains("no answer within the timeout"), "{}", stderr(&waited));
+    drop(silent);
+}
+
+#[test]
 fn an_unreachable_node_and_a_bad_command_line_have_their_own_status() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -276,4 +405,45 @@ mod intercall_cli_validate {
         );
         assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "valid");
     }
+}
+
+/// `println!` panics when stdout's reader has gone (`intercall openapi .. | head`);
+/// the CLI ignores the failed write and exits with its own status.
+#[test]
+fn a_reader_that_stops_reading_is_no_panic() {
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compat/04-service-removed/old.json");
+    let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(corpus).unwrap()).unwrap();
+    // Forty copies of each service: a document far larger than a pipe's buffer, so the
+    // CLI is still writing when the reader goes.
+    let services = manifest["services"].as_array().unwrap().clone();
+    let copies: Vec<serde_json::Value> = (0..40)
+        .flat_map(|i| {
+            services.iter().map(move |service| {
+                let mut copy = service.clone();
+                copy["name"] = format!("{}{i}", service["name"].as_str().unwrap()).into();
+                copy
+            })
+        })
+        .collect();
+    manifest["services"] = copies.into();
+    let dir = std::env::temp_dir().join(format!("intercall-compat-pipe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("big.json");
+    std::fs::write(&file, manifest.to_string()).unwrap();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_intercall"))
+        .arg("openapi")
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 1];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

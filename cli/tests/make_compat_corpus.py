@@ -4,6 +4,8 @@
 #   python3 cli/tests/make_compat_corpus.py /tmp/manifest.json cli/tests/compat
 #   for d in cli/tests/compat/*/; do target/debug/intercall compat $d/old.json $d/new.json > $d/expected.txt; done
 # then READ every expected.txt: it is the classification the test holds the CLI to.
+# (Cases 14-16, 30 and 31 are small hand-written services; every other is the example
+# system's manifest changed in one way.)
 import json, copy, os, sys
 base = json.load(open(sys.argv[1]))
 def strip(v):
@@ -81,7 +83,8 @@ o = only('Catalog')
 for s in find_all(o, lambda v: isinstance(v.get('oneOf'), list) and any('NotFound' in (alt.get('properties') or {}) for alt in v['oneOf'])):
     s['oneOf'].append({'type': 'string', 'const': 'Unknown'}); s['x-intercall-unknown-variant'] = 'Unknown'
 n = copy.deepcopy(o); add_variant(n, 'NotFound', 'Gone')
-case('error-variant-added-to-open-enum', o, n)
+# Externally tagged (schemars' `{"Gone": ..}`): `#[serde(other)]` cannot skip the data.
+case('data-variant-added-to-externally-tagged-open-enum', o, n)
 o = only('Catalog'); n = copy.deepcopy(o)
 for s in find_all(n, lambda v: isinstance(v.get('oneOf'), list) and any('NotFound' in (alt.get('properties') or {}) for alt in v['oneOf'])):
     s['oneOf'] = [alt for alt in s['oneOf'] if 'Invalid' not in (alt.get('properties') or {})]
@@ -141,6 +144,54 @@ for s in find_all(o, lambda v: isinstance(v.get('oneOf'), list) and any('NotFoun
     s['x-intercall-unknown-variant'] = 'Unknown'   # declared, but old readers have no such variant
 n = copy.deepcopy(o); add_variant(n, 'NotFound', 'Gone')
 case('open-enum-without-its-catch-all-variant', o, n)
+o = only('Catalog'); n = copy.deepcopy(o); meth(n, 'Catalog', 'get')['stream'] = True
+case('reply-became-a-stream', o, n)
+# A unit variant (a string) is what an externally tagged catch-all can take.
+o = only('Catalog')
+for s in find_all(o, lambda v: isinstance(v.get('oneOf'), list) and any('NotFound' in (alt.get('properties') or {}) for alt in v['oneOf'])):
+    s['oneOf'].append({'type': 'string', 'const': 'Unknown'}); s['x-intercall-unknown-variant'] = 'Unknown'
+n = copy.deepcopy(o)
+for s in find_all(n, lambda v: isinstance(v.get('oneOf'), list) and any('NotFound' in (alt.get('properties') or {}) for alt in v['oneOf'])):
+    s['oneOf'].append({'type': 'string', 'const': 'Gone'})
+case('unit-variant-added-to-externally-tagged-open-enum', o, n)
+# Internally tagged, `#[serde(tag = "kind")]`, as schemars writes it: every variant an
+# object whose `kind` is a const. A variant with data is caught by `#[serde(other)]`.
+def tagged_error(variants):
+    def variant(name, fields):
+        props = {'kind': {'type': 'string', 'const': name}}; props.update(fields)
+        return {'type': 'object', 'properties': props, 'required': ['kind'] + sorted(fields)}
+    return {'rust_type': 'ShelfError', 'schema': {'x-intercall-unknown-variant': 'Unknown',
+        'oneOf': [variant(name, fields) for name, fields in variants]}}
+def shelf(variants):
+    return {'format': 1, 'services': [{'name': 'Shelf', 'methods': [{'name': 'take',
+        'arguments': [{'name': 'id', 'required': True, 'rust_type': 'String', 'schema': {'type': 'string'}}],
+        'result': {'rust_type': 'String', 'schema': {'type': 'string'}}, 'error': tagged_error(variants)}]}]}
+# (With two data variants of different fields: one whose only data variant has one
+# field reads as adjacently tagged, `{"kind": .., "data": ..}`, which cannot skip data.)
+known = [('NotFound', {'id': {'type': 'string'}}), ('Invalid', {'reason': {'type': 'string'}}), ('Unknown', {})]
+case('data-variant-added-to-internally-tagged-open-enum', shelf(known), shelf(known[:2] + [('Gone', {'since': {'type': 'string'}})] + known[2:]))
+# Adjacently tagged, `#[serde(tag = "kind", content = "data")]`: `#[serde(other)]` reads
+# the content as a unit, so only a unit variant is caught.
+def adjacent(variants):
+    def variant(name, data):
+        props = {'kind': {'type': 'string', 'const': name}}
+        if data is not None: props['data'] = data
+        return {'type': 'object', 'properties': props, 'required': ['kind'] + (['data'] if data is not None else [])}
+    m = shelf([]); m['services'][0]['methods'][0]['error']['schema']['oneOf'] = [variant(n, d) for n, d in variants]
+    return m
+known = [('NotFound', {'type': 'object', 'properties': {'id': {'type': 'string'}}, 'required': ['id']}), ('Unknown', None)]
+case('data-variant-added-to-adjacently-tagged-open-enum', adjacent(known), adjacent(known[:1] + [('Gone', {'type': 'string'}), ('Moved', None)] + known[1:]))
+# A data enum's schema is a bare `oneOf` (no `type`): one that becomes a string.
+o = only('Checkout'); n = copy.deepcopy(o)
+meth(n, 'Checkout', 'fulfil')['result'] = {'rust_type': 'String', 'schema': {'type': 'string'}}
+case('stream-item-data-enum-became-string', o, n)
+# `Option<Enum>` is `anyOf: [{"$ref": Enum}, {"type": "null"}]`: one that becomes `Option<String>`.
+o = only('Checkout'); n = copy.deepcopy(o)
+fulfilment = {k: v for k, v in meth(o, 'Checkout', 'fulfil')['result']['schema'].items() if k != '$defs'}
+meth(o, 'Checkout', 'place_order')['result'] = {'rust_type': 'Option<Fulfilment>', 'schema': {
+    'anyOf': [{'$ref': '#/$defs/Fulfilment'}, {'type': 'null'}], '$defs': {'Fulfilment': fulfilment}}}
+meth(n, 'Checkout', 'place_order')['result'] = {'rust_type': 'Option<String>', 'schema': {'type': ['string', 'null']}}
+case('optional-data-enum-became-optional-string', o, n)
 out = sys.argv[2]
 for i, (name, old, new) in enumerate(cases, 1):
     d = os.path.join(out, f'{i:02}-{name}'); os.makedirs(d, exist_ok=True)

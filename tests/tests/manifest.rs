@@ -123,3 +123,24 @@ async fn with_a_secret_manifest_requests_must_be_signed() {
         assert!(!body["services"].as_array().unwrap().is_empty());
     }
 }
+
+/// Issue 16's audit: the index answered an unsigned `{"services":[]}` on a node with a
+/// secret when no service served its manifest, as only the services' routes checked.
+#[tokio::test]
+async fn with_a_secret_the_index_is_signed_even_when_no_service_serves_its_manifest() {
+    let security = Security::shared_secret(SECRET).unwrap();
+    let catalog = CatalogServer::new(InMemoryCatalog::default()).security(security).without_manifest().into_router();
+    let server = spawn(catalog).await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    for path in [INDEX_PATH.to_owned(), service_path("Catalog")] {
+        let (status, body) = get(&server.at(&path), &[]).await;
+        assert_eq!((status, body["kind"].as_str()), (401, Some("unauthorized")), "{path}: {body}");
+    }
+    let signed =
+        |path: &str| [("x-intercall-timestamp", now.to_string()), ("x-intercall-signature", signature(path, now))];
+    let (status, body) = get(&server.at(INDEX_PATH), &signed(INDEX_PATH)).await;
+    assert_eq!((status, &body["services"]), (200, &serde_json::json!([])), "{body}");
+    let path = service_path("Catalog");
+    let (status, body) = get(&server.at(&path), &signed(&path)).await;
+    assert_eq!(status, 404, "signed, and still not served: {body}");
+}

@@ -1,8 +1,9 @@
 //! The manifest's JSON Schemas accept what the servers really send: every method of
 //! the example system is called over HTTP as another language's client would, and each
-//! request body's arguments, each `200` result and each `422` error `value` is checked
-//! with a JSON Schema validator against the schema the manifest gives for it. Every
-//! error variant a server sends is reached.
+//! request body's arguments, each `200` result, each item of a stream (and the error
+//! that ends one) and each `422` error `value` is checked with a JSON Schema validator
+//! against the schema the manifest gives for it. Every error variant a server sends is
+//! reached, and every variant of a stream's items.
 //!
 //! `cargo test -p example-services --features schema`
 
@@ -34,24 +35,58 @@ impl Node {
         let response = self.client.post(&url).header("content-type", "application/json").body(args.to_string());
         let response = response.send().await.unwrap();
         let status = response.status().as_u16();
-        let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+        let ndjson = response.headers().get("content-type").is_some_and(|v| v == "application/x-ndjson");
+        let bytes = response.bytes().await.unwrap();
+        if status == 200 && ndjson {
+            assert!(described.stream, "{service}.{method}: a stream from a method that is not one");
+            return self.frames(service, method, &described, &bytes);
+        }
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
         match status {
             200 => {
                 check(described.result.schema.as_ref().unwrap(), &body, &format!("{service}.{method} result"));
                 self.seen.insert(format!("{service}.{method} result"));
             }
-            422 => {
-                assert_eq!(body["kind"], "service", "{body}");
-                check(described.error.schema.as_ref().unwrap(), &body["value"], &format!("{service}.{method} error"));
-                let variant = format!("{}::{}", body["type"].as_str().unwrap(), body["variant"].as_str().unwrap());
-                let inner =
-                    body["value"].get("Catalog").and_then(Value::as_object).and_then(|v| v.keys().next().cloned());
-                let variant = inner.map_or(variant.clone(), |inner| format!("{variant}({inner})"));
-                self.seen.insert(format!("{service}.{method} {variant}"));
-            }
+            422 => self.error(service, method, &described, "", &body),
             other => panic!("{service}.{method}: HTTP {other}: {body}"),
         }
         body
+    }
+
+    /// A typed error body (a `422`'s, or a stream's error frame's): its `value` checked
+    /// against the error schema, its variant recorded.
+    fn error(&mut self, service: &str, method: &str, described: &MethodManifest, place: &str, body: &Value) {
+        assert_eq!(body["kind"], "service", "{body}");
+        check(described.error.schema.as_ref().unwrap(), &body["value"], &format!("{service}.{method} error"));
+        let variant = format!("{}::{}", body["type"].as_str().unwrap(), body["variant"].as_str().unwrap());
+        let inner = body["value"].get("Catalog").and_then(Value::as_object).and_then(|v| v.keys().next().cloned());
+        let variant = inner.map_or(variant.clone(), |inner| format!("{variant}({inner})"));
+        self.seen.insert(format!("{service}.{method} {place}{variant}"));
+    }
+
+    /// A stream method's `200` (PROTOCOL.md §4.3): each item checked against the
+    /// method's item type (its `result`), an error frame's body against its error type.
+    /// Returns the items.
+    fn frames(&mut self, service: &str, method: &str, described: &MethodManifest, body: &[u8]) -> Value {
+        let mut items = Vec::new();
+        let mut ended = false;
+        for line in body.split(|&b| b == b'\n').filter(|line| !line.is_empty()) {
+            assert!(!ended, "{service}.{method}: a frame after the final one");
+            let frame: Value = serde_json::from_slice(line).unwrap();
+            if let Some(item) = frame.get("item") {
+                check(described.result.schema.as_ref().unwrap(), item, &format!("{service}.{method} item"));
+                let variant = item.as_object().and_then(|v| v.keys().next().cloned()).unwrap_or_default();
+                self.seen.insert(format!("{service}.{method} item {variant}"));
+                items.push(item.clone());
+            } else if frame["end"] == "error" {
+                self.error(service, method, described, "end ", &frame["error"]);
+                ended = true;
+            } else if frame["end"] == "ok" {
+                ended = true;
+            }
+        }
+        assert!(ended, "{service}.{method}: a stream without its final frame");
+        Value::Array(items)
     }
 }
 
@@ -90,6 +125,10 @@ async fn every_value_the_servers_send_matches_its_schema() {
     node.call("Checkout", "quote", json!({"lines": [{"product_id": id, "quantity": 1}], "coupon": "NOPE"})).await;
     node.call("Checkout", "quote", json!({"lines": [{"product_id": "p-404", "quantity": 1}]})).await;
     node.call("Checkout", "place_order", json!({"lines": [{"product_id": id, "quantity": 3}], "coupon": null})).await;
+    let items = node.call("Checkout", "fulfil", json!({"lines": [{"product_id": id, "quantity": 1}]})).await;
+    assert_eq!(items.as_array().map(Vec::len), Some(2), "progress, then shipped: {items}");
+    node.call("Checkout", "fulfil", json!({"lines": [{"product_id": "p-404", "quantity": 1}]})).await;
+    node.call("Checkout", "fulfil", json!({"lines": []})).await;
     node.call("Catalog", "delete", json!({ "id": id })).await;
     node.call("Catalog", "delete", json!({ "id": id })).await;
 
@@ -110,6 +149,10 @@ async fn every_value_the_servers_send_matches_its_schema() {
         "Catalog.get result",
         "Catalog.save CatalogError::Invalid",
         "Catalog.save result",
+        "Checkout.fulfil CheckoutError::EmptyOrder",
+        "Checkout.fulfil end CheckoutError::Catalog(NotFound)",
+        "Checkout.fulfil item Progress",
+        "Checkout.fulfil item Shipped",
         "Checkout.place_order result",
         "Checkout.quote CheckoutError::Catalog(NotFound)",
         "Checkout.quote CheckoutError::Catalog(Unavailable)",

@@ -12,7 +12,7 @@ mod route;
 use serde::{Deserialize, Serialize};
 
 pub use route::manifest_request_line;
-pub(crate) use route::{register, with_index};
+pub(crate) use route::{register, register_withheld, with_index};
 
 /// Where a node serves the manifest of all its services: `GET` it.
 ///

@@ -67,6 +67,28 @@ pub(crate) fn register(
     )
 }
 
+/// For a service that keeps its manifest to itself (`without_manifest`) on a node with
+/// a secret: its manifest path still checks the signature before answering `404`, and
+/// the index asks it too, so that an unsigned request for the index is refused (`401`)
+/// like any manifest request (PROTOCOL.md §11), not answered with an empty list.
+pub(crate) fn register_withheld(router: Router, service: &'static str, security: Arc<Security>) -> Router {
+    SERVICES.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(service);
+    let path = service_path(service);
+    router.route(
+        &path,
+        get(move |request: Request| {
+            let security = Arc::clone(&security);
+            async move {
+                let signed = request.extensions().get::<SignedPath>().map_or(request.uri().path(), |path| path.0);
+                if let Err(reason) = verify(&security, &request, signed) {
+                    return respond(framework_error(ErrorKind::Unauthorized, &reason, None));
+                }
+                crate::server::unknown_service(request).await
+            }
+        }),
+    )
+}
+
 /// Adds the node's index, [`INDEX_PATH`], to a node's whole router.
 pub(crate) fn with_index(router: Router) -> Router {
     let node = router.clone();

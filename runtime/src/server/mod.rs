@@ -245,10 +245,13 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
     }
 
     /// Serves the service's manifest at `manifest::service_path` (unless the server
-    /// was told not to) and lists it in the node's index.
+    /// was told not to) and lists it in the node's index. A server told not to, on a
+    /// node with a secret, still refuses unsigned manifest requests, the index's too.
     pub fn manifest(mut self, manifest: crate::manifest::ServiceManifest) -> Self {
         if self.serve_manifest {
             self.router = crate::manifest::register(self.router, self.service, manifest, Arc::clone(&self.security));
+        } else if self.security.is_enabled() {
+            self.router = crate::manifest::register_withheld(self.router, self.service, Arc::clone(&self.security));
         }
         self
     }
