@@ -32,7 +32,7 @@ macro_rules! outln {
 #[derive(Parser)]
 #[command(name = "intercall", version, about = "Describe, call and check intercall services")]
 struct Cli {
-    /// services.toml, for service names given instead of URLs (default: $INTERCALL_SERVICES, else ./services.toml).
+    /// services.toml, for service names given instead of URLs (default: $INTERCALL_SERVICES, else ./services.toml); a service with several `urls` is tried in order.
     #[arg(long, global = true)]
     config: Option<PathBuf>,
     /// How long to wait for the node, e.g. `5s`, `500ms`; also sent as the call's deadline (a call then waits one second more for the node's own answer).

@@ -39,23 +39,144 @@ pub struct CallOptions {
     pub timeout: Duration,
 }
 
-fn client(timeout: Duration) -> Result<reqwest::Client, Failure> {
+fn client() -> Result<reqwest::Client, Failure> {
     reqwest::Client::builder()
-        .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .build()
         .map_err(|e| Failure::new(exit::USAGE, format!("cannot build an HTTP client: {e}")))
 }
 
-/// The node's manifest, or one service's (`GET /.well-known/intercall/manifest[/{service}]`).
+/// One endpoint's failure, and whether the command goes on to the target's next
+/// endpoint ([`moves_on`]).
+struct Missed {
+    failure: Failure,
+    next: bool,
+}
+
+impl From<Failure> for Missed {
+    fn from(failure: Failure) -> Self {
+        Missed { failure, next: false }
+    }
+}
+
+/// Whether a failure at one endpoint sends the command on to the next (a service with
+/// several `urls`): only when the endpoint certainly did not answer for the method, so
+/// that the call runs at most once where a call-id store is shared, and nothing ran
+/// where it is not:
+/// - no connection (refused, no route, a name that does not resolve): nothing was sent;
+/// - `503 overloaded` or `503 store_unavailable`: refused before anything ran (§4.2);
+/// - a `502` or `503` without an intercall error body: a gateway or balancer that could
+///   not reach a backend, or sheds load (§4.2, replies that are not intercall's).
+///
+/// Not a timeout: `--timeout` bounds the whole command, and the run may still be going
+/// on that endpoint (its `409 in_progress` says so); nor any other reply, which is the
+/// node's answer to the call.
+fn moves_on(reply: Result<(u16, &[u8]), &reqwest::Error>) -> bool {
+    match reply {
+        Err(error) => error.is_connect() && !error.is_timeout(),
+        Ok((status, body)) => {
+            let kind = serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|body| {
+                    body.get("kind").and_then(Value::as_str).and_then(|kind| kind.parse::<ErrorKind>().ok())
+                })
+                .filter(|kind| kind.status() == status);
+            matches!(
+                (status, kind),
+                (503, Some(ErrorKind::Overloaded | ErrorKind::StoreUnavailable)) | (502 | 503, None)
+            )
+        }
+    }
+}
+
+/// Runs `attempt` on the target's endpoints in order until one answers (see
+/// [`moves_on`]), within one `timeout` for the whole command; `attempt` gets the base
+/// URL, the attempt's number from 1, and the time left. Writes a line on stderr for
+/// every endpoint passed over, and names the endpoint that answered when it was not
+/// the first. When every endpoint failed, the last failure is returned.
+async fn each_endpoint<T>(
+    target: &Target,
+    timeout: Duration,
+    mut attempt: impl AsyncFnMut(&str, u32, Duration) -> Result<T, Missed>,
+) -> Result<T, Failure> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let count = target.bases.len();
+    let mut number = 0;
+    let mut passed_over = Vec::new();
+    for (index, base) in target.bases.iter().enumerate() {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if index > 0 && left.is_zero() {
+            break;
+        }
+        number += 1;
+        let outcome = attempt(base, number, left).await;
+        if index > 0 && !matches!(&outcome, Err(Missed { next: true, .. })) {
+            note(&format!(
+                "answered by {base} (endpoint {} of {count}; passed over: {})",
+                index + 1,
+                passed_over.join(", ")
+            ));
+        }
+        match outcome {
+            Err(Missed { failure, next: true }) if index + 1 < count => {
+                note(&format!(
+                    "endpoint {} of {count}, {base}: {}; trying the next one, {}",
+                    index + 1,
+                    failure.message,
+                    target.bases[index + 1]
+                ));
+                passed_over.push(base.as_str());
+            }
+            Err(Missed { failure, next: true }) if count > 1 => {
+                return Err(Failure::new(
+                    failure.status,
+                    format!("every endpoint failed ({count}); the last: {}", failure.message),
+                ));
+            }
+            outcome => return outcome.map_err(|missed| missed.failure),
+        }
+    }
+    Err(Failure::new(
+        exit::UNREACHABLE,
+        format!(
+            "no answer within the timeout from {}, and no time left for {}",
+            passed_over.join(", "),
+            target.bases[number as usize]
+        ),
+    ))
+}
+
+/// A line on stderr; a failed write is ignored (the command's outcome does not depend
+/// on it).
+fn note(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "intercall: {line}");
+}
+
+/// The node's manifest, or one service's (`GET /.well-known/intercall/manifest[/{service}]`),
+/// from the target's first endpoint that answers.
 pub async fn fetch_manifest(target: &Target, service: Option<&str>, timeout: Duration) -> Result<Manifest, Failure> {
+    let client = client()?;
+    each_endpoint(target, timeout, async |base, _, left| {
+        fetch_manifest_from(&client, base, target, service, left).await
+    })
+    .await
+}
+
+async fn fetch_manifest_from(
+    client: &reqwest::Client,
+    base: &str,
+    target: &Target,
+    service: Option<&str>,
+    timeout: Duration,
+) -> Result<Manifest, Missed> {
     let path = match service {
         Some(service) => manifest::service_path(service),
         None => manifest::INDEX_PATH.to_owned(),
     };
-    let url = format!("{}{path}", target.base);
-    let mut request = client(timeout)?.get(&url);
+    let url = format!("{base}{path}");
+    let mut request = client.get(&url).timeout(timeout);
     let (service_line, method_line) = manifest::manifest_request_line(&path);
     let empty = body_sha256(b"");
     let fields = SignedFields {
@@ -70,7 +191,8 @@ pub async fn fetch_manifest(target: &Target, service: Option<&str>, timeout: Dur
     if let Some((timestamp, signature)) = target.security.sign(&fields) {
         request = request.header(protocol::TIMESTAMP, timestamp.to_string()).header(protocol::SIGNATURE, signature);
     }
-    let response = request.send().await.map_err(|e| unreachable(&url, &e))?;
+    let response =
+        request.send().await.map_err(|e| Missed { failure: unreachable(&url, &e), next: moves_on(Err(&e)) })?;
     let status = response.status().as_u16();
     let body = response.bytes().await.map_err(|e| unreachable(&url, &e))?;
     if status == 404 && service.is_some() {
@@ -80,10 +202,11 @@ pub async fn fetch_manifest(target: &Target, service: Option<&str>, timeout: Dur
             format!(
                 "{url}: no manifest for service `{service}` (404): the node has no such service, or serves it without its manifest"
             ),
-        ));
+        )
+        .into());
     }
     if status != 200 {
-        return Err(error_reply(&url, status, &body));
+        return Err(Missed { failure: error_reply(&url, status, &body), next: moves_on(Ok((status, &body))) });
     }
     let manifest: Manifest = serde_json::from_slice(&body).map_err(|e| {
         Failure::new(exit::FOREIGN_REPLY, format!("{url}: the reply is not an intercall manifest: {e}"))
@@ -96,7 +219,8 @@ pub async fn fetch_manifest(target: &Target, service: Option<&str>, timeout: Dur
                 manifest.format,
                 manifest::FORMAT_VERSION
             ),
-        ));
+        )
+        .into());
     }
     Ok(manifest)
 }
@@ -128,6 +252,12 @@ pub enum Reply {
 /// arrive, and its final frame decides the outcome: `{"end":"ok"}` is
 /// [`Reply::StreamEnded`], an error frame the failure of that error body, a body cut
 /// before its final frame [`exit::UNREACHABLE`].
+///
+/// A target with several endpoints (a service's `urls`) is tried in order, moving on
+/// only where the call certainly did not run ([`moves_on`]), with the same call id,
+/// body and activity on every attempt and `x-call-attempt` counting from 1 (PROTOCOL.md
+/// §5); `options.timeout` bounds all the attempts together and each sends the time
+/// left as its deadline.
 pub async fn call(
     target: &Target,
     service: &str,
@@ -136,62 +266,99 @@ pub async fn call(
     options: &CallOptions,
     on_item: &mut dyn FnMut(&Value),
 ) -> Result<Reply, Failure> {
-    let url = format!("{}/{service}/{method}", target.base);
-    let body = serde_json::to_vec(args).expect("a JSON value serializes");
-    let call_id = options.call_id.unwrap_or_else(uuid::Uuid::new_v4).to_string();
-    let activity = uuid::Uuid::new_v4().to_string();
-    let deadline = options.timeout.as_millis().to_string();
-    let mut request = client(options.timeout + GRACE)?
+    let client = client()?;
+    let call = Call {
+        service,
+        method,
+        body: serde_json::to_vec(args).expect("a JSON value serializes"),
+        call_id: options.call_id.unwrap_or_else(uuid::Uuid::new_v4).to_string(),
+        activity: uuid::Uuid::new_v4().to_string(),
+        user: options.user.as_ref().map(|(user_type, user_id)| (user_type.as_str(), user_id.as_deref())),
+    };
+    let result = each_endpoint(target, options.timeout, async |base, attempt, left| {
+        call_at(&client, target, base, &call, attempt, left, on_item).await
+    })
+    .await;
+    result.map_err(|mut failure| {
+        if failure.status == exit::of_kind(ErrorKind::InProgress) {
+            failure.message.push_str(&format!(
+                "\nthe call may still be running: the same command with `--call-id {}` waits for its result",
+                call.call_id
+            ));
+        }
+        failure
+    })
+}
+
+/// What every attempt of one call sends alike (PROTOCOL.md §5).
+struct Call<'a> {
+    service: &'a str,
+    method: &'a str,
+    body: Vec<u8>,
+    call_id: String,
+    activity: String,
+    user: Option<(&'a str, Option<&'a str>)>,
+}
+
+/// One attempt of `call` at one endpoint, with `left` of the command's time.
+async fn call_at(
+    client: &reqwest::Client,
+    target: &Target,
+    base: &str,
+    call: &Call<'_>,
+    attempt: u32,
+    left: Duration,
+    on_item: &mut dyn FnMut(&Value),
+) -> Result<Reply, Missed> {
+    let url = format!("{base}/{}/{}", call.service, call.method);
+    let mut request = client
         .post(&url)
+        .timeout(left + GRACE)
         .header("content-type", protocol::JSON)
         .header("accept", format!("{}, {}", protocol::JSON, protocol::stream::NDJSON))
-        .header(protocol::CALL_ID, &call_id)
-        .header(protocol::CALL_ATTEMPT, "1")
-        .header(protocol::ACTIVITY_ID, &activity)
-        .header(protocol::DEADLINE_MS, &deadline);
-    let (user_type, user_id) = match &options.user {
-        Some((user_type, user_id)) => (Some(user_type.as_str()), user_id.as_deref()),
-        None => (None, None),
-    };
+        .header(protocol::CALL_ID, &call.call_id)
+        .header(protocol::CALL_ATTEMPT, attempt.to_string())
+        .header(protocol::ACTIVITY_ID, &call.activity)
+        .header(protocol::DEADLINE_MS, left.as_millis().to_string());
+    let (user_type, user_id) = call.user.unzip();
+    let user_id = user_id.flatten();
     if let Some(user_type) = user_type {
         request = request.header(protocol::USER_TYPE, user_type);
     }
     if let Some(user_id) = user_id {
         request = request.header(protocol::USER_ID, user_id);
     }
-    let digest = body_sha256(&body);
+    let digest = body_sha256(&call.body);
     let fields = SignedFields {
-        service,
-        method,
-        call_id: Some(&call_id),
+        service: call.service,
+        method: call.method,
+        call_id: Some(&call.call_id),
         user_type,
         user_id,
-        activity: Some(&activity),
+        activity: Some(&call.activity),
         body_sha256: &digest,
     };
     if let Some((timestamp, signature)) = target.security.sign(&fields) {
         request = request.header(protocol::TIMESTAMP, timestamp.to_string()).header(protocol::SIGNATURE, signature);
     }
-    let mut response = request.body(body).send().await.map_err(|e| unreachable(&url, &e))?;
+    let mut response = request
+        .body(call.body.clone())
+        .send()
+        .await
+        .map_err(|e| Missed { failure: unreachable(&url, &e), next: moves_on(Err(&e)) })?;
     let status = response.status().as_u16();
     let media_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
     let media_type = media_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     if status == 200 && media_type == protocol::stream::NDJSON {
-        return read_stream(&url, &mut response, on_item).await;
+        return Ok(read_stream(&url, &mut response, on_item).await?);
     }
     let bytes = response.bytes().await.map_err(|e| unreachable(&url, &e))?;
     if status == 200 {
-        return serde_json::from_slice(&bytes)
-            .map(Reply::Value)
-            .map_err(|e| Failure::new(exit::FOREIGN_REPLY, format!("{url}: 200 with a body that is not JSON: {e}")));
+        return serde_json::from_slice(&bytes).map(Reply::Value).map_err(|e| {
+            Failure::new(exit::FOREIGN_REPLY, format!("{url}: 200 with a body that is not JSON: {e}")).into()
+        });
     }
-    let mut failure = error_reply(&url, status, &bytes);
-    if failure.status == exit::of_kind(ErrorKind::InProgress) {
-        failure.message.push_str(&format!(
-            "\nthe call may still be running: the same command with `--call-id {call_id}` waits for its result"
-        ));
-    }
-    Err(failure)
+    Err(Missed { failure: error_reply(&url, status, &bytes), next: moves_on(Ok((status, &bytes))) })
 }
 
 /// Reads a stream's frames as they arrive (PROTOCOL.md §4.3), one line each.
@@ -378,6 +545,24 @@ mod tests {
             let status = frame("u", bad).err().map(|failure| failure.status);
             assert_eq!(status, Some(exit::FOREIGN_REPLY), "{}", String::from_utf8_lossy(bad));
         }
+    }
+
+    #[test]
+    fn only_a_reply_that_ran_nothing_moves_on_to_the_next_endpoint() {
+        let body = |kind: ErrorKind| format!(r#"{{"kind":"{kind}","message":"m"}}"#).into_bytes();
+        for kind in ErrorKind::ALL {
+            let expected = matches!(kind, ErrorKind::Overloaded | ErrorKind::StoreUnavailable);
+            assert_eq!(moves_on(Ok((kind.status(), &body(kind)))), expected, "{kind}");
+        }
+        // A gateway's or balancer's own 502 and 503, or a kind at a status not its own.
+        for reply in [&b"<html>bad gateway</html>"[..], b"", br#"{"kind":"newer_kind","message":"m"}"#] {
+            assert!(moves_on(Ok((502, reply))));
+            assert!(moves_on(Ok((503, reply))));
+            assert!(!moves_on(Ok((504, reply))), "a gateway's timeout: the run may go on there");
+            assert!(!moves_on(Ok((429, reply))));
+        }
+        assert!(moves_on(Ok((503, &body(ErrorKind::Service)))));
+        assert!(!moves_on(Ok((500, &body(ErrorKind::Overloaded)))), "not intercall's 503");
     }
 
     #[test]

@@ -1,17 +1,19 @@
 //! Where a command goes and how it signs: a URL given on the command line, or a
 //! service name looked up in services.toml (`--config`, else `INTERCALL_SERVICES`, else
-//! `./services.toml`); the secret from `INTERCALL_SECRET`, else services.toml's
-//! `[security]`.
+//! `./services.toml`), whose `url` or every one of its `urls` is an endpoint; the
+//! secret from `INTERCALL_SECRET`, else services.toml's `[security]`.
 
 use std::path::PathBuf;
 
 use intercall::{Invoker, Security};
 
-/// A node's base URL and how to sign requests to it.
+/// Where a command goes, one base URL or a service's several, and how to sign requests.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// The base URL, without a trailing `/`.
-    pub base: String,
+    /// The base URLs, without a trailing `/`: the URL given on the command line, or
+    /// the service's `url`, or each of its `urls` in the order services.toml lists
+    /// them. Never empty. A command tries them in that order (`remote`).
+    pub bases: Vec<String>,
     /// How requests are signed (none without a secret).
     pub security: Security,
 }
@@ -41,24 +43,25 @@ impl Config {
         Invoker::from_file(&path).map_err(|e| e.to_string())
     }
 
-    /// `word` as a target: a URL as given, or a service's URL from services.toml.
+    /// `word` as a target: a URL as given, or a service's URLs from services.toml.
     pub fn resolve(&self, word: &str) -> Result<Target, String> {
         if is_url(word) {
-            return Ok(Target { base: word.trim_end_matches('/').to_owned(), security: self.security()? });
+            return Ok(Target { bases: vec![word.trim_end_matches('/').to_owned()], security: self.security()? });
         }
         let invoker = self.invoker().map_err(|e| {
             format!(
                 "`{word}` is not a URL, so it is looked up as a service in services.toml, which cannot be read: {e}"
             )
         })?;
-        let base = invoker.base_url(word).ok_or_else(|| {
+        let bases = invoker.base_urls(word).ok_or_else(|| {
             format!("`{word}` is not a URL (http://host:port/) and `{}` has no service `{word}`", self.path().display())
         })?;
         let security = match env_security()? {
             Some(security) => security,
             None => invoker.security(),
         };
-        Ok(Target { base: base.trim_end_matches('/').to_owned(), security })
+        let bases = bases.into_iter().map(|base| base.trim_end_matches('/').to_owned()).collect();
+        Ok(Target { bases, security })
     }
 
     /// The secret for a URL given on the command line: `INTERCALL_SECRET`, else

@@ -447,3 +447,125 @@ fn a_reader_that_stops_reading_is_no_panic() {
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A loopback URL nothing listens on: a port bound, then let go.
+fn dead_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    url
+}
+
+/// A stand-in node that answers every request `503 overloaded` (as a server at its
+/// `max_in_flight` does, PROTOCOL.md §4.2) and keeps each request's head, lowercased,
+/// to show what each attempt sent. Its thread waits for connections until the test
+/// process ends.
+struct Shedding {
+    url: String,
+    heads: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+fn shedding() -> Shedding {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = Arc::clone(&heads);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line.to_ascii_lowercase());
+            }
+            let length = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .map_or(0, |value| value.trim().parse::<usize>().unwrap());
+            let mut body = vec![0; length];
+            let _ = std::io::Read::read_exact(&mut reader, &mut body);
+            kept.lock().unwrap().push(head);
+            let reply = r#"{"kind":"overloaded","message":"test: at its limit"}"#;
+            let _ = std::io::Write::write_all(
+                &mut stream,
+                format!(
+                    "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n\
+                     content-length: {}\r\nconnection: close\r\n\r\n{reply}",
+                    reply.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    Shedding { url, heads }
+}
+
+/// The value of header `name` in a lowercased request head.
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|line| line.strip_prefix(&format!("{name}:"))).map(str::trim)
+}
+
+/// A service with several `urls` (issue 15) is tried in order: a refused connection and
+/// a `503 overloaded` send the command on to the next endpoint, with the same call id,
+/// and stderr names the endpoint that answered.
+#[test]
+fn a_service_with_several_urls_moves_on_from_a_dead_or_shedding_endpoint() {
+    let node = node();
+    let (dead, shed, first_shed, second_shed) = (dead_url(), shedding(), shedding(), shedding());
+    let dir = std::env::temp_dir().join(format!("intercall-cli-urls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config: PathBuf = dir.join("services.toml");
+    let toml = format!(
+        "[services.Who]\nurls = [\"{dead}/\", \"{}\", \"{}/\"]\n\n\
+         [services.Busy]\nurls = [\"{}\", \"{}\"]\n\n\
+         [services.Dead]\nurls = [\"{dead}\"]\n\n\
+         [security]\nsecret = \"{SECRET}\"\n",
+        shed.url, node.url, first_shed.url, second_shed.url
+    );
+    std::fs::write(&config, toml).unwrap();
+    let config = config.to_str().unwrap();
+
+    // A dead port, a shedding node, then the live one.
+    let call_id = "5d3c1c52-93b1-4f7e-9a0e-2b6a0f3c8d11";
+    let who = intercall(&["--config", config, "call", "Who.who", "--user", "admin:root", "--call-id", call_id], None);
+    assert_eq!(who.status.code(), Some(0), "{}", stderr(&who));
+    assert_eq!(stdout(&who), "\"admin:root\"\n");
+    let notes = stderr(&who);
+    assert!(notes.contains(&format!("{dead}/Who/who: cannot reach the node")), "{notes}");
+    assert!(notes.contains("overloaded (HTTP 503)"), "{notes}");
+    assert!(notes.contains(&format!("answered by {} (endpoint 3 of 3", node.url)), "{notes}");
+    let heads = shed.heads.lock().unwrap().clone();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    assert_eq!(header(&heads[0], "x-call-id"), Some(call_id), "the same call id at every endpoint");
+    assert_eq!(header(&heads[0], "x-call-attempt"), Some("2"));
+
+    // The manifest commands too.
+    for command in [&["list", "Who"][..], &["describe", "Who", "Who.who"], &["openapi", "Who"]] {
+        let output = intercall(&[&["--config", config][..], command].concat(), None);
+        assert_eq!(output.status.code(), Some(0), "{command:?}: {}", stderr(&output));
+        assert!(stderr(&output).contains(&format!("answered by {}", node.url)), "{}", stderr(&output));
+    }
+    assert!(stdout(&intercall(&["--config", config, "list", "Who"], None)).contains("who"));
+
+    // Every endpoint shedding: the last one's answer, one call id (generated) for both.
+    let busy = intercall(&["--config", config, "call", "Busy.work"], None);
+    assert_eq!(busy.status.code(), Some(24), "overloaded: {}", stderr(&busy));
+    assert!(stderr(&busy).contains("every endpoint failed (2)"), "{}", stderr(&busy));
+    assert!(!stderr(&busy).contains("answered by"), "{}", stderr(&busy));
+    let (first, second) = (first_shed.heads.lock().unwrap().clone(), second_shed.heads.lock().unwrap().clone());
+    assert_eq!((first.len(), second.len()), (1, 1));
+    assert!(header(&first[0], "x-call-id").is_some());
+    assert_eq!(header(&first[0], "x-call-id"), header(&second[0], "x-call-id"));
+    assert_eq!(header(&first[0], "x-activity-id"), header(&second[0], "x-activity-id"));
+    assert_eq!((header(&first[0], "x-call-attempt"), header(&second[0], "x-call-attempt")), (Some("1"), Some("2")));
+
+    // One URL: as before, the endpoint's own failure, no note.
+    let dead_only = intercall(&["--config", config, "call", "Dead.x"], None);
+    assert_eq!(dead_only.status.code(), Some(3), "{}", stderr(&dead_only));
+    assert!(!stderr(&dead_only).contains("intercall:"), "{}", stderr(&dead_only));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
