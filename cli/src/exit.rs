@@ -1,5 +1,5 @@
 //! The exit statuses of `intercall`, one per outcome a script may want to tell apart.
-//! The README's CLI section lists them; keep the two in step.
+//! The README's CLI section lists them; a test keeps the two in step.
 
 use intercall::protocol::ErrorKind;
 
@@ -48,5 +48,75 @@ mod tests {
         statuses.dedup();
         assert_eq!(statuses.len(), ErrorKind::ALL.len());
         assert!(!statuses.iter().any(|s| [OK, USAGE, UNREACHABLE, FOREIGN_REPLY].contains(s)));
+    }
+
+    /// This file's `pub const NAME: u8 = N;` lines, read from its source so that a new
+    /// constant is checked without touching the test.
+    fn constants() -> Vec<(String, u8)> {
+        include_str!("exit.rs")
+            .lines()
+            .filter_map(|line| line.strip_prefix("pub const "))
+            .map(|rest| {
+                let (name, value) = rest.split_once(": u8 = ").expect("`pub const NAME: u8 = N;`");
+                (name.to_owned(), value.trim_end_matches(';').parse().expect("a number"))
+            })
+            .collect()
+    }
+
+    /// The rows of the README's exit-status table (`| status | meaning |`), cells trimmed.
+    fn readme_rows() -> Vec<(String, String)> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+        let readme = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let mut lines = readme.lines().skip_while(|line| line.trim() != "| status | meaning |");
+        assert!(lines.next().is_some(), "README: no `| status | meaning |` table");
+        assert!(lines.next().is_some_and(|line| line.starts_with("|-")), "README: no separator row");
+        lines
+            .take_while(|line| line.starts_with('|'))
+            .map(|line| {
+                let cells: Vec<&str> = line.trim().trim_matches('|').splitn(2, '|').map(str::trim).collect();
+                assert_eq!(cells.len(), 2, "README exit table: {line}");
+                (cells[0].to_owned(), cells[1].to_owned())
+            })
+            .collect()
+    }
+
+    /// The README's table is this file's, both ways: a row per constant with its number,
+    /// and the framework row's list of `N kind` entries is exactly `of_kind` over every kind
+    /// but `service` (whose status is the typed error's row).
+    #[test]
+    fn the_readme_exit_table_is_this_file() {
+        let rows = readme_rows();
+        let mut single: Vec<u8> = Vec::new();
+        let mut listed: Vec<(u8, String)> = Vec::new();
+        for (status, meaning) in &rows {
+            if let Ok(status) = status.parse::<u8>() {
+                single.push(status);
+                continue;
+            }
+            let (low, high) = status.split_once(" to ").unwrap_or_else(|| panic!("README: status `{status}`"));
+            let (low, high): (u8, u8) = (low.parse().unwrap(), high.parse().unwrap());
+            let (_, list) = meaning.split_once(": ").unwrap_or_else(|| panic!("README: `{meaning}`"));
+            for entry in list.split(", ") {
+                let (number, kind) = entry.split_once(' ').unwrap_or_else(|| panic!("README: `{entry}`"));
+                let number: u8 = number.parse().unwrap_or_else(|_| panic!("README: `{entry}`"));
+                assert!((low..=high).contains(&number), "README: {number} outside {low} to {high}");
+                listed.push((number, kind.trim_matches('`').to_owned()));
+            }
+            let numbers: Vec<u8> = listed.iter().map(|(n, _)| *n).collect();
+            assert_eq!((numbers.iter().min(), numbers.iter().max()), (Some(&low), Some(&high)), "README: `{status}`");
+        }
+        let mut constants: Vec<u8> = constants().into_iter().map(|(_, value)| value).collect();
+        constants.sort_unstable();
+        assert_eq!(single, constants, "README's single statuses against exit.rs's constants");
+        let mut expected: Vec<(u8, String)> = ErrorKind::ALL
+            .into_iter()
+            .filter(|kind| *kind != ErrorKind::Service)
+            .map(|kind| (of_kind(kind), kind.as_str().to_owned()))
+            .collect();
+        expected.sort();
+        listed.sort();
+        assert_eq!(listed, expected, "README's framework errors against of_kind");
+        let service = rows.iter().find(|(status, _)| status.parse() == Ok(of_kind(ErrorKind::Service)));
+        assert!(service.is_some_and(|(_, meaning)| meaning.contains("`422 service`")), "{service:?}");
     }
 }

@@ -11,6 +11,7 @@
 //! | §4.2 `type`, `variant` | `type_info`: an error's type and variant name, from its `Serialize` impl |
 //! | §4.3 Streamed replies | [`stream`]: the frames of a stream method's reply, and splitting a body into them |
 //! | §5 What a client does | `retry`: the retry decision |
+//! | §4.2 the tables | `doc_tables` (tests only): the kinds, statuses and retry decisions of §4.2's tables are the code's |
 //! | §3.3 Trace context | [`trace`]: the W3C `traceparent` and `tracestate`, forwarded as received |
 //! | §6 Signed calls | `signing`: the canonical string, the MAC, the window |
 //! | EVENTS.md | `events`: stream and key names, an entry's fields, an event's canonical string |
@@ -19,6 +20,8 @@
 //! transport and the retry loop).
 
 pub(crate) mod args;
+#[cfg(test)]
+mod doc_tables;
 #[cfg(any(feature = "events", test))]
 // Without the `events` feature only its unit tests use it.
 #[cfg_attr(not(feature = "events"), allow(dead_code))]

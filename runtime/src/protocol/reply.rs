@@ -21,8 +21,9 @@ pub enum ErrorKind {
     /// 400: the body is not JSON, not an object, an argument has the wrong type, or a
     /// call header is malformed or repeated.
     BadRequest,
-    /// 409: another request with this call id is still running and did not finish
-    /// within this request's deadline. Retryable: retry with the same call id.
+    /// 409: the run of this call id has no result for this request: it is still
+    /// running past this request's deadline, or it ended without a recorded result (it
+    /// panicked, or its entry was evicted). Retryable: retry with the same call id.
     InProgress,
     /// 422: this call id was used before, for this method and user, with a different
     /// body; nothing ran. Not retryable: it is a client bug. (The same call id for
@@ -40,7 +41,9 @@ pub enum ErrorKind {
     UnsupportedMediaType,
     /// 500: the implementation panicked. The panic message is logged, never sent.
     Panic,
-    /// 500: the server could not serialize the implementation's result.
+    /// 500: the server could not serialize the implementation's result or error; or,
+    /// to a duplicate, the call ran but its reply was larger than the call-id store
+    /// keeps.
     Internal,
     /// 503: the call-id store could not be reached; nothing ran. Retryable.
     StoreUnavailable,
@@ -63,7 +66,8 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    /// Every kind, in the order of PROTOCOL.md's table.
+    /// Every kind, in the order of PROTOCOL.md's table (§4.2; a test checks the table
+    /// against this list, the statuses and the retry decision).
     pub const ALL: [ErrorKind; 17] = [
         ErrorKind::Service,
         ErrorKind::BadRequest,
