@@ -523,11 +523,17 @@ fn a_service_with_several_urls_moves_on_from_a_dead_or_shedding_endpoint() {
         "[services.Who]\nurls = [\"{dead}/\", \"{}\", \"{}/\"]\n\n\
          [services.Busy]\nurls = [\"{}\", \"{}\"]\n\n\
          [services.Dead]\nurls = [\"{dead}\"]\n\n\
+         [services.Drip]\nurls = [\"{dead}\", \"{}\"]\n\n\
          [security]\nsecret = \"{SECRET}\"\n",
-        shed.url, node.url, first_shed.url, second_shed.url
+        shed.url, node.url, first_shed.url, second_shed.url, node.url
     );
     std::fs::write(&config, toml).unwrap();
     let config = config.to_str().unwrap();
+
+    // A dead port, then a live node.
+    let nap = intercall(&["--config", config, "call", "Drip.nap", "ms=0"], None);
+    assert_eq!((nap.status.code(), stdout(&nap).as_str()), (Some(0), "null\n"), "{}", stderr(&nap));
+    assert!(stderr(&nap).contains(&format!("answered by {} (endpoint 2 of 2", node.url)), "{}", stderr(&nap));
 
     // A dead port, a shedding node, then the live one.
     let call_id = "5d3c1c52-93b1-4f7e-9a0e-2b6a0f3c8d11";
