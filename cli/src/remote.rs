@@ -92,13 +92,15 @@ fn moves_on(reply: Result<(u16, &[u8]), &reqwest::Error>) -> bool {
 
 /// Runs `attempt` on the target's endpoints in order until one answers (see
 /// [`moves_on`]), within one `timeout` for the whole command; `attempt` gets the base
-/// URL, the attempt's number from 1, and the time left. Writes a line on stderr for
-/// every endpoint passed over, and names the endpoint that answered when it was not
-/// the first. When every endpoint failed, the last failure is returned.
+/// URL, the attempt's number from 1, the time left, and an [`Answered`] to call as soon
+/// as it knows the endpoint answered (a stream's head, before its items), in an
+/// [`Attempt`]. Writes a line
+/// on stderr for every endpoint passed over, and names the endpoint that answered when
+/// it was not the first. When every endpoint failed, the last failure is returned.
 async fn each_endpoint<T>(
     target: &Target,
     timeout: Duration,
-    mut attempt: impl AsyncFnMut(&str, u32, Duration) -> Result<T, Missed>,
+    mut attempt: impl AsyncFnMut(Attempt<'_>) -> Result<T, Missed>,
 ) -> Result<T, Failure> {
     let deadline = tokio::time::Instant::now() + timeout;
     let count = target.bases.len();
@@ -110,13 +112,19 @@ async fn each_endpoint<T>(
             break;
         }
         number += 1;
-        let outcome = attempt(base, number, left).await;
-        if index > 0 && !matches!(&outcome, Err(Missed { next: true, .. })) {
-            note(&format!(
-                "answered by {base} (endpoint {} of {count}; passed over: {})",
-                index + 1,
-                passed_over.join(", ")
-            ));
+        let answered = Answered {
+            line: (index > 0).then(|| {
+                format!(
+                    "answered by {base} (endpoint {} of {count}; passed over: {})",
+                    index + 1,
+                    passed_over.join(", ")
+                )
+            }),
+            said: std::cell::Cell::new(false),
+        };
+        let outcome = attempt(Attempt { base, number, left, answered: &answered }).await;
+        if !matches!(&outcome, Err(Missed { next: true, .. })) {
+            answered.say();
         }
         match outcome {
             Err(Missed { failure, next: true }) if index + 1 < count => {
@@ -147,6 +155,34 @@ async fn each_endpoint<T>(
     ))
 }
 
+/// One attempt at one endpoint, as [`each_endpoint`] hands it out.
+struct Attempt<'a> {
+    /// The endpoint's base URL.
+    base: &'a str,
+    /// `x-call-attempt`: 1, 2, ...
+    number: u32,
+    /// What is left of the command's `--timeout`.
+    left: Duration,
+    answered: &'a Answered,
+}
+
+/// The line naming the endpoint that answered, when it is not the target's first,
+/// written once: when the attempt knows (a stream's head), else when it ends.
+struct Answered {
+    line: Option<String>,
+    said: std::cell::Cell<bool>,
+}
+
+impl Answered {
+    fn say(&self) {
+        if let Some(line) = &self.line
+            && !self.said.replace(true)
+        {
+            note(line);
+        }
+    }
+}
+
 /// A line on stderr; a failed write is ignored (the command's outcome does not depend
 /// on it).
 fn note(line: &str) {
@@ -158,8 +194,8 @@ fn note(line: &str) {
 /// from the target's first endpoint that answers.
 pub async fn fetch_manifest(target: &Target, service: Option<&str>, timeout: Duration) -> Result<Manifest, Failure> {
     let client = client()?;
-    each_endpoint(target, timeout, async |base, _, left| {
-        fetch_manifest_from(&client, base, target, service, left).await
+    each_endpoint(target, timeout, async |attempt| {
+        fetch_manifest_from(&client, attempt.base, target, service, attempt.left).await
     })
     .await
 }
@@ -275,10 +311,9 @@ pub async fn call(
         activity: uuid::Uuid::new_v4().to_string(),
         user: options.user.as_ref().map(|(user_type, user_id)| (user_type.as_str(), user_id.as_deref())),
     };
-    let result = each_endpoint(target, options.timeout, async |base, attempt, left| {
-        call_at(&client, target, base, &call, attempt, left, on_item).await
-    })
-    .await;
+    let result =
+        each_endpoint(target, options.timeout, async |attempt| call_at(&client, target, &call, attempt, on_item).await)
+            .await;
     result.map_err(|mut failure| {
         if failure.status == exit::of_kind(ErrorKind::InProgress) {
             failure.message.push_str(&format!(
@@ -304,10 +339,8 @@ struct Call<'a> {
 async fn call_at(
     client: &reqwest::Client,
     target: &Target,
-    base: &str,
     call: &Call<'_>,
-    attempt: u32,
-    left: Duration,
+    Attempt { base, number, left, answered }: Attempt<'_>,
     on_item: &mut dyn FnMut(&Value),
 ) -> Result<Reply, Missed> {
     let url = format!("{base}/{}/{}", call.service, call.method);
@@ -317,7 +350,7 @@ async fn call_at(
         .header("content-type", protocol::JSON)
         .header("accept", format!("{}, {}", protocol::JSON, protocol::stream::NDJSON))
         .header(protocol::CALL_ID, &call.call_id)
-        .header(protocol::CALL_ATTEMPT, attempt.to_string())
+        .header(protocol::CALL_ATTEMPT, number.to_string())
         .header(protocol::ACTIVITY_ID, &call.activity)
         .header(protocol::DEADLINE_MS, left.as_millis().to_string());
     let (user_type, user_id) = call.user.unzip();
@@ -350,6 +383,7 @@ async fn call_at(
     let media_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
     let media_type = media_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     if status == 200 && media_type == protocol::stream::NDJSON {
+        answered.say();
         return Ok(read_stream(&url, &mut response, on_item).await?);
     }
     let bytes = response.bytes().await.map_err(|e| unreachable(&url, &e))?;

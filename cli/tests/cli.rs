@@ -535,6 +535,28 @@ fn a_service_with_several_urls_moves_on_from_a_dead_or_shedding_endpoint() {
     assert_eq!((nap.status.code(), stdout(&nap).as_str()), (Some(0), "null\n"), "{}", stderr(&nap));
     assert!(stderr(&nap).contains(&format!("answered by {} (endpoint 2 of 2", node.url)), "{}", stderr(&nap));
 
+    // A stream from the second endpoint: the line naming it comes before the items (the
+    // second item waits for the test, which waits for that line: a CLI that named the
+    // endpoint only at the end would reach the deadline and exit 17).
+    let mut child = Command::new(env!("CARGO_BIN_EXE_intercall"))
+        .args(["--config", config, "--timeout", "30s", "call", "Drip.drip"])
+        .env_remove("INTERCALL_SECRET")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut notes = BufReader::new(child.stderr.take().unwrap()).lines();
+    let passed = notes.next().unwrap().unwrap();
+    assert!(passed.starts_with(&format!("intercall: endpoint 1 of 2, {dead}:")), "{passed}");
+    let answered = notes.next().unwrap().unwrap();
+    assert!(answered.starts_with(&format!("intercall: answered by {} (endpoint 2 of 2", node.url)), "{answered}");
+    let mut items = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(items.next().unwrap().unwrap(), "1");
+    node.gate.notify_one();
+    assert_eq!(items.next().unwrap().unwrap(), "2");
+    assert!(notes.next().is_none(), "no second line naming the endpoint");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+
     // A dead port, a shedding node, then the live one.
     let call_id = "5d3c1c52-93b1-4f7e-9a0e-2b6a0f3c8d11";
     let who = intercall(&["--config", config, "call", "Who.who", "--user", "admin:root", "--call-id", call_id], None);
