@@ -290,10 +290,11 @@ pub enum Reply {
 /// before its final frame [`exit::UNREACHABLE`].
 ///
 /// A target with several endpoints (a service's `urls`) is tried in order, moving on
-/// only where the call certainly did not run ([`moves_on`]), with the same call id,
-/// body and activity on every attempt and `x-call-attempt` counting from 1 (PROTOCOL.md
-/// §5); `options.timeout` bounds all the attempts together and each sends the time
-/// left as its deadline.
+/// only where the call certainly did not run (a refused connection, `503 overloaded`
+/// or `store_unavailable`, a gateway's `502`/`503`), with the same call id, body and
+/// activity on every attempt and `x-call-attempt` counting from 1 (PROTOCOL.md §5);
+/// `options.timeout` bounds all the attempts together and each sends the time left as
+/// its deadline.
 pub async fn call(
     target: &Target,
     service: &str,
