@@ -47,6 +47,7 @@ impl Who for Answer {
 }
 
 #[derive(Debug, Serialize, Deserialize, thiserror::Error)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[error("drip: {0}")]
 pub struct DripError(CallError);
 
