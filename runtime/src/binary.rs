@@ -60,6 +60,7 @@ const DEBUG_SHOWN: usize = 32;
 ///
 /// ```
 /// # #[derive(Debug, serde::Serialize, serde::Deserialize)]
+/// # #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 /// # pub struct StoreError(intercall::CallError);
 /// # impl From<intercall::CallError> for StoreError {
 /// #     fn from(e: intercall::CallError) -> Self { StoreError(e) }

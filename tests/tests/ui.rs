@@ -2,11 +2,22 @@
 //! gets one clear error at the offending token; the accepted edge cases compile.
 //!
 //! Regenerate the expected output with `TRYBUILD=overwrite cargo test -p intercall-tests --test ui`,
-//! then read every changed `.stderr`.
+//! then read every changed `.stderr`. The cases' types derive `schemars::JsonSchema` under
+//! the `schema` feature, so the same output holds with it (`--all-features`).
 
 #[test]
 fn compile_fail() {
     let t = trybuild::TestCases::new();
     t.compile_fail("ui/fail/*.rs");
     t.pass("ui/pass/*.rs");
+}
+
+/// A type that is not serde's: rustc names serde's traits in these errors through the
+/// re-exports of whatever else is in the build, and schemars is with `schema`, so these
+/// are checked in the build without it (`.ci/run`'s `--no-default-features` step).
+#[cfg(not(feature = "schema"))]
+#[test]
+fn not_serde() {
+    let t = trybuild::TestCases::new();
+    t.compile_fail("ui/fail_serde/*.rs");
 }
