@@ -262,7 +262,7 @@ async fn demo(invoker: Invoker) -> Result<(), Failure> {
         )
         .into());
     };
-    println!("  {all}   (one of {} buckets of Checkout.quote's durations)", quote_buckets.len());
+    println!("  {all}   ({} bucket lines for Checkout.quote: one per bound and outcome)", quote_buckets.len());
 
     for node in nodes {
         stop_node(node).await?;
