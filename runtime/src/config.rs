@@ -43,7 +43,8 @@
 //! header_read_timeout_ms = 30000  # a request head must arrive within this
 //! body_read_timeout_ms = 30000    # a request body must arrive within this (else 408)
 //! idle_timeout_ms = 90000         # a connection without a request this long is closed
-//! max_connections = 10000         # over it, new connections wait in the backlog
+//! max_connections = 768           # over it, new connections wait in the backlog
+//!                                 # (default: from the file-descriptor limit)
 //! max_in_flight = 1000            # runs at once (streams too); over it, 503 overloaded
 //!
 //! [events]                   # event streams (feature `events`; docs/EVENTS.md)

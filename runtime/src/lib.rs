@@ -109,7 +109,7 @@ pub use security::{ACCEPTED_SECRET_ENV, DEFAULT_MAX_AGE, MIN_SECRET_BYTES, SECRE
 pub use server::{
     DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_CONNECTIONS, MaxInFlight, SHED_RETRY_AFTER_SECS, ServeOptions, ServerSettings, default_call_store,
-    unknown_service,
+    default_max_connections, unknown_service,
 };
 pub use streaming::Streaming;
 /// The `uuid` crate, for [`ActivityId::as_uuid`] and [`calls::CallKey::call_id`].

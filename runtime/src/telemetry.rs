@@ -8,7 +8,10 @@
 //!
 //! Names follow the OpenTelemetry RPC semantic conventions where they have one
 //! (`rpc.client.call.duration`, `rpc.server.call.duration`, in seconds), with
-//! `rpc.system = "intercall"`, `rpc.service` and `rpc.method` on every series.
+//! `rpc.system = "intercall"`, `rpc.service` and `rpc.method` on every series. Every
+//! metric is described to the recorder (`describe_*!`: its unit and meaning) with a
+//! method's first call, so an exporter can name the durations in seconds; how it
+//! buckets them is the exporter's setting (the example system's `observability.rs`).
 //!
 //! | metric | kind | labels beyond system, service, method |
 //! |---|---|---|
@@ -54,6 +57,47 @@ mod recorded {
         [SYSTEM, ("rpc.service", service), ("rpc.method", method)]
     }
 
+    /// Tells the recorder every metric's unit and meaning, so that an exporter can name
+    /// and bucket the series (Prometheus: `rpc_server_call_duration_seconds`, with
+    /// buckets it is given). Done with each method's handles, on its first call: a
+    /// recorder installed then hears it, and describing again changes nothing.
+    fn describe() {
+        use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+        describe_histogram!(
+            "rpc.client.call.duration",
+            Unit::Seconds,
+            "Duration of a call made through a proxy, every attempt and wait between them included"
+        );
+        describe_counter!("intercall.client.calls", Unit::Count, "Calls made through a proxy, by outcome");
+        describe_counter!("intercall.client.attempts", Unit::Count, "Attempts of proxy calls, the first ones included");
+        describe_counter!("intercall.client.retries", Unit::Count, "Attempts of proxy calls after the first");
+        describe_counter!(
+            "intercall.client.retry_budget_exhausted",
+            Unit::Count,
+            "Retries not made because the invoker's retry budget was spent"
+        );
+        describe_gauge!("intercall.client.in_flight", Unit::Count, "Proxy calls in flight");
+        describe_counter!("intercall.client.ejections", Unit::Count, "Endpoints ejected after consecutive failures");
+        describe_counter!(
+            "intercall.client.circuit_open",
+            Unit::Count,
+            "Calls failed at once because every endpoint of their service was ejected"
+        );
+        describe_histogram!(
+            "rpc.server.call.duration",
+            Unit::Seconds,
+            "Duration of a served call, from its request's arrival to its reply (a stream's: to its end)"
+        );
+        describe_counter!("intercall.server.calls", Unit::Count, "Served calls, by outcome and status");
+        describe_gauge!("intercall.server.in_flight", Unit::Count, "Served calls in flight");
+        describe_counter!(
+            "intercall.server.call_id_store",
+            Unit::Count,
+            "Answers of the call-id store other than a first run: replay, wait, mismatch, store_error"
+        );
+        describe_counter!("intercall.server.shed", Unit::Count, "Calls answered 503 overloaded (max_in_flight)");
+    }
+
     /// A call in flight on one side: counted in the in-flight gauge until dropped.
     pub(crate) struct InFlight<'a>(&'a Gauge);
 
@@ -86,6 +130,7 @@ mod recorded {
 
         fn handles(&self) -> &ClientHandles {
             self.handles.get_or_init(|| {
+                describe();
                 let labels = labels(self.service, self.method);
                 ClientHandles {
                     in_flight: metrics::gauge!("intercall.client.in_flight", &labels),
@@ -170,9 +215,12 @@ mod recorded {
         }
 
         fn handles(&self) -> &ServerHandles {
-            self.handles.get_or_init(|| ServerHandles {
-                in_flight: metrics::gauge!("intercall.server.in_flight", &labels(self.service, self.method)),
-                ok: self.finished_handles("ok", 200),
+            self.handles.get_or_init(|| {
+                describe();
+                ServerHandles {
+                    in_flight: metrics::gauge!("intercall.server.in_flight", &labels(self.service, self.method)),
+                    ok: self.finished_handles("ok", 200),
+                }
             })
         }
 

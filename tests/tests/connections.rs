@@ -345,3 +345,131 @@ async fn a_signed_replay_runs_again_only_without_a_call_id() {
         assert_eq!(observed.finished.load(Ordering::SeqCst) - before, runs, "call id `{call_id}`");
     }
 }
+
+/// Issue 17 item 1, "defaults that are safe": under a low file-descriptor limit, the
+/// default connection limit (derived from it) leaves descriptors for the server's own
+/// work, so a call that needs one still runs while half-sent requests hold every
+/// connection the server takes. With the old fixed default of 10,000, the server
+/// accepted until it had no descriptor left, and the call could not open its file.
+/// The server is a child process started with `RLIMIT_NOFILE` = 256 (its default limit
+/// is then 192); the half-sent requests outnumber the descriptors.
+#[cfg(target_os = "linux")]
+#[test]
+fn under_a_low_descriptor_limit_the_default_connection_limit_keeps_descriptors_for_calls() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+
+    const DESCRIPTORS: libc::rlim_t = 256;
+    const EXPECTED_LIMIT: usize = 192;
+    const HELD: usize = 300;
+
+    /// The child, killed when the test ends however it ends.
+    struct Child(std::process::Child);
+    impl Drop for Child {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fd_limited_server"));
+    command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    // SAFETY: between fork and exec the closure calls only `getrlimit` and `setrlimit`,
+    // which are async-signal-safe, and allocates nothing.
+    unsafe {
+        command.pre_exec(|| {
+            let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            limit.rlim_cur = DESCRIPTORS;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = Child(command.spawn().expect("start fd_limited_server"));
+    let pid = child.0.id();
+    let stdout = child.0.stdout.take().expect("piped");
+    let (line_tx, line_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = line_tx.send(line);
+    });
+    let line = line_rx.recv_timeout(BOUND).expect("the server says where it listens");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let (addr, limit) = match words[..] {
+        ["listening", addr, "max_connections", limit] => (addr.to_owned(), limit.to_owned()),
+        _ => panic!("unexpected first line: {line:?}"),
+    };
+
+    // The child's sockets before any connection: its listener, and whatever its runtime
+    // holds (tokio's signal driver, in a build where the feature is on, holds a
+    // socketpair). Every socket past these is a connection it accepted.
+    let sockets = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|entries| {
+                let links = entries.filter_map(Result::ok).filter_map(|entry| std::fs::read_link(entry.path()).ok());
+                links.filter(|link| link.to_string_lossy().starts_with("socket:")).count()
+            })
+            .unwrap_or(0)
+    };
+    let own_sockets = sockets();
+    let accepted = || sockets().saturating_sub(own_sockets);
+
+    // A good client's connection, made before the flood and kept alive.
+    let mut good = std::net::TcpStream::connect(&addr).unwrap();
+    good.set_read_timeout(Some(BOUND)).unwrap();
+    let call = head("/Descriptors/open_file", "", 2) + "{}";
+    // One request on `stream`, and its whole response (head and `content-length` body).
+    let roundtrip = |stream: &mut std::net::TcpStream| {
+        stream.write_all(call.as_bytes()).unwrap();
+        let mut received = Vec::new();
+        let mut buffer = [0u8; 4096];
+        loop {
+            let text = String::from_utf8_lossy(&received).into_owned();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length = text[..end]
+                    .lines()
+                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(str::to_owned))
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                if received.len() >= end + 4 + length {
+                    return text;
+                }
+            }
+            match stream.read(&mut buffer) {
+                Ok(0) | Err(_) => return text, // closed, or the read timeout (BOUND)
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            }
+        }
+    };
+    let reply = roundtrip(&mut good);
+    assert!(reply.starts_with("HTTP/1.1 200"), "before the flood: {reply}");
+
+    // More half-sent requests than the server has descriptors: each sends a head
+    // without its end, and holds its connection (the header timeout is 30 s).
+    let mut held = Vec::with_capacity(HELD);
+    for _ in 0..HELD {
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        stream.write_all(b"POST /Descriptors/open_file HTTP/1.1\r\nhost: x\r\n").unwrap();
+        held.push(stream);
+    }
+    // Wait (bounded) until the server has taken every connection it will: as many as
+    // its limit, or (with the old default of 10,000) as many as its descriptors allowed.
+    let started = std::time::Instant::now();
+    while accepted() < EXPECTED_LIMIT && started.elapsed() < BOUND {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(accepted() >= EXPECTED_LIMIT, "the server took only {} connections", accepted());
+
+    // The good client's call needs one more descriptor: the reserve has it.
+    let reply = roundtrip(&mut good);
+    assert!(reply.starts_with("HTTP/1.1 200"), "with every connection taken, the call failed: {reply}");
+    assert_eq!(limit, EXPECTED_LIMIT.to_string(), "the default limit under {DESCRIPTORS} descriptors");
+    assert_eq!(accepted(), EXPECTED_LIMIT, "the held connections past the limit wait in the backlog");
+    drop(held);
+}

@@ -73,6 +73,34 @@ impl Ticker for Ticks {
     }
 }
 
+#[intercall::service]
+pub trait Held {
+    /// Signals `entered`, then waits for a permit of `release`.
+    async fn hold(&self, n: u64) -> Result<u64, GreetError>;
+}
+
+struct Holding {
+    entered: tokio::sync::Notify,
+    release: tokio::sync::Semaphore,
+}
+
+impl Default for Holding {
+    fn default() -> Self {
+        Self { entered: tokio::sync::Notify::new(), release: tokio::sync::Semaphore::new(0) }
+    }
+}
+
+/// The served implementation: a handle on the test's [`Holding`].
+struct Holder(Arc<Holding>);
+
+impl Held for Holder {
+    async fn hold(&self, n: u64) -> Result<u64, GreetError> {
+        self.0.entered.notify_one();
+        self.0.release.acquire().await.expect("never closed").forget();
+        Ok(n)
+    }
+}
+
 /// One span as recorded: its name and every field given or recorded, as text.
 #[derive(Debug, Clone)]
 struct Recorded {
@@ -287,4 +315,85 @@ async fn a_stream_s_span_ends_with_how_the_stream_ended() {
     let text = reply.text().await.unwrap();
     assert!(text.contains("deadline_exceeded"), "{text}");
     assert_eq!(ended("forever")[1], owned("framework_error", Some("deadline_exceeded")));
+}
+
+/// The server span names the server as its client addressed it (`server.address`,
+/// `server.port`: the `Host` header, else the address the connection was accepted on),
+/// and a duplicate that waited for its call's run and got that run's reply says so
+/// (`waited`, `replayed`). Both were missing: the server span had no address, and a
+/// waiter's span looked like a first run's.
+#[tokio::test]
+async fn a_server_span_names_its_address_and_marks_a_duplicate_that_waited_for_the_run() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let spans = Spans::default();
+    let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
+    let holding = Arc::new(Holding::default());
+    let server = spawn(HeldServer::new(Holder(Arc::clone(&holding))).into_router()).await;
+    let served = || -> Vec<Recorded> {
+        let all = spans.0.lock().unwrap();
+        all.iter().map(|(_, r)| r).filter(|r| r.name == "intercall.serve").cloned().collect()
+    };
+    let port = server.addr.port().to_string();
+
+    // The first run of a call id holds; a duplicate arrives while it runs, and waits.
+    let id = "5d1c8f3e-2b4a-4c6d-9e8f-0a1b2c3d4e5f";
+    let post = |id: &'static str| {
+        let request = reqwest::Client::new().post(server.at("Held/hold")).header("content-type", "application/json");
+        let request = request.header("x-call-id", id).body(r#"{"n":4}"#);
+        async move {
+            let reply = request.send().await.expect("the server answers");
+            (reply.status().as_u16(), reply.text().await.unwrap())
+        }
+    };
+    let entered = holding.entered.notified();
+    let first = tokio::spawn(post(id));
+    entered.await;
+    let duplicate = tokio::spawn(post(id));
+    // Bounded polling: the duplicate's span says it waits once the store told it so.
+    for _ in 0..500 {
+        if served().iter().any(|span| span.field("waited").is_some()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    holding.release.add_permits(1);
+    assert_eq!(first.await.unwrap(), (200, "4".to_owned()));
+    assert_eq!(duplicate.await.unwrap(), (200, "4".to_owned()), "the run's reply, not a second run");
+    let spans_now = served();
+    assert_eq!(spans_now.len(), 2, "{spans_now:?}");
+    let marks = |span: &Recorded| (span.field("waited").map(str::to_owned), span.field("replayed").map(str::to_owned));
+    assert_eq!(marks(&spans_now[0]), (None, None), "the run itself");
+    assert_eq!(marks(&spans_now[1]), (Some("true".into()), Some("true".into())), "{:?}", spans_now[1]);
+    assert_eq!(spans_now[1].ended(), (Some("ok"), None, Some("200")));
+    // reqwest sends `Host: 127.0.0.1:port`.
+    for span in &spans_now {
+        assert_eq!((span.field("server.address"), span.field("server.port")), (Some("127.0.0.1"), Some(&port[..])));
+    }
+
+    // A name the client used, and a request without `Host` (the accepted address).
+    let raw = |host: &'static str| {
+        let addr = server.addr;
+        async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let body = r#"{"n":1}"#;
+            let head = format!(
+                "POST /Held/hold HTTP/1.1\r\n{host}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            stream.write_all((head + body).as_bytes()).await.unwrap();
+            let mut reply = String::new();
+            stream.read_to_string(&mut reply).await.unwrap();
+            reply
+        }
+    };
+    holding.release.add_permits(2);
+    assert!(raw("host: shop.internal:7302\r\n").await.starts_with("HTTP/1.1 200"));
+    assert!(raw("").await.starts_with("HTTP/1.1 200"));
+    let spans_now = served();
+    let address = |span: &Recorded| {
+        (span.field("server.address").map(str::to_owned), span.field("server.port").map(str::to_owned))
+    };
+    assert_eq!(address(&spans_now[2]), (Some("shop.internal".into()), Some("7302".into())));
+    assert_eq!(address(&spans_now[3]), (Some("127.0.0.1".into()), Some(port.clone())));
 }

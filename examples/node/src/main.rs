@@ -250,15 +250,38 @@ async fn demo(invoker: Invoker) -> Result<(), Failure> {
 
     let metrics = checkout_metrics(checkout_url.as_deref()).await?;
     println!("\n-> GET {METRICS_PATH} of the checkout node (Prometheus text), its calls by outcome:");
-    for line in metrics.lines().filter(|line| line.starts_with("intercall_server_calls{")) {
+    for line in metrics.lines().filter(|line| line.starts_with("intercall_server_calls_total{")) {
         println!("  {line}");
     }
+    // The durations are histograms in seconds (buckets add up across replicas): one
+    // bucket line per bound for each method served.
+    let quote_buckets = quote_duration_buckets(&metrics);
+    let Some(all) = quote_buckets.iter().find(|line| line.contains(r#"le="+Inf""#)) else {
+        return Err(format!(
+            "GET {METRICS_PATH} of the checkout node has no `{QUOTE_DURATION_BUCKET}` line for Checkout.quote:\n{metrics}"
+        )
+        .into());
+    };
+    println!("  {all}   ({} bucket lines for Checkout.quote: one per bound and outcome)", quote_buckets.len());
 
     for node in nodes {
         stop_node(node).await?;
     }
     drop(redis);
     Ok(())
+}
+
+/// The name of a bucket line of the served calls' durations, in Prometheus text.
+const QUOTE_DURATION_BUCKET: &str = "rpc_server_call_duration_seconds_bucket";
+
+/// The bucket lines of `Checkout.quote`'s served durations in a `/metrics` text.
+fn quote_duration_buckets(metrics: &str) -> Vec<&str> {
+    let is_quote = |line: &&str| {
+        line.strip_prefix(QUOTE_DURATION_BUCKET).is_some_and(|rest| rest.starts_with('{'))
+            && line.contains(r#"rpc_service="Checkout""#)
+            && line.contains(r#"rpc_method="quote""#)
+    };
+    metrics.lines().filter(is_quote).collect()
 }
 
 /// The checkout node's `GET /metrics`.

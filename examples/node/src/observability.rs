@@ -2,14 +2,16 @@
 //!
 //! - **Metrics.** intercall records through the `metrics` facade (feature `metrics`);
 //!   each node installs `metrics-exporter-prometheus` as the recorder and serves
-//!   `GET /metrics` in the Prometheus text format.
+//!   `GET /metrics` in the Prometheus text format, with Prometheus's naming (counters
+//!   end in `_total`, a unit in its suffix: `rpc_server_call_duration_seconds`) and the
+//!   call durations as histograms ([`DURATION_BUCKETS`]).
 //! - **Traces** (`--features otel`). intercall's spans go through `tracing-opentelemetry`
 //!   to an OpenTelemetry tracer: exported by OTLP over HTTP when
 //!   `OTEL_EXPORTER_OTLP_ENDPOINT` is set (a collector, Jaeger, Tempo), and printed one
 //!   line per span otherwise. The trace context crosses every hop as `traceparent`.
 //! - **Logs** go to stderr at the level of `RUST_LOG` (default `warn`).
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -19,6 +21,17 @@ use crate::Failure;
 /// The path each node serves its metrics at. One segment, so it cannot clash with an
 /// intercall route (`/{service}/{method}`).
 pub const METRICS_PATH: &str = "/metrics";
+
+/// The bucket bounds, in seconds, of the call durations (`rpc.client.call.duration`,
+/// `rpc.server.call.duration`): the bounds the OpenTelemetry semantic conventions advise
+/// for HTTP request durations. Without buckets the exporter renders a histogram as a
+/// summary, whose quantiles cannot be added up across replicas; buckets can
+/// (`histogram_quantile(0.99, sum by (le) (rate(..._bucket[5m])))`).
+pub const DURATION_BUCKETS: [f64; 14] =
+    [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
+
+/// The durations intercall records, each given [`DURATION_BUCKETS`].
+const DURATIONS: [&str; 2] = ["rpc.client.call.duration", "rpc.server.call.duration"];
 
 /// The installed recorder and tracer of one process; [`shutdown`](Self::shutdown) sends
 /// the spans still buffered.
@@ -32,9 +45,11 @@ pub struct Observability {
 /// Called once, before the first call: intercall registers each method's series on its
 /// first call, with the recorder installed then.
 pub fn install(role: &str) -> Result<Observability, Failure> {
-    let prometheus = PrometheusBuilder::new()
-        .install_recorder()
-        .map_err(|e| format!("cannot install the Prometheus recorder: {e}"))?;
+    let mut builder = PrometheusBuilder::new().with_recommended_naming(true);
+    for name in DURATIONS {
+        builder = builder.set_buckets_for_metric(Matcher::Full(name.to_owned()), &DURATION_BUCKETS)?;
+    }
+    let prometheus = builder.install_recorder().map_err(|e| format!("cannot install the Prometheus recorder: {e}"))?;
     let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()));
@@ -140,7 +155,8 @@ mod traces {
                 &trace[..8],
                 context.span_id()
             );
-            const SHOWN: [&str; 6] = ["rpc.service", "rpc.method", "attempt", "outcome", "error.type", "replayed"];
+            const SHOWN: [&str; 7] =
+                ["rpc.service", "rpc.method", "attempt", "outcome", "error.type", "replayed", "waited"];
             for attribute in span.attributes.iter().filter(|a| SHOWN.contains(&a.key.as_str())) {
                 let _ = write!(line, " {}={}", attribute.key, attribute.value);
             }

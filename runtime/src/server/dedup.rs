@@ -104,6 +104,7 @@ pub(super) async fn answer(
         }
         Ok(Outcome::Running) => {
             event("wait");
+            tracing::Span::current().record("waited", true);
             // The claim took some of this request's time already.
             let left = deadline.map(|deadline| deadline.saturating_sub(started.elapsed()));
             wait(served, store, key, fingerprint, left).await
@@ -264,7 +265,11 @@ async fn wait(
     deadline: Option<Duration>,
 ) -> EncodedReply {
     match store.wait(key, fingerprint, deadline).await {
-        Ok(Some(stored)) => stored.into(),
+        Ok(Some(stored)) => {
+            // The run it waited for ended: its reply, as a replay's.
+            tracing::Span::current().record("replayed", true);
+            stored.into()
+        }
         Ok(None) => in_progress(served, key),
         Err(e) => store_unavailable(served, &e),
     }

@@ -38,7 +38,8 @@ use reply::outcome_of;
 use reply::refuse;
 pub(crate) use reply::respond;
 pub use serve::{
-    DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, ServeOptions,
+    DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    ServeOptions, default_max_connections,
 };
 pub(crate) use serve::{ServeTimings, serve_connections};
 pub(crate) use settings::server_settings;
@@ -213,7 +214,7 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
                 None => Ok(InFlight::default()),
                 Some(limit) => limit.try_admit().ok_or_else(|| limit.clone()),
             };
-            let span = serve_span(served);
+            let span = serve_span(served, &request);
             // Boxed here, once: the request's whole flow is a future of a few KiB, and
             // axum's handler, the shedding and the metrics wrappers each move what they
             // are given; unboxed, those moves were a tenth of the server's CPU per call.
@@ -310,21 +311,86 @@ impl<S> Clone for ServiceState<S> {
 /// A request's `intercall.serve` span, made before the checks, so that a refused
 /// request has a span and an outcome too. Field names of the OpenTelemetry RPC
 /// conventions; the rest are recorded as the request is read and answered.
-fn serve_span(served: ServedMethod) -> Span {
-    tracing::info_span!(
+///
+/// `server.address` and `server.port` are the server's as its client addressed it (the
+/// `Host` header, or HTTP/2's `:authority`), as the conventions ask of a server span;
+/// without either, the address the connection was accepted on. `replayed = true`: the
+/// reply came from the call-id store, a finished run's or (`waited = true` too) the
+/// one this request waited for.
+fn serve_span(served: ServedMethod, request: &Request) -> Span {
+    let span = tracing::info_span!(
         "intercall.serve",
         "otel.kind" = "server",
         "rpc.system" = "intercall",
         "rpc.service" = served.service,
         "rpc.method" = served.method,
+        "server.address" = Empty,
+        "server.port" = Empty,
         call_id = Empty,
         activity_id = Empty,
         attempt = Empty,
         replayed = Empty,
+        waited = Empty,
         outcome = Empty,
         "error.type" = Empty,
         "http.response.status_code" = Empty,
-    )
+    );
+    if !span.is_disabled() {
+        record_server_address(&span, request);
+    }
+    span
+}
+
+/// Records `server.address` and `server.port` on a request's span (see [`serve_span`]).
+fn record_server_address(span: &Span, request: &Request) {
+    let addressed = request
+        .uri()
+        .authority()
+        .map(|authority| authority.as_str())
+        .or_else(|| request.headers().get(axum::http::header::HOST).and_then(|host| host.to_str().ok()))
+        .and_then(host_and_port);
+    match addressed {
+        Some((host, port)) => {
+            span.record("server.address", host);
+            if let Some(port) = port {
+                span.record("server.port", port);
+            }
+        }
+        None => {
+            let local = request.extensions().get::<ServeTimings>().and_then(|timings| timings.local_addr);
+            if let Some(local) = local {
+                span.record("server.address", tracing::field::display(local.ip()));
+                span.record("server.port", local.port());
+            }
+        }
+    }
+}
+
+/// The host (an IPv6 address without its brackets) and the port of an authority
+/// (`host`, `host:port`, `[::1]:port`); `None` when it is empty or not one.
+fn host_and_port(authority: &str) -> Option<(&str, Option<u16>)> {
+    // A `userinfo@` has no place in `Host`; an authority with one is taken as none.
+    if authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(bracketed) => {
+            let (host, rest) = bracketed.split_once(']')?;
+            match rest {
+                "" => (host, None),
+                rest => (host, Some(rest.strip_prefix(':')?)),
+            }
+        }
+        None => match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    let port = match port {
+        None => None,
+        Some(port) => Some(port.parse::<u16>().ok()?),
+    };
+    (!host.is_empty()).then_some((host, port))
 }
 
 /// A request that passed every check before the implementation: its decoded
@@ -498,4 +564,22 @@ pub async fn unknown_service(request: Request) -> Response {
         truncate(path)
     );
     respond(framework_error(ErrorKind::UnknownService, &message, None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_and_port;
+
+    #[test]
+    fn the_server_address_is_read_from_the_authority_the_client_used() {
+        assert_eq!(host_and_port("shop.internal:7302"), Some(("shop.internal", Some(7302))));
+        assert_eq!(host_and_port("shop.internal"), Some(("shop.internal", None)));
+        assert_eq!(host_and_port("127.0.0.1:80"), Some(("127.0.0.1", Some(80))));
+        assert_eq!(host_and_port("[::1]:8080"), Some(("::1", Some(8080))));
+        assert_eq!(host_and_port("[::1]"), Some(("::1", None)));
+        // Not an authority: no address rather than a wrong one.
+        for bad in ["", ":80", "host:port", "host:99999", "[::1", "[::1]x", "user@host", "a:1:2"] {
+            assert_eq!(host_and_port(bad), None, "{bad:?}");
+        }
+    }
 }

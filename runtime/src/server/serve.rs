@@ -16,8 +16,11 @@
 //!   down gracefully (HTTP/2 gets a GOAWAY);
 //! - a **stream keep-alive interval**: a stream reply silent for this long is sent a
 //!   keep-alive frame (PROTOCOL.md §4.3; also in the [`ServeTimings`] extension);
-//! - an optional **connection limit**: over it, the loop stops accepting until a
-//!   connection ends; new connections wait in the kernel's backlog.
+//! - a **connection limit**: over it, the loop stops accepting until a connection
+//!   ends; new connections wait in the kernel's backlog. By default it is derived from
+//!   the process's file-descriptor limit ([`default_max_connections`]), so that
+//!   connections held open by slow or hostile clients cannot take the descriptors the
+//!   server's own work needs (its store, its client connections, its files).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -43,8 +46,85 @@ pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// before the server does (an idle HTTP/1.1 connection is also closed by the header-read
 /// timeout, 30 s).
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-/// The default [`ServeOptions::max_connections`]: 10,000.
+/// The most connections the default limit allows, however high the process's
+/// file-descriptor limit: 10,000. The default itself is [`default_max_connections`].
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// The least connections the default limit allows, however low the process's
+/// file-descriptor limit.
+const MIN_DEFAULT_MAX_CONNECTIONS: usize = 32;
+/// The fewest file descriptors the default limit leaves for everything but served
+/// connections: the listener, the runtime's own, the call-id store's and the event
+/// streams' Redis connections, the client's pooled connections to other services, log
+/// and other files.
+const MIN_RESERVED_DESCRIPTORS: u64 = 64;
+
+/// The default connection limit of [`ServeOptions`]: the process's file-descriptor
+/// limit (the soft `RLIMIT_NOFILE`, what `ulimit -n` shows) less a reserve of a quarter
+/// of it (at least 64 descriptors) for the server's own work, at least 32 and at most
+/// [`DEFAULT_MAX_CONNECTIONS`] (which is also the default when the limit is unlimited
+/// or cannot be read, as off Unix). So under the common limit of 1,024 descriptors it
+/// is 768, under 256 (macOS's default) 192, and from 13,333 descriptors up 10,000.
+///
+/// Why: served connections past the file-descriptor limit do not wait in the backlog
+/// as connections past this limit do; they make `accept` fail, and while they are held
+/// (a slow client, half a request) every call that needs a descriptor of its own (a
+/// store, a connection to another service, a file) fails too. Read when the server
+/// starts, so a limit raised before then counts.
+///
+/// ```
+/// let limit = intercall::default_max_connections();
+/// assert!((32..=intercall::DEFAULT_MAX_CONNECTIONS).contains(&limit));
+/// assert_eq!(intercall::ServeOptions::default().get_max_connections(), Some(limit));
+/// ```
+pub fn default_max_connections() -> usize {
+    max_connections_for_descriptors(descriptor_limit())
+}
+
+/// The default connection limit under a soft file-descriptor limit of `limit` (`None`:
+/// unlimited, or unknown).
+fn max_connections_for_descriptors(limit: Option<u64>) -> usize {
+    let Some(limit) = limit else { return DEFAULT_MAX_CONNECTIONS };
+    let reserve = (limit / 4).max(MIN_RESERVED_DESCRIPTORS);
+    let available = usize::try_from(limit.saturating_sub(reserve)).unwrap_or(usize::MAX);
+    available.clamp(MIN_DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS)
+}
+
+/// The process's soft file-descriptor limit; `None` when unlimited or unknown.
+#[cfg(unix)]
+fn descriptor_limit() -> Option<u64> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `getrlimit` writes one `rlimit` through a pointer to a valid, owned one.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 || limit.rlim_cur == libc::RLIM_INFINITY {
+        return None;
+    }
+    // `rlim_t` is `u64` on most targets, `u32` on a few 32-bit ones.
+    #[allow(clippy::useless_conversion)]
+    let soft = u64::from(limit.rlim_cur);
+    Some(soft)
+}
+
+/// No `RLIMIT_NOFILE` to read off Unix.
+#[cfg(not(unix))]
+fn descriptor_limit() -> Option<u64> {
+    None
+}
+
+/// A connection limit as set: derived from the file-descriptor limit when the server
+/// starts, or set explicitly (`None`: no limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConnectionLimit {
+    FromDescriptorLimit,
+    Set(Option<usize>),
+}
+
+impl ConnectionLimit {
+    fn resolve(self) -> Option<usize> {
+        match self {
+            ConnectionLimit::FromDescriptorLimit => Some(default_max_connections()),
+            ConnectionLimit::Set(limit) => limit,
+        }
+    }
+}
 
 /// How [`serve_with`](crate::serve_with) treats connections: its timeouts and its
 /// connection limit. `[server]` in services.toml sets them (`header_read_timeout_ms`,
@@ -64,7 +144,7 @@ pub struct ServeOptions {
     body_read_timeout: Duration,
     idle_timeout: Duration,
     stream_keepalive: Duration,
-    max_connections: Option<usize>,
+    max_connections: ConnectionLimit,
 }
 
 impl Default for ServeOptions {
@@ -74,7 +154,7 @@ impl Default for ServeOptions {
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             stream_keepalive: crate::protocol::stream::KEEPALIVE_INTERVAL,
-            max_connections: Some(DEFAULT_MAX_CONNECTIONS),
+            max_connections: ConnectionLimit::FromDescriptorLimit,
         }
     }
 }
@@ -114,12 +194,15 @@ impl ServeOptions {
         self
     }
 
-    /// The most connections served at once (`None`: no limit). At the limit, no new
-    /// connection is accepted until one ends: new ones wait in the listener's backlog
-    /// (and are refused by the kernel when it is full). Keep it below the process's
-    /// file-descriptor limit. `Some(0)` is taken as 1.
+    /// The most connections served at once (`None`: no limit), in place of the default
+    /// derived from the process's file-descriptor limit ([`default_max_connections`]).
+    /// At the limit, no new connection is accepted until one ends: new ones wait in the
+    /// listener's backlog (and are refused by the kernel when it is full). Keep it well
+    /// below the file-descriptor limit (`ulimit -n`), so that the server's store, its
+    /// connections to other services and its files still get descriptors when every
+    /// connection is taken. `Some(0)` is taken as 1.
     pub fn max_connections(mut self, limit: Option<usize>) -> Self {
-        self.max_connections = limit.map(|n| n.max(1));
+        self.max_connections = ConnectionLimit::Set(limit.map(|n| n.max(1)));
         self
     }
 
@@ -138,9 +221,10 @@ impl ServeOptions {
         self.idle_timeout
     }
 
-    /// The connection limit.
+    /// The connection limit: the one set, or the default derived from the process's
+    /// file-descriptor limit now ([`default_max_connections`]).
     pub fn get_max_connections(&self) -> Option<usize> {
-        self.max_connections
+        self.max_connections.resolve()
     }
 }
 
@@ -150,6 +234,9 @@ impl ServeOptions {
 pub(crate) struct ServeTimings {
     pub(crate) body_read: Duration,
     pub(crate) stream_keepalive: Duration,
+    /// The address the connection was accepted on (the server span's `server.address`
+    /// when a request names none).
+    pub(crate) local_addr: Option<std::net::SocketAddr>,
 }
 
 /// Serves `router` on `listener` with `options` until `shutdown` completes, then stops
@@ -163,7 +250,8 @@ pub(crate) async fn serve_connections(
     let mut builder = Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(options.header_read_timeout);
     builder.http2().timer(TokioTimer::new());
-    let limit = options.max_connections.map(|n| Arc::new(Semaphore::new(n)));
+    // The default is read now, from the file-descriptor limit the server starts under.
+    let limit = options.get_max_connections().map(|n| Arc::new(Semaphore::new(n)));
     // Every connection holds a receiver; `closed()` on the sender waits for them all.
     let (closing, closing_rx) = watch::channel(false);
     tokio::pin!(shutdown);
@@ -292,8 +380,11 @@ impl Connection {
             in_flight: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(0),
         });
-        let timings =
-            ServeTimings { body_read: self.options.body_read_timeout, stream_keepalive: self.options.stream_keepalive };
+        let timings = ServeTimings {
+            body_read: self.options.body_read_timeout,
+            stream_keepalive: self.options.stream_keepalive,
+            local_addr: stream.local_addr().ok(),
+        };
         let router = self.router;
         let requests = Arc::clone(&activity);
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
@@ -344,5 +435,39 @@ impl Connection {
                 },
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_connection_limit_leaves_a_quarter_of_the_descriptors_to_the_server() {
+        let derived = |limit| max_connections_for_descriptors(Some(limit));
+        // The common limit, and macOS's default.
+        assert_eq!(derived(1_024), 768);
+        assert_eq!(derived(256), 192);
+        // Below 256 descriptors the reserve is 64; the limit never goes under 32.
+        assert_eq!(derived(200), 136);
+        assert_eq!(derived(96), 32);
+        assert_eq!(derived(10), 32);
+        assert_eq!(derived(0), 32);
+        // High limits stop at the ceiling.
+        assert_eq!(derived(13_332), 9_999);
+        assert_eq!(derived(13_333), DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(derived(1_048_576), DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(derived(u64::MAX), DEFAULT_MAX_CONNECTIONS);
+        // Unlimited, or unknown.
+        assert_eq!(max_connections_for_descriptors(None), DEFAULT_MAX_CONNECTIONS);
+    }
+
+    #[test]
+    fn the_default_is_this_process_s_and_an_explicit_limit_wins() {
+        let limit = descriptor_limit();
+        assert_eq!(ServeOptions::default().get_max_connections(), Some(max_connections_for_descriptors(limit)));
+        assert_eq!(ServeOptions::default().max_connections(Some(5)).get_max_connections(), Some(5));
+        assert_eq!(ServeOptions::default().max_connections(None).get_max_connections(), None);
+        assert_eq!(ServeOptions::default().max_connections(Some(0)).get_max_connections(), Some(1));
     }
 }
