@@ -10,6 +10,7 @@ use intercall::{CallError, ServeOptions};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum DescriptorError {
     /// The file could not be opened (`EMFILE`: no descriptor left), with the reason.
     Open(String),
