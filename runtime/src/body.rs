@@ -28,7 +28,15 @@ where
     B: Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let declared = declared_length(headers);
+    read_declared(declared_length(headers), body, limit).await
+}
+
+/// [`read_limited`] for a caller that has read the head's `content-length` already.
+pub(crate) async fn read_declared<B>(declared: Option<u64>, body: B, limit: u64) -> Result<Bytes, BodyError>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     if let Some(declared) = declared.filter(|&len| len > limit) {
         return Err(BodyError::TooLarge { declared: Some(declared) });
     }

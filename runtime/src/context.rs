@@ -164,9 +164,14 @@ impl UserContext {
             (None, Some(_)) => {
                 Err(InvalidContext("header `x-user-id` without `x-user-type`; send the user's type too".to_owned()))
             }
-            (Some(user_type), None) => Ok(Some(Self::anonymous(text("x-user-type", user_type)?)?)),
+            // Both fields were checked by `text`, as `new` and `anonymous` would check
+            // them again; and a known type's wire name passes those checks.
+            (Some(user_type), None) => {
+                Ok(Some(Self { user_type: text("x-user-type", user_type)?.into(), user_id: None }))
+            }
             (Some(user_type), Some(user_id)) => {
-                Ok(Some(Self::new(text("x-user-type", user_type)?, text("x-user-id", user_id)?)?))
+                let user_type = text("x-user-type", user_type)?.into();
+                Ok(Some(Self { user_type, user_id: Some(Arc::from(text("x-user-id", user_id)?)) }))
             }
         }
     }
@@ -183,7 +188,13 @@ fn check_field(what: impl std::fmt::Display, value: &str) -> Result<(), InvalidC
             value.len()
         )));
     }
-    if value.chars().any(char::is_control) {
+    // ASCII (every header value hyper accepts as text) is checked a byte at a time.
+    let control = if value.is_ascii() {
+        value.bytes().any(|b| b.is_ascii_control())
+    } else {
+        value.chars().any(char::is_control)
+    };
+    if control {
         return Err(InvalidContext(format!("the {what} contains a control character")));
     }
     // HTTP drops whitespace around header values: `" 42 "` would arrive as `"42"`.
@@ -293,6 +304,33 @@ mod tests {
             assert_eq!(UserType::from(name).as_str(), name);
         }
         assert_eq!(UserType::from("partner"), UserType::Other(Arc::from("partner")));
+    }
+
+    #[test]
+    fn headers_give_the_user_new_and_anonymous_give_and_refuse_what_they_refuse() {
+        let mut fields: Vec<String> = ["guest", "partner", "42", "", " 42", "42 ", "a\u{85}b", "é", "\u{a0}x"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        fields.push("x".repeat(MAX_USER_FIELD_BYTES));
+        fields.push("x".repeat(MAX_USER_FIELD_BYTES + 1));
+        fields.extend((0..=127u8).map(|b| format!("a{}b", char::from(b))));
+        for b in 0..=255u8 {
+            let field = format!("a{}b", char::from(b));
+            let refused = UserContext::anonymous(field.as_str()).is_err();
+            assert_eq!(refused, char::from(b).is_control(), "{field:?}");
+        }
+        for user_type in &fields {
+            let header = UserContext::from_headers(Some(user_type.as_bytes()), None).ok().flatten();
+            assert_eq!(header, UserContext::anonymous(user_type.as_str()).ok(), "{user_type:?}");
+            for user_id in ["7", user_type.as_str()] {
+                let header =
+                    UserContext::from_headers(Some(user_type.as_bytes()), Some(user_id.as_bytes())).ok().flatten();
+                assert_eq!(header, UserContext::new(user_type.as_str(), user_id).ok(), "{user_type:?} {user_id:?}");
+                let header = UserContext::from_headers(Some(b"admin"), Some(user_type.as_bytes())).ok().flatten();
+                assert_eq!(header, UserContext::new("admin", user_type).ok(), "{user_type:?}");
+            }
+        }
     }
 
     #[test]

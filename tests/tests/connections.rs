@@ -175,6 +175,51 @@ async fn a_slowloris_head_is_closed_after_the_header_timeout() {
     assert!(!String::from_utf8_lossy(&received).contains("200 OK"), "the slow request was served");
 }
 
+/// The header-read timeout counts again from the end of each reply: a kept-alive
+/// connection whose next head stalls is closed too.
+#[tokio::test]
+async fn a_stalled_second_head_is_closed_after_the_header_timeout() {
+    let (server, _) = serve(options().header_read_timeout(SHORT)).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream.write_all((head("/Gate/ping", "", 2) + "{}").as_bytes()).await.unwrap();
+    let reply = read_response(&mut stream).await;
+    assert!(reply.starts_with("HTTP/1.1 200") && reply.contains("pong"), "{reply}");
+    // Part of a second head, then nothing.
+    stream.write_all(b"POST /Gate/ping HTTP/1.1\r\nhost: x\r\n").await.unwrap();
+    let after = read_until_closed(&mut stream).await;
+    assert!(after.is_empty(), "{}", String::from_utf8_lossy(&after));
+}
+
+/// A graceful shutdown waits for the requests in flight, not for a head that does not
+/// come: the header-read timeout still closes it, and the server stops.
+#[tokio::test]
+async fn a_stalled_head_does_not_hold_a_graceful_shutdown() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let router = GateServer::new(TestGate(Arc::default())).into_router();
+    let serving = tokio::spawn(intercall::serve_with_graceful_shutdown(
+        listener,
+        router,
+        options().header_read_timeout(SHORT),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    // A fresh connection with part of a head.
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"POST /Gate/ping HTTP/1.1\r\n").await.unwrap();
+    // A later connection served: the loop has accepted the first one before it.
+    let mut other = TcpStream::connect(addr).await.unwrap();
+    other.write_all((head("/Gate/ping", "connection: close\r\n", 2) + "{}").as_bytes()).await.unwrap();
+    let reply = read_response(&mut other).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    stop.send(()).unwrap();
+    let after = read_until_closed(&mut slow).await;
+    assert!(after.is_empty(), "{}", String::from_utf8_lossy(&after));
+    tokio::time::timeout(BOUND, serving).await.expect("the server stopped").unwrap().unwrap();
+}
+
 #[tokio::test]
 async fn a_stalled_body_gets_408_and_the_connection_is_closed() {
     let (server, _) = serve(options().body_read_timeout(SHORT)).await;

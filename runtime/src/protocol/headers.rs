@@ -187,26 +187,43 @@ pub(crate) fn signature_headers(headers: &HeaderMap) -> (Option<&str>, Option<&s
     (one(&names::TIMESTAMP), one(&names::SIGNATURE))
 }
 
+/// Where each byte's two digits start in a hyphenated UUID.
+const UUID_BYTE_AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+
+/// A lowercase hexadecimal digit's value; 0xff for any other byte.
+const LOWER_HEX: [u8; 256] = {
+    let mut table = [0xffu8; 256];
+    let mut digit = 0;
+    while digit < 10 {
+        table[b'0' as usize + digit] = digit as u8;
+        digit += 1;
+    }
+    let mut letter = 0;
+    while letter < 6 {
+        table[b'a' as usize + letter] = 10 + letter as u8;
+        letter += 1;
+    }
+    table
+};
+
 /// A UUID header: the canonical form only, so that the text forwarded and signed is
 /// the text received.
 fn uuid(name: &str, text: &str) -> Result<uuid::Uuid, Refusal> {
-    // One pass: the canonical form is checked and its digits read together.
+    // One pass: the canonical form is checked and its digits read together, a byte
+    // at a time through a table (shifting a `u128` per digit cost ~20 instructions).
     let canonical = || {
-        let bytes = text.as_bytes();
-        if bytes.len() != 36 {
+        let bytes: &[u8; 36] = text.as_bytes().try_into().ok()?;
+        if bytes[8] != b'-' || bytes[13] != b'-' || bytes[18] != b'-' || bytes[23] != b'-' {
             return None;
         }
-        let mut value = 0u128;
-        for (i, &b) in bytes.iter().enumerate() {
-            match (i, b) {
-                (8 | 13 | 18 | 23, b'-') => {}
-                (8 | 13 | 18 | 23, _) => return None,
-                (_, b'0'..=b'9') => value = value << 4 | u128::from(b - b'0'),
-                (_, b'a'..=b'f') => value = value << 4 | u128::from(b - b'a' + 10),
-                _ => return None,
-            }
+        let mut value = [0u8; 16];
+        let mut invalid = 0u8;
+        for (byte, &at) in value.iter_mut().zip(UUID_BYTE_AT.iter()) {
+            let (high, low) = (LOWER_HEX[usize::from(bytes[at])], LOWER_HEX[usize::from(bytes[at + 1])]);
+            invalid |= high | low;
+            *byte = high << 4 | low;
         }
-        Some(uuid::Uuid::from_u128(value))
+        (invalid & 0xf0 == 0).then(|| uuid::Uuid::from_bytes(value))
     };
     let expected = "a UUID in lowercase hyphenated form, such as `67e55044-10b1-426f-9247-bb680e5fe0c8`";
     canonical().ok_or_else(|| bad_header(name, text, expected))
@@ -223,6 +240,10 @@ pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
     let Some(value) = headers.get(CONTENT_TYPE) else {
         return unsupported(format!("missing `content-type` header; send `content-type: {JSON}`"));
     };
+    // What intercall's clients send, accepted without parsing it.
+    if value.as_bytes() == JSON.as_bytes() {
+        return Ok(());
+    }
     let shown = || truncate(&String::from_utf8_lossy(value.as_bytes())).to_owned();
     let Some(charset) = value.to_str().ok().and_then(json_charset) else {
         return unsupported(format!("`content-type: {}` is not supported; send `content-type: {JSON}`", shown()));
@@ -365,6 +386,28 @@ mod tests {
             for name in [CALL_ID, ACTIVITY_ID] {
                 let message = refused(&[(name, spelling)]);
                 assert!(message.contains(name) && message.contains("lowercase hyphenated"), "{message}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_byte_at_every_position_of_a_uuid_is_read_or_refused_as_canonical() {
+        let good = "67e55044-10b1-426f-9247-bb680e5fe0c8";
+        assert_eq!(uuid(CALL_ID, good).unwrap(), uuid::Uuid::parse_str(good).unwrap());
+        for at in 0..good.len() {
+            for byte in 0..=255u8 {
+                let mut text = good.as_bytes().to_vec();
+                text[at] = byte;
+                let Ok(text) = String::from_utf8(text) else { continue };
+                let hyphen = matches!(at, 8 | 13 | 18 | 23);
+                let canonical = if hyphen { byte == b'-' } else { matches!(byte, b'0'..=b'9' | b'a'..=b'f') };
+                match uuid(CALL_ID, &text) {
+                    Ok(value) => {
+                        assert!(canonical, "{text:?} accepted");
+                        assert_eq!(value, uuid::Uuid::parse_str(&text).unwrap(), "{text:?}");
+                    }
+                    Err(_) => assert!(!canonical, "{text:?} refused"),
+                }
             }
         }
     }

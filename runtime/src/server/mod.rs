@@ -419,11 +419,13 @@ async fn admit<S, A: DeserializeOwned>(
     let headers = request::check_headers(&parts.headers).map_err(|refusal| refuse(&refusal))?;
     // Before the body: a declared size over the limit, and an unsigned request to a
     // signed server, are refused unread.
-    request::check_declared_size(&parts.headers, served.max_body_bytes)
+    // `content-length`, read once for both the check and the read.
+    let declared = crate::body::declared_length(&parts.headers);
+    request::check_declared_size(declared, served.max_body_bytes)
         .and_then(|()| request::check_signature_headers(&state.security, &parts.headers))
         .map_err(|refusal| refuse(&refusal))?;
     let body_timeout = parts.extensions.get::<ServeTimings>().map(|timings| timings.body_read);
-    let bytes = match request::read_body(&parts.headers, body, served.max_body_bytes, body_timeout).await {
+    let bytes = match request::read_body(declared, body, served.max_body_bytes, body_timeout).await {
         Ok(bytes) => bytes,
         Err(refusal) if refusal.kind == ErrorKind::RequestTimeout => {
             // The rest of the body may still come: the connection cannot be reused.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::http::HeaderMap;
 
-use crate::body::{BodyError, read_limited};
+use crate::body::{BodyError, read_declared};
 use crate::protocol::headers::{self, CallHeaders};
 use crate::protocol::signing::{SignedFields, body_sha256};
 use crate::protocol::{ErrorKind, Refusal};
@@ -21,8 +21,8 @@ pub(crate) fn check_headers(headers: &HeaderMap) -> Result<CallHeaders<'_>, Refu
 }
 
 /// Refuses a body whose `content-length` is over `limit` (413) before anything is read.
-pub(crate) fn check_declared_size(headers: &HeaderMap, limit: usize) -> Result<(), Refusal> {
-    match crate::body::declared_length(headers) {
+pub(crate) fn check_declared_size(declared: Option<u64>, limit: usize) -> Result<(), Refusal> {
+    match declared {
         Some(declared) if declared > limit as u64 => Err(too_large(limit)),
         _ => Ok(()),
     }
@@ -47,12 +47,12 @@ pub(crate) fn check_signature_headers(security: &Security, headers: &HeaderMap) 
 /// Reads the whole body, refusing more than `limit` bytes, declared or not (413), and a
 /// body that has not arrived whole within `timeout` (408; `None`: no limit).
 pub(crate) async fn read_body(
-    headers: &HeaderMap,
+    declared: Option<u64>,
     body: Body,
     limit: usize,
     timeout: Option<Duration>,
 ) -> Result<Bytes, Refusal> {
-    let read = read_limited(headers, body, limit as u64);
+    let read = read_declared(declared, body, limit as u64);
     let read = match timeout {
         None => read.await,
         Some(timeout) => match tokio::time::timeout(timeout, read).await {
