@@ -10,6 +10,10 @@ fn compile_fail() {
     let t = trybuild::TestCases::new();
     t.compile_fail("ui/fail/*.rs");
     t.pass("ui/pass/*.rs");
+    // With intercall's `schema` feature, a wire type without `JsonSchema` is an error at
+    // the type in the trait (`--all-features` turns it on here).
+    #[cfg(feature = "schema")]
+    t.compile_fail("ui/schema/*.rs");
 }
 
 /// A type that is not serde's: rustc names serde's traits in these errors through the
