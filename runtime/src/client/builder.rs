@@ -511,8 +511,8 @@ impl InvokerBuilder {
     /// Carries every call with `transport` instead of the built-in
     /// [`HyperTransport`](super::HyperTransport): any tower service from an
     /// [`HttpRequest`] to an HTTP response, such as a client of your own with its
-    /// proxies, DNS and middleware (with the `reqwest` feature,
-    /// [`ReqwestTransport`](super::ReqwestTransport) adapts a `reqwest::Client`).
+    /// proxies, DNS and middleware (with the `reqwest` feature, `ReqwestTransport`
+    /// adapts a `reqwest::Client`).
     ///
     /// Its response body is read within `max_reply_bytes`; the connection keys of
     /// `services.toml` (`http2`, the pool and TLS settings) configure the built-in

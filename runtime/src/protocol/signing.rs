@@ -3,7 +3,7 @@
 //!
 //! The HMAC key is the secret's bytes exactly as configured (no derivation step). The
 //! window is inclusive: a timestamp exactly `max_age` behind the server's clock, or
-//! exactly [`MAX_AHEAD`] (or `max_age`, if shorter) ahead of it, is accepted.
+//! exactly 5 s (or `max_age`, if shorter) ahead of it, is accepted.
 
 use std::time::Duration;
 
