@@ -40,7 +40,7 @@ impl Gate {
     }
 }
 
-impl Orders for Arc<Gate> {
+impl Orders for Gate {
     async fn placed(&self, order_id: String, _total_cents: u64) -> Result<(), OrderError> {
         let attempt = {
             let mut attempts = self.attempts.lock().unwrap();
@@ -72,7 +72,7 @@ async fn consuming(
     let publisher = OrdersPublisher::new(builder(redis).build().unwrap()).unwrap();
     publisher.placed("o-1".into(), 1).await.unwrap();
     publisher.placed("o-2".into(), 2).await.unwrap();
-    let consumer = OrdersConsumer::new(configured.build().unwrap(), GROUP, Arc::clone(gate)).unwrap();
+    let consumer = OrdersConsumer::from_arc(configured.build().unwrap(), GROUP, Arc::clone(gate)).unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(consumer.run(async move {
         let _ = stopped.await;
