@@ -40,8 +40,10 @@ async fn every_event_once(test: &str, events: usize, done_records: DoneRecords) 
             running.push(spawn(consumer));
         }
     }
-    let publishers =
-        [OrdersPublisher::new(configured().build().unwrap()).unwrap(), OrdersPublisher::new(configured().build().unwrap()).unwrap()];
+    let publishers = [
+        OrdersPublisher::new(configured().build().unwrap()).unwrap(),
+        OrdersPublisher::new(configured().build().unwrap()).unwrap(),
+    ];
     let mut publishing = Vec::new();
     for (p, publisher) in publishers.into_iter().enumerate() {
         publishing.push(tokio::spawn(async move {

@@ -63,10 +63,8 @@ fn the_events_table_is_validated_strictly() {
 #[test]
 fn done_records_is_overridden_from_the_environment_and_checked_there_too() {
     let file = write_temp("[events]\nurl = \"redis://127.0.0.1:6379/0\"\ndone_records = \"per_event\"\n");
-    let valid = Invoker::builder()
-        .file(&file)
-        .environment_vars([("INTERCALL_EVENTS__DONE_RECORDS", "per_batch")])
-        .build();
+    let valid =
+        Invoker::builder().file(&file).environment_vars([("INTERCALL_EVENTS__DONE_RECORDS", "per_batch")]).build();
     assert!(valid.is_ok(), "{:?}", valid.err());
     let error = Invoker::builder()
         .file(&file)

@@ -31,7 +31,8 @@ struct Gate {
 impl Gate {
     fn new(hold_on: u32) -> (Arc<Self>, oneshot::Receiver<()>) {
         let (held_tx, held) = oneshot::channel();
-        let gate = Gate { hold_on, attempts: Mutex::default(), held: Mutex::new(Some(held_tx)), release: Notify::new() };
+        let gate =
+            Gate { hold_on, attempts: Mutex::default(), held: Mutex::new(Some(held_tx)), release: Notify::new() };
         (Arc::new(gate), held)
     }
 
@@ -83,7 +84,8 @@ async fn consuming(
 /// The value of the record of the event published for `order_id`, read from Redis.
 async fn record_of(redis: &RedisServer, order_id: &str) -> Option<String> {
     let mut conn = redis_connection(redis).await;
-    let entries: redis::Value = redis::cmd("XRANGE").arg(STREAM).arg("-").arg("+").query_async(&mut conn).await.unwrap();
+    let entries: redis::Value =
+        redis::cmd("XRANGE").arg(STREAM).arg("-").arg("+").query_async(&mut conn).await.unwrap();
     let needle = format!("\"order_id\":\"{order_id}\"");
     let (_, fields) = parse_entries(&entries)
         .into_iter()
@@ -175,9 +177,8 @@ async fn per_batch_writes_the_held_records_on_a_slow_handler_s_heartbeat() {
     let Some(redis) = RedisServer::start("events-records-heartbeat") else { return };
     let (gate, held) = Gate::new(1);
     // The heartbeat ticks every 300 ms; o-2 is held until the records are written.
-    let per_batch = builder(&redis)
-        .events_claim_idle(Duration::from_millis(900))
-        .events_done_records(DoneRecords::PerBatch);
+    let per_batch =
+        builder(&redis).events_claim_idle(Duration::from_millis(900)).events_done_records(DoneRecords::PerBatch);
     let (stop, task) = consuming(&redis, per_batch, &gate).await;
     held.await.unwrap();
     until_o1_recorded_and_acknowledged(&redis).await;

@@ -158,7 +158,8 @@ async fn compare(url: &str, redis_pid: u32, rounds: usize, events: u64) -> Resul
         let values = systems.iter().map(|(_, runs)| format!("{:.2}", median_of(runs, f))).collect::<Vec<_>>();
         println!("  {what}: {}", values.join(" | "));
     }
-    let mut names: Vec<&String> = systems.iter().flat_map(|(_, runs)| runs.iter()).flat_map(|r| r.commands.keys()).collect();
+    let mut names: Vec<&String> =
+        systems.iter().flat_map(|(_, runs)| runs.iter()).flat_map(|r| r.commands.keys()).collect();
     names.sort();
     names.dedup();
     for name in names {
