@@ -130,9 +130,10 @@ impl<T: Send + Sync + 'static> Consumer<T> {
         self.only_new = true;
     }
 
-    /// Reads and handles events until `shutdown` completes. An event in hand is
-    /// finished (handled, acknowledged) before it returns; a read in progress ends
-    /// first (within a second).
+    /// Reads and handles events until `shutdown` completes. The batch in hand is
+    /// finished (handled, recorded, acknowledged; with `done_records = "per_batch"` its
+    /// held records written) before it returns; a read in progress ends first (within
+    /// a second).
     pub async fn run<F: Future<Output = ()> + Send>(self, shutdown: F) {
         let mut shutdown = std::pin::pin!(shutdown);
         let partitions = self.keyed.then(|| Partitions::new(&self.stream, &self.group, &self.consumer));
