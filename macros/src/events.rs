@@ -244,8 +244,9 @@ pub(crate) fn consumer(events: &Service<'_>) -> TokenStream {
                 self
             }
 
-            /// Handles events until `shutdown` completes, then finishes the event in
-            /// hand (handler, acknowledgement) and returns. Redis outages are waited out.
+            /// Handles events until `shutdown` completes, then finishes the batch in
+            /// hand (handlers, processed records, acknowledgements) and returns. Redis
+            /// outages are waited out.
             #vis async fn run<F>(self, shutdown: F)
             where
                 F: ::core::future::Future<Output = ()> + ::core::marker::Send,

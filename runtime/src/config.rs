@@ -57,6 +57,7 @@
 //! retry_backoff_ms = 100     # first wait before redelivering a failed event (doubling)
 //! op_timeout_ms = 1000       # bound on one Redis operation, a publish included
 //! batch_size = 10            # events a consumer reads at once
+//! done_records = "per_event" # or "per_batch": a batch's done records in one round trip
 //! ```
 //!
 //! Every mistake is a start-up [`Error`] naming the source, the line, the column and the
@@ -99,7 +100,7 @@ pub use self::balance::{DEFAULT_EJECT, DEFAULT_EJECT_AFTER, DEFAULT_MAX_EJECT};
 pub(crate) use self::events::EventsConfig;
 pub use self::events::{
     DEFAULT_BATCH_SIZE, DEFAULT_CLAIM_IDLE, DEFAULT_MAX_DELIVERIES, DEFAULT_MAX_LEN, DEFAULT_OP_TIMEOUT,
-    DEFAULT_PREFIX as DEFAULT_EVENTS_PREFIX, DEFAULT_PROCESSED_TTL, DEFAULT_RETRY_BACKOFF,
+    DEFAULT_PREFIX as DEFAULT_EVENTS_PREFIX, DEFAULT_PROCESSED_TTL, DEFAULT_RETRY_BACKOFF, DoneRecords,
 };
 
 /// The environment variable [`Invoker::from_env`](crate::Invoker::from_env) reads the

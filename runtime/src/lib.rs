@@ -97,7 +97,7 @@ use std::future::Future;
 pub use axum::Router;
 pub use binary::{Bytes, base64};
 pub use client::{CallOptions, Invoker, InvokerBuilder, with_options};
-pub use config::{DEFAULT_EJECT, DEFAULT_EJECT_AFTER, DEFAULT_MAX_EJECT, DEFAULT_TIMEOUT, SERVICES_ENV};
+pub use config::{DEFAULT_EJECT, DEFAULT_EJECT_AFTER, DEFAULT_MAX_EJECT, DEFAULT_TIMEOUT, DoneRecords, SERVICES_ENV};
 pub use context::{
     ActivityId, CallContext, InvalidContext, MAX_USER_FIELD_BYTES, UserContext, UserType, with_deadline,
 };

@@ -3,39 +3,51 @@
 //! shutdown finishes the event in hand. Failures: `events_failures.rs`; claims and
 //! leases: `events_claims.rs`; ordering keys: `events_ordering.rs`; outages:
 //! `events_outages.rs`; `[events]`: `events_config.rs`; publishing under concurrency:
-//! `events_publishing.rs`; a killed consumer process: `events_kills.rs`. Conditions are
+//! `events_publishing.rs`; a killed consumer process: `events_kills.rs`; when `done`
+//! records are written (`done_records`): `events_done_records.rs`. Conditions are
 //! polled with a bound; nothing sleeps to synchronise.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use intercall::{ActivityId, UserContext, UserType};
+use intercall::{ActivityId, DoneRecords, UserContext, UserType};
 use intercall_tests::orders::*;
 use intercall_tests::redis_server::RedisServer;
 use tokio::sync::oneshot;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_group_processes_every_event_once_with_two_publishers_and_three_consumers_per_group() {
-    let Some(redis) = RedisServer::start("events-once") else { return };
-    const EVENTS: usize = 10_000;
+    every_event_once("events-once", 10_000, DoneRecords::PerEvent).await;
+}
+
+/// The same with `done_records = "per_batch"` (fewer events: the mode changes when
+/// records are written, not how events are shared).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_group_processes_every_event_once_with_the_records_written_per_batch() {
+    every_event_once("events-once-per-batch", 2_000, DoneRecords::PerBatch).await;
+}
+
+async fn every_event_once(test: &str, events: usize, done_records: DoneRecords) {
+    let Some(redis) = RedisServer::start(test) else { return };
+    let configured = || builder(&redis).events_done_records(done_records);
     let groups = [("mailer", Arc::new(Recorder::default())), ("ledger", Arc::new(Recorder::default()))];
     let mut running = Vec::new();
     for (group, recorder) in &groups {
         for replica in 0..3 {
-            let consumer = OrdersConsumer::new(builder(&redis).build().unwrap(), *group, Arc::clone(recorder))
+            let consumer = OrdersConsumer::new(configured().build().unwrap(), *group, Arc::clone(recorder))
                 .unwrap()
                 .consumer_name(format!("{group}-{replica}"));
             running.push(spawn(consumer));
         }
     }
     let publishers = [
-        OrdersPublisher::new(builder(&redis).build().unwrap()).unwrap(),
-        OrdersPublisher::new(builder(&redis).build().unwrap()).unwrap(),
+        OrdersPublisher::new(configured().build().unwrap()).unwrap(),
+        OrdersPublisher::new(configured().build().unwrap()).unwrap(),
     ];
     let mut publishing = Vec::new();
     for (p, publisher) in publishers.into_iter().enumerate() {
         publishing.push(tokio::spawn(async move {
-            for i in 0..EVENTS / 2 {
+            for i in 0..events / 2 {
                 publisher.placed(format!("o-{p}-{i}"), i as u64).await.unwrap();
             }
         }));
@@ -44,7 +56,7 @@ async fn each_group_processes_every_event_once_with_two_publishers_and_three_con
         task.await.unwrap();
     }
     for (group, recorder) in &groups {
-        eventually(&format!("{group} handled {EVENTS} orders"), || recorder.done.lock().unwrap().len() == EVENTS).await;
+        eventually(&format!("{group} handled {events} orders"), || recorder.done.lock().unwrap().len() == events).await;
     }
     for (stop, task) in running {
         let _ = stop.send(());
@@ -53,7 +65,7 @@ async fn each_group_processes_every_event_once_with_two_publishers_and_three_con
     for (group, recorder) in &groups {
         let done = recorder.done.lock().unwrap().clone();
         for p in 0..2 {
-            for i in 0..EVENTS / 2 {
+            for i in 0..events / 2 {
                 assert_eq!(done.get(&format!("o-{p}-{i}")), Some(&1), "{group}: o-{p}-{i}");
             }
         }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use intercall::DoneRecords;
 use intercall_tests::orders::*;
 use intercall_tests::redis_server::RedisServer;
 use tokio::sync::oneshot;
@@ -52,10 +53,22 @@ async fn partition_owners(redis: &RedisServer, group: &str) -> HashMap<String, u
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn events_with_one_ordering_key_are_handled_in_publish_order_by_one_of_four_consumers() {
-    let Some(redis) = RedisServer::start("events-ordering") else { return };
+    in_order_by_one_of_four("events-ordering", DoneRecords::PerEvent).await;
+}
+
+/// The same with a batch's records written together (`done_records = "per_batch"`):
+/// the order of handlers and the partitions do not depend on when records are written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_with_one_ordering_key_stay_in_publish_order_with_the_records_written_per_batch() {
+    in_order_by_one_of_four("events-ordering-per-batch", DoneRecords::PerBatch).await;
+}
+
+async fn in_order_by_one_of_four(test: &str, done_records: DoneRecords) {
+    let Some(redis) = RedisServer::start(test) else { return };
     const CUSTOMERS: usize = 32;
     const CHANGES: u64 = 30;
     let invoker = builder(&redis)
+        .events_done_records(done_records)
         .events_claim_idle(Duration::from_millis(1_500))
         .events_retry_backoff(Duration::from_millis(5))
         .build()

@@ -6,11 +6,15 @@
 //!
 //! One `redis-server` (pinned to core 0 with `taskset` when it exists), started here;
 //! both systems run in this process, on the same runtime, interleaved round after round
-//! on fresh keys, and each round reports intercall's rate over the floor's:
+//! on fresh keys (the floor, then intercall with `done_records = "per_event"`, the
+//! default, then with `"per_batch"`), and each round reports each mode's rate over the
+//! round's floor:
 //!
 //! `RESULT events_per_sec <system> <ratio_median> <ratio_min> <ratio_max>`
 //!
-//! plus the rates and Redis's CPU time per event (from `/proc`) of each system.
+//! (`intercall` is the default mode, `intercall_per_batch` the other), plus per event
+//! the rates, the CPU time of Redis and of this process (from `/proc`), and counts that
+//! do not depend on the load (Redis's commands, read and write syscalls).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -18,6 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use intercall::DoneRecords;
 use intercall_bench::cpu_ms_of;
 use redis::aio::MultiplexedConnection;
 use serde::{Deserialize, Serialize};
@@ -87,7 +92,7 @@ impl BenchEvents for Arc<Counter> {
 fn main() -> Result<(), Failure> {
     let quick = std::env::args().any(|a| a == "--quick");
     let (rounds, events) = if quick { (3, 5_000) } else { (5, 20_000) };
-    // `--profile floor|intercall`: that system alone, for a profiler (no ratios).
+    // `--profile floor|intercall|intercall_per_batch`: that system alone, for a profiler (no ratios).
     let profile = std::env::args().skip_while(|a| a != "--profile").nth(1);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let mut redis = RedisProcess::start()?;
@@ -100,43 +105,49 @@ fn main() -> Result<(), Failure> {
     result
 }
 
+/// The systems each round runs after the floor: intercall in each `done_records` mode.
+const MODES: [(&str, DoneRecords); 2] = [("per_event", DoneRecords::PerEvent), ("per_batch", DoneRecords::PerBatch)];
+
 async fn compare(url: &str, redis_pid: u32, rounds: usize, events: u64) -> Result<(), Failure> {
     let client = redis::Client::open(url)?;
     let mut admin = client.get_multiplexed_async_connection().await?;
-    let (mut ratios, mut floor_runs, mut intercall_runs) = (Vec::new(), Vec::new(), Vec::new());
+    let mut floor_runs = Vec::new();
+    let mut mode_runs: [(Vec<f64>, Vec<Run>); 2] = Default::default();
     // One unmeasured round of each, to warm connections, scripts and allocators.
     floor(&client, "warm", events / 10).await?;
-    intercall(url, "warm:", events / 10).await?;
+    for (name, mode) in MODES {
+        intercall(url, &format!("warm-{name}:"), events / 10, mode).await?;
+    }
     for round in 0..rounds {
         let floor_run =
             measured(&mut admin, redis_pid, events, floor(&client, &format!("floor{round}"), events)).await?;
-        let intercall_run =
-            measured(&mut admin, redis_pid, events, intercall(url, &format!("r{round}:"), events)).await?;
-        println!(
-            "round {round}: floor {:.0} events/s, intercall {:.0} events/s, ratio {:.2}",
-            floor_run.rate,
-            intercall_run.rate,
-            intercall_run.rate / floor_run.rate
-        );
-        ratios.push(intercall_run.rate / floor_run.rate);
+        let mut line = format!("round {round}: floor {:.0} events/s", floor_run.rate);
+        for ((name, mode), (ratios, runs)) in MODES.into_iter().zip(&mut mode_runs) {
+            let prefix = format!("r{round}-{name}:");
+            let run = measured(&mut admin, redis_pid, events, intercall(url, &prefix, events, mode)).await?;
+            let ratio = run.rate / floor_run.rate;
+            line += &format!(", intercall {name} {:.0} events/s (ratio {ratio:.2})", run.rate);
+            ratios.push(ratio);
+            runs.push(run);
+        }
+        println!("{line}");
         floor_runs.push(floor_run);
-        intercall_runs.push(intercall_run);
     }
-    let (median, min, max) = summary(&mut ratios);
-    println!("RESULT events_per_sec intercall {median:.3} {min:.3} {max:.3}");
+    for ((name, _), (ratios, _)) in MODES.into_iter().zip(&mut mode_runs) {
+        let (median, min, max) = summary(ratios);
+        let system = if name == "per_event" { "intercall".to_owned() } else { format!("intercall_{name}") };
+        println!("RESULT events_per_sec {system} {median:.3} {min:.3} {max:.3}");
+    }
     let median_of = |runs: &[Run], f: fn(&Run) -> f64| summary(&mut runs.iter().map(f).collect::<Vec<_>>()).0;
-    println!(
-        "rates (median): floor {:.0} events/s, intercall {:.0} events/s; Redis CPU per event (median): floor {:.1} us, intercall {:.1} us; publishers' and consumers' CPU per event (median): floor {:.1} us, intercall {:.1} us",
-        median_of(&floor_runs, |r| r.rate),
-        median_of(&intercall_runs, |r| r.rate),
-        median_of(&floor_runs, |r| r.redis_cpu_us),
-        median_of(&intercall_runs, |r| r.redis_cpu_us),
-        median_of(&floor_runs, |r| r.own_cpu_us),
-        median_of(&intercall_runs, |r| r.own_cpu_us),
-    );
+    let systems: [(&str, &[Run]); 3] =
+        [("floor", &floor_runs), ("intercall per_event", &mode_runs[0].1), ("intercall per_batch", &mode_runs[1].1)];
+    let header = systems.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(" | ");
     // Counts that do not depend on the machine's load: what Redis was asked per event.
-    println!("per event (median of the rounds): floor | intercall");
-    let rows: [Row; 5] = [
+    println!("per event (median of the rounds): {header}");
+    let rows: [Row; 8] = [
+        ("events per second", |r| r.rate),
+        ("Redis CPU, us", |r| r.redis_cpu_us),
+        ("publishers' and consumers' CPU, us", |r| r.own_cpu_us),
         ("Redis commands", |r| r.commands.values().map(|c| c.0).sum()),
         ("Redis time in commands, us (INFO commandstats)", |r| r.commands.values().map(|c| c.1).sum()),
         ("Redis read syscalls (round trips arriving)", |r| r.redis_reads),
@@ -144,9 +155,11 @@ async fn compare(url: &str, redis_pid: u32, rounds: usize, events: u64) -> Resul
         ("benchmark process read + write syscalls", |r| r.own_syscalls),
     ];
     for (what, f) in rows {
-        println!("  {what}: {:.2} | {:.2}", median_of(&floor_runs, f), median_of(&intercall_runs, f));
+        let values = systems.iter().map(|(_, runs)| format!("{:.2}", median_of(runs, f))).collect::<Vec<_>>();
+        println!("  {what}: {}", values.join(" | "));
     }
-    let mut names: Vec<&String> = floor_runs.iter().chain(&intercall_runs).flat_map(|r| r.commands.keys()).collect();
+    let mut names: Vec<&String> =
+        systems.iter().flat_map(|(_, runs)| runs.iter()).flat_map(|r| r.commands.keys()).collect();
     names.sort();
     names.dedup();
     for name in names {
@@ -156,13 +169,9 @@ async fn compare(url: &str, redis_pid: u32, rounds: usize, events: u64) -> Resul
         let usec = |runs: &[Run]| {
             summary(&mut runs.iter().map(|r| r.commands.get(name).map_or(0.0, |c| c.1)).collect::<Vec<_>>()).0
         };
-        println!(
-            "  {name}: calls {:.3} | {:.3}, us {:.2} | {:.2}",
-            calls(&floor_runs),
-            calls(&intercall_runs),
-            usec(&floor_runs),
-            usec(&intercall_runs)
-        );
+        let calls = systems.iter().map(|(_, runs)| format!("{:.3}", calls(runs))).collect::<Vec<_>>();
+        let usec = systems.iter().map(|(_, runs)| format!("{:.2}", usec(runs))).collect::<Vec<_>>();
+        println!("  {name}: calls {}, us {}", calls.join(" | "), usec.join(" | "));
     }
     Ok(())
 }
@@ -173,8 +182,9 @@ async fn alone(url: &str, system: &str, rounds: usize, events: u64) -> Result<()
     for round in 0..rounds {
         let rate = match system {
             "floor" => floor(&client, &format!("floor{round}"), events).await?,
-            "intercall" => intercall(url, &format!("r{round}:"), events).await?,
-            other => return Err(format!("--profile floor|intercall, not `{other}`").into()),
+            "intercall" => intercall(url, &format!("r{round}:"), events, DoneRecords::PerEvent).await?,
+            "intercall_per_batch" => intercall(url, &format!("r{round}:"), events, DoneRecords::PerBatch).await?,
+            other => return Err(format!("--profile floor|intercall|intercall_per_batch, not `{other}`").into()),
         };
         println!("round {round}: {system} {rate:.0} events/s");
     }
@@ -254,11 +264,12 @@ fn summary(values: &mut [f64]) -> (f64, f64, f64) {
 
 /// intercall: `PUBLISHERS` tasks on one `BenchEventsPublisher`, `CONSUMERS` consumers of
 /// one group; events per second from the first publish to the last handler.
-async fn intercall(url: &str, prefix: &str, events: u64) -> Result<f64, Failure> {
+async fn intercall(url: &str, prefix: &str, events: u64, mode: DoneRecords) -> Result<f64, Failure> {
     let invoker = intercall::Invoker::builder()
         .events(url)
         .events_prefix(prefix)
         .events_batch_size(BATCH)
+        .events_done_records(mode)
         .environment(false)
         .build()?;
     let counter = Counter::new(events);

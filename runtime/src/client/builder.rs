@@ -623,6 +623,19 @@ impl InvokerBuilder {
         self
     }
 
+    /// `[events] done_records`: whether a consumer writes each event's `done` record
+    /// before the next handler runs ([`DoneRecords::PerEvent`], the default) or a
+    /// batch's records together after its handlers ([`DoneRecords::PerBatch`]: one
+    /// round trip per batch, and a consumer killed mid-batch reruns the batch's
+    /// finished handlers; EVENTS.md §5).
+    ///
+    /// [`DoneRecords::PerEvent`]: crate::DoneRecords::PerEvent
+    /// [`DoneRecords::PerBatch`]: crate::DoneRecords::PerBatch
+    pub fn events_done_records(mut self, when: crate::DoneRecords) -> Self {
+        self.events.insert("done_records", Value::Text(when.as_str().to_owned()));
+        self
+    }
+
     fn for_service(mut self, service: impl Into<String>, key: &'static str, value: Value) -> Self {
         self.services.entry(service.into()).or_default().insert(key, value);
         self

@@ -27,8 +27,8 @@ const SEPARATOR: &str = "__";
 
 /// Keys whose values are strings: an override's value is taken exactly as it is
 /// (a secret of digits stays a string). Every other value is read as a TOML value.
-const STRING_KEYS: [&str; 7] =
-    ["url", "call_store", "call_store_prefix", "on_store_error", "secret", "accepted_secret", "prefix"];
+const STRING_KEYS: [&str; 8] =
+    ["url", "call_store", "call_store_prefix", "on_store_error", "secret", "accepted_secret", "prefix", "done_records"];
 
 /// Keys whose values are never echoed in a message.
 pub(crate) const SECRET_KEYS: [&str; 2] = ["secret", "accepted_secret"];

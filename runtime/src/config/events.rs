@@ -25,6 +25,34 @@ pub const DEFAULT_BATCH_SIZE: u64 = 10;
 /// Default prefix of every key.
 pub const DEFAULT_PREFIX: &str = "intercall:";
 
+/// When a consumer writes the `done` records of the events whose handlers succeeded
+/// (`[events] done_records`, EVENTS.md §5 step 4): the choice between the narrowest
+/// crash window and the fewest round trips.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DoneRecords {
+    /// `"per_event"`: each event's record is written, and its reply awaited, before the
+    /// next handler runs, so a consumer killed mid-batch reruns at most the handler in
+    /// hand (the default).
+    #[default]
+    PerEvent,
+    /// `"per_batch"`: the records of a batch's successful handlers go out together, in
+    /// one pipeline with the batch's `XACK`s, after its last handler (or earlier: when a
+    /// handler fails or is slow, before a lease could run out). One round trip per
+    /// batch instead of one per event, but a consumer killed mid-batch reruns every
+    /// handler of the batch that had finished and was not yet recorded.
+    PerBatch,
+}
+
+impl DoneRecords {
+    /// The value as `services.toml` writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DoneRecords::PerEvent => "per_event",
+            DoneRecords::PerBatch => "per_batch",
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawEvents {
@@ -37,6 +65,7 @@ pub(super) struct RawEvents {
     retry_backoff_ms: Option<Spanned<i64>>,
     op_timeout_ms: Option<Spanned<i64>>,
     batch_size: Option<Spanned<i64>>,
+    done_records: Option<Spanned<String>>,
 }
 
 /// `[events]`, validated (the URL parsed, nothing connected).
@@ -55,6 +84,7 @@ pub(crate) struct EventsConfig {
     pub(crate) retry_backoff: Duration,
     pub(crate) op_timeout: Duration,
     pub(crate) batch_size: u64,
+    pub(crate) done_records: DoneRecords,
 }
 
 type Located = (Range<usize>, String);
@@ -82,6 +112,19 @@ pub(super) fn events(raw: Spanned<RawEvents>) -> Result<EventsConfig, Located> {
     {
         return Err((v.span(), format!("`events.batch_size` is {batch_size}; write at most 1000")));
     }
+    let done_records = match &raw.done_records {
+        None => DoneRecords::default(),
+        Some(v) => match v.get_ref().as_str() {
+            "per_event" => DoneRecords::PerEvent,
+            "per_batch" => DoneRecords::PerBatch,
+            other => {
+                return Err((
+                    v.span(),
+                    format!("`events.done_records` is `{other}`; write \"per_event\" (the default) or \"per_batch\""),
+                ));
+            }
+        },
+    };
     let prefix = match &raw.prefix {
         Some(p) if p.get_ref().chars().any(char::is_control) => {
             return Err((p.span(), "`events.prefix` contains a control character".to_owned()));
@@ -119,6 +162,7 @@ pub(super) fn events(raw: Spanned<RawEvents>) -> Result<EventsConfig, Located> {
             retry_backoff,
             op_timeout,
             batch_size,
+            done_records,
         }
     })
 }

@@ -6,8 +6,9 @@
 //!
 //! This file: the consumer, its loop over batches, and a batch's decoding, verifying
 //! and leases. `reader.rs`: the reads; `handling.rs`: one entry to its end;
-//! `finish.rs`: dead letters, dropped leases, acknowledgements; `acks.rs`: the
-//! acknowledgements a batch holds back.
+//! `finish.rs`: dead letters, dropped leases, what a batch held back sent; `held.rs`:
+//! the acknowledgements (and, with `done_records = "per_batch"`, the `done` records) a
+//! batch holds back.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -24,12 +25,12 @@ use crate::config::EventsConfig;
 use crate::protocol::events::{Event, dead_key, processed_key, stream_key};
 use crate::{Error, Invoker, Security};
 
-mod acks;
 mod finish;
 mod handling;
+mod held;
 mod reader;
 
-use acks::Acks;
+use held::Held;
 
 /// The longest wait between two redeliveries of a failing event.
 const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(5);
@@ -129,9 +130,10 @@ impl<T: Send + Sync + 'static> Consumer<T> {
         self.only_new = true;
     }
 
-    /// Reads and handles events until `shutdown` completes. An event in hand is
-    /// finished (handled, acknowledged) before it returns; a read in progress ends
-    /// first (within a second).
+    /// Reads and handles events until `shutdown` completes. The batch in hand is
+    /// finished (handled, recorded, acknowledged; with `done_records = "per_batch"` its
+    /// held records written) before it returns; a read in progress ends first (within
+    /// a second).
     pub async fn run<F: Future<Output = ()> + Send>(self, shutdown: F) {
         let mut shutdown = std::pin::pin!(shutdown);
         let partitions = self.keyed.then(|| Partitions::new(&self.stream, &self.group, &self.consumer));
@@ -164,10 +166,16 @@ impl<T: Send + Sync + 'static> Consumer<T> {
                     // A partition whose entry stays pending is not read on: the rest of
                     // its batch waits, to be handled in order after it.
                     let mut stopped: Vec<Arc<str>> = Vec::new();
-                    let mut acks = Acks::default();
+                    let held = Held::default();
                     let prepared = self.prepare(&connection, batch).await;
                     let last = prepared.len().saturating_sub(1);
                     for (i, (delivery, ready)) in prepared.into_iter().enumerate() {
+                        // `per_batch`: records whose leases have aged a third of their
+                        // life are written before the next handler, never left to run out.
+                        if held.records_older_than(self.config.claim_idle / 3) {
+                            self.flush(&mut connection.clone(), &held).await;
+                        }
+                        self.stop_lost(&held, state, &mut stopped);
                         if stopped.contains(&delivery.stream) {
                             if let Ready::Claimed { lease, claim: Ok(Claim::Taken), .. } = &ready {
                                 let mut conn = connection.clone();
@@ -177,7 +185,7 @@ impl<T: Send + Sync + 'static> Consumer<T> {
                         }
                         let stream = Arc::clone(&delivery.stream);
                         let finished =
-                            self.handle(&connection, delivery, ready, leases.as_ref(), &mut acks, i == last).await;
+                            self.handle(&connection, delivery, ready, leases.as_ref(), &held, i == last).await;
                         if !finished && !Arc::ptr_eq(&stream, &self.stream) {
                             if let Some(partitions) = &mut state.partitions {
                                 partitions.recover(&stream);
@@ -186,8 +194,10 @@ impl<T: Send + Sync + 'static> Consumer<T> {
                         }
                     }
                     // What the last event's `SET done` did not carry (it was skipped,
-                    // failed, or is a dead letter).
-                    self.flush(&mut connection.clone(), &mut acks).await;
+                    // failed, or is a dead letter), or, with `per_batch`, the batch's
+                    // records and acknowledgements.
+                    self.flush(&mut connection.clone(), &held).await;
+                    self.stop_lost(&held, state, &mut stopped);
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);
@@ -210,6 +220,21 @@ impl<T: Send + Sync + 'static> Consumer<T> {
                     }
                 }
             }
+        }
+    }
+
+    /// Key partitions whose held records were not written (their events run again) are
+    /// read no further in this batch, and recovered before the next read, as when an
+    /// entry in hand cannot be finished: the events of a key stay in order.
+    fn stop_lost(&self, held: &Held, state: &mut State, stopped: &mut Vec<Arc<str>>) {
+        for stream in held.lost() {
+            if Arc::ptr_eq(&stream, &self.stream) || *stream == *self.stream || stopped.contains(&stream) {
+                continue;
+            }
+            if let Some(partitions) = &mut state.partitions {
+                partitions.recover(&stream);
+            }
+            stopped.push(stream);
         }
     }
 

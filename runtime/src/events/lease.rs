@@ -8,7 +8,7 @@
 //! the lease with `done {consumer}` for the processed-record lifetime before the
 //! entry is acknowledged: a crash between the two leaves an entry whose record says
 //! done, which the next delivery acknowledges without running. So acknowledgements can
-//! wait and go out together (`consumer/acks.rs`).
+//! wait and go out together (`consumer/held.rs`).
 
 use std::sync::LazyLock;
 

@@ -3,15 +3,17 @@
 //! Redis (the side effect), so the runs it made are countable after it is killed.
 //!
 //! ```text
-//! tally_consumer REDIS_URL CONSUMER_NAME CLAIM_IDLE_MS
+//! tally_consumer REDIS_URL CONSUMER_NAME CLAIM_IDLE_MS [DONE_RECORDS]
 //! ```
+//!
+//! `DONE_RECORDS`: `per_event` (the default) or `per_batch`, as `[events] done_records`.
 
 use std::time::Duration;
 
-use intercall::Invoker;
+use intercall::{DoneRecords, Invoker};
 use intercall_tests::tally::{RUNS, Tally, TallyConsumer, TallyError, runs_by};
 
-const USAGE: &str = "usage: tally_consumer REDIS_URL CONSUMER_NAME CLAIM_IDLE_MS";
+const USAGE: &str = "usage: tally_consumer REDIS_URL CONSUMER_NAME CLAIM_IDLE_MS [per_event|per_batch]";
 
 struct Counter {
     name: String,
@@ -55,8 +57,15 @@ async fn main() {
 
 async fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [url, name, claim_idle_ms] = args.as_slice() else {
-        return Err(format!("expected 3 arguments, got {}", args.len()));
+    let (url, name, claim_idle_ms, done_records) = match args.as_slice() {
+        [url, name, claim_idle_ms] => (url, name, claim_idle_ms, "per_event"),
+        [url, name, claim_idle_ms, done_records] => (url, name, claim_idle_ms, done_records.as_str()),
+        _ => return Err(format!("expected 3 or 4 arguments, got {}", args.len())),
+    };
+    let done_records = match done_records {
+        "per_event" => DoneRecords::PerEvent,
+        "per_batch" => DoneRecords::PerBatch,
+        other => return Err(format!("DONE_RECORDS `{other}`: write per_event or per_batch")),
     };
     let claim_idle = claim_idle_ms.parse::<u64>().map_err(|e| format!("CLAIM_IDLE_MS `{claim_idle_ms}`: {e}"))?;
     let redis = redis::Client::open(url.as_str())
@@ -67,6 +76,7 @@ async fn run() -> Result<(), String> {
     let invoker = Invoker::builder()
         .events(url.as_str())
         .events_claim_idle(Duration::from_millis(claim_idle))
+        .events_done_records(done_records)
         .environment(false)
         .build()
         .map_err(|e| e.to_string())?;

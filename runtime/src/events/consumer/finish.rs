@@ -1,13 +1,13 @@
-//! The ways an entry leaves a consumer's hands besides its `done` record: a dead
-//! letter (EVENTS.md §6), a lease dropped so a replay runs, and the batch's held-back
-//! acknowledgements sent.
+//! The ways an entry leaves a consumer's hands besides a `done` record awaited in
+//! hand: a dead letter (EVENTS.md §6), a lease dropped so a replay runs, and what the
+//! batch held back (records with `per_batch`, acknowledgements) sent.
 
 use redis::aio::MultiplexedConnection;
 
-use super::acks::Acks;
+use super::held::{Held, Taken};
 use super::{Consumer, Delivery};
 use crate::events::lease::Lease;
-use crate::events::stream::now_ms;
+use crate::events::stream::{millis, now_ms};
 use crate::protocol::events::dead_letter_fields;
 
 impl<T: Send + Sync + 'static> Consumer<T> {
@@ -17,22 +17,34 @@ impl<T: Send + Sync + 'static> Consumer<T> {
         }
     }
 
-    /// Sends the acknowledgements held back. On failure they are dropped: their records
-    /// say done, so a redelivery acknowledges them without running.
-    pub(super) async fn flush(&self, conn: &mut MultiplexedConnection, acks: &mut Acks) {
-        if acks.is_empty() {
-            return;
+    /// Sends what the batch holds back, in one pipeline: the `done` records first
+    /// (`per_batch`), then the acknowledgements. On failure the acknowledgements are
+    /// dropped (their records say done, so a redelivery acknowledges them without
+    /// running), and the records are lost: those events stay pending and run again,
+    /// and their streams are noted in `held` (a key partition is then recovered).
+    pub(super) async fn flush(&self, conn: &mut MultiplexedConnection, held: &Held) {
+        let Some(Taken { acks, records }) = held.take() else { return };
+        let mut pipe = redis::pipe();
+        for (lease, _) in &records {
+            lease.record_done(&mut pipe, millis(self.config.processed_ttl));
         }
-        let mut xacks = redis::pipe();
-        acks.add_to(&mut xacks, &self.group);
-        if let Err(e) = self.bounded(xacks.query_async::<()>(conn)).await {
+        acks.add_to(&mut pipe, &self.group);
+        let Err(e) = self.bounded(pipe.query_async::<()>(conn)).await else { return };
+        if records.is_empty() {
             tracing::debug!(
                 events = self.name,
                 entries = acks.len(),
                 "cannot acknowledge processed events; a redelivery will: {e}"
             );
+            return;
         }
-        acks.clear();
+        tracing::warn!(
+            events = self.name,
+            group = %self.group,
+            events_unrecorded = records.len(),
+            "cannot record events as processed (their handlers succeeded; they stay pending and will run again): {e}"
+        );
+        held.lose(records.into_iter().map(|(_, stream)| stream));
     }
 
     /// Moves the entry to the dead-letter stream with `reason`, and acknowledges it, in

@@ -1,7 +1,9 @@
 //! One entry in hand, to its end: what taking its lease found, the handler run in the
 //! publisher's context (panics caught), redelivered after a failure (`XCLAIM`, with
 //! backoff) until it succeeds or is a dead letter, and the heartbeat that keeps a slow
-//! handler's lease and entry; then the `done` record (EVENTS.md §5 steps 3 to 5).
+//! handler's lease and entry; then the `done` record, awaited before the next handler
+//! (`per_event`) or held for the batch's pipeline (`per_batch`) (EVENTS.md §5 steps 3
+//! to 5).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,8 +12,9 @@ use futures_util::FutureExt;
 use redis::Value;
 use redis::aio::MultiplexedConnection;
 
-use super::acks::Acks;
+use super::held::Held;
 use super::{Consumer, Delivery, MAX_RETRY_BACKOFF, Ready};
+use crate::config::DoneRecords;
 use crate::context::CallContext;
 use crate::events::codegen::Dispatch;
 use crate::events::lease::{Claim, Lease};
@@ -30,8 +33,9 @@ enum Outcome {
     Stuck(String),
 }
 impl<T: Send + Sync + 'static> Consumer<T> {
-    /// One entry, to its end (`true`): recorded as processed after success, or found
-    /// so (its acknowledgement joins `acks`, sent with the batch's last `SET done`),
+    /// One entry, to its end (`true`): recorded as processed after success (or, with
+    /// `per_batch`, its record held for the batch's pipeline), or found so (its
+    /// acknowledgement joins `held`, sent with the batch's last `SET done`),
     /// redelivered after a failure, or moved to the dead-letter stream. Redis errors,
     /// and another consumer holding the event, leave it pending (`false`), to be claimed
     /// again. `partition_leases`: the owner keys (and marker) to renew while a handler
@@ -42,7 +46,7 @@ impl<T: Send + Sync + 'static> Consumer<T> {
         mut delivery: Delivery,
         ready: Ready,
         partition_leases: Option<&(Vec<String>, String)>,
-        acks: &mut Acks,
+        held: &Held,
         last: bool,
     ) -> bool {
         let mut conn = connection.clone();
@@ -65,7 +69,7 @@ impl<T: Send + Sync + 'static> Consumer<T> {
             }
             Ok(Claim::Processed) => {
                 tracing::debug!(events = self.name, event = %event.id, "already processed by this group; skipped");
-                acks.push(&delivery.stream, &delivery.entry.id);
+                held.ack(&delivery.stream, &delivery.entry.id);
                 return true;
             }
             Ok(Claim::HeldElsewhere) => {
@@ -79,26 +83,30 @@ impl<T: Send + Sync + 'static> Consumer<T> {
         }
         let (entry_id, stream) = (delivery.entry.id.clone(), Arc::clone(&delivery.stream));
         let keeper = conn.clone();
-        let work = self.run_handler(&mut conn, &event, &mut delivery);
-        let outcome = self.keeping(keeper, &stream, &entry_id, &lease, partition_leases, acks, work).await;
+        let work = self.run_handler(&mut conn, &event, &mut delivery, held);
+        let outcome = self.keeping(keeper, &stream, &entry_id, &lease, partition_leases, held, work).await;
         match outcome {
+            Outcome::Succeeded if self.config.done_records == DoneRecords::PerBatch => {
+                // Written with the batch's others, before their `XACK`s (`held.rs`).
+                held.record(lease, &delivery.stream, &delivery.entry.id, at);
+                true
+            }
             Outcome::Succeeded => {
                 // The record first: once it says done, the event is processed, whenever
                 // its acknowledgement goes out. The batch's last carries them all.
                 let mut complete = redis::pipe();
                 lease.record_done(&mut complete, millis(self.config.processed_ttl));
                 if last {
-                    acks.push(&delivery.stream, &delivery.entry.id);
-                    acks.add_to(&mut complete, &self.group);
+                    held.ack(&delivery.stream, &delivery.entry.id);
+                    if let Some(taken) = held.take() {
+                        taken.acks.add_to(&mut complete, &self.group);
+                    }
                 }
                 let recorded = self.bounded(complete.query_async::<()>(&mut conn)).await;
-                if last {
-                    acks.clear();
-                }
                 match recorded {
                     Ok(()) if last => true,
                     Ok(()) => {
-                        acks.push(&delivery.stream, &delivery.entry.id);
+                        held.ack(&delivery.stream, &delivery.entry.id);
                         true
                     }
                     Err(e) => self.warn(
@@ -122,8 +130,15 @@ impl<T: Send + Sync + 'static> Consumer<T> {
     }
 
     /// Runs the handler until it succeeds, the event is dead, or it is gone (trimmed,
-    /// or acknowledged elsewhere), redelivering after each failure.
-    async fn run_handler(&self, conn: &mut MultiplexedConnection, event: &Event, delivery: &mut Delivery) -> Outcome {
+    /// or acknowledged elsewhere), redelivering after each failure. A failure first
+    /// writes the records `held` back (`per_batch`): the batch now waits on a backoff.
+    async fn run_handler(
+        &self,
+        conn: &mut MultiplexedConnection,
+        event: &Event,
+        delivery: &mut Delivery,
+        held: &Held,
+    ) -> Outcome {
         loop {
             let run = match (self.dispatch)(&self.implementation, &event.method, &event.payload) {
                 Dispatch::Run(run) => run,
@@ -153,6 +168,9 @@ impl<T: Send + Sync + 'static> Consumer<T> {
                 Ok(()) => return Outcome::Succeeded,
                 Err(failure) => failure,
             };
+            if held.has_records() {
+                self.flush(conn, held).await;
+            }
             if delivery.deliveries >= self.config.max_deliveries {
                 return Outcome::Dead(format!(
                     "the handler failed on delivery {} of at most {}: {failure}",
@@ -177,9 +195,10 @@ impl<T: Send + Sync + 'static> Consumer<T> {
     }
     /// Runs `work` while renewing the event's lease and resetting its entry's idle time
     /// every third of the claim idle time, so that a slow but live consumer keeps its
-    /// event; a dead consumer stops renewing, and both run out together. The batch's
-    /// acknowledgements held back go out with the first renewal. Work that finishes
-    /// when first polled (a handler that never waits) starts no heartbeat.
+    /// event; a dead consumer stops renewing, and both run out together. What the batch
+    /// holds back (acknowledgements, and `per_batch`'s records, whose leases are not
+    /// renewed) goes out with the first renewal. Work that finishes when first polled
+    /// (a handler that never waits) starts no heartbeat.
     #[allow(clippy::too_many_arguments)]
     async fn keeping<R>(
         &self,
@@ -188,7 +207,7 @@ impl<T: Send + Sync + 'static> Consumer<T> {
         entry_id: &str,
         lease: &Lease,
         partition_leases: Option<&(Vec<String>, String)>,
-        acks: &mut Acks,
+        held: &Held,
         work: impl Future<Output = R>,
     ) -> R {
         let mut work = std::pin::pin!(work);
@@ -211,7 +230,7 @@ impl<T: Send + Sync + 'static> Consumer<T> {
                         tracing::debug!(events = self.name, entry = entry_id, "cannot renew an event's lease: {e}")
                     }
                 }
-                self.flush(&mut conn, acks).await;
+                self.flush(&mut conn, held).await;
                 let mut keep = redis::cmd("XCLAIM");
                 keep.arg(stream).arg(&self.group).arg(&self.consumer).arg(0).arg(entry_id).arg("JUSTID");
                 if let Err(e) = self.bounded(keep.query_async::<Value>(&mut conn)).await {
