@@ -16,18 +16,22 @@ coproc SRV { exec "$BIN" serve "$SERVER"; }
 SPID=$SRV_PID
 read -r line <&"${SRV[0]}"
 PORT=${line#ready }
-coproc LOAD { exec valgrind --tool=callgrind --callgrind-out-file="$OUT" "$BIN" load "$SYS" "$PORT" "$OP" "$C" "$MS" 2>/dev/null; }
-VPID=$LOAD_PID
-while read -r l <&"${LOAD[0]}"; do
+mkfifo "$OUT.fifo"
+valgrind --tool=callgrind --callgrind-out-file="$OUT" "$BIN" load "$SYS" "$PORT" "$OP" "$C" "$MS" >"$OUT.fifo" 2>/dev/null &
+VPID=$!
+while read -r l; do
   case "$l" in
     measuring) callgrind_control -z "$VPID" >/dev/null 2>&1 ;;
     measured) callgrind_control -d "$VPID" >/dev/null 2>&1 ;;
-    \{*) echo "$l" > "$OUT.sample"; break ;;
+    \{*) echo "$l" > "$OUT.sample" ;;
   esac
-done
+done <"$OUT.fifo"
 wait "$VPID" 2>/dev/null || true
 kill -TERM "$SPID" 2>/dev/null || true
 wait 2>/dev/null || true
 CALLS=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['calls'])" "$OUT.sample")
+# The load may exit before the dump request is served: its exit dump then holds the
+# measured part and the few instructions of its exit.
+[ -f "$OUT.1" ] || cp "$OUT" "$OUT.1"
 echo "# $SYS client, $OP at c$C: $CALLS measured calls; profile in $OUT.1"
 python3 "$(dirname "$0")/callgrind_self.py" "$OUT.1" "$CALLS" "${TOP:-30}"
