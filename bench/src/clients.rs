@@ -68,7 +68,8 @@ impl Client {
         Ok(match system {
             "floor" => Client::Floor { http: reqwest::Client::new(), base },
             "floor-hyper" => Client::Hyper { http: HyperClient::builder(TokioExecutor::new()).build_http(), base },
-            "intercall" | "intercall-all" | "intercall-layer" | "intercall-reqwest" | "intercall-h2" | "intercall-3" => {
+            "intercall" | "intercall-all" | "intercall-layer" | "intercall-reqwest" | "intercall-h2"
+            | "intercall-3" => {
                 let builder = Invoker::builder().service("Bench", base.to_string());
                 let builder = match system {
                     "intercall-3" => {

@@ -342,7 +342,8 @@ fn run(quick: bool, same_core: bool, only: Option<&[&str]>) -> Result<(), Failur
     #[cfg(feature = "telemetry")]
     for system in intercall_bench::observed::SYSTEMS {
         // Only when asked for: each is a pair of processes more in every run.
-        if only.is_some_and(|o| o.contains(&system)) || (only.is_none() && system == intercall_bench::observed::SYSTEM) {
+        if only.is_some_and(|o| o.contains(&system)) || (only.is_none() && system == intercall_bench::observed::SYSTEM)
+        {
             echo.push(Case { system, server: system, client: system, op: "echo" });
         }
     }

@@ -71,7 +71,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     println!("# client-side heap allocations per call, {calls} sequential echo calls each");
     #[cfg_attr(not(feature = "telemetry"), allow(unused_mut))]
-    let mut systems = vec!["intercall", "intercall-all", "intercall-layer", "intercall-reqwest", "intercall-h2", "intercall-3"];
+    let mut systems =
+        vec!["intercall", "intercall-all", "intercall-layer", "intercall-reqwest", "intercall-h2", "intercall-3"];
     // Last, since it installs a recorder and a tracer for the rest of the process: the
     // client with both, against the same server (which then records too, on its own
     // thread, not counted).
