@@ -294,35 +294,13 @@ fn encode(kind: ErrorKind, body: &ErrorBody<'_>) -> EncodedReply {
 /// A scratch buffer per thread larger than this is not kept for the next reply.
 const SCRATCH_KEEP: usize = 256 << 10;
 
-/// Replies from this length up are handed over in the buffer they were written into
-/// when it fits them (`fits`), instead of being copied out of it.
-const HAND_OVER_FROM: usize = 4 << 10;
-
-/// The capacity the scratch buffer gets after a reply of `len` bytes, for the next:
-/// its length and a sixteenth, so that a reply of about the same size fits.
-fn presized(len: usize) -> usize {
-    len + len / 16
-}
-
-/// Whether a buffer of `capacity` holding `len` bytes is handed over as the body: a
-/// reply that leaves at most an eighth of it spare (the previous reply's size, or a
-/// little more or less), not one written into a buffer that grew by doubling.
-fn fits(len: usize, capacity: usize) -> bool {
-    (HAND_OVER_FROM..=SCRATCH_KEEP).contains(&len) && capacity <= len + len / 8
-}
-
 /// `value` as JSON, in a body of exactly its length: a call-id store keeps replies for
 /// minutes and counts their length against its byte budget, so the length must be what
 /// the memory costs. Serialized into the thread's scratch buffer (which keeps its
-/// capacity, so a reply does not grow a `Vec` by doubling). A small reply is then
-/// copied once into an allocation of its exact size. A large one (4 to 256 KiB) that
-/// fits the buffer, sized after the previous reply with a sixteenth to spare, is handed
-/// over instead: the buffer is shrunk to the reply's length in place (the allocator
-/// splits the spare part off as a free chunk of its own, reused by the next
-/// allocations; nothing is copied) and a new buffer of the same size takes its place.
-/// Growing a `Vec` per reply and shrinking it instead left a hole of up to its length
-/// beside every kept reply, and a kept doubled `Vec` cost up to twice the length
-/// counted (docs/BENCHMARKS.md).
+/// capacity, so a reply does not grow a `Vec` by doubling), then copied once into an
+/// allocation of its exact size. Growing a `Vec` per reply and shrinking it instead
+/// left a hole of up to its length beside every kept reply, and a kept doubled `Vec`
+/// cost up to twice the length counted (docs/BENCHMARKS.md).
 fn to_json<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<Bytes> {
     thread_local! {
         static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -330,22 +308,9 @@ fn to_json<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<Bytes> {
     SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
         Ok(mut buffer) => {
             buffer.clear();
-            let written = serde_json::to_writer(&mut *buffer, value);
-            let len = buffer.len();
-            let body = match written {
-                Err(e) => Err(e),
-                Ok(()) if fits(len, buffer.capacity()) => {
-                    let mut body = std::mem::replace(&mut *buffer, Vec::with_capacity(presized(len)));
-                    body.shrink_to_fit();
-                    return Ok(Bytes::from(body));
-                }
-                Ok(()) => Ok(Bytes::copy_from_slice(&buffer)),
-            };
+            let body = serde_json::to_writer(&mut *buffer, value).map(|()| Bytes::copy_from_slice(&buffer));
             if buffer.capacity() > SCRATCH_KEEP {
                 *buffer = Vec::new();
-            } else if (HAND_OVER_FROM..=SCRATCH_KEEP).contains(&len) {
-                // Sized for the next reply of about this size, to be handed over.
-                *buffer = Vec::with_capacity(presized(len));
             }
             body
         }
@@ -633,25 +598,5 @@ mod tests {
         let error = service_error("Catalog", "get", &CatalogError::NotFound { id: "x".repeat(5_000) }, "E").unwrap();
         let len = error.body.len();
         assert_eq!(capacity(error.body), len, "a typed error");
-    }
-
-    /// Large replies are handed over in the buffer they were written into when it fits
-    /// them (issue 18): each is still the JSON, exactly sized, whatever the sizes before
-    /// it (the same, a little more or less, far more, under the hand-over size, over
-    /// the scratch buffer's keep size).
-    #[test]
-    fn handed_over_replies_are_the_json_exactly_sized() {
-        let capacity = |body: Bytes| body.try_into_mut().expect("the only handle").capacity();
-        let sizes = [70_000, 70_000, 70_000, 70_100, 69_000, 72_000, 100, 70_000, 5_000, 300_000, 70_000, 70_000];
-        for (i, len) in sizes.into_iter().enumerate() {
-            let value = "y".repeat(len);
-            let body = result(&value).unwrap().body;
-            assert_eq!(&body[..], &serde_json::to_vec(&value).unwrap()[..], "reply {i}, {len} bytes");
-            let len = body.len();
-            assert_eq!(capacity(body), len, "reply {i}, {len} bytes");
-        }
-        // Within the headroom, a reply is handed over; past it, or outside the sizes, copied.
-        assert!(fits(70_000, presized(70_000)) && fits(67_000, presized(70_000)));
-        assert!(!fits(70_000, 140_000) && !fits(100, 100) && !fits(300_000, 300_000));
     }
 }
