@@ -68,14 +68,16 @@ impl Client {
         Ok(match system {
             "floor" => Client::Floor { http: reqwest::Client::new(), base },
             "floor-hyper" => Client::Hyper { http: HyperClient::builder(TokioExecutor::new()).build_http(), base },
-            "intercall" | "intercall-layer" | "intercall-reqwest" | "intercall-h2" | "intercall-3" => {
+            "intercall" | "intercall-all" | "intercall-layer" | "intercall-reqwest" | "intercall-h2"
+            | "intercall-3" => {
                 let builder = Invoker::builder().service("Bench", base.to_string());
                 let builder = match system {
                     "intercall-3" => {
                         builder.service_urls("Bench", ports.iter().map(|port| format!("http://127.0.0.1:{port}/")))
                     }
-                    // One layer that does nothing: what the layered path itself costs.
-                    "intercall-layer" => builder.layer(tower::layer::util::Identity::new()),
+                    // One layer that does nothing: what the layered path itself costs;
+                    // issue 18's "everything on" has one.
+                    "intercall-layer" | "intercall-all" => builder.layer(tower::layer::util::Identity::new()),
                     "intercall-reqwest" => {
                         builder.transport(intercall::client::ReqwestTransport::new(reqwest::Client::new()))
                     }

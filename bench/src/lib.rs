@@ -6,6 +6,9 @@
 //! - `floor-hyper`: the same server, hyper's client;
 //! - `intercall`: the generated proxy and router, with call id, user context, activity
 //!   id and the call-id cache;
+//! - `intercall-all`: issue 18's "everything on": `intercall` with one no-op client
+//!   layer (metrics and trace propagation are compiled into every build of the bench,
+//!   with no recorder or exporter installed);
 //! - `jsonrpsee`: JSON-RPC 2.0 over HTTP/1, jsonrpsee's server and HTTP client;
 //! - `tonic`: gRPC over h2c, protobuf, tonic's server and client;
 //! - `tarpc`: tarpc over TCP with bincode frames.
@@ -18,8 +21,9 @@
 //! - `intercall-reqwest`: the proxy over `ReqwestTransport` (a default `reqwest::Client`);
 //! - `intercall-h2`: the proxy over HTTP/2 (h2c, prior knowledge).
 //!
-//! With feature `telemetry`, `intercall-observed` ([`observed`]): intercall with a
-//! metrics recorder and an OpenTelemetry tracer installed on both sides.
+//! With feature `telemetry`, the observed systems ([`observed`]): intercall with a
+//! metrics recorder (`intercall-metrics-on`), an OpenTelemetry tracer
+//! (`intercall-otel-on`), or both (`intercall-observed`) installed on both sides.
 //!
 //! The `stream` run ([`streams`]): items per second of one server stream, intercall
 //! against tonic, for small and 64 KiB items.

@@ -106,20 +106,24 @@ async fn load_command(args: &[String]) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `intercall-observed` is intercall's server or client with the telemetry of
+/// An observed system (`intercall-observed`, `intercall-metrics-on`,
+/// `intercall-otel-on`) is intercall's server or client with the telemetry of
 /// `intercall_bench::observed` installed in this process; any other system is itself.
 fn observed(system: &str) -> Result<&str, Failure> {
-    if system != "intercall-observed" {
+    if !OBSERVED.contains(&system) {
         return Ok(system);
     }
     #[cfg(feature = "telemetry")]
     {
-        intercall_bench::observed::install()?;
+        intercall_bench::observed::install_for(system)?;
         Ok("intercall")
     }
     #[cfg(not(feature = "telemetry"))]
-    Err("`intercall-observed` needs the bench built with `--features telemetry`".into())
+    Err(format!("`{system}` needs the bench built with `--features telemetry`").into())
 }
+
+/// The observed systems' names, known with or without feature `telemetry`.
+const OBSERVED: [&str; 3] = ["intercall-observed", "intercall-metrics-on", "intercall-otel-on"];
 
 /// intercall's server on three ports of one process (one core, as every server here):
 /// three endpoints for the balancing client `intercall-3`, so that its figures differ
@@ -272,10 +276,14 @@ struct Case {
 }
 
 /// Every system on `echo`, the floor first: the ratios are to it.
-const ECHO: [Case; 6] = [
+const ECHO: [Case; 7] = [
     Case { system: "floor", server: "floor", client: "floor", op: "echo" },
     Case { system: "floor-hyper", server: "floor", client: "floor-hyper", op: "echo" },
     Case { system: "intercall", server: "intercall", client: "intercall", op: "echo" },
+    // Issue 18's "everything on": `intercall` and one no-op client layer, with metrics
+    // and trace propagation compiled in (as in every build of the bench), nothing
+    // installed.
+    Case { system: "intercall-all", server: "intercall", client: "intercall-all", op: "echo" },
     Case { system: "jsonrpsee", server: "jsonrpsee", client: "jsonrpsee", op: "echo" },
     Case { system: "tonic", server: "tonic", client: "tonic", op: "echo" },
     Case { system: "tarpc", server: "tarpc", client: "tarpc", op: "echo" },
@@ -332,9 +340,12 @@ fn run(quick: bool, same_core: bool, only: Option<&[&str]>) -> Result<(), Failur
     let mut echo: Vec<Case> =
         ECHO.into_iter().filter(|c| c.system == "floor" || only.is_none_or(|o| o.contains(&c.system))).collect();
     #[cfg(feature = "telemetry")]
-    if only.is_none_or(|o| o.contains(&"intercall-observed")) {
-        let system = "intercall-observed";
-        echo.push(Case { system, server: system, client: system, op: "echo" });
+    for system in intercall_bench::observed::SYSTEMS {
+        // Only when asked for: each is a pair of processes more in every run.
+        if only.is_some_and(|o| o.contains(&system)) || (only.is_none() && system == intercall_bench::observed::SYSTEM)
+        {
+            echo.push(Case { system, server: system, client: system, op: "echo" });
+        }
     }
     let runs = [
         Run { cases: echo.clone(), concurrency: 1 },

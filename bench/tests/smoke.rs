@@ -36,6 +36,13 @@ async fn every_adapter_answers_every_operation_correctly() {
     for op in [Op::Fresh, Op::Duplicate, Op::Duplicate] {
         assert_eq!(raw.call(op, 7).await, Ok(()), "{op:?}");
     }
+    // Issue 18's "everything on": the proxy with one no-op layer. `large` more than once:
+    // later replies are encoded in the server's reused scratch buffer.
+    let port = serve("intercall").await;
+    let all = Client::new("intercall-all", &port).await.expect("a client");
+    for op in [Op::Echo, Op::Large, Op::Fail, Op::Large, Op::Large] {
+        assert_eq!(all.call(op, 42).await, Ok(()), "intercall-all {op:?}");
+    }
     // The balancing client over three servers.
     let ports = [serve("intercall").await, serve("intercall").await, serve("intercall").await].join(",");
     let balanced = Client::new("intercall-3", &ports).await.unwrap();

@@ -3,8 +3,11 @@
 //! global allocator on the client's thread only. Unlike throughput, these counts do not
 //! depend on what else the machine is doing, so a few-percent cost (one layer) shows.
 //!
-//! With `--features telemetry`, `intercall-observed` too: intercall's client with a
-//! metrics recorder and an OpenTelemetry tracer installed (`observed.rs`).
+//! `intercall-all` is issue 18's "everything on" (one no-op layer, metrics and trace
+//! propagation compiled in, nothing installed). With `--features telemetry`, one observed
+//! system last (`allocs [calls] [observed]`, `intercall-observed` unless named):
+//! intercall's client with a metrics recorder, an OpenTelemetry tracer, or both
+//! installed (`observed.rs`); one per process, since what is installed stays.
 //!
 //! The server runs on a runtime of its own, on another thread; the client is a
 //! current-thread runtime on this one, so its connection tasks count as the client's.
@@ -53,6 +56,8 @@ static GLOBAL: Counting = Counting;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let calls: u64 = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(5_000);
+    #[cfg(feature = "telemetry")]
+    let observed = std::env::args().nth(2).unwrap_or_else(|| intercall_bench::observed::SYSTEM.to_owned());
     let server = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     // Three ports of one server: `intercall-3` balances over all three, the others
     // call the first.
@@ -66,19 +71,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     println!("# client-side heap allocations per call, {calls} sequential echo calls each");
     #[cfg_attr(not(feature = "telemetry"), allow(unused_mut))]
-    let mut systems = vec!["intercall", "intercall-layer", "intercall-reqwest", "intercall-h2", "intercall-3"];
+    let mut systems =
+        vec!["intercall", "intercall-all", "intercall-layer", "intercall-reqwest", "intercall-h2", "intercall-3"];
     // Last, since it installs a recorder and a tracer for the rest of the process: the
     // client with both, against the same server (which then records too, on its own
     // thread, not counted).
     #[cfg(feature = "telemetry")]
-    systems.push(intercall_bench::observed::SYSTEM);
+    systems.push(observed.as_str());
     for system in systems {
         let ports = if system == "intercall-3" { ports.join(",") } else { ports[0].clone() };
         #[cfg_attr(not(feature = "telemetry"), allow(unused_mut))]
         let mut client_system = system;
         #[cfg(feature = "telemetry")]
-        if system == intercall_bench::observed::SYSTEM {
-            intercall_bench::observed::install()?;
+        if intercall_bench::observed::SYSTEMS.contains(&system) {
+            intercall_bench::observed::install_for(system)?;
             client_system = "intercall";
         }
         let (allocations, bytes) = client.block_on(async {
