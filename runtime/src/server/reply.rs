@@ -5,8 +5,10 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 
 use axum::http::StatusCode;
+use axum::body::Body;
+use axum::http::HeaderMap;
 use axum::http::header::{CONTENT_TYPE, HeaderValue};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use bytes::Bytes;
 use futures_util::FutureExt;
 use serde::Serialize;
@@ -17,13 +19,23 @@ use crate::calls::StoredReply;
 use crate::protocol::reply::{self as encode, Decoded, EncodedReply, ReplyOutcome, error_type_name};
 use crate::protocol::{ErrorKind, JSON, Refusal};
 
+/// How many headers a response's map has room for. hyper keeps a written response's
+/// emptied map for the connection's next request head: sized for the dozen headers an
+/// intercall request carries, it is reused as it is, where the two a response needs
+/// made hyper grow it again for every request (two more allocations and a rehash).
+const HEAD_CAPACITY: usize = 12;
+
 /// The HTTP response for an encoded reply. A reply that is not a result carries its
 /// [`ReplyOutcome`] in the response's extensions, for the span and the metrics.
 pub(crate) fn respond(reply: EncodedReply) -> Response {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     // A replayed typed error's names are read from its body only if a span records them.
     let stored = (reply.outcome == ReplyOutcome::StoredService).then(|| StoredBody(reply.body.clone()));
-    let mut response = (status, [(CONTENT_TYPE, HeaderValue::from_static(JSON))], reply.body).into_response();
+    let mut headers = HeaderMap::with_capacity(HEAD_CAPACITY);
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
+    let mut response = Response::new(Body::from(reply.body));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
     if reply.outcome != ReplyOutcome::Ok {
         response.extensions_mut().insert(reply.outcome);
     }
