@@ -426,6 +426,9 @@ async fn admit<S, A: DeserializeOwned>(
     request::check_declared_size(declared, served.max_body_bytes)
         .and_then(|()| request::check_signature_headers(&state.security, &head))
         .map_err(|refusal| refuse(&refusal))?;
+    // What is read from the head after the body, taken now: the whole head is not
+    // kept across the body's read, in every request's future.
+    let (signature, trace) = (head.signature(), head.trace());
     let body_timeout = parts.extensions.get::<ServeTimings>().map(|timings| timings.body_read);
     let bytes = match request::read_body(declared, body, served.max_body_bytes, body_timeout).await {
         Ok(bytes) => bytes,
@@ -437,10 +440,9 @@ async fn admit<S, A: DeserializeOwned>(
         }
         Err(refusal) => return Err(refuse(&refusal)),
     };
-    request::verify(&state.security, served.service, served.method, &headers, &head, &bytes)
+    request::verify(&state.security, served.service, served.method, &headers, signature, &bytes)
         .map_err(|refusal| refuse(&refusal))?;
     let activity = headers.activity.unwrap_or_default();
-    let trace = head.trace();
     if let Some(call_id) = headers.call_id {
         span.record("call_id", tracing::field::display(call_id));
     }

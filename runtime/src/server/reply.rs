@@ -119,24 +119,27 @@ impl From<EncodedReply> for StoredReply {
 
 /// Runs the implementation's future to a reply: its result, its typed error, or a
 /// `panic` reply if it panicked (the panic message is logged, never sent).
-pub(crate) async fn run<T, E, Fut>(served: ServedMethod, future: Fut) -> EncodedReply
+///
+/// Combinators, not an `async fn`: the run's future is held once, where an `async fn`
+/// and its inner block each kept their own copy beside the one being awaited.
+pub(crate) fn run<T, E, Fut>(served: ServedMethod, future: Fut) -> impl Future<Output = EncodedReply>
 where
     T: Serialize,
     E: Serialize,
     Fut: Future<Output = Result<T, E>>,
 {
     // Serialization is inside the guard too: a `Serialize` impl can panic as well.
-    let replied = AssertUnwindSafe(async {
-        let encoded = match future.await {
+    let replied = AssertUnwindSafe(future.map(move |result| {
+        let encoded = match result {
             Ok(value) => encode::result(&value),
             Err(error) => encode::service_error(served.service, served.method, &error, short_type_name::<E>()),
         };
         encoded.unwrap_or_else(|message| internal(served, &message))
-    });
-    match replied.catch_unwind().await {
+    }));
+    replied.catch_unwind().map(move |caught| match caught {
         Ok(reply) => reply,
         Err(panic) => panicked(served, panic_message(&*panic)),
-    }
+    })
 }
 
 /// The reply to a run that panicked; `detail` goes to the log only.

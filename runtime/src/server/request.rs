@@ -74,13 +74,14 @@ pub(crate) async fn read_body(
     }
 }
 
-/// Verifies the request's signature when `security` requires one (401).
+/// Verifies the request's signature (its head's `RequestHead::signature`) when
+/// `security` requires one (401).
 pub(crate) fn verify(
     security: &Security,
     service: &str,
     method: &str,
     call: &CallHeaders<'_>,
-    head: &RequestHead<'_>,
+    (timestamp, signature): (Option<&str>, Option<&str>),
     body: &[u8],
 ) -> Result<(), Refusal> {
     if !security.is_enabled() {
@@ -97,6 +98,5 @@ pub(crate) fn verify(
         activity: call.activity_text,
         body_sha256: &body_sha256,
     };
-    let (timestamp, signature) = head.signature();
     security.verify(&fields, timestamp, signature).map_err(|reason| Refusal::new(ErrorKind::Unauthorized, reason))
 }
