@@ -29,8 +29,8 @@ use tracing::{Instrument, Span};
 
 use crate::calls::{CallKey, CallStore, OnStoreError, fingerprint};
 use crate::context::CallContext;
-use crate::protocol::headers::RequestHead;
 use crate::protocol::reply::framework_error;
+use crate::protocol::headers::RequestHead;
 use crate::protocol::{ErrorKind, args, path, truncate};
 use crate::security::Security;
 use crate::telemetry;
@@ -408,46 +408,28 @@ pub(crate) struct Admitted<A> {
 /// The checks of PROTOCOL.md §4.2, in order, up to the decoded arguments: every
 /// method runs them, unary or streamed. `Err` is the response that refuses the
 /// request (a replay of a call id's reply among them).
-///
-/// `state` is handed back with the outcome, so that a caller can chain the run on
-/// without keeping its own copy of everything it passed in (see [`handle`]).
 async fn admit<S, A: DeserializeOwned>(
     served: ServedMethod,
-    state: ServiceState<S>,
-    mut request: Request,
-    span: Span,
-) -> (ServiceState<S>, Result<Admitted<A>, Response>) {
-    // The request is lent, not moved: each future that took it by value kept a copy of
-    // its 240 bytes.
-    let admitted = admit_in(served, &state, &mut request, span).await;
-    (state, admitted)
-}
-
-async fn admit_in<S, A: DeserializeOwned>(
-    served: ServedMethod,
     state: &ServiceState<S>,
-    request: &mut Request,
+    request: Request,
     span: Span,
 ) -> Result<Admitted<A>, Response> {
     let arrived = Instant::now();
-    // The body taken, the head read in place.
-    let body = std::mem::take(request.body_mut());
-    let parts: &Request = request;
-    // Every header the checks read, found in one pass; in a block of its own, so that
-    // the head is not kept across the body's read in every request's future.
-    let (headers, declared, signature, trace) = {
-        let head = RequestHead::read(parts.headers());
-        let headers = request::check_headers(&head).map_err(|refusal| refuse(&refusal))?;
-        // Before the body: a declared size over the limit, and an unsigned request to
-        // a signed server, are refused unread.
-        // `content-length`, read once for both the check and the read.
-        let declared = head.content_length();
-        request::check_declared_size(declared, served.max_body_bytes)
-            .and_then(|()| request::check_signature_headers(&state.security, &head))
-            .map_err(|refusal| refuse(&refusal))?;
-        (headers, declared, head.signature(), head.trace())
-    };
-    let body_timeout = parts.extensions().get::<ServeTimings>().map(|timings| timings.body_read);
+    let (parts, body) = request.into_parts();
+    // Every header the checks read, found in one pass.
+    let head = RequestHead::read(&parts.headers);
+    let headers = request::check_headers(&head).map_err(|refusal| refuse(&refusal))?;
+    // Before the body: a declared size over the limit, and an unsigned request to a
+    // signed server, are refused unread.
+    // `content-length`, read once for both the check and the read.
+    let declared = head.content_length();
+    request::check_declared_size(declared, served.max_body_bytes)
+        .and_then(|()| request::check_signature_headers(&state.security, &head))
+        .map_err(|refusal| refuse(&refusal))?;
+    // What is read from the head after the body, taken now: the whole head is not
+    // kept across the body's read, in every request's future.
+    let (signature, trace) = (head.signature(), head.trace());
+    let body_timeout = parts.extensions.get::<ServeTimings>().map(|timings| timings.body_read);
     let bytes = match request::read_body(declared, body, served.max_body_bytes, body_timeout).await {
         Ok(bytes) => bytes,
         Err(refusal) if refusal.kind == ErrorKind::RequestTimeout => {
@@ -510,17 +492,14 @@ async fn admit_in<S, A: DeserializeOwned>(
     Ok(Admitted { args, context, span, deadline: headers.deadline, dedup })
 }
 
-/// A unary call's whole flow: [`admit`], then the run. Chained with `then`, not an
-/// `async fn`: this future is the one every request allocates, and an `async fn`
-/// would keep its own arguments (the request among them) beside `admit`'s copy.
-fn handle<S, A, T, E, F, Fut>(
+async fn handle<S, A, T, E, F, Fut>(
     served: ServedMethod,
     state: ServiceState<S>,
     call: F,
     request: Request,
     span: Span,
     in_flight: InFlight,
-) -> impl Future<Output = Response>
+) -> Response
 where
     A: DeserializeOwned,
     T: Serialize + 'static,
@@ -528,26 +507,7 @@ where
     F: FnOnce(Arc<S>, A) -> Fut,
     Fut: Future<Output = Result<T, E>> + Send + 'static,
 {
-    use futures_util::FutureExt;
-    admit(served, state, request, span)
-        .then(move |(state, admitted)| run_admitted(served, state, call, in_flight, admitted))
-}
-
-/// The run of an admitted call (or the refusal `admit` answered with).
-async fn run_admitted<S, A, T, E, F, Fut>(
-    served: ServedMethod,
-    state: ServiceState<S>,
-    call: F,
-    in_flight: InFlight,
-    admitted: Result<Admitted<A>, Response>,
-) -> Response
-where
-    T: Serialize + 'static,
-    E: Serialize + 'static,
-    F: FnOnce(Arc<S>, A) -> Fut,
-    Fut: Future<Output = Result<T, E>> + Send + 'static,
-{
-    let Admitted { args, context, span, deadline, dedup } = match admitted {
+    let Admitted { args, context, span, deadline, dedup } = match admit(served, &state, request, span).await {
         Ok(admitted) => admitted,
         Err(refused) => return refused,
     };

@@ -88,8 +88,7 @@ where
 {
     let keepalive =
         request.extensions().get::<super::ServeTimings>().map_or(KEEPALIVE_INTERVAL, |t| t.stream_keepalive);
-    let (state, admitted) = admit(served, state, request, span).await;
-    let Admitted { args, context, span, deadline, dedup } = match admitted {
+    let Admitted { args, context, span, deadline, dedup } = match admit(served, &state, request, span).await {
         Ok(admitted) => admitted,
         Err(refused) => return refused,
     };
