@@ -29,8 +29,8 @@ use tracing::{Instrument, Span};
 
 use crate::calls::{CallKey, CallStore, OnStoreError, fingerprint};
 use crate::context::CallContext;
-use crate::protocol::reply::framework_error;
 use crate::protocol::headers::RequestHead;
+use crate::protocol::reply::framework_error;
 use crate::protocol::{ErrorKind, args, path, truncate};
 use crate::security::Security;
 use crate::telemetry;

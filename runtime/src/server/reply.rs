@@ -4,9 +4,9 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 
-use axum::http::StatusCode;
 use axum::body::Body;
 use axum::http::HeaderMap;
+use axum::http::StatusCode;
 use axum::http::header::{CONTENT_TYPE, HeaderValue};
 use axum::response::Response;
 use bytes::Bytes;
