@@ -12,11 +12,12 @@
 use std::time::Duration;
 
 use hyper::http::header::CONTENT_TYPE;
-use hyper::http::{HeaderMap, HeaderName, HeaderValue};
+use hyper::http::{HeaderMap, HeaderValue};
 
 use super::{Refusal, integer, truncate};
 use crate::context::{ActivityId, UserContext};
 use crate::protocol::ErrorKind;
+use crate::protocol::trace::{TRACEPARENT, TraceContext};
 
 /// The only media type intercall speaks, in both directions.
 pub const JSON: &str = "application/json";
@@ -80,9 +81,13 @@ pub(crate) struct CallHeaders<'a> {
 
 impl<'a> CallHeaders<'a> {
     /// Parses and checks every call header; the first malformed or repeated one is a
-    /// `400 bad_request` naming it.
+    /// `400 bad_request` naming it. (The server reads them through [`RequestHead`].)
+    #[cfg(any(fuzzing, test))]
     pub(crate) fn parse(headers: &'a HeaderMap) -> Result<Self, Refusal> {
-        let found = Found::collect(headers);
+        RequestHead::read(headers).call_headers()
+    }
+
+    fn from_found(found: &Found<'a>) -> Result<Self, Refusal> {
         let call_id_text = found.call_id.text(CALL_ID)?;
         let call_id = call_id_text.map(|text| uuid(CALL_ID, text)).transpose()?;
         let attempt = found
@@ -112,9 +117,53 @@ impl<'a> CallHeaders<'a> {
     }
 }
 
-/// The call headers' values, found in one pass over the request's headers. A lookup
-/// per name hashed every name again: six lookups cost more than reading the ten or
-/// so headers of a request once.
+/// Every header a server reads from a request, found in one pass over its headers: the
+/// media type, the declared length, the call headers, the signature headers and
+/// whether a trace context came. A lookup per name hashed every name again: a dozen
+/// lookups cost more than reading the ten or so headers of a request once.
+pub(crate) struct RequestHead<'a> {
+    headers: &'a HeaderMap,
+    found: Found<'a>,
+}
+
+impl<'a> RequestHead<'a> {
+    /// Reads `headers` once; each check below then reads what was found.
+    pub(crate) fn read(headers: &'a HeaderMap) -> Self {
+        Self { headers, found: Found::collect(headers) }
+    }
+
+    /// The call headers, checked (see [`CallHeaders::parse`]).
+    pub(crate) fn call_headers(&self) -> Result<CallHeaders<'a>, Refusal> {
+        CallHeaders::from_found(&self.found)
+    }
+
+    /// `415 unsupported_media_type` unless the `content-type` is JSON in UTF-8 (see
+    /// [`check_content_type`]).
+    pub(crate) fn check_content_type(&self) -> Result<(), Refusal> {
+        content_type(self.found.content_type.value)
+    }
+
+    /// The body length the head declares in `content-length` (its first value), if it
+    /// is a number.
+    pub(crate) fn content_length(&self) -> Option<u64> {
+        let value = self.found.content_length.value?;
+        value.to_str().ok()?.parse().ok()
+    }
+
+    /// The signature headers, as [`signature_headers`] reads them.
+    pub(crate) fn signature(&self) -> (Option<&'a str>, Option<&'a str>) {
+        (self.found.timestamp.only_text(), self.found.signature.only_text())
+    }
+
+    /// The request's trace context, if it carries a valid one. Only a request with a
+    /// `traceparent` looks further (its `tracestate` may be several headers).
+    pub(crate) fn trace(&self) -> Option<TraceContext> {
+        self.found.traceparent.value?;
+        TraceContext::from_headers(self.headers)
+    }
+}
+
+/// The values of the headers a server reads, from one pass over a request's headers.
 #[derive(Default)]
 struct Found<'a> {
     call_id: Slot<'a>,
@@ -123,6 +172,13 @@ struct Found<'a> {
     user_type: Slot<'a>,
     user_id: Slot<'a>,
     activity: Slot<'a>,
+    timestamp: Slot<'a>,
+    signature: Slot<'a>,
+    traceparent: Slot<'a>,
+    /// The first value, as `HeaderMap::get` gives.
+    content_type: Slot<'a>,
+    /// The first value, as `HeaderMap::get` gives.
+    content_length: Slot<'a>,
 }
 
 impl<'a> Found<'a> {
@@ -130,15 +186,23 @@ impl<'a> Found<'a> {
         let mut found = Self::default();
         for (name, value) in headers {
             let slot = match name.as_str() {
+                "content-type" => &mut found.content_type,
+                "content-length" => &mut found.content_length,
                 CALL_ID => &mut found.call_id,
                 CALL_ATTEMPT => &mut found.attempt,
                 DEADLINE_MS => &mut found.deadline,
                 USER_TYPE => &mut found.user_type,
                 USER_ID => &mut found.user_id,
                 ACTIVITY_ID => &mut found.activity,
+                TIMESTAMP => &mut found.timestamp,
+                SIGNATURE => &mut found.signature,
+                TRACEPARENT => &mut found.traceparent,
                 _ => continue,
             };
-            slot.repeated |= slot.value.replace(value).is_some();
+            match slot.value {
+                None => slot.value = Some(value),
+                Some(_) => slot.repeated = true,
+            }
         }
         found
     }
@@ -152,6 +216,11 @@ struct Slot<'a> {
 }
 
 impl<'a> Slot<'a> {
+    /// The one value as text; `None` when it is missing, repeated or not text.
+    fn only_text(&self) -> Option<&'a str> {
+        self.value.filter(|_| !self.repeated).and_then(|value| value.to_str().ok())
+    }
+
     /// The one value, or a `400` if it is repeated.
     fn single(&self, name: &str) -> Result<Option<&'a HeaderValue>, Refusal> {
         if self.repeated {
@@ -177,14 +246,7 @@ impl<'a> Slot<'a> {
 /// missing, repeated or not text (any of which is a `401` there; a server without a
 /// secret ignores both headers).
 pub(crate) fn signature_headers(headers: &HeaderMap) -> (Option<&str>, Option<&str>) {
-    let one = |name: &HeaderName| {
-        let mut values = headers.get_all(name).iter();
-        match (values.next(), values.next()) {
-            (Some(value), None) => value.to_str().ok(),
-            _ => None,
-        }
-    };
-    (one(&names::TIMESTAMP), one(&names::SIGNATURE))
+    RequestHead::read(headers).signature()
 }
 
 /// Where each byte's two digits start in a hyphenated UUID.
@@ -234,10 +296,16 @@ fn bad_header(name: &str, value: &str, expected: &str) -> Refusal {
 }
 
 /// Checks the request's `content-type`: `415 unsupported_media_type` unless it is JSON
-/// in UTF-8.
+/// in UTF-8. (The server reads it through [`RequestHead`].)
+#[cfg(any(fuzzing, test))]
 pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
+    content_type(headers.get(CONTENT_TYPE))
+}
+
+/// [`check_content_type`] of the request's first `content-type` value.
+fn content_type(value: Option<&HeaderValue>) -> Result<(), Refusal> {
     let unsupported = |message: String| Err(Refusal::new(ErrorKind::UnsupportedMediaType, message));
-    let Some(value) = headers.get(CONTENT_TYPE) else {
+    let Some(value) = value else {
         return unsupported(format!("missing `content-type` header; send `content-type: {JSON}`"));
     };
     // What intercall's clients send, accepted without parsing it.
@@ -326,6 +394,7 @@ pub(crate) fn write_signature(headers: &mut HeaderMap, timestamp: u64, signature
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper::http::HeaderName;
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut headers = HeaderMap::new();
@@ -509,5 +578,33 @@ mod tests {
             |value: &str| check_content_type(&map(&[("content-type", value)])).map_err(|refusal| refusal.message);
         assert_eq!(check("application/Problem+JSON"), Ok(()));
         assert!(check("application/json; CharSet=latin1").unwrap_err().contains("UTF-8"));
+    }
+
+    #[test]
+    fn one_pass_reads_what_the_lookups_did() {
+        // Each header's first value, as `HeaderMap::get` gives.
+        let headers = map(&[
+            ("content-length", "12"),
+            ("content-length", "99"),
+            ("content-type", "application/json"),
+            ("content-type", "text/plain"),
+            (TIMESTAMP, "1"),
+            (TIMESTAMP, "2"),
+            (SIGNATURE, "v1=00"),
+        ]);
+        let head = RequestHead::read(&headers);
+        assert_eq!(head.content_length(), Some(12));
+        assert_eq!(head.check_content_type(), Ok(()));
+        assert_eq!(head.signature(), (None, Some("v1=00")), "a repeated signature header is none");
+        assert_eq!(head.trace(), None);
+        let headers = map(&[("content-length", "twelve"), ("content-type", "text/plain")]);
+        let head = RequestHead::read(&headers);
+        assert_eq!(head.content_length(), None);
+        assert_eq!(head.check_content_type().unwrap_err().kind, ErrorKind::UnsupportedMediaType);
+        // A trace context is read with all of its `tracestate` headers.
+        let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let headers = map(&[("tracestate", "a=1"), ("traceparent", parent), ("tracestate", "b=2")]);
+        let trace = RequestHead::read(&headers).trace().expect("a valid traceparent");
+        assert_eq!(trace, TraceContext::parse(parent, Some("a=1,b=2")).unwrap());
     }
 }

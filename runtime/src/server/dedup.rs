@@ -47,7 +47,11 @@ pub(crate) async fn before_decoding(
 }
 
 /// Runs the call once per call id: `claimed` by [`before_decoding`], or claimed now.
-pub(crate) async fn run_once<T, E, Fut>(
+///
+/// The run is put in its [`Detachable`] here, before the returned future: an `async
+/// fn` would keep `future` among its arguments for as long as it runs, a second copy
+/// of the run in every request's future. Await the result at once.
+pub(crate) fn run_once<T, E, Fut>(
     served: ServedMethod,
     store: Arc<dyn CallStore>,
     key: CallKey,
@@ -55,7 +59,7 @@ pub(crate) async fn run_once<T, E, Fut>(
     deadline: Option<Duration>,
     claimed: Option<ClaimGuard>,
     future: Fut,
-) -> EncodedReply
+) -> impl Future<Output = EncodedReply>
 where
     T: Serialize + 'static,
     E: Serialize + 'static,
@@ -77,10 +81,12 @@ where
             })
         }
     };
-    match join(served, deadline, run).await {
-        Ok(Outcome::Ran(reply)) => reply,
-        // Boxed, as in `before_decoding`: only a call that did not run here needs it.
-        outcome => Box::pin(answer(served, &*store, &key, fingerprint, deadline, started, outcome)).await,
+    async move {
+        match join(served, deadline, run).await {
+            Ok(Outcome::Ran(reply)) => reply,
+            // Boxed, as in `before_decoding`: only a call that did not run here needs it.
+            outcome => Box::pin(answer(served, &*store, &key, fingerprint, deadline, started, outcome)).await,
+        }
     }
 }
 
@@ -140,16 +146,17 @@ pub(super) fn settle(claimed: Result<Claim, StoreError>) -> Result<Ticket, Outco
     }
 }
 
-/// Runs a claimed call and records its outcome.
-async fn run_claimed<T, E, Fut>(served: ServedMethod, guard: ClaimGuard, future: Fut) -> Outcome
+/// Runs a claimed call and records its outcome. (A combinator: see [`reply::run`].)
+fn run_claimed<T, E, Fut>(served: ServedMethod, guard: ClaimGuard, future: Fut) -> impl Future<Output = Outcome>
 where
     T: Serialize,
     E: Serialize,
     Fut: Future<Output = Result<T, E>>,
 {
-    let reply = reply::run(served, future).await;
-    guard.finish(&reply).await;
-    Outcome::Ran(reply)
+    reply::run(served, future).then(move |reply| async move {
+        guard.finish(&reply).await;
+        Outcome::Ran(reply)
+    })
 }
 
 /// The store failed: run without deduplication if the server is set to, else refuse.

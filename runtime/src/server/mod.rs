@@ -29,8 +29,8 @@ use tracing::{Instrument, Span};
 
 use crate::calls::{CallKey, CallStore, OnStoreError, fingerprint};
 use crate::context::CallContext;
+use crate::protocol::headers::RequestHead;
 use crate::protocol::reply::framework_error;
-use crate::protocol::trace::TraceContext;
 use crate::protocol::{ErrorKind, args, path, truncate};
 use crate::security::Security;
 use crate::telemetry;
@@ -416,14 +416,19 @@ async fn admit<S, A: DeserializeOwned>(
 ) -> Result<Admitted<A>, Response> {
     let arrived = Instant::now();
     let (parts, body) = request.into_parts();
-    let headers = request::check_headers(&parts.headers).map_err(|refusal| refuse(&refusal))?;
+    // Every header the checks read, found in one pass.
+    let head = RequestHead::read(&parts.headers);
+    let headers = request::check_headers(&head).map_err(|refusal| refuse(&refusal))?;
     // Before the body: a declared size over the limit, and an unsigned request to a
     // signed server, are refused unread.
     // `content-length`, read once for both the check and the read.
-    let declared = crate::body::declared_length(&parts.headers);
+    let declared = head.content_length();
     request::check_declared_size(declared, served.max_body_bytes)
-        .and_then(|()| request::check_signature_headers(&state.security, &parts.headers))
+        .and_then(|()| request::check_signature_headers(&state.security, &head))
         .map_err(|refusal| refuse(&refusal))?;
+    // What is read from the head after the body, taken now: the whole head is not
+    // kept across the body's read, in every request's future.
+    let (signature, trace) = (head.signature(), head.trace());
     let body_timeout = parts.extensions.get::<ServeTimings>().map(|timings| timings.body_read);
     let bytes = match request::read_body(declared, body, served.max_body_bytes, body_timeout).await {
         Ok(bytes) => bytes,
@@ -435,10 +440,9 @@ async fn admit<S, A: DeserializeOwned>(
         }
         Err(refusal) => return Err(refuse(&refusal)),
     };
-    request::verify(&state.security, served.service, served.method, &headers, &parts.headers, &bytes)
+    request::verify(&state.security, served.service, served.method, &headers, signature, &bytes)
         .map_err(|refusal| refuse(&refusal))?;
     let activity = headers.activity.unwrap_or_default();
-    let trace = TraceContext::from_headers(&parts.headers);
     if let Some(call_id) = headers.call_id {
         span.record("call_id", tracing::field::display(call_id));
     }

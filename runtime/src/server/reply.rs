@@ -4,9 +4,11 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 
+use axum::body::Body;
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::http::header::{CONTENT_TYPE, HeaderValue};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use bytes::Bytes;
 use futures_util::FutureExt;
 use serde::Serialize;
@@ -17,13 +19,23 @@ use crate::calls::StoredReply;
 use crate::protocol::reply::{self as encode, Decoded, EncodedReply, ReplyOutcome, error_type_name};
 use crate::protocol::{ErrorKind, JSON, Refusal};
 
+/// How many headers a response's map has room for. hyper keeps a written response's
+/// emptied map for the connection's next request head: sized for the dozen headers an
+/// intercall request carries, it is reused as it is, where the two a response needs
+/// made hyper grow it again for every request (two more allocations and a rehash).
+const HEAD_CAPACITY: usize = 12;
+
 /// The HTTP response for an encoded reply. A reply that is not a result carries its
 /// [`ReplyOutcome`] in the response's extensions, for the span and the metrics.
 pub(crate) fn respond(reply: EncodedReply) -> Response {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     // A replayed typed error's names are read from its body only if a span records them.
     let stored = (reply.outcome == ReplyOutcome::StoredService).then(|| StoredBody(reply.body.clone()));
-    let mut response = (status, [(CONTENT_TYPE, HeaderValue::from_static(JSON))], reply.body).into_response();
+    let mut headers = HeaderMap::with_capacity(HEAD_CAPACITY);
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
+    let mut response = Response::new(Body::from(reply.body));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
     if reply.outcome != ReplyOutcome::Ok {
         response.extensions_mut().insert(reply.outcome);
     }
@@ -107,24 +119,27 @@ impl From<EncodedReply> for StoredReply {
 
 /// Runs the implementation's future to a reply: its result, its typed error, or a
 /// `panic` reply if it panicked (the panic message is logged, never sent).
-pub(crate) async fn run<T, E, Fut>(served: ServedMethod, future: Fut) -> EncodedReply
+///
+/// Combinators, not an `async fn`: the run's future is held once, where an `async fn`
+/// and its inner block each kept their own copy beside the one being awaited.
+pub(crate) fn run<T, E, Fut>(served: ServedMethod, future: Fut) -> impl Future<Output = EncodedReply>
 where
     T: Serialize,
     E: Serialize,
     Fut: Future<Output = Result<T, E>>,
 {
     // Serialization is inside the guard too: a `Serialize` impl can panic as well.
-    let replied = AssertUnwindSafe(async {
-        let encoded = match future.await {
+    let replied = AssertUnwindSafe(future.map(move |result| {
+        let encoded = match result {
             Ok(value) => encode::result(&value),
             Err(error) => encode::service_error(served.service, served.method, &error, short_type_name::<E>()),
         };
         encoded.unwrap_or_else(|message| internal(served, &message))
-    });
-    match replied.catch_unwind().await {
+    }));
+    replied.catch_unwind().map(move |caught| match caught {
         Ok(reply) => reply,
         Err(panic) => panicked(served, panic_message(&*panic)),
-    }
+    })
 }
 
 /// The reply to a run that panicked; `detail` goes to the log only.

@@ -6,18 +6,17 @@
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::http::HeaderMap;
 
 use crate::body::{BodyError, read_declared};
-use crate::protocol::headers::{self, CallHeaders};
+use crate::protocol::headers::{CallHeaders, RequestHead};
 use crate::protocol::signing::{SignedFields, body_sha256};
 use crate::protocol::{ErrorKind, Refusal};
 use crate::security::Security;
 
 /// The checks before the body is read: content type (415), then the call headers (400).
-pub(crate) fn check_headers(headers: &HeaderMap) -> Result<CallHeaders<'_>, Refusal> {
-    headers::check_content_type(headers)?;
-    CallHeaders::parse(headers)
+pub(crate) fn check_headers<'a>(head: &RequestHead<'a>) -> Result<CallHeaders<'a>, Refusal> {
+    head.check_content_type()?;
+    head.call_headers()
 }
 
 /// Refuses a body whose `content-length` is over `limit` (413) before anything is read.
@@ -36,11 +35,11 @@ fn too_large(limit: usize) -> Refusal {
 /// When `security` requires signatures: refuses a request whose signature headers are
 /// missing, malformed or out of the window (401) before its body is read, so that an
 /// unsigned client cannot make the server buffer a body it will refuse anyway.
-pub(crate) fn check_signature_headers(security: &Security, headers: &HeaderMap) -> Result<(), Refusal> {
+pub(crate) fn check_signature_headers(security: &Security, head: &RequestHead<'_>) -> Result<(), Refusal> {
     if !security.is_enabled() {
         return Ok(());
     }
-    let (timestamp, signature) = headers::signature_headers(headers);
+    let (timestamp, signature) = head.signature();
     security.check_headers(timestamp, signature).map_err(|reason| Refusal::new(ErrorKind::Unauthorized, reason))
 }
 
@@ -75,13 +74,14 @@ pub(crate) async fn read_body(
     }
 }
 
-/// Verifies the request's signature when `security` requires one (401).
+/// Verifies the request's signature (its head's `RequestHead::signature`) when
+/// `security` requires one (401).
 pub(crate) fn verify(
     security: &Security,
     service: &str,
     method: &str,
     call: &CallHeaders<'_>,
-    headers: &HeaderMap,
+    (timestamp, signature): (Option<&str>, Option<&str>),
     body: &[u8],
 ) -> Result<(), Refusal> {
     if !security.is_enabled() {
@@ -98,6 +98,5 @@ pub(crate) fn verify(
         activity: call.activity_text,
         body_sha256: &body_sha256,
     };
-    let (timestamp, signature) = headers::signature_headers(headers);
     security.verify(&fields, timestamp, signature).map_err(|reason| Refusal::new(ErrorKind::Unauthorized, reason))
 }

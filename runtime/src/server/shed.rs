@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use axum::http::header::{HeaderValue, RETRY_AFTER};
 use axum::response::Response;
+use futures_util::FutureExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::ServedMethod;
@@ -89,9 +90,13 @@ pub(crate) struct InFlight {
 
 impl InFlight {
     /// `future`, holding this place until it finishes or is dropped.
-    pub(crate) async fn during<F: Future>(self, future: F) -> F::Output {
-        let _held = self;
-        future.await
+    pub(crate) fn during<F: Future>(self, future: F) -> impl Future<Output = F::Output> {
+        // A combinator, not an `async fn`: an `async fn` keeps its argument beside the
+        // future it awaits, so every such level held the run's future twice.
+        future.map(move |output| {
+            drop(self);
+            output
+        })
     }
 }
 
