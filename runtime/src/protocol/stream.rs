@@ -98,14 +98,26 @@ fn present<'de, D: serde::Deserializer<'de>, T: DeserializeOwned>(deserializer: 
 }
 
 /// Reads one frame (a line, without its `\n`).
+#[cfg(test)]
 pub(crate) fn decode_frame<T: DeserializeOwned>(line: &[u8]) -> Result<Frame<'_, T>, String> {
+    decode_line(Line { bytes: line, text: None })
+}
+
+/// Reads one frame, from a line as [`Lines`] gives it out.
+pub(crate) fn decode_line<T: DeserializeOwned>(line: Line<'_>) -> Result<Frame<'_, T>, String> {
     // The frame almost every line is, `{"item":<value>}` as a server writes it: the
     // value decoded straight from between the frame's braces, from text checked as
-    // UTF-8 once (not string by string). It succeeds only when the line is exactly an
-    // object with the one member `item`, so it agrees with the general path below,
-    // which reads any other line and gives the errors.
-    if let Some(value) = line.strip_prefix(b"{\"item\":").and_then(|rest| rest.strip_suffix(b"}")) {
-        if let Ok(Ok(item)) = std::str::from_utf8(value).map(serde_json::from_str) {
+    // UTF-8 once (not string by string; with its chunk, when `Lines` could). It
+    // succeeds only when the line is exactly an object with the one member `item`, so
+    // it agrees with the general path below, which reads any other line and gives the
+    // errors.
+    let Line { bytes: line, text } = line;
+    if let Some(value) = text
+        .map_or_else(|| std::str::from_utf8(line).ok(), Some)
+        .and_then(|text| text.strip_prefix("{\"item\":"))
+        .and_then(|rest| rest.strip_suffix('}'))
+    {
+        if let Ok(item) = serde_json::from_str(value) {
             return Ok(Frame::Item(item));
         }
     }
@@ -138,6 +150,9 @@ pub(crate) struct Lines {
     /// The last chunk; `chunk[start..]` is not split into lines yet.
     chunk: Bytes,
     start: usize,
+    /// `chunk[checked.start..checked.end]`, whole lines, is known to be UTF-8: checked
+    /// in one pass when the chunk came, not line by line (empty when it was not).
+    checked: std::ops::Range<usize>,
     /// The start of a line whose end had not arrived; once it has, the whole line, given
     /// out (`given`) and cleared on the next call.
     partial: Vec<u8>,
@@ -153,7 +168,7 @@ pub(crate) struct LineTooLong {
 
 impl Lines {
     pub(crate) fn new(max_line: usize) -> Self {
-        Self { chunk: Bytes::new(), start: 0, partial: Vec::new(), given: false, max_line }
+        Self { chunk: Bytes::new(), start: 0, checked: 0..0, partial: Vec::new(), given: false, max_line }
     }
 
     /// Adds a chunk of the body.
@@ -162,6 +177,7 @@ impl Lines {
         // What was not split yet (the reader pushed before asking for every line)
         // comes first.
         self.partial.extend_from_slice(&self.chunk[self.start..]);
+        self.checked = whole_lines_in_utf8(&chunk, !self.partial.is_empty());
         (self.chunk, self.start) = (chunk, 0);
     }
 
@@ -173,7 +189,7 @@ impl Lines {
     }
 
     /// The next whole line (without `\n`), or `None` until more arrives.
-    pub(crate) fn next_line(&mut self) -> Result<Option<&[u8]>, LineTooLong> {
+    pub(crate) fn next_line(&mut self) -> Result<Option<Line<'_>>, LineTooLong> {
         self.forget_given();
         let (held, pending) = (self.partial.len(), &self.chunk[self.start..]);
         match memchr::memchr(b'\n', pending) {
@@ -181,13 +197,25 @@ impl Lines {
             Some(end) if held == 0 => {
                 let line = self.start..self.start + end;
                 self.start += end + 1;
-                Ok(Some(&self.chunk[line]))
+                let bytes = &self.chunk[line.clone()];
+                let text = if self.checked.start <= line.start && line.end < self.checked.end {
+                    debug_assert!(std::str::from_utf8(bytes).is_ok());
+                    // SAFETY: `chunk[checked]` is UTF-8 (`push`), and this line lies
+                    // inside it between `\n` bytes (or the range's start, itself just
+                    // after a `\n` or at the body's first byte of a line): one-byte
+                    // characters, so both ends are character boundaries, and a slice of
+                    // UTF-8 between character boundaries is UTF-8.
+                    Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+                } else {
+                    None
+                };
+                Ok(Some(Line { bytes, text }))
             }
             Some(end) => {
                 self.partial.extend_from_slice(&pending[..end]);
                 self.start += end + 1;
                 self.given = true;
-                Ok(Some(&self.partial))
+                Ok(Some(Line { bytes: &self.partial, text: None }))
             }
             None if held + pending.len() > self.max_line => Err(LineTooLong { limit: self.max_line }),
             None => {
@@ -203,6 +231,37 @@ impl Lines {
     pub(crate) fn has_partial_line(&self) -> bool {
         self.start < self.chunk.len() || (!self.given && !self.partial.is_empty())
     }
+}
+
+/// One line of a body, as [`Lines`] gives it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Line<'a> {
+    /// The line, without its `\n`.
+    pub(crate) bytes: &'a [u8],
+    /// The same line as text, when it is already known to be UTF-8.
+    pub(crate) text: Option<&'a str>,
+}
+
+/// The range of `chunk` that holds whole lines (from the first line that starts in it,
+/// to the last `\n`), when it is UTF-8: one check for a chunk of many frames, where a
+/// check per line cost more than the pass itself (its setup, for frames of ~100 bytes).
+/// `continues` says the chunk's first line began in an earlier chunk: it is not in the
+/// range (it is joined, and checked, on its own). Empty when the range is not UTF-8:
+/// each line is then checked alone, and the one at fault fails on its own.
+fn whole_lines_in_utf8(chunk: &[u8], continues: bool) -> std::ops::Range<usize> {
+    let Some(last) = memchr::memrchr(b'\n', chunk) else { return 0..0 };
+    let first = if continues {
+        match memchr::memchr(b'\n', chunk) {
+            Some(newline) => newline + 1,
+            None => return 0..0,
+        }
+    } else {
+        0
+    };
+    if first > last || std::str::from_utf8(&chunk[first..=last]).is_err() {
+        return 0..0;
+    }
+    first..last + 1
 }
 
 #[cfg(test)]
@@ -292,19 +351,42 @@ mod tests {
 
     #[test]
     fn lines_are_rebuilt_from_any_chunking() {
-        let body = b"{\"item\":1}\n{}\n{\"item\":\"x\"}\n{\"end\":\"ok\"}\n";
+        let body = "{\"item\":1}\n{}\n{\"item\":\"é 日本\"}\n{\"end\":\"ok\"}\n".as_bytes();
         for chunk in [1, 2, 3, 7, body.len()] {
             let mut lines = Lines::new(64);
             let mut seen = Vec::new();
             for piece in body.chunks(chunk) {
                 lines.push(Bytes::copy_from_slice(piece));
                 while let Some(line) = lines.next_line().unwrap() {
-                    seen.push(String::from_utf8(line.to_vec()).unwrap());
+                    let text = String::from_utf8(line.bytes.to_vec()).unwrap();
+                    assert!(line.text.is_none_or(|checked| checked == text), "{text}");
+                    seen.push(text);
                 }
             }
-            assert_eq!(seen, ["{\"item\":1}", "{}", "{\"item\":\"x\"}", "{\"end\":\"ok\"}"], "chunks of {chunk}");
+            assert_eq!(seen, ["{\"item\":1}", "{}", "{\"item\":\"é 日本\"}", "{\"end\":\"ok\"}"], "chunks of {chunk}");
             assert!(!lines.has_partial_line());
         }
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_fails_alone_and_its_neighbours_decode() {
+        // One chunk: checked as UTF-8 whole, it is not, so each line is checked alone.
+        let mut lines = Lines::new(64);
+        lines.push(Bytes::from_static(b"{\"item\":\"a\"}\n{\"item\":\"\xff\"}\n{\"item\":\"c\"}\n"));
+        let mut decoded = Vec::new();
+        while let Some(line) = lines.next_line().unwrap() {
+            decoded.push(decode_line::<String>(line).map(|frame| format!("{frame:?}")).map_err(|_| "error"));
+        }
+        assert_eq!(decoded, [Ok("Item(\"a\")".to_owned()), Err("error"), Ok("Item(\"c\")".to_owned())]);
+        // A chunk whose first line began in the last one: checked from its second line.
+        let mut lines = Lines::new(64);
+        lines.push(Bytes::from_static(b"{\"item\":\"\xc3"));
+        assert_eq!(lines.next_line(), Ok(None));
+        lines.push(Bytes::from_static(b"\xa9\"}\n{\"item\":\"x\"}\n"));
+        let first = lines.next_line().unwrap().unwrap();
+        assert_eq!((first.bytes, first.text), ("{\"item\":\"é\"}".as_bytes(), None), "joined, checked alone");
+        let second = lines.next_line().unwrap().unwrap();
+        assert_eq!(second.text, Some("{\"item\":\"x\"}"), "checked with its chunk");
     }
 
     #[test]
