@@ -103,24 +103,32 @@ pub(crate) fn decode_frame<T: DeserializeOwned>(line: &[u8]) -> Result<Frame<'_,
     decode_line(Line { bytes: line, text: None })
 }
 
-/// Reads one frame, from a line as [`Lines`] gives it out.
+/// Reads one frame, from a line as [`Lines`] gives it out (the client reads the two
+/// parts separately, items first).
+#[cfg(test)]
 pub(crate) fn decode_line<T: DeserializeOwned>(line: Line<'_>) -> Result<Frame<'_, T>, String> {
-    // The frame almost every line is, `{"item":<value>}` as a server writes it: the
-    // value decoded straight from between the frame's braces, from text checked as
-    // UTF-8 once (not string by string; with its chunk, when `Lines` could). It
-    // succeeds only when the line is exactly an object with the one member `item`, so
-    // it agrees with the general path below, which reads any other line and gives the
-    // errors.
-    let Line { bytes: line, text } = line;
-    if let Some(value) = text
-        .map_or_else(|| std::str::from_utf8(line).ok(), Some)
-        .and_then(|text| text.strip_prefix("{\"item\":"))
-        .and_then(|rest| rest.strip_suffix('}'))
-    {
-        if let Ok(item) = serde_json::from_str(value) {
-            return Ok(Frame::Item(item));
-        }
+    match item_frame(line) {
+        Some(item) => Ok(Frame::Item(item)),
+        None => decode_other(line.bytes),
     }
+}
+
+/// The frame almost every line is, `{"item":<value>}` as a server writes it: the value
+/// decoded straight from between the frame's braces, from text checked as UTF-8 once
+/// (not string by string; with its chunk, when `Lines` could). `Some` only when the
+/// line is exactly an object with the one member `item` and its value decodes, so it
+/// agrees with [`decode_other`], which reads any other line and gives the errors.
+pub(crate) fn item_frame<T: DeserializeOwned>(line: Line<'_>) -> Option<T> {
+    let value = line
+        .text
+        .map_or_else(|| std::str::from_utf8(line.bytes).ok(), Some)?
+        .strip_prefix("{\"item\":")?
+        .strip_suffix('}')?;
+    serde_json::from_str(value).ok()
+}
+
+/// Reads a frame that [`item_frame`] did not: any other frame, or the error of one.
+pub(crate) fn decode_other<T: DeserializeOwned>(line: &[u8]) -> Result<Frame<'_, T>, String> {
     // serde would read a struct from an array too.
     if line.trim_ascii_start().first() != Some(&b'{') {
         return Err(format!(
