@@ -158,6 +158,9 @@ pub(crate) struct Lines {
     /// The last chunk; `chunk[start..]` is not split into lines yet.
     chunk: Bytes,
     start: usize,
+    /// Where `chunk`'s first and last `\n` are (`None`: it has none), found when it
+    /// came: the first line and the bytes past the last are not searched again.
+    newlines: Option<(usize, usize)>,
     /// `chunk[checked.start..checked.end]`, whole lines, is known to be UTF-8: checked
     /// in one pass when the chunk came, not line by line (empty when it was not).
     checked: std::ops::Range<usize>,
@@ -176,7 +179,7 @@ pub(crate) struct LineTooLong {
 
 impl Lines {
     pub(crate) fn new(max_line: usize) -> Self {
-        Self { chunk: Bytes::new(), start: 0, checked: 0..0, partial: Vec::new(), given: false, max_line }
+        Self { chunk: Bytes::new(), start: 0, newlines: None, checked: 0..0, partial: Vec::new(), given: false, max_line }
     }
 
     /// Adds a chunk of the body.
@@ -185,7 +188,14 @@ impl Lines {
         // What was not split yet (the reader pushed before asking for every line)
         // comes first.
         self.partial.extend_from_slice(&self.chunk[self.start..]);
-        self.checked = whole_lines_in_utf8(&chunk, !self.partial.is_empty());
+        self.newlines = memchr::memchr(b'\n', &chunk)
+            .map(|first| (first, first + memchr::memrchr(b'\n', &chunk[first..]).unwrap_or(0)));
+        self.checked = match self.newlines {
+            // The first line began in an earlier chunk: it is joined, and checked, alone.
+            Some((first, last)) if !self.partial.is_empty() => whole_lines_in_utf8(&chunk, first + 1, last),
+            Some((_, last)) => whole_lines_in_utf8(&chunk, 0, last),
+            None => 0..0,
+        };
         (self.chunk, self.start) = (chunk, 0);
     }
 
@@ -200,7 +210,12 @@ impl Lines {
     pub(crate) fn next_line(&mut self) -> Result<Option<Line<'_>>, LineTooLong> {
         self.forget_given();
         let (held, pending) = (self.partial.len(), &self.chunk[self.start..]);
-        match memchr::memchr(b'\n', pending) {
+        let newline = match self.newlines {
+            Some((first, _)) if self.start <= first => Some(first - self.start),
+            Some((_, last)) if self.start <= last => memchr::memchr(b'\n', pending),
+            _ => None,
+        };
+        match newline {
             Some(end) if held + end > self.max_line => Err(LineTooLong { limit: self.max_line }),
             Some(end) if held == 0 => {
                 let line = self.start..self.start + end;
@@ -229,7 +244,7 @@ impl Lines {
             None => {
                 // Keep the unfinished line only: what is held does not grow with the stream.
                 self.partial.extend_from_slice(pending);
-                (self.chunk, self.start) = (Bytes::new(), 0);
+                (self.chunk, self.start, self.newlines, self.checked) = (Bytes::new(), 0, None, 0..0);
                 Ok(None)
             }
         }
@@ -250,26 +265,15 @@ pub(crate) struct Line<'a> {
     pub(crate) text: Option<&'a str>,
 }
 
-/// The range of `chunk` that holds whole lines (from the first line that starts in it,
-/// to the last `\n`), when it is UTF-8: one check for a chunk of many frames, where a
+/// `from..=last` of `chunk` (whole lines: `from` starts a line, `last` is a `\n`) when
+/// it is UTF-8, else an empty range: one check for a chunk of many frames, where a
 /// check per line cost more than the pass itself (its setup, for frames of ~100 bytes).
-/// `continues` says the chunk's first line began in an earlier chunk: it is not in the
-/// range (it is joined, and checked, on its own). Empty when the range is not UTF-8:
-/// each line is then checked alone, and the one at fault fails on its own.
-fn whole_lines_in_utf8(chunk: &[u8], continues: bool) -> std::ops::Range<usize> {
-    let Some(last) = memchr::memrchr(b'\n', chunk) else { return 0..0 };
-    let first = if continues {
-        match memchr::memchr(b'\n', chunk) {
-            Some(newline) => newline + 1,
-            None => return 0..0,
-        }
-    } else {
-        0
-    };
-    if first > last || std::str::from_utf8(&chunk[first..=last]).is_err() {
+/// When it is not UTF-8, each line is checked alone, and the one at fault fails alone.
+fn whole_lines_in_utf8(chunk: &[u8], from: usize, last: usize) -> std::ops::Range<usize> {
+    if from > last || std::str::from_utf8(&chunk[from..=last]).is_err() {
         return 0..0;
     }
-    first..last + 1
+    from..last + 1
 }
 
 #[cfg(test)]
