@@ -179,7 +179,15 @@ pub(crate) struct LineTooLong {
 
 impl Lines {
     pub(crate) fn new(max_line: usize) -> Self {
-        Self { chunk: Bytes::new(), start: 0, newlines: None, checked: 0..0, partial: Vec::new(), given: false, max_line }
+        Self {
+            chunk: Bytes::new(),
+            start: 0,
+            newlines: None,
+            checked: 0..0,
+            partial: Vec::new(),
+            given: false,
+            max_line,
+        }
     }
 
     /// Adds a chunk of the body.
@@ -377,6 +385,29 @@ mod tests {
             }
             assert_eq!(seen, ["{\"item\":1}", "{}", "{\"item\":\"é 日本\"}", "{\"end\":\"ok\"}"], "chunks of {chunk}");
             assert!(!lines.has_partial_line());
+        }
+    }
+
+    #[test]
+    fn a_line_is_given_as_text_only_when_it_is_utf8_under_any_chunking() {
+        let body =
+            b"{\"item\":\"\xc3\xa9\"}\n{\"item\":\"\xff\"}\n{\"item\":\"\xe6\x97\xa5\"}\n{}\n{\"item\":\"\xc3\"}\n";
+        for chunk in 1..=body.len() {
+            let mut lines = Lines::new(64);
+            let mut seen = Vec::new();
+            for piece in body.chunks(chunk) {
+                lines.push(Bytes::copy_from_slice(piece));
+                while let Some(line) = lines.next_line().unwrap() {
+                    let valid = std::str::from_utf8(line.bytes).ok();
+                    assert!(line.text.is_none() || line.text == valid, "chunks of {chunk}: {line:?}");
+                    seen.push(line.bytes.to_vec());
+                }
+            }
+            assert_eq!(
+                seen,
+                body.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect::<Vec<_>>(),
+                "chunks of {chunk}"
+            );
         }
     }
 
