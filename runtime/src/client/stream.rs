@@ -27,7 +27,7 @@ use super::transport::chain;
 use crate::error::CallError;
 use crate::protocol::ErrorKind;
 use crate::protocol::reply::{Decoded, error_type_name};
-use crate::protocol::stream::{Frame, LineTooLong, Lines, decode_frame};
+use crate::protocol::stream::{Frame, LineTooLong, Lines, decode_other, item_frame};
 use crate::{ServiceError, Streaming};
 
 /// What a method's `200` reply becomes.
@@ -174,7 +174,11 @@ impl<T: DeserializeOwned, E: ServiceError> RemoteItems<T, E> {
                 )));
             }
         };
-        Some(match decode_frame(line) {
+        // An item frame first, straight to its item (no `Frame` in between).
+        if let Some(item) = item_frame(line) {
+            return Some(Read::Item(item));
+        }
+        Some(match decode_other(line.bytes) {
             Ok(Frame::Item(item)) => Read::Item(item),
             Ok(Frame::Skip) => Read::Skip,
             Ok(Frame::End) => Read::End,

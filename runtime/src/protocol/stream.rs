@@ -98,17 +98,37 @@ fn present<'de, D: serde::Deserializer<'de>, T: DeserializeOwned>(deserializer: 
 }
 
 /// Reads one frame (a line, without its `\n`).
+#[cfg(test)]
 pub(crate) fn decode_frame<T: DeserializeOwned>(line: &[u8]) -> Result<Frame<'_, T>, String> {
-    // The frame almost every line is, `{"item":<value>}` as a server writes it: the
-    // value decoded straight from between the frame's braces, from text checked as
-    // UTF-8 once (not string by string). It succeeds only when the line is exactly an
-    // object with the one member `item`, so it agrees with the general path below,
-    // which reads any other line and gives the errors.
-    if let Some(value) = line.strip_prefix(b"{\"item\":").and_then(|rest| rest.strip_suffix(b"}")) {
-        if let Ok(Ok(item)) = std::str::from_utf8(value).map(serde_json::from_str) {
-            return Ok(Frame::Item(item));
-        }
+    decode_line(Line { bytes: line, text: None })
+}
+
+/// Reads one frame, from a line as [`Lines`] gives it out (the client reads the two
+/// parts separately, items first).
+#[cfg(test)]
+pub(crate) fn decode_line<T: DeserializeOwned>(line: Line<'_>) -> Result<Frame<'_, T>, String> {
+    match item_frame(line) {
+        Some(item) => Ok(Frame::Item(item)),
+        None => decode_other(line.bytes),
     }
+}
+
+/// The frame almost every line is, `{"item":<value>}` as a server writes it: the value
+/// decoded straight from between the frame's braces, from text checked as UTF-8 once
+/// (not string by string; with its chunk, when `Lines` could). `Some` only when the
+/// line is exactly an object with the one member `item` and its value decodes, so it
+/// agrees with [`decode_other`], which reads any other line and gives the errors.
+pub(crate) fn item_frame<T: DeserializeOwned>(line: Line<'_>) -> Option<T> {
+    let value = line
+        .text
+        .map_or_else(|| std::str::from_utf8(line.bytes).ok(), Some)?
+        .strip_prefix("{\"item\":")?
+        .strip_suffix('}')?;
+    serde_json::from_str(value).ok()
+}
+
+/// Reads a frame that [`item_frame`] did not: any other frame, or the error of one.
+pub(crate) fn decode_other<T: DeserializeOwned>(line: &[u8]) -> Result<Frame<'_, T>, String> {
     // serde would read a struct from an array too.
     if line.trim_ascii_start().first() != Some(&b'{') {
         return Err(format!(
@@ -138,6 +158,12 @@ pub(crate) struct Lines {
     /// The last chunk; `chunk[start..]` is not split into lines yet.
     chunk: Bytes,
     start: usize,
+    /// Where `chunk`'s first and last `\n` are (`None`: it has none), found when it
+    /// came: the first line and the bytes past the last are not searched again.
+    newlines: Option<(usize, usize)>,
+    /// `chunk[checked.start..checked.end]`, whole lines, is known to be UTF-8: checked
+    /// in one pass when the chunk came, not line by line (empty when it was not).
+    checked: std::ops::Range<usize>,
     /// The start of a line whose end had not arrived; once it has, the whole line, given
     /// out (`given`) and cleared on the next call.
     partial: Vec<u8>,
@@ -153,7 +179,15 @@ pub(crate) struct LineTooLong {
 
 impl Lines {
     pub(crate) fn new(max_line: usize) -> Self {
-        Self { chunk: Bytes::new(), start: 0, partial: Vec::new(), given: false, max_line }
+        Self {
+            chunk: Bytes::new(),
+            start: 0,
+            newlines: None,
+            checked: 0..0,
+            partial: Vec::new(),
+            given: false,
+            max_line,
+        }
     }
 
     /// Adds a chunk of the body.
@@ -162,6 +196,14 @@ impl Lines {
         // What was not split yet (the reader pushed before asking for every line)
         // comes first.
         self.partial.extend_from_slice(&self.chunk[self.start..]);
+        self.newlines = memchr::memchr(b'\n', &chunk)
+            .map(|first| (first, first + memchr::memrchr(b'\n', &chunk[first..]).unwrap_or(0)));
+        self.checked = match self.newlines {
+            // The first line began in an earlier chunk: it is joined, and checked, alone.
+            Some((first, last)) if !self.partial.is_empty() => whole_lines_in_utf8(&chunk, first + 1, last),
+            Some((_, last)) => whole_lines_in_utf8(&chunk, 0, last),
+            None => 0..0,
+        };
         (self.chunk, self.start) = (chunk, 0);
     }
 
@@ -173,27 +215,44 @@ impl Lines {
     }
 
     /// The next whole line (without `\n`), or `None` until more arrives.
-    pub(crate) fn next_line(&mut self) -> Result<Option<&[u8]>, LineTooLong> {
+    pub(crate) fn next_line(&mut self) -> Result<Option<Line<'_>>, LineTooLong> {
         self.forget_given();
         let (held, pending) = (self.partial.len(), &self.chunk[self.start..]);
-        match memchr::memchr(b'\n', pending) {
+        let newline = match self.newlines {
+            Some((first, _)) if self.start <= first => Some(first - self.start),
+            Some((_, last)) if self.start <= last => memchr::memchr(b'\n', pending),
+            _ => None,
+        };
+        match newline {
             Some(end) if held + end > self.max_line => Err(LineTooLong { limit: self.max_line }),
             Some(end) if held == 0 => {
                 let line = self.start..self.start + end;
                 self.start += end + 1;
-                Ok(Some(&self.chunk[line]))
+                let bytes = &self.chunk[line.clone()];
+                let text = if self.checked.start <= line.start && line.end < self.checked.end {
+                    debug_assert!(std::str::from_utf8(bytes).is_ok());
+                    // SAFETY: `chunk[checked]` is UTF-8 (`push`), and this line lies
+                    // inside it between `\n` bytes (or the range's start, itself just
+                    // after a `\n` or at the body's first byte of a line): one-byte
+                    // characters, so both ends are character boundaries, and a slice of
+                    // UTF-8 between character boundaries is UTF-8.
+                    Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+                } else {
+                    None
+                };
+                Ok(Some(Line { bytes, text }))
             }
             Some(end) => {
                 self.partial.extend_from_slice(&pending[..end]);
                 self.start += end + 1;
                 self.given = true;
-                Ok(Some(&self.partial))
+                Ok(Some(Line { bytes: &self.partial, text: None }))
             }
             None if held + pending.len() > self.max_line => Err(LineTooLong { limit: self.max_line }),
             None => {
                 // Keep the unfinished line only: what is held does not grow with the stream.
                 self.partial.extend_from_slice(pending);
-                (self.chunk, self.start) = (Bytes::new(), 0);
+                (self.chunk, self.start, self.newlines, self.checked) = (Bytes::new(), 0, None, 0..0);
                 Ok(None)
             }
         }
@@ -203,6 +262,26 @@ impl Lines {
     pub(crate) fn has_partial_line(&self) -> bool {
         self.start < self.chunk.len() || (!self.given && !self.partial.is_empty())
     }
+}
+
+/// One line of a body, as [`Lines`] gives it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Line<'a> {
+    /// The line, without its `\n`.
+    pub(crate) bytes: &'a [u8],
+    /// The same line as text, when it is already known to be UTF-8.
+    pub(crate) text: Option<&'a str>,
+}
+
+/// `from..=last` of `chunk` (whole lines: `from` starts a line, `last` is a `\n`) when
+/// it is UTF-8, else an empty range: one check for a chunk of many frames, where a
+/// check per line cost more than the pass itself (its setup, for frames of ~100 bytes).
+/// When it is not UTF-8, each line is checked alone, and the one at fault fails alone.
+fn whole_lines_in_utf8(chunk: &[u8], from: usize, last: usize) -> std::ops::Range<usize> {
+    if from > last || std::str::from_utf8(&chunk[from..=last]).is_err() {
+        return 0..0;
+    }
+    from..last + 1
 }
 
 #[cfg(test)]
@@ -292,19 +371,65 @@ mod tests {
 
     #[test]
     fn lines_are_rebuilt_from_any_chunking() {
-        let body = b"{\"item\":1}\n{}\n{\"item\":\"x\"}\n{\"end\":\"ok\"}\n";
+        let body = "{\"item\":1}\n{}\n{\"item\":\"é 日本\"}\n{\"end\":\"ok\"}\n".as_bytes();
         for chunk in [1, 2, 3, 7, body.len()] {
             let mut lines = Lines::new(64);
             let mut seen = Vec::new();
             for piece in body.chunks(chunk) {
                 lines.push(Bytes::copy_from_slice(piece));
                 while let Some(line) = lines.next_line().unwrap() {
-                    seen.push(String::from_utf8(line.to_vec()).unwrap());
+                    let text = String::from_utf8(line.bytes.to_vec()).unwrap();
+                    assert!(line.text.is_none_or(|checked| checked == text), "{text}");
+                    seen.push(text);
                 }
             }
-            assert_eq!(seen, ["{\"item\":1}", "{}", "{\"item\":\"x\"}", "{\"end\":\"ok\"}"], "chunks of {chunk}");
+            assert_eq!(seen, ["{\"item\":1}", "{}", "{\"item\":\"é 日本\"}", "{\"end\":\"ok\"}"], "chunks of {chunk}");
             assert!(!lines.has_partial_line());
         }
+    }
+
+    #[test]
+    fn a_line_is_given_as_text_only_when_it_is_utf8_under_any_chunking() {
+        let body =
+            b"{\"item\":\"\xc3\xa9\"}\n{\"item\":\"\xff\"}\n{\"item\":\"\xe6\x97\xa5\"}\n{}\n{\"item\":\"\xc3\"}\n";
+        for chunk in 1..=body.len() {
+            let mut lines = Lines::new(64);
+            let mut seen = Vec::new();
+            for piece in body.chunks(chunk) {
+                lines.push(Bytes::copy_from_slice(piece));
+                while let Some(line) = lines.next_line().unwrap() {
+                    let valid = std::str::from_utf8(line.bytes).ok();
+                    assert!(line.text.is_none() || line.text == valid, "chunks of {chunk}: {line:?}");
+                    seen.push(line.bytes.to_vec());
+                }
+            }
+            assert_eq!(
+                seen,
+                body.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect::<Vec<_>>(),
+                "chunks of {chunk}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_fails_alone_and_its_neighbours_decode() {
+        // One chunk: checked as UTF-8 whole, it is not, so each line is checked alone.
+        let mut lines = Lines::new(64);
+        lines.push(Bytes::from_static(b"{\"item\":\"a\"}\n{\"item\":\"\xff\"}\n{\"item\":\"c\"}\n"));
+        let mut decoded = Vec::new();
+        while let Some(line) = lines.next_line().unwrap() {
+            decoded.push(decode_line::<String>(line).map(|frame| format!("{frame:?}")).map_err(|_| "error"));
+        }
+        assert_eq!(decoded, [Ok("Item(\"a\")".to_owned()), Err("error"), Ok("Item(\"c\")".to_owned())]);
+        // A chunk whose first line began in the last one: checked from its second line.
+        let mut lines = Lines::new(64);
+        lines.push(Bytes::from_static(b"{\"item\":\"\xc3"));
+        assert_eq!(lines.next_line(), Ok(None));
+        lines.push(Bytes::from_static(b"\xa9\"}\n{\"item\":\"x\"}\n"));
+        let first = lines.next_line().unwrap().unwrap();
+        assert_eq!((first.bytes, first.text), ("{\"item\":\"é\"}".as_bytes(), None), "joined, checked alone");
+        let second = lines.next_line().unwrap().unwrap();
+        assert_eq!(second.text, Some("{\"item\":\"x\"}"), "checked with its chunk");
     }
 
     #[test]
