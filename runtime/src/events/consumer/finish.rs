@@ -17,19 +17,28 @@ impl<T: Send + Sync + 'static> Consumer<T> {
         }
     }
 
-    /// Sends what the batch holds back, in one pipeline: the `done` records first
-    /// (`per_batch`), then the acknowledgements. On failure the acknowledgements are
-    /// dropped (their records say done, so a redelivery acknowledges them without
-    /// running), and the records are lost: those events stay pending and run again,
-    /// and their streams are noted in `held` (a key partition is then recovered).
+    /// Sends what the batch holds back, in one transaction (`MULTI` ... `EXEC`): the
+    /// `done` records first (`per_batch`), then the acknowledgements, so that an entry
+    /// is never acknowledged without its record (Redis refuses the whole transaction
+    /// when a command is refused as it is queued: out of memory, no permission). On
+    /// failure the acknowledgements are dropped (their records say done, so a
+    /// redelivery acknowledges them without running), and the records are lost: those
+    /// events stay pending and run again, and their streams are noted in `held` (a key
+    /// partition is then recovered). Dropped before it ends (a heartbeat's flush when
+    /// the handler finishes), it puts back what it took, to be sent again.
     pub(super) async fn flush(&self, conn: &mut MultiplexedConnection, held: &Held) {
-        let Some(Taken { acks, records }) = held.take() else { return };
+        let Some(taken) = held.take() else { return };
+        let mut sending = Sending { held, taken: Some(taken) };
+        let Taken { acks, records, .. } = sending.taken.as_ref().expect("taken");
         let mut pipe = redis::pipe();
-        for (lease, _) in &records {
+        pipe.atomic();
+        for (lease, _) in records {
             lease.record_done(&mut pipe, millis(self.config.processed_ttl));
         }
         acks.add_to(&mut pipe, &self.group);
-        let Err(e) = self.bounded(pipe.query_async::<()>(conn)).await else { return };
+        let sent = self.bounded(pipe.query_async::<()>(conn)).await;
+        let Taken { acks, records, .. } = sending.taken.take().expect("taken");
+        let Err(e) = sent else { return };
         if records.is_empty() {
             tracing::debug!(
                 events = self.name,
@@ -75,6 +84,21 @@ impl<T: Send + Sync + 'static> Consumer<T> {
         match self.bounded(transaction.query_async::<()>(conn)).await {
             Ok(()) => true,
             Err(e) => self.warn("move to the dead-letter stream", delivery, &e),
+        }
+    }
+}
+
+/// What a flush took out of [`Held`] while it is being sent: put back if the flush is
+/// dropped before its reply is handled.
+struct Sending<'a> {
+    held: &'a Held,
+    taken: Option<Taken>,
+}
+
+impl Drop for Sending<'_> {
+    fn drop(&mut self) {
+        if let Some(taken) = self.taken.take() {
+            self.held.restore(taken);
         }
     }
 }
