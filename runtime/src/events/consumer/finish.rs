@@ -102,3 +102,33 @@ impl Drop for Sending<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::{Held, Sending};
+    use crate::events::lease::Lease;
+
+    /// A flush dropped while it awaits Redis (a heartbeat's, when the handler ends)
+    /// leaves what it took in `Held`, for the next flush; one that finished does not.
+    #[test]
+    fn a_flush_dropped_before_its_reply_puts_back_what_it_took() {
+        let held = Held::default();
+        let stream: Arc<str> = Arc::from("s");
+        let leased_at = Instant::now() - Duration::from_secs(5);
+        held.record(Lease::new("s:processed:g:1".into(), "c"), &stream, "1-0", leased_at);
+        held.ack(&stream, "2-0");
+        let sending = Sending { held: &held, taken: held.take() };
+        assert!(!held.has_records(), "taken while being sent");
+        drop(sending);
+        assert!(held.records_older_than(Duration::from_secs(5)), "the record's age is kept");
+        let taken = held.take().expect("put back");
+        assert_eq!((taken.records.len(), taken.acks.len()), (1, 2));
+        let mut finished = Sending { held: &held, taken: Some(taken) };
+        let _handled = finished.taken.take();
+        drop(finished);
+        assert!(held.take().is_none(), "a finished flush puts nothing back");
+    }
+}
