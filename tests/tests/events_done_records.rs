@@ -306,7 +306,8 @@ async fn per_batch_writes_records_before_their_xacks_and_before_the_heartbeat_s_
     let mut conn = redis_connection(&redis).await;
     let _: String = redis::cmd("ECHO").arg("monitor-end").query_async(&mut conn).await.unwrap();
     let lines = monitoring.await.unwrap();
-    let entries: redis::Value = redis::cmd("XRANGE").arg(STREAM).arg("-").arg("+").query_async(&mut conn).await.unwrap();
+    let entries: redis::Value =
+        redis::cmd("XRANGE").arg(STREAM).arg("-").arg("+").query_async(&mut conn).await.unwrap();
     let entries = parse_entries(&entries);
     let o2_record = record_key(&mut conn, "o-2").await;
     for (order_id, (entry_id, _)) in ["o-1", "o-2"].iter().zip(&entries) {
