@@ -174,10 +174,21 @@ fn consume(
     group: &str,
     step: fn(u64, u32) -> Step,
 ) -> (Arc<Mutex<Vec<u64>>>, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    consume_with(DoneRecords::PerBatch, consumer_url, admin_url, group, step)
+}
+
+/// A consumer of `group` writing its records `done_records`, as the ACL user.
+fn consume_with(
+    done_records: DoneRecords,
+    consumer_url: String,
+    admin_url: String,
+    group: &str,
+    step: fn(u64, u32) -> Step,
+) -> (Arc<Mutex<Vec<u64>>>, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     let invoker = Invoker::builder()
         .events(consumer_url)
         .environment(false)
-        .events_done_records(DoneRecords::PerBatch)
+        .events_done_records(done_records)
         .events_claim_idle(Duration::from_millis(1_500))
         .events_retry_backoff(Duration::from_millis(5))
         .build()
@@ -274,4 +285,31 @@ async fn a_refused_record_leaves_the_batch_unacknowledged() {
     task.await.unwrap();
     let log = log.lock().unwrap().clone();
     assert_eq!(log, [1, 2, 1, 2], "both ran again, in order");
+}
+
+/// The same in `per_event`: the batch's last record goes in one transaction with the
+/// batch's `XACK`s, its own included. Seq 2 takes `SET` away as it succeeds: seq 1 is
+/// recorded (before seq 2 ran) but not acknowledged, seq 2 stays a lease and pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_last_record_leaves_the_batch_unacknowledged_per_event() {
+    let Some(redis) = RedisServer::start("events-lost-atomic-per-event") else { return };
+    let consumer_url = consumer_user(&redis).await;
+    let publisher = AccountsPublisher::new(builder(&redis).build().unwrap()).unwrap();
+    publisher.changed("c".into(), 1).await.unwrap();
+    publisher.changed("c".into(), 2).await.unwrap();
+    let (log, stop, task) =
+        consume_with(DoneRecords::PerEvent, consumer_url, redis.url(), "audit", |seq, attempt| match (seq, attempt) {
+            (2, 1) => Step { rule: Some("-set"), fail: false },
+            _ => RUN,
+        });
+    until_refused(&redis, "set").await;
+    assert_eq!(pending_in_all(&redis, "audit").await, 2, "nothing acknowledged with the refused record");
+    assert_eq!(records(&redis, "audit").await, (1, 1), "(done, leases) while SET is refused");
+    acl(&redis.url(), "+set").await;
+    let ran = || format!("runs {:?}", log.lock().unwrap());
+    until_all_done(&redis, "audit", 2, ran).await;
+    let _ = stop.send(());
+    task.await.unwrap();
+    let log = log.lock().unwrap().clone();
+    assert_eq!(log, [1, 2, 2], "seq 1 recorded, only acknowledged; seq 2 ran again");
 }
