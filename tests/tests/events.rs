@@ -4,8 +4,9 @@
 //! leases: `events_claims.rs`; ordering keys: `events_ordering.rs`; outages:
 //! `events_outages.rs`; `[events]`: `events_config.rs`; publishing under concurrency:
 //! `events_publishing.rs`; a killed consumer process: `events_kills.rs`; when `done`
-//! records are written (`done_records`): `events_done_records.rs`. Conditions are
-//! polled with a bound; nothing sleeps to synchronise.
+//! records are written (`done_records`): `events_done_records.rs`, and when they cannot
+//! be: `events_done_records_lost.rs`. Conditions are polled with a bound; nothing
+//! sleeps to synchronise.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -3,8 +3,10 @@
 //! handler of the same batch is in hand. `per_event` writes it before the next handler
 //! runs; `per_batch` holds it for the batch's pipeline, and writes it earlier when a
 //! handler fails (before the backoff) or is slow (the heartbeat), and on shutdown
-//! with the batch in hand. Every test publishes two events before its consumer starts,
-//! so one read takes both: `o-1` finishes, `o-2` is held in its handler.
+//! with the batch in hand, and before the next handler once the batch's leases are a
+//! third old; `MONITOR` shows each record before its `XACK`. Every test publishes two
+//! events before its consumer starts, so one read takes both: `o-1` finishes, then
+//! `o-2`. Refused writes: `events_done_records_lost.rs`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
