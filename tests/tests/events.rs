@@ -4,8 +4,9 @@
 //! leases: `events_claims.rs`; ordering keys: `events_ordering.rs`; outages:
 //! `events_outages.rs`; `[events]`: `events_config.rs`; publishing under concurrency:
 //! `events_publishing.rs`; a killed consumer process: `events_kills.rs`; when `done`
-//! records are written (`done_records`): `events_done_records.rs`. Conditions are
-//! polled with a bound; nothing sleeps to synchronise.
+//! records are written (`done_records`): `events_done_records.rs`, and when they cannot
+//! be: `events_done_records_lost.rs`. Conditions are polled with a bound; nothing
+//! sleeps to synchronise.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -73,7 +74,24 @@ async fn every_event_once(test: &str, events: usize, done_records: DoneRecords) 
             recorder.attempts.lock().unwrap().iter().filter(|(_, n)| **n != 1).map(|(id, _)| id.clone()).collect();
         assert!(twice.is_empty(), "{group} ran handlers more than once: {twice:?}");
         assert_eq!(pending(&redis, group).await, 0, "{group} left events unacknowledged");
+        assert_eq!(records_done(&redis, group).await, events, "{group}: every event's record says done");
     }
+}
+
+/// How many of `group`'s records say `done`.
+async fn records_done(redis: &RedisServer, group: &str) -> usize {
+    let mut conn = redis_connection(redis).await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("intercall:events:Orders:processed:{group}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut done = 0;
+    for chunk in keys.chunks(500) {
+        let values: Vec<Option<String>> = redis::cmd("MGET").arg(chunk).query_async(&mut conn).await.unwrap();
+        done += values.iter().filter(|v| v.as_deref().is_some_and(|v| v.starts_with("done "))).count();
+    }
+    done
 }
 
 #[tokio::test]

@@ -3,8 +3,10 @@
 //! handler of the same batch is in hand. `per_event` writes it before the next handler
 //! runs; `per_batch` holds it for the batch's pipeline, and writes it earlier when a
 //! handler fails (before the backoff) or is slow (the heartbeat), and on shutdown
-//! with the batch in hand. Every test publishes two events before its consumer starts,
-//! so one read takes both: `o-1` finishes, `o-2` is held in its handler.
+//! with the batch in hand, and before the next handler once the batch's leases are a
+//! third old; `MONITOR` shows each record before its `XACK`. Every test publishes two
+//! events before its consumer starts, so one read takes both: `o-1` finishes, then
+//! `o-2`. Refused writes: `events_done_records_lost.rs`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -81,18 +83,23 @@ async fn consuming(
     (stop, task)
 }
 
-/// The value of the record of the event published for `order_id`, read from Redis.
-async fn record_of(redis: &RedisServer, order_id: &str) -> Option<String> {
-    let mut conn = redis_connection(redis).await;
-    let entries: redis::Value =
-        redis::cmd("XRANGE").arg(STREAM).arg("-").arg("+").query_async(&mut conn).await.unwrap();
+/// The key of the record of the event published for `order_id`.
+async fn record_key(conn: &mut redis::aio::MultiplexedConnection, order_id: &str) -> String {
+    let entries: redis::Value = redis::cmd("XRANGE").arg(STREAM).arg("-").arg("+").query_async(conn).await.unwrap();
     let needle = format!("\"order_id\":\"{order_id}\"");
     let (_, fields) = parse_entries(&entries)
         .into_iter()
         .find(|(_, fields)| fields.iter().any(|(name, value)| name == "payload" && value.contains(&needle)))
         .unwrap_or_else(|| panic!("no entry for {order_id}"));
     let id = &fields.iter().find(|(name, _)| name == "id").expect("an event id").1;
-    redis::cmd("GET").arg(format!("{STREAM}:processed:{GROUP}:{id}")).query_async(&mut conn).await.unwrap()
+    format!("{STREAM}:processed:{GROUP}:{id}")
+}
+
+/// The value of the record of the event published for `order_id`, read from Redis.
+async fn record_of(redis: &RedisServer, order_id: &str) -> Option<String> {
+    let mut conn = redis_connection(redis).await;
+    let key = record_key(&mut conn, order_id).await;
+    redis::cmd("GET").arg(key).query_async(&mut conn).await.unwrap()
 }
 
 fn is_done(record: &Option<String>) -> bool {
@@ -189,4 +196,135 @@ async fn per_batch_writes_the_held_records_on_a_slow_handler_s_heartbeat() {
     assert!(is_done(&record_of(&redis, "o-2").await));
     assert_eq!(pending(&redis, GROUP).await, 0);
     assert_eq!((gate.attempts("o-1"), gate.attempts("o-2")), (1, 1));
+}
+
+/// `o-1` runs until its lease has been renewed once (the heartbeat: the batch is then
+/// more than `claim_idle / 3` old); `o-2` reads `o-1`'s record as it starts, before it
+/// first waits (a blocking read), so before any heartbeat of its own.
+struct Aged {
+    url: String,
+    o1_record: Mutex<Option<String>>,
+    seen_by_o2: Mutex<Option<Option<String>>>,
+}
+
+impl Orders for Aged {
+    async fn placed(&self, order_id: String, _total_cents: u64) -> Result<(), OrderError> {
+        let client = redis::Client::open(self.url.as_str()).unwrap();
+        if order_id == "o-2" {
+            let key = self.o1_record.lock().unwrap().clone().expect("o-1 ran first");
+            let mut blocking = client.get_connection().unwrap();
+            let value: Option<String> = redis::cmd("GET").arg(key).query(&mut blocking).unwrap();
+            *self.seen_by_o2.lock().unwrap() = Some(value);
+            return Ok(());
+        }
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let key = record_key(&mut conn, &order_id).await;
+        let ttl = |mut conn: redis::aio::MultiplexedConnection, key: String| async move {
+            redis::cmd("PTTL").arg(key).query_async::<i64>(&mut conn).await.unwrap()
+        };
+        // Renewed: back up by far more than a millisecond's jitter from its lowest.
+        let mut lowest = i64::MAX;
+        for _ in 0..3_000 {
+            let left = ttl(conn.clone(), key.clone()).await;
+            lowest = lowest.min(left);
+            if left > lowest + 200 {
+                *self.o1_record.lock().unwrap() = Some(key);
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("o-1's lease was not renewed within 30 s");
+    }
+}
+
+/// The held records are written before the next handler once their leases are a third
+/// of their life old, even when that handler never waits (so has no heartbeat).
+#[tokio::test]
+async fn per_batch_writes_aged_records_before_the_next_handler() {
+    let Some(redis) = RedisServer::start("events-records-aged") else { return };
+    let aged = Arc::new(Aged { url: redis.url(), o1_record: Mutex::default(), seen_by_o2: Mutex::default() });
+    let publisher = OrdersPublisher::new(builder(&redis).build().unwrap()).unwrap();
+    publisher.placed("o-1".into(), 1).await.unwrap();
+    publisher.placed("o-2".into(), 2).await.unwrap();
+    let per_batch =
+        builder(&redis).events_claim_idle(Duration::from_millis(1_500)).events_done_records(DoneRecords::PerBatch);
+    let consumer = OrdersConsumer::from_arc(per_batch.build().unwrap(), GROUP, Arc::clone(&aged)).unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(consumer.run(async move {
+        let _ = stopped.await;
+    }));
+    eventually("o-2 ran", || aged.seen_by_o2.lock().unwrap().is_some()).await;
+    let _ = stop.send(());
+    task.await.unwrap();
+    let seen = aged.seen_by_o2.lock().unwrap().clone().unwrap();
+    assert!(is_done(&seen), "o-1's record as o-2 starts: {seen:?}");
+    assert_eq!(pending(&redis, GROUP).await, 0);
+}
+
+/// Every Redis command, in the order Redis ran them, from `MONITOR`, until `stop` is
+/// told; the caller then sends `ECHO monitor-end`, the last line read.
+async fn monitor(redis: &RedisServer) -> tokio::task::JoinHandle<Vec<String>> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let address = redis.url().trim_start_matches("redis://").trim_end_matches("/0").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(b"MONITOR\r\n").await.unwrap();
+    let mut lines = tokio::io::BufReader::new(stream).lines();
+    assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("+OK"));
+    tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("\"ECHO\" \"monitor-end\"") {
+                break;
+            }
+            seen.push(line);
+        }
+        seen
+    })
+}
+
+/// The position of the first line that runs `command` (as `MONITOR` quotes it) with
+/// `arg` among its arguments, outside a script.
+fn position(lines: &[String], command: &str, arg: &str) -> Option<usize> {
+    let (command, arg) = (format!("] \"{command}\""), format!("\"{arg}\""));
+    lines.iter().position(|line| !line.contains(" lua]") && line.contains(&command) && line.contains(&arg))
+}
+
+/// Seen by `MONITOR`: each record is written (in the flush's `MULTI`) before the
+/// `XACK` of its entry, and a slow handler's heartbeat writes the held records before
+/// it renews the lease in hand.
+#[tokio::test]
+async fn per_batch_writes_records_before_their_xacks_and_before_the_heartbeat_s_renewal() {
+    let Some(redis) = RedisServer::start("events-records-order") else { return };
+    let monitoring = monitor(&redis).await;
+    let (gate, held) = Gate::new(1);
+    let per_batch =
+        builder(&redis).events_claim_idle(Duration::from_millis(900)).events_done_records(DoneRecords::PerBatch);
+    let (stop, task) = consuming(&redis, per_batch, &gate).await;
+    held.await.unwrap();
+    until_o1_recorded_and_acknowledged(&redis).await;
+    gate.release.notify_one();
+    let _ = stop.send(());
+    task.await.unwrap();
+    let mut conn = redis_connection(&redis).await;
+    let _: String = redis::cmd("ECHO").arg("monitor-end").query_async(&mut conn).await.unwrap();
+    let lines = monitoring.await.unwrap();
+    let entries: redis::Value =
+        redis::cmd("XRANGE").arg(STREAM).arg("-").arg("+").query_async(&mut conn).await.unwrap();
+    let entries = parse_entries(&entries);
+    let o2_record = record_key(&mut conn, "o-2").await;
+    for (order_id, (entry_id, _)) in ["o-1", "o-2"].iter().zip(&entries) {
+        let record = record_key(&mut conn, order_id).await;
+        let recorded = lines
+            .iter()
+            .position(|line| line.contains("] \"SET\"") && line.contains(&record) && line.contains("\"done "))
+            .unwrap_or_else(|| panic!("{order_id}'s record written"));
+        let acked = position(&lines, "XACK", entry_id).unwrap_or_else(|| panic!("{order_id} acknowledged"));
+        assert!(recorded < acked, "{order_id}: record at line {recorded}, XACK at {acked}");
+        if *order_id == "o-1" {
+            let renewed = position(&lines, "EVALSHA", &o2_record)
+                .or_else(|| position(&lines, "EVAL", &o2_record))
+                .expect("o-2's lease renewed by its heartbeat");
+            assert!(recorded < renewed, "o-1 recorded at line {recorded}, o-2's lease renewed at {renewed}");
+        }
+    }
 }

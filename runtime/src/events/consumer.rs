@@ -21,7 +21,7 @@ use super::codegen::DispatchFn;
 use super::lease::{Claim, Lease};
 use super::partitions::Partitions;
 use super::stream::{Entry, millis};
-use crate::config::EventsConfig;
+use crate::config::{DoneRecords, EventsConfig};
 use crate::protocol::events::{Event, dead_key, processed_key, stream_key};
 use crate::{Error, Invoker, Security};
 
@@ -133,9 +133,22 @@ impl<T: Send + Sync + 'static> Consumer<T> {
     /// Reads and handles events until `shutdown` completes. The batch in hand is
     /// finished (handled, recorded, acknowledged; with `done_records = "per_batch"` its
     /// held records written) before it returns; a read in progress ends first (within
-    /// a second).
+    /// a second). If that last write fails, it is logged, not retried: those events
+    /// stay pending and run again on another consumer once `claim_idle_ms` has passed.
     pub async fn run<F: Future<Output = ()> + Send>(self, shutdown: F) {
         let mut shutdown = std::pin::pin!(shutdown);
+        if self.config.done_records == DoneRecords::PerBatch
+            && self.config.op_timeout.saturating_mul(9) >= self.config.claim_idle.saturating_mul(2)
+        {
+            // EVENTS.md §5 step 4: a held record is written within claim_idle/3 and
+            // three Redis operations of its lease, which lives claim_idle.
+            tracing::warn!(
+                events = self.name,
+                "done_records = \"per_batch\" with op_timeout_ms ({}) at least 2/9 of claim_idle_ms ({}): when Redis is that slow, a finished event's lease may run out before its record is written, and another consumer may run it again",
+                self.config.op_timeout.as_millis(),
+                self.config.claim_idle.as_millis()
+            );
+        }
         let partitions = self.keyed.then(|| Partitions::new(&self.stream, &self.group, &self.consumer));
         let mut state = State { connection: None, group_ready: false, last_claim: None, partitions };
         self.serve(shutdown.as_mut(), &mut state).await;

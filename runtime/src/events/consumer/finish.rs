@@ -17,19 +17,28 @@ impl<T: Send + Sync + 'static> Consumer<T> {
         }
     }
 
-    /// Sends what the batch holds back, in one pipeline: the `done` records first
-    /// (`per_batch`), then the acknowledgements. On failure the acknowledgements are
-    /// dropped (their records say done, so a redelivery acknowledges them without
-    /// running), and the records are lost: those events stay pending and run again,
-    /// and their streams are noted in `held` (a key partition is then recovered).
+    /// Sends what the batch holds back, in one transaction (`MULTI` ... `EXEC`): the
+    /// `done` records first (`per_batch`), then the acknowledgements, so that an entry
+    /// is never acknowledged without its record (Redis refuses the whole transaction
+    /// when a command is refused as it is queued: out of memory, no permission). On
+    /// failure the acknowledgements are dropped (their records say done, so a
+    /// redelivery acknowledges them without running), and the records are lost: those
+    /// events stay pending and run again, and their streams are noted in `held` (a key
+    /// partition is then recovered). Dropped before it ends (a heartbeat's flush when
+    /// the handler finishes), it puts back what it took, to be sent again.
     pub(super) async fn flush(&self, conn: &mut MultiplexedConnection, held: &Held) {
-        let Some(Taken { acks, records }) = held.take() else { return };
+        let Some(taken) = held.take() else { return };
+        let mut sending = Sending { held, taken: Some(taken) };
+        let Taken { acks, records, .. } = sending.taken.as_ref().expect("taken");
         let mut pipe = redis::pipe();
-        for (lease, _) in &records {
+        pipe.atomic();
+        for (lease, _) in records {
             lease.record_done(&mut pipe, millis(self.config.processed_ttl));
         }
         acks.add_to(&mut pipe, &self.group);
-        let Err(e) = self.bounded(pipe.query_async::<()>(conn)).await else { return };
+        let sent = self.bounded(pipe.query_async::<()>(conn)).await;
+        let Taken { acks, records, .. } = sending.taken.take().expect("taken");
+        let Err(e) = sent else { return };
         if records.is_empty() {
             tracing::debug!(
                 events = self.name,
@@ -76,5 +85,50 @@ impl<T: Send + Sync + 'static> Consumer<T> {
             Ok(()) => true,
             Err(e) => self.warn("move to the dead-letter stream", delivery, &e),
         }
+    }
+}
+
+/// What a flush took out of [`Held`] while it is being sent: put back if the flush is
+/// dropped before its reply is handled.
+struct Sending<'a> {
+    held: &'a Held,
+    taken: Option<Taken>,
+}
+
+impl Drop for Sending<'_> {
+    fn drop(&mut self) {
+        if let Some(taken) = self.taken.take() {
+            self.held.restore(taken);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::{Held, Sending};
+    use crate::events::lease::Lease;
+
+    /// A flush dropped while it awaits Redis (a heartbeat's, when the handler ends)
+    /// leaves what it took in `Held`, for the next flush; one that finished does not.
+    #[test]
+    fn a_flush_dropped_before_its_reply_puts_back_what_it_took() {
+        let held = Held::default();
+        let stream: Arc<str> = Arc::from("s");
+        let leased_at = Instant::now() - Duration::from_secs(5);
+        held.record(Lease::new("s:processed:g:1".into(), "c"), &stream, "1-0", leased_at);
+        held.ack(&stream, "2-0");
+        let sending = Sending { held: &held, taken: held.take() };
+        assert!(!held.has_records(), "taken while being sent");
+        drop(sending);
+        assert!(held.records_older_than(Duration::from_secs(5)), "the record's age is kept");
+        let taken = held.take().expect("put back");
+        assert_eq!((taken.records.len(), taken.acks.len()), (1, 2));
+        let mut finished = Sending { held: &held, taken: Some(taken) };
+        let _handled = finished.taken.take();
+        drop(finished);
+        assert!(held.take().is_none(), "a finished flush puts nothing back");
     }
 }

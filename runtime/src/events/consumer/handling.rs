@@ -86,6 +86,18 @@ impl<T: Send + Sync + 'static> Consumer<T> {
         let work = self.run_handler(&mut conn, &event, &mut delivery, held);
         let outcome = self.keeping(keeper, &stream, &entry_id, &lease, partition_leases, held, work).await;
         match outcome {
+            Outcome::Succeeded
+                if self.config.done_records == DoneRecords::PerBatch
+                    && *stream != *self.stream
+                    && held.is_lost(&stream) =>
+            {
+                // An earlier event of this key partition was not recorded while this one
+                // ran (a flush failed): recorded now, it would be done before that one
+                // runs again. Not processed: the partition is recovered, in order.
+                tracing::warn!(events = self.name, event = %event.id, "an earlier event of its key could not be recorded; left pending to run after it");
+                self.release(&mut conn, &lease).await;
+                false
+            }
             Outcome::Succeeded if self.config.done_records == DoneRecords::PerBatch => {
                 // Written with the batch's others, before their `XACK`s (`held.rs`).
                 held.record(lease, &delivery.stream, &delivery.entry.id, at);
@@ -97,6 +109,8 @@ impl<T: Send + Sync + 'static> Consumer<T> {
                 let mut complete = redis::pipe();
                 lease.record_done(&mut complete, millis(self.config.processed_ttl));
                 if last {
+                    // One transaction: its own `XACK` never runs if its record is refused.
+                    complete.atomic();
                     held.ack(&delivery.stream, &delivery.entry.id);
                     if let Some(taken) = held.take() {
                         taken.acks.add_to(&mut complete, &self.group);
@@ -197,7 +211,8 @@ impl<T: Send + Sync + 'static> Consumer<T> {
     /// every third of the claim idle time, so that a slow but live consumer keeps its
     /// event; a dead consumer stops renewing, and both run out together. What the batch
     /// holds back (acknowledgements, and `per_batch`'s records, whose leases are not
-    /// renewed) goes out with the first renewal. Work that finishes when first polled
+    /// renewed) goes out before the first renewal, or sooner, once those records'
+    /// leases are a third of their life old. Work that finishes when first polled
     /// (a handler that never waits) starts no heartbeat.
     #[allow(clippy::too_many_arguments)]
     async fn keeping<R>(
@@ -215,8 +230,15 @@ impl<T: Send + Sync + 'static> Consumer<T> {
             return result;
         }
         let heartbeat = async {
+            let third = self.config.claim_idle / 3;
+            // `per_batch`: the first tick comes sooner if the held records' leases are
+            // a third of their life old before then.
+            let mut wait = held.until_records_are(third).map_or(third, |until| until.min(third));
             loop {
-                tokio::time::sleep(self.config.claim_idle / 3).await;
+                tokio::time::sleep(wait).await;
+                wait = third;
+                // The records first: their leases are older than the one in hand.
+                self.flush(&mut conn, held).await;
                 match self.bounded(lease.renew(&mut conn, millis(self.config.claim_idle))).await {
                     Ok(true) => {}
                     Ok(false) => {
@@ -230,7 +252,6 @@ impl<T: Send + Sync + 'static> Consumer<T> {
                         tracing::debug!(events = self.name, entry = entry_id, "cannot renew an event's lease: {e}")
                     }
                 }
-                self.flush(&mut conn, held).await;
                 let mut keep = redis::cmd("XCLAIM");
                 keep.arg(stream).arg(&self.group).arg(&self.consumer).arg(0).arg(entry_id).arg("JUSTID");
                 if let Err(e) = self.bounded(keep.query_async::<Value>(&mut conn)).await {

@@ -24,7 +24,8 @@ struct Inner {
     acks: Acks,
     /// Leases whose handlers succeeded, to be turned into `done` records, by stream.
     records: Vec<(Lease, Arc<str>)>,
-    /// When the oldest held record's lease was taken (or last renewed).
+    /// When the batch that holds the oldest record took its lease (`at`, after the
+    /// reply of its `SET NX`; the leases of finished events are never renewed).
     oldest: Option<Instant>,
     /// Streams some of whose held records could not be written: their events run
     /// again, so a key partition among them must not be read on past them.
@@ -36,6 +37,7 @@ struct Inner {
 pub(super) struct Taken {
     pub(super) acks: Acks,
     pub(super) records: Vec<(Lease, Arc<str>)>,
+    oldest: Option<Instant>,
 }
 
 impl Held {
@@ -74,8 +76,40 @@ impl Held {
         if inner.acks.is_empty() && inner.records.is_empty() {
             return None;
         }
-        inner.oldest = None;
-        Some(Taken { acks: std::mem::take(&mut inner.acks), records: std::mem::take(&mut inner.records) })
+        Some(Taken {
+            acks: std::mem::take(&mut inner.acks),
+            records: std::mem::take(&mut inner.records),
+            oldest: inner.oldest.take(),
+        })
+    }
+
+    /// Puts back what a send took and did not finish (its future was dropped, as a
+    /// heartbeat's is when the handler ends): a later send writes it again, which is
+    /// harmless if Redis did run it (`SET done` and `XACK` are idempotent).
+    pub(super) fn restore(&self, taken: Taken) {
+        let mut inner = self.lock();
+        for (stream, ids) in taken.acks.by_stream {
+            for id in ids {
+                inner.acks.push(&stream, &id);
+            }
+        }
+        inner.records.extend(taken.records);
+        inner.oldest = match (inner.oldest, taken.oldest) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+
+    /// How long until the oldest held record is `age` old (zero if it is); `None` when
+    /// no record is held.
+    pub(super) fn until_records_are(&self, age: Duration) -> Option<Duration> {
+        self.lock().oldest.map(|oldest| age.saturating_sub(oldest.elapsed()))
+    }
+
+    /// Whether records of `stream` could not be written (and were not yet taken by
+    /// [`Held::lost`]): an event of that stream must not be recorded after them.
+    pub(super) fn is_lost(&self, stream: &str) -> bool {
+        self.lock().lost.iter().any(|s| **s == *stream)
     }
 
     /// The records of `streams` were not written.
