@@ -5,7 +5,8 @@
 //!
 //! - **Backpressure.** The frame body is a stream that hyper polls only when the
 //!   connection can take more, so the implementation's stream is polled at that pace:
-//!   what waits is at most one batch of frames and the socket's buffers.
+//!   what waits is at most one batch of frames, hyper's write buffer and the
+//!   socket's buffers.
 //! - **Cancellation.** When the client goes away, hyper drops the body, and with it
 //!   the implementation's stream: it is not polled again.
 //! - **Call ids.** The claim covers the opening only. A typed error before the first
