@@ -5,7 +5,8 @@
 //!
 //! - **Backpressure.** The frame body is a stream that hyper polls only when the
 //!   connection can take more, so the implementation's stream is polled at that pace:
-//!   what waits is at most one batch of frames and the socket's buffers.
+//!   what waits is at most one batch of frames, hyper's write buffer and the
+//!   socket's buffers.
 //! - **Cancellation.** When the client goes away, hyper drops the body, and with it
 //!   the implementation's stream: it is not polled again.
 //! - **Call ids.** The claim covers the opening only. A typed error before the first
@@ -45,10 +46,14 @@ use crate::protocol::stream::{self as frames, KEEPALIVE_INTERVAL, NDJSON};
 use crate::telemetry;
 
 /// Frames are gathered up to about this many bytes per chunk written: small items go
-/// out many to a write, and what waits for a slow reader stays this small. 64 KiB
-/// rather than 16: a third of the reader's wake-ups (each chunk is one hand-over from
-/// its connection task) for 1M small items, and ~5% less reader CPU (BENCHMARKS.md).
-const BATCH_BYTES: usize = 64 << 10;
+/// out many to a write, and what waits for a slow reader stays bounded (this, plus
+/// hyper's write buffer of ~400 KiB, plus the sockets'). 256 KiB rather than 64: each
+/// chunk is one hand-over from the reader's connection task to its body (hyper's body
+/// channel holds one chunk), so half the reader's context switches for 1M small items;
+/// and chunk buffers over glibc's 128 KiB mmap threshold raise it, where 64 KiB ones
+/// were given back to the kernel at the top of the heap and faulted in again (22,000
+/// page faults of the server per 1M items, ~800 now; BENCHMARKS.md, fourth round).
+const BATCH_BYTES: usize = 256 << 10;
 
 /// The most a chunk's buffer is given up front: one huge item does not make every
 /// later chunk allocate as much.
