@@ -638,6 +638,25 @@ mod tests {
     }
 
     #[test]
+    fn call_values_outlive_their_buffer_running_out() {
+        // A user type of its own and a long id are copied; attempts past the room left
+        // for two deadlines take a buffer of their own, and every value stays right.
+        let id = "u".repeat(crate::context::MAX_USER_FIELD_BYTES);
+        let user = UserContext::new("auditor", &id).unwrap();
+        let call = uuid::Uuid::parse_str(ID).unwrap();
+        let mut values = CallValues::new(call, uuid::Uuid::nil(), Some(&user));
+        let deadlines: Vec<_> = (0..10).map(|n| (n, values.deadline(u64::MAX - n))).collect();
+        let headers = values.headers();
+        let parsed = CallHeaders::parse(&headers).unwrap();
+        assert_eq!((parsed.call_id_text, parsed.user), (Some(ID), Some(user)));
+        assert_eq!(parsed.activity_text, Some("00000000-0000-0000-0000-000000000000"));
+        for (n, value) in deadlines {
+            assert_eq!(value.to_str().unwrap(), (u64::MAX - n).to_string());
+        }
+        assert_eq!(values.deadline(0), "0");
+    }
+
+    #[test]
     fn media_type_suffix_and_charset_name_are_case_insensitive() {
         let check =
             |value: &str| check_content_type(&map(&[("content-type", value)])).map_err(|refusal| refusal.message);
