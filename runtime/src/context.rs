@@ -37,11 +37,19 @@ impl UserType {
     /// `Other` name.
     pub fn as_str(&self) -> &str {
         match self {
-            UserType::Integration => "integration",
-            UserType::Admin => "admin",
-            UserType::Customer => "customer",
-            UserType::Guest => "guest",
             UserType::Other(name) => name,
+            builtin => builtin.static_name().unwrap_or_default(),
+        }
+    }
+
+    /// A built-in type's name, which needs no copy; `None` for [`Other`](Self::Other).
+    pub(crate) fn static_name(&self) -> Option<&'static str> {
+        match self {
+            UserType::Integration => Some("integration"),
+            UserType::Admin => Some("admin"),
+            UserType::Customer => Some("customer"),
+            UserType::Guest => Some("guest"),
+            UserType::Other(_) => None,
         }
     }
 }

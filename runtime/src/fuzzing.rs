@@ -57,7 +57,7 @@ fn header_map(data: &[u8]) -> HeaderMap {
 ///
 /// Invariants: a refusal is a short `400` whose body decodes back; a UUID header that
 /// parses is its own canonical form; the headers a client writes for the parsed call
-/// (`write_call`, `write_attempt`) parse back to the same values, and the user headers
+/// (`CallValues`, `write_attempt`) parse back to the same values, and the user headers
 /// and UUIDs re-serialise to the very bytes received.
 pub fn call_headers(data: &[u8]) -> bool {
     let map = header_map(data);
@@ -80,8 +80,10 @@ pub fn call_headers(data: &[u8]) -> bool {
     let activity = call.activity_text.unwrap_or(PLACEHOLDER);
     let uuid = |text: &str| uuid::Uuid::parse_str(text).expect("parsed as a canonical UUID");
     let deadline_ms = call.deadline.map(|d| u64::try_from(d.as_millis()).expect("parsed from a u64"));
-    let mut written = headers::write_call(uuid(call_id), uuid(activity), call.user.as_ref());
-    headers::write_attempt(&mut written, call.attempt.unwrap_or(1), Some(deadline_ms.unwrap_or(0)));
+    let mut values = headers::CallValues::new(uuid(call_id), uuid(activity), call.user.as_ref());
+    let mut written = values.headers();
+    let deadline = values.deadline(deadline_ms.unwrap_or(0));
+    headers::write_attempt(&mut written, call.attempt.unwrap_or(1), Some(deadline));
     headers::check_content_type(&written).expect("a client's content-type is accepted");
     let again = CallHeaders::parse(&written).expect("the headers a client writes parse");
     assert_eq!((again.call_id_text, again.activity_text), (Some(call_id), Some(activity)));

@@ -24,7 +24,7 @@ use super::stream::{StreamEnd, StreamSetup, Success, Unary};
 use super::transport::{CertificateRejected, chain};
 use crate::body::{BodyError, read_limited};
 use crate::config::CallPolicy;
-use crate::context::{ActivityId, CallContext, UserContext};
+use crate::context::{ActivityId, CallContext};
 use crate::error::CallError;
 use crate::protocol::reply::{self, Decoded};
 use crate::protocol::retry::{self as policy, Decision, Outcome};
@@ -106,11 +106,13 @@ struct Outgoing {
     body: Bytes,
     call_id: uuid::Uuid,
     activity: ActivityId,
+    /// The header values of the call id, the activity and the user, and the buffer
+    /// the attempts' deadlines are written into.
+    values: headers::CallValues,
     /// Set when calls are signed.
     body_sha256: Option<Arc<str>>,
     /// The caller's deadline, which bounds a whole stream (`None`: none).
     callers_deadline: Option<Instant>,
-    user: Option<UserContext>,
     /// The trace context of the request being served, as it arrived (§3.3).
     trace: Option<TraceContext>,
     /// Headers from [`CallOptions`], which refuses the protocol's names.
@@ -122,15 +124,17 @@ struct Outgoing {
 impl Outgoing {
     fn new(body: Bytes, context: CallContext, signed: bool, extra: Option<HeaderMap>) -> Self {
         let body_sha256 = signed.then(|| Arc::from(body_sha256(&body)));
+        let call_id = uuid::Uuid::new_v4();
+        // A call made outside any activity starts one of its own; a call made inside
+        // one (an implementation serving a request, a scope) forwards its id.
+        let activity = context.activity.unwrap_or_default();
         Self {
             body,
-            call_id: uuid::Uuid::new_v4(),
-            // A call made outside any activity starts one of its own; a call made
-            // inside one (an implementation serving a request, a scope) forwards its id.
-            activity: context.activity.unwrap_or_default(),
+            call_id,
+            activity,
+            values: headers::CallValues::new(call_id, activity.as_uuid(), context.user.as_ref()),
             body_sha256,
             callers_deadline: context.deadline,
-            user: context.user,
             trace: context.trace,
             extra,
             stream_call: None,
@@ -141,7 +145,7 @@ impl Outgoing {
     /// a call that needs one attempt (nearly all) builds them once, where keeping a
     /// map to clone per attempt built them and copied them.
     fn headers(&self) -> HeaderMap {
-        let mut headers = headers::write_call(self.call_id, self.activity.as_uuid(), self.user.as_ref());
+        let mut headers = self.values.headers();
         if let Some(trace) = &self.trace {
             trace.write(&mut headers);
         }
@@ -149,11 +153,6 @@ impl Outgoing {
             headers.extend(extra.clone());
         }
         headers
-    }
-
-    /// The call id as text, for a layer's [`CallInfo`].
-    fn call_id_text(&self) -> Arc<str> {
-        Arc::from(&*self.call_id.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()))
     }
 }
 
@@ -237,15 +236,15 @@ impl Endpoint {
             "http.response.status_code" = tracing::field::Empty,
         );
         // Only a stream's call needs them after its attempts, for its end.
-        let outgoing = Outgoing { stream_call: S::STREAM.then(|| (started, span.clone())), ..outgoing };
-        self.attempts::<S, E>(index, &outgoing, &policy, started, deadline).instrument(span).await
+        let mut outgoing = Outgoing { stream_call: S::STREAM.then(|| (started, span.clone())), ..outgoing };
+        self.attempts::<S, E>(index, &mut outgoing, &policy, started, deadline).instrument(span).await
     }
 
     /// The attempts of one call, within `deadline`, the policy and the retry budget.
     async fn attempts<S, E>(
         &self,
         index: usize,
-        outgoing: &Outgoing,
+        outgoing: &mut Outgoing,
         policy: &CallPolicy,
         started: Instant,
         deadline: Instant,
@@ -375,7 +374,7 @@ impl Endpoint {
     async fn attempt<S, E>(
         &self,
         index: usize,
-        outgoing: &Outgoing,
+        outgoing: &mut Outgoing,
         policy: &CallPolicy,
         attempt: u32,
         timeout: Duration,
@@ -498,7 +497,7 @@ impl Endpoint {
     async fn exchange(
         &self,
         index: usize,
-        outgoing: &Outgoing,
+        outgoing: &mut Outgoing,
         attempt: u32,
         server_deadline: Option<u64>,
         read: ReadAs,
@@ -517,9 +516,11 @@ impl Endpoint {
             }
             (Target::Balanced(_), Targets::One(_)) => unreachable!("a balanced target comes from balanced targets"),
         };
+        let server_deadline = server_deadline.map(|ms| outgoing.values.deadline(ms));
+        let outgoing = &*outgoing;
         let request = || {
             let mut headers = outgoing.headers();
-            headers::write_attempt(&mut headers, attempt, server_deadline);
+            headers::write_attempt(&mut headers, attempt, server_deadline.clone());
             // This attempt's span is the parent of the server's (replacing a forwarded one).
             #[cfg(feature = "otel")]
             if let Some(trace) = crate::otel::current() {
@@ -550,7 +551,8 @@ impl Endpoint {
             }
             Carrier::Layered(client) => {
                 let mut request = request();
-                let info = CallInfo { service: this.service, method, call_id: outgoing.call_id_text(), attempt };
+                let call_id = outgoing.values.call_id().clone();
+                let info = CallInfo { service: this.service, method, call_id, attempt };
                 request.extensions_mut().insert(info);
                 if let Some(digest) = &outgoing.body_sha256 {
                     request.extensions_mut().insert(BodyDigest(Arc::clone(digest)));

@@ -2,8 +2,6 @@
 //! request and response types, the boxed client they compose into, and [`CallInfo`],
 //! which every layered request carries in its extensions.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -71,7 +69,8 @@ pub type HttpClient = tower::util::BoxCloneSyncService<HttpRequest, HttpResponse
 pub struct CallInfo {
     pub(crate) service: &'static str,
     pub(crate) method: &'static str,
-    pub(crate) call_id: Arc<str>,
+    /// The request's own `x-call-id` value: shared, not copied.
+    pub(crate) call_id: hyper::http::HeaderValue,
     pub(crate) attempt: u32,
 }
 
@@ -88,7 +87,8 @@ impl CallInfo {
 
     /// The call id every attempt of this call carries (`x-call-id`).
     pub fn call_id(&self) -> &str {
-        &self.call_id
+        // A hyphenated UUID: always text.
+        self.call_id.to_str().unwrap_or_default()
     }
 
     /// Which attempt this is, from 1 (`x-call-attempt`).

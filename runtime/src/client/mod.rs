@@ -28,4 +28,4 @@ pub use options::{CallOptions, with_options};
 pub use reqwest::ReqwestTransport;
 pub(crate) use tls::{PemFiles, TlsKey, TlsSettings};
 pub(crate) use transport::ConnectionSettings;
-pub use transport::HyperTransport;
+pub use transport::{HyperTransport, TransportFuture};

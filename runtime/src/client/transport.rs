@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::http::Response;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::connection::{Answered, Tracking};
@@ -127,33 +127,33 @@ impl HyperTransport {
         // (see `connection`); with the same call id and body it cannot run twice on a
         // server with a call-id store.
         let response = match self.client.request(request).await {
-            Err(e) if closed_before_reply(&e) && Answered::before(e.connect_info()) => {
-                self.client.request(again()).await
-            }
+            Err(e) if stale(&e) => self.client.request(again()).await,
             sent => sent,
         };
-        let response = response.map_err(|e| chain(&e))?;
-        Answered::mark(response.extensions());
-        Ok(response)
+        answered(response)
     }
 }
 
-/// The same request again (http's requests are not `Clone`; the body is shared bytes).
-/// Its extensions are not copied: they are for the layers above, which have run, and
-/// hyper reads none.
-fn resend_copy(request: &HttpRequest) -> HttpRequest {
-    let mut copy = HttpRequest::new(request.body().clone());
-    *copy.method_mut() = request.method().clone();
-    *copy.uri_mut() = request.uri().clone();
-    *copy.version_mut() = request.version();
-    *copy.headers_mut() = request.headers().clone();
-    copy
+/// Whether `error` is a stale pooled connection's: one that had answered before and
+/// closed without a reply to this request, which is then resent once.
+fn stale(error: &hyper_util::client::legacy::Error) -> bool {
+    closed_before_reply(error) && Answered::before(error.connect_info())
+}
+
+/// The reply's head, its connection marked as one that answers; or the error with its
+/// causes.
+fn answered(
+    response: Result<Response<Incoming>, hyper_util::client::legacy::Error>,
+) -> Result<Response<Incoming>, BoxError> {
+    let response = response.map_err(|e| chain(&e))?;
+    Answered::mark(response.extensions());
+    Ok(response)
 }
 
 impl tower_service::Service<HttpRequest> for HyperTransport {
     type Response = HttpResponse;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, BoxError>> + Send>>;
+    type Future = TransportFuture;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         // The pool queues requests itself.
@@ -161,10 +161,95 @@ impl tower_service::Service<HttpRequest> for HyperTransport {
     }
 
     fn call(&mut self, request: HttpRequest) -> Self::Future {
-        let this = self.clone();
         // Under layers the request arrives built: a copy is kept for a resend.
-        let again = resend_copy(&request);
-        Box::pin(async move { Ok(this.send(request, || again).await?.map(box_body)) })
+        let again = Resend::of(&request);
+        let response = self.client.request(request);
+        TransportFuture { state: State::First { response, again: Some((again, std::sync::Arc::clone(&self.client))) } }
+    }
+}
+
+/// The reply of one request through [`HyperTransport`]: a named future, so that a
+/// boxed client (`HttpClient`) boxes it once, not a box in a box.
+#[must_use = "futures do nothing unless polled"]
+pub struct TransportFuture {
+    state: State,
+}
+
+enum State {
+    /// The request's first sending, with what a resend needs.
+    First { response: ResponseFuture, again: Option<(Resend, std::sync::Arc<Client<Connector, RequestBody>>)> },
+    /// Resent once, on a new connection.
+    Again(ResponseFuture),
+}
+
+impl std::fmt::Debug for TransportFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let resent = matches!(self.state, State::Again(_));
+        f.debug_struct("TransportFuture").field("resent", &resent).finish_non_exhaustive()
+    }
+}
+
+impl Future for TransportFuture {
+    type Output = Result<HttpResponse, BoxError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // Every field is `Unpin` (hyper-util's future is a box).
+        let this = &mut *self;
+        loop {
+            let sent = match &mut this.state {
+                State::First { response, again } => match std::task::ready!(Pin::new(response).poll(cx)) {
+                    // The same stale connection as in `send`: resent once.
+                    Err(e) if stale(&e) && again.is_some() => {
+                        let (copy, client) = again.take().expect("checked above");
+                        this.state = State::Again(client.request(copy.request()));
+                        continue;
+                    }
+                    sent => sent,
+                },
+                State::Again(response) => std::task::ready!(Pin::new(response).poll(cx)),
+            };
+            return Poll::Ready(answered(sent).map(|response| response.map(box_body)));
+        }
+    }
+}
+
+/// What a resend of a built request needs (http's requests are not `Clone`; the body is
+/// shared bytes). The headers are kept as a list, one allocation where a cloned map
+/// takes two, and rebuilt into the same map (same names, values and order) only when
+/// the request is resent. Its extensions are not copied: they are for the layers
+/// above, which have run, and hyper reads none.
+struct Resend {
+    method: hyper::http::Method,
+    uri: hyper::http::Uri,
+    version: hyper::http::Version,
+    headers: Vec<(hyper::http::HeaderName, hyper::http::HeaderValue)>,
+    body: RequestBody,
+}
+
+impl Resend {
+    fn of(request: &HttpRequest) -> Self {
+        Self {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            version: request.version(),
+            headers: request.headers().iter().map(|(name, value)| (name.clone(), value.clone())).collect(),
+            body: request.body().clone(),
+        }
+    }
+
+    /// The request again.
+    fn request(self) -> HttpRequest {
+        let mut request = HttpRequest::new(self.body);
+        *request.method_mut() = self.method;
+        *request.uri_mut() = self.uri;
+        *request.version_mut() = self.version;
+        let headers = request.headers_mut();
+        headers.reserve(self.headers.len());
+        // In the order listed, each name's values in theirs: `append` rebuilds the map.
+        for (name, value) in self.headers {
+            headers.append(name, value);
+        }
+        request
     }
 }
 
@@ -213,3 +298,101 @@ impl std::fmt::Display for CertificateRejected {
 }
 
 impl std::error::Error for CertificateRejected {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http_body_util::BodyExt;
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tower_service::Service;
+
+    /// One request as it arrived: its connection, its bytes, and whether it was
+    /// swallowed (read, then the connection closed without a reply).
+    type Seen = Arc<Mutex<Vec<(usize, Vec<u8>, bool)>>>;
+
+    /// Reads one request (head and `content-length` body); `None` at the end.
+    async fn read_request(stream: &mut TcpStream) -> Option<Vec<u8>> {
+        let mut received = Vec::new();
+        let mut chunk = [0; 4096];
+        loop {
+            if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&received[..end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|line| line.strip_prefix("content-length:"))
+                    .map_or(0, |n| n.trim().parse().unwrap());
+                if received.len() >= end + 4 + length {
+                    return Some(received);
+                }
+            }
+            match stream.read(&mut chunk).await.unwrap() {
+                0 => return None,
+                n => received.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// A server whose connections each answer one request, then swallow the next:
+    /// what a pooled connection the server closed while idle does to a request.
+    async fn one_reply_per_connection() -> (String, Seen) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/Svc/m", listener.local_addr().unwrap());
+        let seen = Seen::default();
+        let record = Arc::clone(&seen);
+        tokio::spawn(async move {
+            for connection in 0.. {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let record = Arc::clone(&record);
+                tokio::spawn(async move {
+                    let Some(first) = read_request(&mut stream).await else { return };
+                    record.lock().unwrap().push((connection, first, false));
+                    stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.unwrap();
+                    if let Some(second) = read_request(&mut stream).await {
+                        record.lock().unwrap().push((connection, second, true));
+                    }
+                });
+            }
+        });
+        (url, seen)
+    }
+
+    /// A layered request (one the transport gets built) that meets a stale pooled
+    /// connection is resent once, on a new connection, byte for byte: repeated
+    /// headers, their order and the body included. Without the resend, the call that
+    /// met the swallowing connection fails.
+    #[tokio::test]
+    async fn a_built_request_swallowed_by_a_stale_connection_is_resent_the_same() {
+        let (url, seen) = one_reply_per_connection().await;
+        let mut transport = HyperTransport::new();
+        let swallowed = || seen.lock().unwrap().iter().filter(|(.., swallowed)| *swallowed).count();
+        // The pool hands an answered connection to a later call; when that is, is the
+        // pool's business: calls go on until one met it (every call must succeed).
+        for n in 0..50 {
+            let mut request = HttpRequest::new(RequestBody::new(Bytes::from(format!("{{\"n\":{n}}}"))));
+            *request.method_mut() = hyper::http::Method::POST;
+            *request.uri_mut() = url.parse().unwrap();
+            let headers = request.headers_mut();
+            headers.append("x-a", "1".parse().unwrap());
+            headers.append("x-b", format!("{n}").parse().unwrap());
+            headers.append("x-a", "3".parse().unwrap());
+            let response = transport.call(request).await.unwrap_or_else(|e| panic!("call {n} failed: {e}"));
+            assert_eq!(response.status(), 200);
+            assert_eq!(response.into_body().collect().await.unwrap().to_bytes(), "ok");
+            if swallowed() > 0 {
+                break;
+            }
+        }
+        assert_eq!(swallowed(), 1, "no call met a stale connection in 50");
+        let seen = seen.lock().unwrap();
+        let at = seen.iter().position(|(.., swallowed)| *swallowed).unwrap();
+        let (connection, request, _) = &seen[at];
+        let resent = seen[at + 1..].iter().find(|(_, bytes, _)| bytes == request);
+        let resent = resent.unwrap_or_else(|| panic!("not resent: {}", String::from_utf8_lossy(request)));
+        assert_ne!(resent.0, *connection, "resent on a new connection");
+        let text = String::from_utf8_lossy(request);
+        assert!(text.contains("x-a: 1\r\nx-a: 3\r\n"), "{text}");
+    }
+}

@@ -11,11 +11,12 @@
 
 use std::time::Duration;
 
+use bytes::BytesMut;
 use hyper::http::header::CONTENT_TYPE;
 use hyper::http::{HeaderMap, HeaderValue};
 
 use super::{Refusal, integer, truncate};
-use crate::context::{ActivityId, UserContext};
+use crate::context::{ActivityId, UserContext, UserType};
 use crate::protocol::ErrorKind;
 use crate::protocol::trace::{TRACEPARENT, TraceContext};
 
@@ -345,34 +346,97 @@ pub(crate) fn json_charset(value: &str) -> Option<Option<&str>> {
     Some(charset)
 }
 
-/// The headers every attempt of one call sends: media types, the call id, the activity
-/// and the user.
-pub(crate) fn write_call(call_id: uuid::Uuid, activity: uuid::Uuid, user: Option<&UserContext>) -> HeaderMap {
-    use hyper::http::header::ACCEPT;
-    let mut headers = HeaderMap::with_capacity(10);
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
-    headers.insert(ACCEPT, HeaderValue::from_static(JSON));
-    // Encoded on the stack, copied once into the header value.
-    let uuid = |id: uuid::Uuid| {
-        let mut buffer = uuid::Uuid::encode_buffer();
-        HeaderValue::from_bytes(id.hyphenated().encode_lower(&mut buffer).as_bytes()).expect("a UUID is a header value")
-    };
-    headers.insert(names::CALL_ID, uuid(call_id));
-    headers.insert(names::ACTIVITY_ID, uuid(activity));
-    if let Some(user) = user {
-        // `UserContext` admits no control characters, so any of its values is a valid
-        // header value (UTF-8 beyond ASCII travels as raw bytes).
-        let value = |text: &str| HeaderValue::from_bytes(text.as_bytes()).expect("validated user field");
-        headers.insert(names::USER_TYPE, value(user.user_type().as_str()));
-        if let Some(id) = user.user_id() {
-            headers.insert(names::USER_ID, value(id));
-        }
-    }
-    headers
+/// The header values every attempt of one call sends, and the buffer its attempts'
+/// deadlines are written into.
+///
+/// The values are carved from one buffer shared by reference count: copying one (the
+/// built-in transport keeps a copy of a layered request, to resend it on a stale
+/// connection) is a count, where a value of its own would be moved to a shared buffer,
+/// an allocation, on its first copy. One buffer also costs two allocations (the bytes
+/// and their count) where a buffer per value costs one each.
+pub(crate) struct CallValues {
+    call_id: HeaderValue,
+    activity: HeaderValue,
+    user_type: Option<HeaderValue>,
+    user_id: Option<HeaderValue>,
+    /// What is left of the buffer, for the attempts' deadlines.
+    buffer: BytesMut,
 }
 
-/// The headers that differ per attempt: its number and the time the caller waits.
-pub(crate) fn write_attempt(headers: &mut HeaderMap, attempt: u32, deadline_ms: Option<u64>) {
+/// Room for the first two attempts' deadlines; more are rare, and take another buffer.
+const DEADLINE_ROOM: usize = 2 * 20;
+
+impl CallValues {
+    /// The values of the call `call_id`, in `activity`, for `user`.
+    pub(crate) fn new(call_id: uuid::Uuid, activity: uuid::Uuid, user: Option<&UserContext>) -> Self {
+        let user_type = user.map(UserContext::user_type);
+        // The built-in types' names are static: nothing to copy.
+        let static_type = user_type.and_then(UserType::static_name).map(HeaderValue::from_static);
+        let copied_type = if static_type.is_some() { 0 } else { user_type.map_or(0, |t| t.as_str().len()) };
+        let user_id = user.and_then(UserContext::user_id);
+        let size = 2 * uuid::fmt::Hyphenated::LENGTH + copied_type + user_id.map_or(0, str::len) + DEADLINE_ROOM;
+        let mut buffer = BytesMut::with_capacity(size);
+        let mut encoded = uuid::Uuid::encode_buffer();
+        let call_id = carve(&mut buffer, call_id.hyphenated().encode_lower(&mut encoded).as_bytes());
+        let activity = carve(&mut buffer, activity.hyphenated().encode_lower(&mut encoded).as_bytes());
+        // `UserContext` admits no control characters, so any of its values is a valid
+        // header value (UTF-8 beyond ASCII travels as raw bytes).
+        let user_type = static_type.or_else(|| user_type.map(|t| carve(&mut buffer, t.as_str().as_bytes())));
+        let user_id = user_id.map(|id| carve(&mut buffer, id.as_bytes()));
+        Self { call_id, activity, user_type, user_id, buffer }
+    }
+
+    /// `x-call-id`'s value.
+    pub(crate) fn call_id(&self) -> &HeaderValue {
+        &self.call_id
+    }
+
+    /// The headers every attempt of the call sends: media types, the call id, the
+    /// activity and the user.
+    pub(crate) fn headers(&self) -> HeaderMap {
+        use hyper::http::header::ACCEPT;
+        let mut headers = HeaderMap::with_capacity(10);
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
+        headers.insert(ACCEPT, HeaderValue::from_static(JSON));
+        headers.insert(names::CALL_ID, self.call_id.clone());
+        headers.insert(names::ACTIVITY_ID, self.activity.clone());
+        if let Some(user_type) = &self.user_type {
+            headers.insert(names::USER_TYPE, user_type.clone());
+        }
+        if let Some(user_id) = &self.user_id {
+            headers.insert(names::USER_ID, user_id.clone());
+        }
+        headers
+    }
+
+    /// An attempt's `x-deadline-ms` value, carved from the call's buffer.
+    pub(crate) fn deadline(&mut self, deadline_ms: u64) -> HeaderValue {
+        let mut digits = [0; 20];
+        let mut at = digits.len();
+        let mut left = deadline_ms;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (left % 10) as u8;
+            left /= 10;
+            if left == 0 {
+                break;
+            }
+        }
+        carve(&mut self.buffer, &digits[at..])
+    }
+}
+
+/// `bytes` as a header value carved from `buffer`: shared with the buffer's other
+/// values, not copied again when cloned. Only ever given valid values: UUIDs, digits,
+/// and `UserContext`'s fields, which admit no control characters.
+fn carve(buffer: &mut BytesMut, bytes: &[u8]) -> HeaderValue {
+    buffer.extend_from_slice(bytes);
+    HeaderValue::from_maybe_shared(buffer.split().freeze()).expect("a UUID, digits or a validated user field")
+}
+
+/// The headers that differ per attempt: its number and the time the caller waits (a
+/// value from [`CallValues::deadline`]).
+pub(crate) fn write_attempt(headers: &mut HeaderMap, attempt: u32, deadline_ms: Option<HeaderValue>) {
     // The first attempts' numbers are static: no allocation for the common case.
     const SMALL: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
     let number = match SMALL.get(attempt as usize) {
@@ -381,7 +445,7 @@ pub(crate) fn write_attempt(headers: &mut HeaderMap, attempt: u32, deadline_ms: 
     };
     headers.insert(names::CALL_ATTEMPT, number);
     if let Some(deadline_ms) = deadline_ms {
-        headers.insert(names::DEADLINE_MS, HeaderValue::from(deadline_ms));
+        headers.insert(names::DEADLINE_MS, deadline_ms);
     }
 }
 
@@ -561,8 +625,9 @@ mod tests {
     fn written_headers_parse_back() {
         let user = UserContext::new("customer", "alice").unwrap();
         let id = uuid::Uuid::parse_str(ID).unwrap();
-        let mut headers = write_call(id, id, Some(&user));
-        write_attempt(&mut headers, 3, Some(450));
+        let mut values = CallValues::new(id, id, Some(&user));
+        let mut headers = values.headers();
+        write_attempt(&mut headers, 3, Some(values.deadline(450)));
         check_content_type(&headers).unwrap();
         let call = CallHeaders::parse(&headers).unwrap();
         assert_eq!(call.call_id_text, Some(ID));
@@ -570,6 +635,25 @@ mod tests {
         assert_eq!(call.attempt, Some(3));
         assert_eq!(call.deadline, Some(Duration::from_millis(450)));
         assert_eq!(call.user, Some(user));
+    }
+
+    #[test]
+    fn call_values_outlive_their_buffer_running_out() {
+        // A user type of its own and a long id are copied; attempts past the room left
+        // for two deadlines take a buffer of their own, and every value stays right.
+        let id = "u".repeat(crate::context::MAX_USER_FIELD_BYTES);
+        let user = UserContext::new("auditor", &id).unwrap();
+        let call = uuid::Uuid::parse_str(ID).unwrap();
+        let mut values = CallValues::new(call, uuid::Uuid::nil(), Some(&user));
+        let deadlines: Vec<_> = (0..10).map(|n| (n, values.deadline(u64::MAX - n))).collect();
+        let headers = values.headers();
+        let parsed = CallHeaders::parse(&headers).unwrap();
+        assert_eq!((parsed.call_id_text, parsed.user), (Some(ID), Some(user)));
+        assert_eq!(parsed.activity_text, Some("00000000-0000-0000-0000-000000000000"));
+        for (n, value) in deadlines {
+            assert_eq!(value.to_str().unwrap(), (u64::MAX - n).to_string());
+        }
+        assert_eq!(values.deadline(0), "0");
     }
 
     #[test]
