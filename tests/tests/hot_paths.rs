@@ -222,11 +222,15 @@ impl Front {
 
 async fn front_connection(mut client: TcpStream, upstream: SocketAddr, idle: Duration) -> std::io::Result<()> {
     let mut buffer = Vec::new();
+    // A keep-alive timeout runs between requests, not before a new connection's first one:
+    // on a busy machine the client may take longer than `idle` to write it, and closing
+    // then would fail a call no real server fails.
+    let mut wait = HANG;
     loop {
         if buffer.is_empty() {
-            // Wait for the next request's first bytes, at most `idle`.
+            // Wait for the next request's first bytes, at most `wait`.
             let mut chunk = [0u8; 8192];
-            match tokio::time::timeout(idle, client.read(&mut chunk)).await {
+            match tokio::time::timeout(wait, client.read(&mut chunk)).await {
                 Err(_) | Ok(Ok(0)) => return Ok(()),
                 Ok(Ok(n)) => buffer.extend_from_slice(&chunk[..n]),
                 Ok(Err(e)) => return Err(e),
@@ -238,6 +242,7 @@ async fn front_connection(mut client: TcpStream, upstream: SocketAddr, idle: Dur
         let mut server_buffer = Vec::new();
         let Some(response) = read_message(&mut server, &mut server_buffer).await? else { return Ok(()) };
         client.write_all(&response.raw).await?;
+        wait = idle;
     }
 }
 
