@@ -168,12 +168,7 @@ impl Accounts for Changes {
 }
 
 /// A `per_batch` consumer of `group`, as the ACL user, running in a task.
-fn consume(
-    consumer_url: String,
-    admin_url: String,
-    group: &str,
-    step: fn(u64, u32) -> Step,
-) -> (Arc<Mutex<Vec<u64>>>, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+fn consume(consumer_url: String, admin_url: String, group: &str, step: fn(u64, u32) -> Step) -> Consuming {
     consume_with(DoneRecords::PerBatch, consumer_url, admin_url, group, step)
 }
 
@@ -184,7 +179,7 @@ fn consume_with(
     admin_url: String,
     group: &str,
     step: fn(u64, u32) -> Step,
-) -> (Arc<Mutex<Vec<u64>>>, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+) -> Consuming {
     let invoker = Invoker::builder()
         .events(consumer_url)
         .environment(false)
@@ -200,7 +195,37 @@ fn consume_with(
     let task = tokio::spawn(consumer.run(async move {
         let _ = stopped.await;
     }));
-    (log, stop, task)
+    Consuming { log, stop, task }
+}
+
+/// A running consumer: the seqs its handler ran, in order, and how to stop it.
+struct Consuming {
+    log: Arc<Mutex<Vec<u64>>>,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Consuming {
+    fn runs(&self) -> Vec<u64> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until `events` records of `group` say done and nothing is pending, stops
+    /// the consumer, and returns every run it made.
+    async fn finish_once_done(self, redis: &RedisServer, group: &str, events: usize) -> Vec<u64> {
+        until_all_done(redis, group, events, || format!("runs {:?}", self.runs())).await;
+        let _ = self.stop.send(());
+        self.task.await.unwrap();
+        self.log.lock().unwrap().clone()
+    }
+}
+
+/// A Redis server with the consumer's ACL user, the user's URL, and a publisher.
+async fn started(name: &str) -> Option<(RedisServer, String, AccountsPublisher)> {
+    let redis = RedisServer::start(name)?;
+    let consumer_url = consumer_user(&redis).await;
+    let publisher = AccountsPublisher::new(builder(&redis).build().unwrap()).unwrap();
+    Some((redis, consumer_url, publisher))
 }
 
 /// Seq 1 succeeds and its record is held; seq 2 (same key, same batch) fails once and
@@ -209,22 +234,16 @@ fn consume_with(
 /// it is left pending, and runs again after seq 1's rerun.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_s_later_event_is_not_recorded_after_an_earlier_one_s_record_was_lost() {
-    let Some(redis) = RedisServer::start("events-lost-same-key") else { return };
-    let consumer_url = consumer_user(&redis).await;
-    let publisher = AccountsPublisher::new(builder(&redis).build().unwrap()).unwrap();
+    let Some((redis, consumer_url, publisher)) = started("events-lost-same-key").await else { return };
     publisher.changed("c".into(), 1).await.unwrap();
     publisher.changed("c".into(), 2).await.unwrap();
-    let (log, stop, task) = consume(consumer_url, redis.url(), "audit", |seq, attempt| match (seq, attempt) {
+    let consuming = consume(consumer_url, redis.url(), "audit", |seq, attempt| match (seq, attempt) {
         (2, 1) => Step { rule: Some("-xack"), fail: true },
         (2, 2) => Step { rule: Some("+xack"), fail: false },
         _ => RUN,
     });
-    let ran = || format!("runs {:?}", log.lock().unwrap());
-    eventually("seq 1 runs again", || log.lock().unwrap().iter().filter(|s| **s == 1).count() >= 2).await;
-    until_all_done(&redis, "audit", 2, ran).await;
-    let _ = stop.send(());
-    task.await.unwrap();
-    let log = log.lock().unwrap().clone();
+    eventually("seq 1 runs again", || consuming.runs().iter().filter(|s| **s == 1).count() >= 2).await;
+    let log = consuming.finish_once_done(&redis, "audit", 2).await;
     assert!(refused(&redis, "xack").await, "the flush was refused");
     let (last_of_1, last_of_2) = (log.iter().rposition(|s| *s == 1), log.iter().rposition(|s| *s == 2));
     assert!(last_of_1 < last_of_2, "seq 1's last run comes before seq 2's: {log:?}");
@@ -235,27 +254,21 @@ async fn a_key_s_later_event_is_not_recorded_after_an_earlier_one_s_record_was_l
 /// comes after every run of seq 1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_partition_whose_records_were_lost_is_stopped_and_recovered_in_order() {
-    let Some(redis) = RedisServer::start("events-lost-partition") else { return };
-    let consumer_url = consumer_user(&redis).await;
-    let publisher = AccountsPublisher::new(builder(&redis).build().unwrap()).unwrap();
+    let Some((redis, consumer_url, publisher)) = started("events-lost-partition").await else { return };
     publisher.changed("c".into(), 1).await.unwrap();
-    let (log, stop, task) = consume(consumer_url, redis.url(), "audit", |seq, attempt| match (seq, attempt) {
+    let consuming = consume(consumer_url, redis.url(), "audit", |seq, attempt| match (seq, attempt) {
         (1, 1) => Step { rule: Some("-xack"), fail: false },
         _ => RUN,
     });
     until_refused(&redis, "xack").await;
     publisher.changed("c".into(), 2).await.unwrap();
     acl(&redis.url(), "+xack").await;
-    let ran = || format!("runs {:?}", log.lock().unwrap());
     eventually("seq 1 runs again and seq 2 runs", || {
-        let log = log.lock().unwrap();
+        let log = consuming.runs();
         log.iter().filter(|s| **s == 1).count() >= 2 && log.contains(&2)
     })
     .await;
-    until_all_done(&redis, "audit", 2, ran).await;
-    let _ = stop.send(());
-    task.await.unwrap();
-    let log = log.lock().unwrap().clone();
+    let log = consuming.finish_once_done(&redis, "audit", 2).await;
     let (last_of_1, first_of_2) = (log.iter().rposition(|s| *s == 1), log.iter().position(|s| *s == 2));
     assert!(last_of_1 < first_of_2, "every run of seq 1 comes before seq 2's: {log:?}");
 }
@@ -266,12 +279,10 @@ async fn a_key_partition_whose_records_were_lost_is_stopped_and_recovered_in_ord
 /// records still leases), then `SET` is given back and both run again and are recorded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_record_leaves_the_batch_unacknowledged() {
-    let Some(redis) = RedisServer::start("events-lost-atomic") else { return };
-    let consumer_url = consumer_user(&redis).await;
-    let publisher = AccountsPublisher::new(builder(&redis).build().unwrap()).unwrap();
+    let Some((redis, consumer_url, publisher)) = started("events-lost-atomic").await else { return };
     publisher.changed("c".into(), 1).await.unwrap();
     publisher.changed("c".into(), 2).await.unwrap();
-    let (log, stop, task) = consume(consumer_url, redis.url(), "audit", |seq, attempt| match (seq, attempt) {
+    let consuming = consume(consumer_url, redis.url(), "audit", |seq, attempt| match (seq, attempt) {
         (2, 1) => Step { rule: Some("-set"), fail: false },
         _ => RUN,
     });
@@ -279,11 +290,7 @@ async fn a_refused_record_leaves_the_batch_unacknowledged() {
     assert_eq!(pending_in_all(&redis, "audit").await, 2, "nothing acknowledged without its record");
     assert_eq!(records(&redis, "audit").await, (0, 2), "(done, leases) while SET is refused");
     acl(&redis.url(), "+set").await;
-    let ran = || format!("runs {:?}", log.lock().unwrap());
-    until_all_done(&redis, "audit", 2, ran).await;
-    let _ = stop.send(());
-    task.await.unwrap();
-    let log = log.lock().unwrap().clone();
+    let log = consuming.finish_once_done(&redis, "audit", 2).await;
     assert_eq!(log, [1, 2, 1, 2], "both ran again, in order");
 }
 
@@ -292,12 +299,10 @@ async fn a_refused_record_leaves_the_batch_unacknowledged() {
 /// recorded (before seq 2 ran) but not acknowledged, seq 2 stays a lease and pending.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_last_record_leaves_the_batch_unacknowledged_per_event() {
-    let Some(redis) = RedisServer::start("events-lost-atomic-per-event") else { return };
-    let consumer_url = consumer_user(&redis).await;
-    let publisher = AccountsPublisher::new(builder(&redis).build().unwrap()).unwrap();
+    let Some((redis, consumer_url, publisher)) = started("events-lost-atomic-per-event").await else { return };
     publisher.changed("c".into(), 1).await.unwrap();
     publisher.changed("c".into(), 2).await.unwrap();
-    let (log, stop, task) =
+    let consuming =
         consume_with(DoneRecords::PerEvent, consumer_url, redis.url(), "audit", |seq, attempt| match (seq, attempt) {
             (2, 1) => Step { rule: Some("-set"), fail: false },
             _ => RUN,
@@ -306,10 +311,6 @@ async fn a_refused_last_record_leaves_the_batch_unacknowledged_per_event() {
     assert_eq!(pending_in_all(&redis, "audit").await, 2, "nothing acknowledged with the refused record");
     assert_eq!(records(&redis, "audit").await, (1, 1), "(done, leases) while SET is refused");
     acl(&redis.url(), "+set").await;
-    let ran = || format!("runs {:?}", log.lock().unwrap());
-    until_all_done(&redis, "audit", 2, ran).await;
-    let _ = stop.send(());
-    task.await.unwrap();
-    let log = log.lock().unwrap().clone();
+    let log = consuming.finish_once_done(&redis, "audit", 2).await;
     assert_eq!(log, [1, 2, 2], "seq 1 recorded, only acknowledged; seq 2 ran again");
 }
