@@ -124,6 +124,19 @@ async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
     received
 }
 
+/// `received` as text once it holds a whole HTTP/1.1 response (head and
+/// `content-length` body).
+fn whole_response(received: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(received);
+    let end = text.find("\r\n\r\n")?;
+    let length = text[..end]
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(str::to_owned))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    (received.len() >= end + 4 + length).then(|| text.into_owned())
+}
+
 /// Reads one whole HTTP/1.1 response (head and `content-length` body).
 async fn read_response(stream: &mut TcpStream) -> String {
     let mut received = Vec::new();
@@ -133,16 +146,8 @@ async fn read_response(stream: &mut TcpStream) -> String {
             let n = stream.read(&mut buffer).await.expect("read a response");
             assert!(n > 0, "closed before a whole response: {}", String::from_utf8_lossy(&received));
             received.extend_from_slice(&buffer[..n]);
-            let text = String::from_utf8_lossy(&received);
-            if let Some(end) = text.find("\r\n\r\n") {
-                let length = text[..end]
-                    .lines()
-                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(str::to_owned))
-                    .and_then(|v| v.trim().parse::<usize>().ok())
-                    .unwrap_or(0);
-                if received.len() >= end + 4 + length {
-                    return text.into_owned();
-                }
+            if let Some(text) = whole_response(&received) {
+                return text;
             }
         }
     })
@@ -475,19 +480,12 @@ fn under_a_low_descriptor_limit_the_default_connection_limit_keeps_descriptors_f
         let mut received = Vec::new();
         let mut buffer = [0u8; 4096];
         loop {
-            let text = String::from_utf8_lossy(&received).into_owned();
-            if let Some(end) = text.find("\r\n\r\n") {
-                let length = text[..end]
-                    .lines()
-                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(str::to_owned))
-                    .and_then(|v| v.trim().parse::<usize>().ok())
-                    .unwrap_or(0);
-                if received.len() >= end + 4 + length {
-                    return text;
-                }
+            if let Some(text) = whole_response(&received) {
+                return text;
             }
             match stream.read(&mut buffer) {
-                Ok(0) | Err(_) => return text, // closed, or the read timeout (BOUND)
+                // Closed, or the read timeout (BOUND): what came, for the assertion.
+                Ok(0) | Err(_) => return String::from_utf8_lossy(&received).into_owned(),
                 Ok(n) => received.extend_from_slice(&buffer[..n]),
             }
         }
