@@ -318,6 +318,54 @@ async fn shed_calls_succeed_on_the_other_replica_and_nothing_runs_twice() {
     assert!(shed > 10, "more moves than the default budget's burst of 10 ({shed}): none spent it");
 }
 
+/// A call whose connection was refused ran nowhere, like a shed one: its move to the
+/// other replica takes nothing from the retry budget, whether the built-in transport
+/// carries it directly or under a client layer. The budget here allows one retry in
+/// all: charged, the second refused call would fail with `is_retry_budget_exhausted()`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_calls_move_to_the_other_replica_without_spending_the_budget() {
+    for layered in [false, true] {
+        // Bound and never listening: every connection to it is refused, and nothing else
+        // can take the port while the test runs.
+        let refusing = tokio::net::TcpSocket::new_v4().unwrap();
+        refusing.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let refusing_url = format!("http://{}/", refusing.local_addr().unwrap());
+        let replica = Arc::new(Replica::default());
+        let healthy = serve(&replica).await;
+        let attempts = Arc::new(Mutex::new(Vec::new()));
+        let mut builder = Invoker::builder()
+            .service_urls("Work", [refusing_url, healthy.url()])
+            .backoff(Duration::from_millis(1), Duration::from_millis(2))
+            // Kept in rotation, so that it keeps refusing first attempts.
+            .ejection(1_000_000, Duration::from_millis(1), Duration::from_millis(1))
+            .retry_budget(0.0, 1);
+        if layered {
+            let attempts = Arc::clone(&attempts);
+            builder = builder.layer(tower::layer::layer_fn(move |inner: intercall::client::HttpClient| {
+                let attempts = Arc::clone(&attempts);
+                intercall::client::HttpClient::new(tower::service_fn(move |request: intercall::client::HttpRequest| {
+                    let info = request.extensions().get::<intercall::client::CallInfo>().expect("a CallInfo");
+                    attempts.lock().unwrap().push(info.attempt());
+                    tower::ServiceExt::oneshot(inner.clone(), request)
+                }))
+            }));
+        }
+        let results = load(&proxy(builder.build().unwrap()), 60, 1).await;
+        assert_all_ok(&results);
+        let mut runs = replica.runs();
+        runs.sort_unstable();
+        assert_eq!(
+            runs,
+            (0..60).collect::<Vec<_>>(),
+            "every call ran once, on the healthy replica (layered: {layered})"
+        );
+        if layered {
+            let moved = attempts.lock().unwrap().iter().filter(|&&attempt| attempt == 2).count();
+            assert!(moved >= 2, "more refused calls moved ({moved}) than the budget's one retry could pay for");
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_shed_call_is_answered_503_overloaded_with_retry_after_before_its_body_is_read() {
     let gate = Arc::new(Semaphore::new(0));

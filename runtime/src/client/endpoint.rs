@@ -21,7 +21,7 @@ use super::options::CallOptions;
 use super::retry::{RetryBudget, backoff};
 use super::stack::{BodyDigest, Carrier, sign};
 use super::stream::{StreamEnd, StreamSetup, Success, Unary};
-use super::transport::{CertificateRejected, chain};
+use super::transport::{CertificateRejected, ConnectionRefused, chain};
 use crate::body::{BodyError, read_limited};
 use crate::config::CallPolicy;
 use crate::context::{ActivityId, CallContext};
@@ -82,16 +82,17 @@ enum Attempt<S, E> {
         verdict: Verdict,
         /// The reply's `Retry-After` was honoured in `decision`.
         waits: bool,
-        /// The server shed the call (`503 overloaded`): nothing of it was read or run.
-        shed: bool,
+        /// The call ran nowhere: the server shed it (`503 overloaded`: nothing of it
+        /// was read or run), or refused its connection (nothing of it was sent).
+        unrun: bool,
     },
 }
 
 impl<T, E> Attempt<T, E> {
     fn failed(error: CallError, outcome: Outcome<'_>) -> Self {
         let waits = matches!(outcome, Outcome::Replied { retry_after: Some(_), .. });
-        let shed = matches!(outcome, Outcome::Replied { kind: Some(ErrorKind::Overloaded), .. });
-        Attempt::Failed { error, decision: policy::decide(outcome), verdict: verdict(&outcome), waits, shed }
+        let unrun = matches!(outcome, Outcome::Replied { kind: Some(ErrorKind::Overloaded), .. });
+        Attempt::Failed { error, decision: policy::decide(outcome), verdict: verdict(&outcome), waits, unrun }
     }
 }
 
@@ -284,9 +285,9 @@ impl Endpoint {
             }
         };
         this.budget.deposit();
-        // A call's first move to another endpoint after a shed takes no token from the
-        // budget: the call ran nowhere (as gRPC's transparent retries; RELIABILITY.md,
-        // "Shed calls and the retry budget").
+        // A call's first move to another endpoint after a shed or a refused connection
+        // takes no token from the budget: the call ran nowhere (as gRPC's transparent
+        // retries; RELIABILITY.md, "Shed calls and the retry budget").
         let mut free_move = true;
         let mut attempt = 1;
         loop {
@@ -304,7 +305,7 @@ impl Endpoint {
                     backends.report(picked, verdict);
                 }
             }
-            let (error, mut at_least, waits, shed) = match attempted {
+            let (error, mut at_least, waits, unrun) = match attempted {
                 // A stream's call ends with the stream (its `StreamEnd`), in flight till then.
                 Attempt::Ok(value) if S::STREAM => {
                     this.metrics[index].stream_started();
@@ -322,11 +323,11 @@ impl Endpoint {
                     finished("service_error");
                     return Err(error);
                 }
-                Attempt::Failed { error, decision, waits, shed, .. } => {
+                Attempt::Failed { error, decision, waits, unrun, .. } => {
                     let error = error.after_attempts(attempt);
                     tracing::debug!(attempt, retryable = decision != Decision::Stop, "attempt failed: {error}");
                     match decision {
-                        Decision::Retry { at_least } if attempt < policy.tries => (error, at_least, waits, shed),
+                        Decision::Retry { at_least } if attempt < policy.tries => (error, at_least, waits, unrun),
                         _ => return Err(failed(error)),
                     }
                 }
@@ -345,7 +346,7 @@ impl Endpoint {
                         if waits && moved {
                             at_least = Duration::ZERO;
                         }
-                        requeue = shed && moved && free_move;
+                        requeue = unrun && moved && free_move;
                         target = Target::Balanced(next);
                     }
                     None => return Err(failed(self.circuit_open(method, Some(&error)).after_attempts(attempt))),
@@ -416,13 +417,17 @@ impl Endpoint {
                 };
                 return Attempt::Ok(S::from_stream(body, setup));
             }
-            Ok(Err(Failure::Transport(message))) => {
-                return Attempt::failed(CallError::connect(this.service, method, message), Outcome::NoReply);
+            Ok(Err(Failure::Transport { message, refused })) => {
+                let mut failed = Attempt::failed(CallError::connect(this.service, method, message), Outcome::NoReply);
+                if let Attempt::Failed { unrun, .. } = &mut failed {
+                    *unrun = refused;
+                }
+                return failed;
             }
             // A layer's own refusal: the caller gets it as it is, and nothing retries it.
             Ok(Err(Failure::Refused(error))) => {
                 let decision = policy::decide(Outcome::Unusable);
-                return Attempt::Failed { error, decision, verdict: Verdict::Neutral, waits: false, shed: false };
+                return Attempt::Failed { error, decision, verdict: Verdict::Neutral, waits: false, unrun: false };
             }
             // The same certificate would be met again.
             Ok(Err(Failure::Certificate(message))) => {
@@ -443,7 +448,7 @@ impl Endpoint {
                 // policy's: an attempt it shortens had most of its time.)
                 let verdict = if cut_short { Verdict::Neutral } else { Verdict::Failed };
                 let decision = policy::decide(Outcome::NoReply);
-                return Attempt::Failed { error, decision, verdict, waits: false, shed: false };
+                return Attempt::Failed { error, decision, verdict, waits: false, unrun: false };
             }
         };
         let status = reply.status.as_u16();
@@ -588,7 +593,8 @@ struct ReceivedReply {
 /// Why an exchange failed before a whole reply arrived.
 enum Failure {
     /// No connection, or it broke before or while the reply came: a retry may help.
-    Transport(String),
+    /// `refused`: the endpoint refused the connection, so nothing was sent.
+    Transport { message: String, refused: bool },
     /// A layer refused the call with a `CallError` of its own.
     Refused(CallError),
     /// A TLS handshake failed over a certificate: no retry can help.
@@ -609,9 +615,13 @@ impl Failure {
 
     /// The built-in transport's error: a rejected certificate, or a failed connection.
     fn from_transport(error: BoxError) -> Self {
-        match error.downcast::<CertificateRejected>() {
-            Ok(rejected) => Failure::Certificate(rejected.0),
-            Err(other) => Failure::Transport(other.to_string()),
+        let error = match error.downcast::<CertificateRejected>() {
+            Ok(rejected) => return Failure::Certificate(rejected.0),
+            Err(other) => other,
+        };
+        match error.downcast::<ConnectionRefused>() {
+            Ok(refused) => Failure::Transport { message: refused.0, refused: true },
+            Err(other) => Failure::Transport { message: other.to_string(), refused: false },
         }
     }
 }
@@ -619,7 +629,7 @@ impl Failure {
 /// A layer's or a transport's error as one message with its causes; the built-in
 /// transport's own errors already are.
 fn chain_unless_ours(error: BoxError) -> BoxError {
-    if error.is::<CertificateRejected>() { error } else { chain(&*error) }
+    if error.is::<CertificateRejected>() || error.is::<ConnectionRefused>() { error } else { chain(&*error) }
 }
 
 /// Reads the body of `response` whole, at most `limit` bytes: refused, not buffered,
@@ -644,7 +654,7 @@ where
             let size = declared.map_or_else(|| format!("more than {limit}"), |n| n.to_string());
             Err(Failure::TooLarge { status: parts.status, size })
         }
-        Err(BodyError::Read(e)) => Err(Failure::Transport(chain(&*e).to_string())),
+        Err(BodyError::Read(e)) => Err(Failure::Transport { message: chain(&*e).to_string(), refused: false }),
     }
 }
 

@@ -283,8 +283,39 @@ pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> BoxError {
         message.push_str(hint);
         return Box::new(CertificateRejected(message));
     }
+    if refused(error) {
+        return Box::new(ConnectionRefused(message));
+    }
     message.into()
 }
+
+/// Whether a cause of `error` is the endpoint refusing the connection: then nothing of
+/// the request was sent (any transport: hyper's, reqwest's, or one under layers, as long
+/// as it keeps the `io::Error` among the causes).
+fn refused(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(cause) = source {
+        if cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused) {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// A connection the endpoint refused: the call was not sent, so it ran nowhere, and its
+/// first move to another endpoint takes nothing from the retry budget (RELIABILITY.md,
+/// "Shed calls and the retry budget").
+#[derive(Debug)]
+pub(crate) struct ConnectionRefused(pub(crate) String);
+
+impl std::fmt::Display for ConnectionRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConnectionRefused {}
 
 /// A TLS handshake that failed over a certificate (untrusted, or refused by the
 /// server): another attempt would meet the same certificate, so none is made.
