@@ -399,10 +399,12 @@ async fn event_leased_by_another_consumer_is_left_pending(target: Target) -> Che
     barrier(&target).await?;
     equal("handlings while another consumer holds the lease", target.0.recorder.of(&text).len(), 0)?;
     equal("pending (the holder acknowledges it)", pending(&target, &target.0.stream).await?, 1)?;
-    // As the holder would on success: the record says done, then acknowledge.
+    // As the holder would on success (EVENTS.md §5 step 4): the record says done, then
+    // acknowledge, in one transaction so that the `XACK` runs only with its `SET`.
     let entry_id = entry_with(&target, &target.0.stream, &text).await?.0;
     let mut redis = target.0.redis.clone();
     redis::pipe()
+        .atomic()
         .cmd("SET")
         .arg(&record)
         .arg("done another-peer")
