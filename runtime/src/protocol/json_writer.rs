@@ -38,6 +38,7 @@ type Result<T> = std::result::Result<T, serde_json::Error>;
 /// Appends `value` as compact JSON to `out`: what `serde_json::to_writer(out, value)`
 /// appends, and the same error when it fails (`out` then holds what was written before
 /// the failure, as with serde_json).
+#[inline]
 pub(crate) fn to_writer<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<()> {
     value.serialize(&mut Writer { out })
 }
@@ -138,6 +139,7 @@ fn write_escape(out: &mut Vec<u8>, byte: u8) {
 }
 
 /// Appends `text`'s characters, escaped, without the quotes.
+#[inline]
 fn write_escaped_contents(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
     let mut start = 0;
@@ -150,6 +152,7 @@ fn write_escaped_contents(out: &mut Vec<u8>, text: &str) {
     }
 }
 
+#[inline]
 fn write_str(out: &mut Vec<u8>, text: &str) {
     out.reserve(text.len() + 2);
     out.push(b'"');
@@ -176,6 +179,7 @@ struct Writer<'a> {
 
 impl Writer<'_> {
     /// `{"variant":` of a newtype, tuple or struct variant.
+    #[inline]
     fn begin_variant(&mut self, variant: &str) {
         self.out.push(b'{');
         write_str(self.out, variant);
@@ -194,52 +198,64 @@ impl<'w, 'a> ser::Serializer for &'w mut Writer<'a> {
     type SerializeStruct = Compound<'w, 'a>;
     type SerializeStructVariant = Compound<'w, 'a>;
 
+    #[inline]
     fn serialize_bool(self, value: bool) -> Result<()> {
         self.out.extend_from_slice(if value { b"true" } else { b"false" });
         Ok(())
     }
 
+    #[inline]
     fn serialize_i8(self, value: i8) -> Result<()> {
         number(self.out, |f, out| f.write_i8(out, value))
     }
 
+    #[inline]
     fn serialize_i16(self, value: i16) -> Result<()> {
         number(self.out, |f, out| f.write_i16(out, value))
     }
 
+    #[inline]
     fn serialize_i32(self, value: i32) -> Result<()> {
         number(self.out, |f, out| f.write_i32(out, value))
     }
 
+    #[inline]
     fn serialize_i64(self, value: i64) -> Result<()> {
         number(self.out, |f, out| f.write_i64(out, value))
     }
 
+    #[inline]
     fn serialize_i128(self, value: i128) -> Result<()> {
         number(self.out, |f, out| f.write_i128(out, value))
     }
 
+    #[inline]
     fn serialize_u8(self, value: u8) -> Result<()> {
         number(self.out, |f, out| f.write_u8(out, value))
     }
 
+    #[inline]
     fn serialize_u16(self, value: u16) -> Result<()> {
         number(self.out, |f, out| f.write_u16(out, value))
     }
 
+    #[inline]
     fn serialize_u32(self, value: u32) -> Result<()> {
         number(self.out, |f, out| f.write_u32(out, value))
     }
 
+    #[inline]
     fn serialize_u64(self, value: u64) -> Result<()> {
         number(self.out, |f, out| f.write_u64(out, value))
     }
 
+    #[inline]
     fn serialize_u128(self, value: u128) -> Result<()> {
         number(self.out, |f, out| f.write_u128(out, value))
     }
 
     /// NaN and the infinities are `null`, as serde_json writes them.
+    #[inline]
     fn serialize_f32(self, value: f32) -> Result<()> {
         if !value.is_finite() {
             return self.serialize_unit();
@@ -247,6 +263,7 @@ impl<'w, 'a> ser::Serializer for &'w mut Writer<'a> {
         number(self.out, |f, out| f.write_f32(out, value))
     }
 
+    #[inline]
     fn serialize_f64(self, value: f64) -> Result<()> {
         if !value.is_finite() {
             return self.serialize_unit();
@@ -254,45 +271,55 @@ impl<'w, 'a> ser::Serializer for &'w mut Writer<'a> {
         number(self.out, |f, out| f.write_f64(out, value))
     }
 
+    #[inline]
     fn serialize_char(self, value: char) -> Result<()> {
         self.serialize_str(value.encode_utf8(&mut [0; 4]))
     }
 
+    #[inline]
     fn serialize_str(self, value: &str) -> Result<()> {
         write_str(self.out, value);
         Ok(())
     }
 
     /// An array of numbers, as serde_json writes bytes.
+    #[inline]
     fn serialize_bytes(self, value: &[u8]) -> Result<()> {
         number(self.out, |f, out| f.write_byte_array(out, value))
     }
 
+    #[inline]
     fn serialize_none(self) -> Result<()> {
         self.serialize_unit()
     }
 
+    #[inline]
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<()> {
         value.serialize(self)
     }
 
+    #[inline]
     fn serialize_unit(self) -> Result<()> {
         self.out.extend_from_slice(b"null");
         Ok(())
     }
 
+    #[inline]
     fn serialize_unit_struct(self, _name: &'static str) -> Result<()> {
         self.serialize_unit()
     }
 
+    #[inline]
     fn serialize_unit_variant(self, _name: &'static str, _index: u32, variant: &'static str) -> Result<()> {
         self.serialize_str(variant)
     }
 
+    #[inline]
     fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _name: &'static str, value: &T) -> Result<()> {
         value.serialize(self)
     }
 
+    #[inline]
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
         _name: &'static str,
@@ -306,18 +333,22 @@ impl<'w, 'a> ser::Serializer for &'w mut Writer<'a> {
         Ok(())
     }
 
+    #[inline]
     fn serialize_seq(self, len: Option<usize>) -> Result<Compound<'w, 'a>> {
         Ok(self.open(b'[', b']', len))
     }
 
+    #[inline]
     fn serialize_tuple(self, len: usize) -> Result<Compound<'w, 'a>> {
         self.serialize_seq(Some(len))
     }
 
+    #[inline]
     fn serialize_tuple_struct(self, _name: &'static str, len: usize) -> Result<Compound<'w, 'a>> {
         self.serialize_seq(Some(len))
     }
 
+    #[inline]
     fn serialize_tuple_variant(
         self,
         _name: &'static str,
@@ -329,10 +360,12 @@ impl<'w, 'a> ser::Serializer for &'w mut Writer<'a> {
         self.serialize_seq(Some(len))
     }
 
+    #[inline]
     fn serialize_map(self, len: Option<usize>) -> Result<Compound<'w, 'a>> {
         Ok(self.open(b'{', b'}', len))
     }
 
+    #[inline]
     fn serialize_struct(self, name: &'static str, len: usize) -> Result<Compound<'w, 'a>> {
         match name {
             RAW_VALUE_TOKEN => Ok(Compound::Raw { writer: self, token: RAW_VALUE_TOKEN }),
@@ -341,6 +374,7 @@ impl<'w, 'a> ser::Serializer for &'w mut Writer<'a> {
         }
     }
 
+    #[inline]
     fn serialize_struct_variant(
         self,
         _name: &'static str,
@@ -356,6 +390,7 @@ impl<'w, 'a> ser::Serializer for &'w mut Writer<'a> {
     fn collect_str<T: Display + ?Sized>(self, value: &T) -> Result<()> {
         struct Escaping<'b>(&'b mut Vec<u8>);
         impl fmt::Write for Escaping<'_> {
+            #[inline]
             fn write_str(&mut self, text: &str) -> fmt::Result {
                 write_escaped_contents(self.0, text);
                 Ok(())
@@ -373,6 +408,7 @@ impl<'w, 'a> ser::Serializer for &'w mut Writer<'a> {
 impl<'w, 'a> Writer<'a> {
     /// Opens an array or object; one known to be empty is closed at once, as serde_json
     /// does (its compound then writes no closing bracket).
+    #[inline]
     fn open(&'w mut self, open: u8, close: u8, len: Option<usize>) -> Compound<'w, 'a> {
         self.out.push(open);
         let state = if len == Some(0) {
@@ -402,6 +438,7 @@ enum Compound<'w, 'a> {
 
 impl Compound<'_, '_> {
     /// The separator before an element or key, and the state after it.
+    #[inline]
     fn next(&mut self) -> Result<&mut Vec<u8>> {
         match self {
             Compound::Map { writer, state } => {
@@ -415,6 +452,7 @@ impl Compound<'_, '_> {
         }
     }
 
+    #[inline]
     fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.next()?;
         match self {
@@ -425,6 +463,7 @@ impl Compound<'_, '_> {
 
     /// Closes an array or object (nothing when it was closed on opening), then, for a
     /// variant, the object around it.
+    #[inline]
     fn close(self, bracket: u8, variant: bool) -> Result<()> {
         if let Compound::Map { writer, state } = self {
             if state != State::Empty {
@@ -442,10 +481,12 @@ impl ser::SerializeSeq for Compound<'_, '_> {
     type Ok = ();
     type Error = serde_json::Error;
 
+    #[inline]
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.element(value)
     }
 
+    #[inline]
     fn end(self) -> Result<()> {
         self.close(b']', false)
     }
@@ -455,10 +496,12 @@ impl ser::SerializeTuple for Compound<'_, '_> {
     type Ok = ();
     type Error = serde_json::Error;
 
+    #[inline]
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.element(value)
     }
 
+    #[inline]
     fn end(self) -> Result<()> {
         self.close(b']', false)
     }
@@ -468,10 +511,12 @@ impl ser::SerializeTupleStruct for Compound<'_, '_> {
     type Ok = ();
     type Error = serde_json::Error;
 
+    #[inline]
     fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.element(value)
     }
 
+    #[inline]
     fn end(self) -> Result<()> {
         self.close(b']', false)
     }
@@ -481,10 +526,12 @@ impl ser::SerializeTupleVariant for Compound<'_, '_> {
     type Ok = ();
     type Error = serde_json::Error;
 
+    #[inline]
     fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.element(value)
     }
 
+    #[inline]
     fn end(self) -> Result<()> {
         self.close(b']', true)
     }
@@ -494,11 +541,13 @@ impl ser::SerializeMap for Compound<'_, '_> {
     type Ok = ();
     type Error = serde_json::Error;
 
+    #[inline]
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<()> {
         let out = self.next()?;
         key.serialize(KeyWriter { out })
     }
 
+    #[inline]
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         match self {
             Compound::Map { writer, .. } => {
@@ -509,6 +558,7 @@ impl ser::SerializeMap for Compound<'_, '_> {
         }
     }
 
+    #[inline]
     fn end(self) -> Result<()> {
         self.close(b'}', false)
     }
@@ -518,6 +568,7 @@ impl ser::SerializeStruct for Compound<'_, '_> {
     type Ok = ();
     type Error = serde_json::Error;
 
+    #[inline]
     fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<()> {
         match self {
             Compound::Map { .. } => ser::SerializeMap::serialize_entry(self, key, value),
@@ -528,6 +579,7 @@ impl ser::SerializeStruct for Compound<'_, '_> {
         }
     }
 
+    #[inline]
     fn end(self) -> Result<()> {
         self.close(b'}', false)
     }
@@ -537,10 +589,12 @@ impl ser::SerializeStructVariant for Compound<'_, '_> {
     type Ok = ();
     type Error = serde_json::Error;
 
+    #[inline]
     fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<()> {
         ser::SerializeMap::serialize_entry(self, key, value)
     }
 
+    #[inline]
     fn end(self) -> Result<()> {
         self.close(b'}', true)
     }
@@ -556,6 +610,7 @@ struct KeyWriter<'b> {
 }
 
 impl KeyWriter<'_> {
+    #[inline]
     fn quoted(self, write: impl FnOnce(&mut CompactFormatter, &mut Vec<u8>) -> io::Result<()>) -> Result<()> {
         self.out.push(b'"');
         number(self.out, write)?;
@@ -575,50 +630,62 @@ impl ser::Serializer for KeyWriter<'_> {
     type SerializeStruct = Impossible<(), serde_json::Error>;
     type SerializeStructVariant = Impossible<(), serde_json::Error>;
 
+    #[inline]
     fn serialize_bool(self, value: bool) -> Result<()> {
         self.quoted(|f, out| f.write_bool(out, value))
     }
 
+    #[inline]
     fn serialize_i8(self, value: i8) -> Result<()> {
         self.quoted(|f, out| f.write_i8(out, value))
     }
 
+    #[inline]
     fn serialize_i16(self, value: i16) -> Result<()> {
         self.quoted(|f, out| f.write_i16(out, value))
     }
 
+    #[inline]
     fn serialize_i32(self, value: i32) -> Result<()> {
         self.quoted(|f, out| f.write_i32(out, value))
     }
 
+    #[inline]
     fn serialize_i64(self, value: i64) -> Result<()> {
         self.quoted(|f, out| f.write_i64(out, value))
     }
 
+    #[inline]
     fn serialize_i128(self, value: i128) -> Result<()> {
         self.quoted(|f, out| f.write_i128(out, value))
     }
 
+    #[inline]
     fn serialize_u8(self, value: u8) -> Result<()> {
         self.quoted(|f, out| f.write_u8(out, value))
     }
 
+    #[inline]
     fn serialize_u16(self, value: u16) -> Result<()> {
         self.quoted(|f, out| f.write_u16(out, value))
     }
 
+    #[inline]
     fn serialize_u32(self, value: u32) -> Result<()> {
         self.quoted(|f, out| f.write_u32(out, value))
     }
 
+    #[inline]
     fn serialize_u64(self, value: u64) -> Result<()> {
         self.quoted(|f, out| f.write_u64(out, value))
     }
 
+    #[inline]
     fn serialize_u128(self, value: u128) -> Result<()> {
         self.quoted(|f, out| f.write_u128(out, value))
     }
 
+    #[inline]
     fn serialize_f32(self, value: f32) -> Result<()> {
         if !value.is_finite() {
             return Err(ser::Error::custom("float key must be finite (got NaN or +/-inf)"));
@@ -626,6 +693,7 @@ impl ser::Serializer for KeyWriter<'_> {
         self.quoted(|f, out| f.write_f32(out, value))
     }
 
+    #[inline]
     fn serialize_f64(self, value: f64) -> Result<()> {
         if !value.is_finite() {
             return Err(ser::Error::custom("float key must be finite (got NaN or +/-inf)"));
@@ -633,43 +701,53 @@ impl ser::Serializer for KeyWriter<'_> {
         self.quoted(|f, out| f.write_f64(out, value))
     }
 
+    #[inline]
     fn serialize_char(self, value: char) -> Result<()> {
         self.serialize_str(value.encode_utf8(&mut [0; 4]))
     }
 
+    #[inline]
     fn serialize_str(self, value: &str) -> Result<()> {
         write_str(self.out, value);
         Ok(())
     }
 
+    #[inline]
     fn serialize_bytes(self, _value: &[u8]) -> Result<()> {
         Err(key_must_be_a_string())
     }
 
+    #[inline]
     fn serialize_none(self) -> Result<()> {
         Err(key_must_be_a_string())
     }
 
+    #[inline]
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<()> {
         value.serialize(self)
     }
 
+    #[inline]
     fn serialize_unit(self) -> Result<()> {
         Err(key_must_be_a_string())
     }
 
+    #[inline]
     fn serialize_unit_struct(self, _name: &'static str) -> Result<()> {
         Err(key_must_be_a_string())
     }
 
+    #[inline]
     fn serialize_unit_variant(self, _name: &'static str, _index: u32, variant: &'static str) -> Result<()> {
         self.serialize_str(variant)
     }
 
+    #[inline]
     fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _name: &'static str, value: &T) -> Result<()> {
         value.serialize(self)
     }
 
+    #[inline]
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
         _name: &'static str,
@@ -680,18 +758,22 @@ impl ser::Serializer for KeyWriter<'_> {
         Err(key_must_be_a_string())
     }
 
+    #[inline]
     fn serialize_seq(self, _len: Option<usize>) -> Result<Self::SerializeSeq> {
         Err(key_must_be_a_string())
     }
 
+    #[inline]
     fn serialize_tuple(self, _len: usize) -> Result<Self::SerializeTuple> {
         Err(key_must_be_a_string())
     }
 
+    #[inline]
     fn serialize_tuple_struct(self, _name: &'static str, _len: usize) -> Result<Self::SerializeTupleStruct> {
         Err(key_must_be_a_string())
     }
 
+    #[inline]
     fn serialize_tuple_variant(
         self,
         _name: &'static str,
@@ -702,14 +784,17 @@ impl ser::Serializer for KeyWriter<'_> {
         Err(key_must_be_a_string())
     }
 
+    #[inline]
     fn serialize_map(self, _len: Option<usize>) -> Result<Self::SerializeMap> {
         Err(key_must_be_a_string())
     }
 
+    #[inline]
     fn serialize_struct(self, _name: &'static str, _len: usize) -> Result<Self::SerializeStruct> {
         Err(key_must_be_a_string())
     }
 
+    #[inline]
     fn serialize_struct_variant(
         self,
         _name: &'static str,
