@@ -16,13 +16,14 @@
 //! fuzz target) compare the output with `serde_json::to_vec` byte for byte, errors
 //! included.
 //!
-//! serde_json's two private struct names are written as serde_json writes them when its
-//! features are on: `RawValue` (`raw_value`, on in this workspace) verbatim, and
-//! `Number` (`arbitrary_precision`, off here, but another crate of an application may
-//! turn it on) as its digits. No other type uses those names.
+//! serde_json's two private struct names are written as this build's serde_json writes
+//! them: `RawValue` (`raw_value`, on in this workspace) verbatim, and `Number` as its
+//! digits when `arbitrary_precision` is on (another crate of an application may turn it
+//! on; we ask serde_json once, at run time) and as an ordinary struct when it is off.
 
 use std::fmt::{self, Display};
 use std::io;
+use std::sync::LazyLock;
 
 use serde::ser::{self, Impossible, Serialize};
 use serde_json::ser::{CompactFormatter, Formatter};
@@ -34,6 +35,47 @@ const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
 const NUMBER_TOKEN: &str = "$serde_json::private::Number";
 
 type Result<T> = std::result::Result<T, serde_json::Error>;
+
+/// Whether this build's serde_json has `arbitrary_precision`, i.e. writes the
+/// [`NUMBER_TOKEN`] struct as its digits rather than as an object. Features are unified
+/// across a build, so asking serde_json once is exact; asked only when a struct has that
+/// name.
+#[cold]
+fn arbitrary_precision() -> bool {
+    static ON: LazyLock<bool> = LazyLock::new(|| {
+        let digits = TokenStruct { name: NUMBER_TOKEN, field: NUMBER_TOKEN, text: "1" };
+        matches!(serde_json::to_vec(&digits).as_deref(), Ok(b"1"))
+    });
+    #[cfg(test)]
+    if let Some(forced) = FORCED_ARBITRARY_PRECISION.get() {
+        return forced;
+    }
+    *ON
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Set by tests to take the raw `Number` path, which this build's serde_json (without
+    /// `arbitrary_precision`) never takes.
+    static FORCED_ARBITRARY_PRECISION: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+}
+
+/// serde_json's private structs as they spell themselves: `serialize_struct(name, 1)`,
+/// then one field; given to serde_json to learn how this build treats them.
+struct TokenStruct {
+    name: &'static str,
+    field: &'static str,
+    text: &'static str,
+}
+
+impl Serialize for TokenStruct {
+    fn serialize<S: ser::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use ser::SerializeStruct;
+        let mut object = s.serialize_struct(self.name, 1)?;
+        object.serialize_field(self.field, self.text)?;
+        object.end()
+    }
+}
 
 /// Appends `value` as compact JSON to `out`: what `serde_json::to_writer(out, value)`
 /// appends, and the same error when it fails (`out` then holds what was written before
@@ -369,7 +411,7 @@ impl<'w, 'a> ser::Serializer for &'w mut Writer<'a> {
     fn serialize_struct(self, name: &'static str, len: usize) -> Result<Compound<'w, 'a>> {
         match name {
             RAW_VALUE_TOKEN => Ok(Compound::Raw { writer: self, token: RAW_VALUE_TOKEN }),
-            NUMBER_TOKEN => Ok(Compound::Raw { writer: self, token: NUMBER_TOKEN }),
+            NUMBER_TOKEN if arbitrary_precision() => Ok(Compound::Raw { writer: self, token: NUMBER_TOKEN }),
             _ => self.serialize_map(Some(len)),
         }
     }

@@ -53,6 +53,16 @@ pub(crate) enum Node {
     Display(Vec<String>),
     /// serde_json's `RawValue`.
     Raw(Box<RawValue>),
+    /// One of serde_json's private structs spelled by hand: `serialize_struct` with the
+    /// `Number` token (`number`) or the `RawValue` one, then one field named as the token
+    /// (`field` `None`) or from [`NAMES`], holding `text` through `serialize_str` or
+    /// `collect_str`.
+    Token {
+        number: bool,
+        field: Option<usize>,
+        text: String,
+        via_collect_str: bool,
+    },
 }
 
 fn name(index: usize) -> &'static str {
@@ -65,6 +75,18 @@ struct Pieces<'a>(&'a [String]);
 impl fmt::Display for Pieces<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.iter().try_for_each(|piece| f.write_str(piece))
+    }
+}
+
+/// A string through `serialize_str`, or through `collect_str` when `via_collect_str`.
+struct Text<'a> {
+    text: &'a str,
+    via_collect_str: bool,
+}
+
+impl Serialize for Text<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.via_collect_str { s.collect_str(self.text) } else { s.serialize_str(self.text) }
     }
 }
 
@@ -131,6 +153,12 @@ impl Serialize for Node {
             }
             Node::Display(pieces) => s.collect_str(&Pieces(pieces)),
             Node::Raw(raw) => raw.serialize(s),
+            Node::Token { number, field, text, via_collect_str } => {
+                let token = if *number { super::NUMBER_TOKEN } else { super::RAW_VALUE_TOKEN };
+                let mut object = s.serialize_struct(token, 1)?;
+                object.serialize_field(field.map_or(token, name), &Text { text, via_collect_str: *via_collect_str })?;
+                object.end()
+            }
         }
     }
 }

@@ -328,3 +328,50 @@ fn refused_map_keys_fail_as_in_serde_json() {
     ));
     check(&Node::Map(None, vec![(Node::Display(vec!["a\n".into(), "b".into()]), Node::Unit)]));
 }
+
+/// serde_json's private structs spelled by hand, field text of every kind (broken JSON
+/// included), named right or wrong, given through `serialize_str` or `collect_str`.
+fn tokens() -> Vec<Node> {
+    let mut tokens = Vec::new();
+    for number in [false, true] {
+        for field in [None, Some(0), Some(7)] {
+            for text in ["1.5", "1]}{\"x", "", " [1, 2] ", "\"\n\""] {
+                for via_collect_str in [false, true] {
+                    tokens.push(Node::Token { number, field, text: text.into(), via_collect_str });
+                }
+            }
+        }
+    }
+    tokens
+}
+
+/// This build's serde_json has no `arbitrary_precision`: it writes the `Number` token
+/// struct as an ordinary object, whatever its field holds, and so does ours (a crafted
+/// field text no longer comes out as broken JSON). The raw value's token is written raw.
+#[test]
+fn serde_json_private_structs_encode_as_serde_json_encodes_them() {
+    assert!(!super::arbitrary_precision(), "this workspace builds serde_json without arbitrary_precision");
+    for token in tokens() {
+        check(&token);
+        check(&Node::Seq(None, vec![token.clone(), token.clone()]));
+        check(&Node::Map(None, vec![(Node::Str("k".into()), token.clone()), (token, Node::Unit)]));
+    }
+    let crafted = Node::Token { number: true, field: None, text: "1]}{\"x".into(), via_collect_str: false };
+    assert_eq!(super::to_vec(&crafted).unwrap(), br#"{"$serde_json::private::Number":"1]}{\"x"}"#);
+}
+
+/// With `arbitrary_precision` (forced on here: this build's serde_json lacks it), the
+/// `Number` token struct is its text, written as it is, as serde_json writes it then;
+/// another field name is serde_json's "invalid number".
+#[test]
+fn the_number_token_is_its_digits_with_arbitrary_precision() {
+    super::FORCED_ARBITRARY_PRECISION.set(Some(true));
+    for via_collect_str in [false, true] {
+        let digits = |text: &str| Node::Token { number: true, field: None, text: text.into(), via_collect_str };
+        assert_eq!(super::to_vec(&digits("1.5")).unwrap(), b"1.5");
+        assert_eq!(super::to_vec(&Node::Seq(None, vec![digits("-0"), digits("1e400")])).unwrap(), b"[-0,1e400]");
+        let wrong = Node::Token { number: true, field: Some(0), text: "1".into(), via_collect_str };
+        assert_eq!(super::to_vec(&wrong).unwrap_err().to_string(), "invalid number");
+    }
+    super::FORCED_ARBITRARY_PRECISION.set(None);
+}
