@@ -14,7 +14,7 @@
 //! too: numbers go through its public `CompactFormatter`, so they cannot drift from
 //! serde_json's. The differential tests (`json_writer/proptests.rs`, the `json_writer`
 //! fuzz target) compare the output with `serde_json::to_vec` byte for byte, errors
-//! included.
+//! included (their words, `classify()`, line and column).
 //!
 //! serde_json's two private struct names are written as this build's serde_json writes
 //! them: `RawValue` (`raw_value`, on in this workspace) verbatim, and `Number` as its
@@ -208,8 +208,44 @@ fn number(out: &mut Vec<u8>, write: impl FnOnce(&mut CompactFormatter, &mut Vec<
     write(&mut CompactFormatter, out).map_err(ser::Error::custom)
 }
 
+/// serde_json's own error for what `value` does wrong (`text` should serde_json ever
+/// accept it). Its errors for map keys, raw values and numbers are `Syntax` errors, which
+/// `ser::Error::custom` cannot make: these keep `classify()` as well as the words.
+#[cold]
+#[inline(never)]
+fn serde_json_error(value: &impl Serialize, text: &str) -> serde_json::Error {
+    serde_json::to_vec(value).err().unwrap_or_else(|| ser::Error::custom(text))
+}
+
 fn key_must_be_a_string() -> serde_json::Error {
-    ser::Error::custom("key must be a string")
+    serde_json_error(&OneKey(()), "key must be a string")
+}
+
+fn float_key_must_be_finite() -> serde_json::Error {
+    serde_json_error(&OneKey(f64::NAN), "float key must be finite (got NaN or +/-inf)")
+}
+
+/// A `RawValue` struct whose field is not its token.
+fn expected_value() -> serde_json::Error {
+    serde_json_error(&TokenStruct { name: RAW_VALUE_TOKEN, field: "", text: "1" }, "expected value")
+}
+
+/// A `Number` struct whose field is not its token or not a string (under
+/// `arbitrary_precision`, the only time it is asked for).
+fn invalid_number() -> serde_json::Error {
+    serde_json_error(&TokenStruct { name: NUMBER_TOKEN, field: "", text: "1" }, "invalid number")
+}
+
+/// A map of one entry, `key` to `null`: serde_json's errors for keys.
+struct OneKey<K>(K);
+
+impl<K: Serialize> Serialize for OneKey<K> {
+    fn serialize<S: ser::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use ser::SerializeMap;
+        let mut map = s.serialize_map(Some(1))?;
+        map.serialize_entry(&self.0, &())?;
+        map.end()
+    }
 }
 
 // ---- values ----
@@ -616,8 +652,8 @@ impl ser::SerializeStruct for Compound<'_, '_> {
             Compound::Map { .. } => ser::SerializeMap::serialize_entry(self, key, value),
             // serde_json's errors: "expected value" and "invalid number".
             Compound::Raw { writer, token } if key == *token => value.serialize(RawWriter { out: writer.out, token }),
-            Compound::Raw { token: RAW_VALUE_TOKEN, .. } => Err(ser::Error::custom("expected value")),
-            Compound::Raw { .. } => Err(ser::Error::custom("invalid number")),
+            Compound::Raw { token: RAW_VALUE_TOKEN, .. } => Err(expected_value()),
+            Compound::Raw { .. } => Err(invalid_number()),
         }
     }
 
@@ -730,7 +766,7 @@ impl ser::Serializer for KeyWriter<'_> {
     #[inline]
     fn serialize_f32(self, value: f32) -> Result<()> {
         if !value.is_finite() {
-            return Err(ser::Error::custom("float key must be finite (got NaN or +/-inf)"));
+            return Err(float_key_must_be_finite());
         }
         self.quoted(|f, out| f.write_f32(out, value))
     }
@@ -738,7 +774,7 @@ impl ser::Serializer for KeyWriter<'_> {
     #[inline]
     fn serialize_f64(self, value: f64) -> Result<()> {
         if !value.is_finite() {
-            return Err(ser::Error::custom("float key must be finite (got NaN or +/-inf)"));
+            return Err(float_key_must_be_finite());
         }
         self.quoted(|f, out| f.write_f64(out, value))
     }
@@ -862,8 +898,10 @@ struct RawWriter<'b> {
 }
 
 impl RawWriter<'_> {
+    /// serde_json's words for a field that is not a string: a `Data` error for a raw value,
+    /// a `Syntax` one for a number.
     fn refuse(&self) -> serde_json::Error {
-        ser::Error::custom(if self.token == RAW_VALUE_TOKEN { "expected RawValue" } else { "invalid number" })
+        if self.token == RAW_VALUE_TOKEN { ser::Error::custom("expected RawValue") } else { invalid_number() }
     }
 }
 

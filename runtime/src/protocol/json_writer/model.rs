@@ -164,12 +164,14 @@ impl Serialize for Node {
 }
 
 /// Compares intercall's encoder with serde_json's on `value`: the same bytes, or the same
-/// error and the same bytes written before it. Panics with both outputs otherwise.
+/// error (words, `classify()`, line and column) and the same bytes written before it. Panics with both outputs otherwise.
 pub(crate) fn check<T: Serialize + ?Sized>(value: &T) {
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
-    let our_result = super::to_writer(&mut ours, value).map_err(|e| e.to_string());
-    let their_result = serde_json::to_writer(&mut theirs, value).map_err(|e| e.to_string());
+    // The words, the category (`is_syntax()`, `is_data()`) and the position.
+    let error = |e: serde_json::Error| (e.to_string(), e.classify(), e.line(), e.column());
+    let our_result = super::to_writer(&mut ours, value).map_err(error);
+    let their_result = serde_json::to_writer(&mut theirs, value).map_err(error);
     assert!(
         our_result == their_result && ours == theirs,
         "json_writer: {our_result:?} {:?}\nserde_json:  {their_result:?} {:?}",
