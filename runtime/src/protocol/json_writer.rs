@@ -20,6 +20,10 @@
 //! them: `RawValue` (`raw_value`, on in this workspace) verbatim, and `Number` as its
 //! digits when `arbitrary_precision` is on (another crate of an application may turn it
 //! on; we ask serde_json once, at run time) and as an ordinary struct when it is off.
+//!
+//! One deliberate difference: a `Display` given to `collect_str` that returns an error
+//! makes serde_json panic ("there should be an error"); here it is an error, after the
+//! same bytes (`a_failing_display_is_an_error_where_serde_json_panics` pins both).
 
 use std::fmt::{self, Display};
 use std::io;

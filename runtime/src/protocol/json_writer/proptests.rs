@@ -375,3 +375,44 @@ fn the_number_token_is_its_digits_with_arbitrary_precision() {
     }
     super::FORCED_ARBITRARY_PRECISION.set(None);
 }
+
+/// A `Display` that writes, then fails, given to `collect_str` as a value and as a key:
+/// serde_json panics after writing `"ab`, ours returns an error after the same bytes (the
+/// deliberate difference of the module doc). Fails if either side changes.
+#[test]
+fn a_failing_display_is_an_error_where_serde_json_panics() {
+    struct Failing;
+    impl std::fmt::Display for Failing {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("ab")?;
+            Err(std::fmt::Error)
+        }
+    }
+    struct Collected {
+        as_key: bool,
+    }
+    impl Serialize for Collected {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            if !self.as_key {
+                return s.collect_str(&Failing);
+            }
+            let mut map = s.serialize_map(None)?;
+            map.serialize_key(&Collected { as_key: false })?;
+            map.serialize_value(&())?;
+            map.end()
+        }
+    }
+    for (as_key, written) in [(false, &b"\"ab"[..]), (true, b"{\"ab")] {
+        let mut ours = Vec::new();
+        let error = super::to_writer(&mut ours, &Collected { as_key }).unwrap_err();
+        assert_eq!(error.to_string(), "a Display implementation returned an error");
+        assert_eq!(ours, written);
+        let mut theirs = Vec::new();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            serde_json::to_writer(&mut theirs, &Collected { as_key })
+        }));
+        assert!(outcome.is_err(), "serde_json no longer panics on a failing Display: {outcome:?}");
+        assert_eq!(theirs, written);
+    }
+}
