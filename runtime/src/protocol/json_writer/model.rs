@@ -1,7 +1,8 @@
 //! Tests and fuzzing only: a value that makes every call of serde's data model, so the
 //! differential tests and the fuzz target can compare [`super::to_writer`] with
 //! `serde_json::to_writer` on any shape, the odd ones included (map keys of every kind,
-//! length hints that lie, `collect_str` in pieces, serde_json's `RawValue`).
+//! length hints that lie, `collect_str` in pieces, serde_json's `RawValue` and its
+//! private structs spelled by hand).
 
 use std::fmt;
 
@@ -209,7 +210,7 @@ pub(crate) fn node_from_bytes(data: &mut &[u8], depth: u32) -> Node {
     let depth = depth.saturating_sub(1);
     let kind = byte(data);
     let leaf_only = depth == 0;
-    match kind % 34 {
+    match kind % 35 {
         0 => Node::Bool(byte(data) & 1 == 1),
         1 => Node::I8(i8::from_le_bytes(bytes(data))),
         2 => Node::I16(i16::from_le_bytes(bytes(data))),
@@ -234,6 +235,13 @@ pub(crate) fn node_from_bytes(data: &mut &[u8], depth: u32) -> Node {
         22 => {
             let json = text(data);
             RawValue::from_string(json.clone()).map_or(Node::Str(json), Node::Raw)
+        }
+        34 => {
+            // Bit 0: the Number token (else RawValue's); bit 1: through collect_str;
+            // bit 2: the field named from NAMES by the next byte (else the token).
+            let how = byte(data);
+            let field = (how & 4 != 0).then(|| usize::from(byte(data)));
+            Node::Token { number: how & 1 != 0, field, text: text(data), via_collect_str: how & 2 != 0 }
         }
         _ if leaf_only => Node::Str(text(data)),
         23 => Node::Some(Box::new(node_from_bytes(data, depth))),

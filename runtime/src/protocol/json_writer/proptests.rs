@@ -123,11 +123,18 @@ fn node() -> impl Strategy<Value = Node> {
         Just(Node::UnitStruct),
         any::<usize>().prop_map(Node::UnitVariant),
         prop::collection::vec(text(), 0..4).prop_map(Node::Display),
-        // A raw value keeps its text, whitespace included.
-        (json_value(), prop::sample::select(vec!["", " ", "\n\t "])).prop_map(|(value, space)| {
-            let text = format!("{space}{}{space}", serde_json::to_string(&value).unwrap());
+        // A raw value keeps its text, whitespace inside it included (`from_string` trims
+        // the ends): compact, pretty, and pretty with every kind of JSON whitespace.
+        (json_value(), 0..3).prop_map(|(value, layout)| {
+            let text = match layout {
+                0 => serde_json::to_string(&value).unwrap(),
+                1 => serde_json::to_string_pretty(&value).unwrap(),
+                _ => serde_json::to_string_pretty(&value).unwrap().replace('\n', " \r\n\t"),
+            };
             Node::Raw(RawValue::from_string(text).unwrap())
         }),
+        (any::<bool>(), prop::option::of(any::<usize>()), text(), any::<bool>())
+            .prop_map(|(number, field, text, via_collect_str)| Node::Token { number, field, text, via_collect_str }),
     ];
     let hint = prop::option::of(0..4usize);
     leaf.prop_recursive(4, 48, 6, move |inner| {
@@ -310,17 +317,48 @@ fn refused_map_keys_fail_as_in_serde_json() {
         Node::TupleVariant(0, vec![]),
         Node::StructVariant(0, vec![]),
         Node::F64(f64::NAN),
+        Node::F64(f64::INFINITY),
+        Node::F64(f64::NEG_INFINITY),
+        Node::F32(f32::NAN),
         Node::F32(f32::INFINITY),
+        Node::F32(f32::NEG_INFINITY),
         Node::Raw(RawValue::from_string("1".into()).unwrap()),
+        Node::Token { number: true, field: None, text: "1".into(), via_collect_str: false },
     ];
     for key in refused {
         let map = Node::Map(None, vec![(Node::Str("first".into()), Node::Unit), (key.clone(), Node::Unit)]);
         check(&map);
         assert!(super::to_vec(&map).is_err(), "{key:?} is no key");
     }
-    // Keys that are written, quoted.
-    for key in [Node::Bool(true), Node::I128(-1), Node::U8(0), Node::F64(-0.0), Node::F32(1.5), Node::Char('"')] {
-        check(&Node::Map(None, vec![(key, Node::Unit)]));
+    // Keys that are written, quoted: every width of integer, both floats.
+    let written = [
+        Node::Bool(true),
+        Node::Bool(false),
+        Node::I8(i8::MIN),
+        Node::I16(i16::MIN),
+        Node::I32(i32::MIN),
+        Node::I64(i64::MIN),
+        Node::I128(i128::MIN),
+        Node::U8(u8::MAX),
+        Node::U16(u16::MAX),
+        Node::U32(u32::MAX),
+        Node::U64(u64::MAX),
+        Node::U128(u128::MAX),
+        Node::F32(0.1),
+        Node::F32(1.5),
+        Node::F32(16777216.0),
+        Node::F64(-0.0),
+        Node::F64(0.1),
+        Node::F64(1e300),
+        Node::F64(f64::MAX),
+        Node::Char('"'),
+        Node::Str("\u{0}é".into()),
+        Node::UnitVariant(2),
+    ];
+    for key in written {
+        let map = Node::Map(None, vec![(key.clone(), Node::Unit)]);
+        check(&map);
+        assert!(super::to_vec(&map).is_ok(), "{key:?} is a key");
     }
     check(&Node::Map(
         None,
