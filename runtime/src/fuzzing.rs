@@ -320,6 +320,25 @@ pub fn services_toml(data: &[u8]) -> bool {
     built.is_ok()
 }
 
+/// intercall's JSON encoder (`protocol/json_writer.rs`) against serde_json's. Input: any
+/// bytes, read three ways: as one string (bytes that are not UTF-8 replaced), as JSON
+/// when they are JSON, and as a value of serde's data model that they spell
+/// (`json_writer::model::node_from_bytes`: every `Serializer` method, map keys of every
+/// kind, wrong length hints, raw values).
+///
+/// Invariant: each encodes to the bytes `serde_json::to_writer` writes, or fails with
+/// its error after the same bytes. Returns whether the input is JSON.
+pub fn json_writer(data: &[u8]) -> bool {
+    use crate::protocol::json_writer::model;
+    model::check(&*String::from_utf8_lossy(data));
+    let value = serde_json::from_slice::<serde_json::Value>(data);
+    if let Ok(value) = &value {
+        model::check(value);
+    }
+    model::check(&model::node_from_bytes(&mut &data[..], 6));
+    value.is_ok()
+}
+
 /// The `secret` and `accepted_secret` strings of `[security]`, if the text is TOML.
 fn secrets(text: &str) -> Vec<String> {
     let Ok(table) = text.parse::<toml::Table>() else { return Vec::new() };
@@ -340,12 +359,13 @@ mod tests {
     fn the_seed_corpus_holds_the_invariants() {
         let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
         type Target = fn(&[u8]) -> bool;
-        let targets: [(&str, Target); 5] = [
+        let targets: [(&str, Target); 6] = [
             ("call_headers", super::call_headers),
             ("arguments", super::arguments),
             ("reply", super::reply),
             ("signature", super::signature),
             ("services_toml", super::services_toml),
+            ("json_writer", super::json_writer),
         ];
         for (target, run) in targets {
             let seeds: Vec<_> = std::fs::read_dir(corpus.join(target))

@@ -30,7 +30,7 @@ use crate::protocol::reply::{self, Decoded};
 use crate::protocol::retry::{self as policy, Decision, Outcome};
 use crate::protocol::signing::body_sha256;
 use crate::protocol::trace::TraceContext;
-use crate::protocol::{ErrorKind, headers};
+use crate::protocol::{ErrorKind, headers, json_writer};
 use crate::telemetry::{self, ClientMetrics};
 
 /// One service as a generated proxy sees it: the method URLs resolved once, the shared
@@ -204,7 +204,7 @@ impl Endpoint {
             error.into()
         };
         let body =
-            serde_json::to_vec(args).map_err(|e| failed(CallError::encode(this.service, method, e.to_string())))?;
+            json_writer::to_vec(args).map_err(|e| failed(CallError::encode(this.service, method, e.to_string())))?;
         let context = CallContext::current();
         let (policy, extra) = match CallOptions::apply(this.policy) {
             Some((policy, headers)) => (policy, Some(headers)),

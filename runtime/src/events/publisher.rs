@@ -111,7 +111,7 @@ impl Publisher {
         key: Option<&str>,
     ) -> Result<(), CallError> {
         let inner = &*self.inner;
-        let payload = serde_json::to_string(args).map_err(|e| {
+        let payload = crate::protocol::json_writer::to_string(args).map_err(|e| {
             CallError::encode(inner.name, method, format!("the event's arguments do not serialize: {e}"))
         })?;
         let context = CallContext::current();

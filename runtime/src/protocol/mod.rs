@@ -7,6 +7,7 @@
 //! | §3 Path | [`path`]: the `/{service}/{method}` shape, the segment rule, base URLs |
 //! | §3 Headers | [`headers`]: every header name, parsing the call headers, writing them |
 //! | §3 Body | `args`: the JSON object of named arguments |
+//! | §3, §4 JSON | `json_writer`: every body's JSON, encoded as serde_json encodes it, with a faster string escaper |
 //! | §4 Response | [`reply`]: encoding a result, a typed error or a framework error; decoding a reply |
 //! | §4.2 `type`, `variant` | `type_info`: an error's type and variant name, from its `Serialize` impl |
 //! | §4.3 Streamed replies | [`stream`]: the frames of a stream method's reply, and splitting a body into them |
@@ -27,6 +28,7 @@ mod doc_tables;
 #[cfg_attr(not(feature = "events"), allow(dead_code))]
 pub(crate) mod events;
 pub mod headers;
+pub(crate) mod json_writer;
 pub mod path;
 pub mod reply;
 pub(crate) mod retry;

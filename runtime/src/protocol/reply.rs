@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::headers::json_charset;
+use super::json_writer;
 use super::type_info::type_info;
 
 /// The `kind` of every error reply, each with its own HTTP status.
@@ -308,14 +309,14 @@ fn to_json<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<Bytes> {
     SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
         Ok(mut buffer) => {
             buffer.clear();
-            let body = serde_json::to_writer(&mut *buffer, value).map(|()| Bytes::copy_from_slice(&buffer));
+            let body = json_writer::to_writer(&mut buffer, value).map(|()| Bytes::copy_from_slice(&buffer));
             if buffer.capacity() > SCRATCH_KEEP {
                 *buffer = Vec::new();
             }
             body
         }
         // A `Serialize` impl that encodes a reply of its own meanwhile.
-        Err(_) => serde_json::to_vec(value).map(|json| Bytes::from(json.into_boxed_slice())),
+        Err(_) => json_writer::to_vec(value).map(|json| Bytes::from(json.into_boxed_slice())),
     })
 }
 

@@ -47,7 +47,7 @@ pub(crate) const END_OK: &[u8] = b"{\"end\":\"ok\"}\n";
 pub(crate) fn write_item<T: Serialize + ?Sized>(out: &mut Vec<u8>, item: &T) -> Result<(), String> {
     let start = out.len();
     out.extend_from_slice(b"{\"item\":");
-    match serde_json::to_writer(&mut *out, item) {
+    match super::json_writer::to_writer(out, item) {
         Ok(()) => {
             out.extend_from_slice(b"}\n");
             Ok(())
