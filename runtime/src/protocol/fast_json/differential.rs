@@ -7,7 +7,7 @@
 // The probe types are compared through `Debug`, which the dead-code lint does not count.
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 
 use serde::Deserialize;
@@ -44,7 +44,7 @@ struct Loose {
     list: Option<Vec<Loose>>,
     pair: Option<(u8, String)>,
     map: Option<BTreeMap<String, i32>>,
-    numbered: Option<HashMap<u32, bool>>,
+    numbered: Option<BTreeMap<u32, bool>>,
     kind: Option<Kind>,
     either: Option<Either>,
     tagged: Option<Tagged>,
@@ -120,7 +120,7 @@ pub(crate) fn check(text: &str) -> bool {
     agrees::<Tagged>(text);
     agrees::<Option<f64>>(text);
     agrees::<(u64, i64, f64)>(text);
-    agrees::<HashMap<String, Vec<u8>>>(text);
+    agrees::<BTreeMap<String, Vec<u8>>>(text);
     agrees::<String>(text);
     agrees::<Box<RawValue>>(text);
     agrees::<()>(text);

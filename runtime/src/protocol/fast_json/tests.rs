@@ -159,6 +159,19 @@ proptest! {
         }
     }
 
+    /// Decimals of any length, with and without an exponent: rounded as serde_json
+    /// rounds them (exactly, by one division, or by `str::parse`), or given up.
+    #[test]
+    fn decimals_round_as_serde_json_rounds_them(
+        text in "-?(0|[1-9][0-9]{0,24})(\\.[0-9]{1,24})?([eE][-+]?[0-9]{1,3})?",
+    ) {
+        differential::check(&text);
+        let decoded = from_str::<f64>(&text);
+        if text.len() <= 17 && !text.contains(['e', 'E']) && text != "-0" {
+            prop_assert!(decoded.is_some(), "{}", text);
+        }
+    }
+
     /// Short texts from JSON's own bytes: the same.
     #[test]
     fn texts_from_json_bytes_are_never_accepted_where_serde_json_refuses(
