@@ -210,8 +210,12 @@ impl<'de> Reader<'de> {
             return Err(GiveUp);
         }
         self.at = end + 1;
-        // Both ends are next to an ASCII quote, so on character boundaries of the text.
-        self.text.get(start..end).ok_or(GiveUp)
+        let string = &self.bytes[start..end];
+        debug_assert!(self.text.is_char_boundary(start) && self.text.is_char_boundary(end));
+        // SAFETY: `bytes` is `text`, UTF-8, and `start - 1` and `end` are ASCII quotes
+        // in it, so both ends are character boundaries, and a slice of UTF-8 between
+        // character boundaries is UTF-8.
+        Ok(unsafe { std::str::from_utf8_unchecked(string) })
     }
 
     /// A number by JSON's grammar, the reader at its first byte.
