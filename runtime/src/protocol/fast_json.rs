@@ -183,23 +183,21 @@ impl<'de> Reader<'de> {
     #[inline]
     fn string(&mut self) -> Result<&'de str> {
         let start = self.at + 1;
-        let mut end = start;
+        let rest = self.bytes.get(start..).ok_or(GiveUp)?;
         // Eight bytes at a time while eight are left, then one at a time.
-        while let Some(chunk) = self.bytes.get(end..end + 8) {
+        let mut chunks = rest.chunks_exact(8);
+        let mut offset = 0;
+        for chunk in &mut chunks {
             let stops = stops_in(u64::from_le_bytes(chunk.try_into().map_err(|_| GiveUp)?));
             if stops != 0 {
-                end += stops.trailing_zeros() as usize / 8;
-                return self.string_ends(start, end);
+                return self.string_ends(start, start + offset + stops.trailing_zeros() as usize / 8);
             }
-            end += 8;
+            offset += 8;
         }
-        while let Some(&byte) = self.bytes.get(end) {
-            if STRING_STOPS[usize::from(byte)] {
-                return self.string_ends(start, end);
-            }
-            end += 1;
+        match chunks.remainder().iter().position(|&byte| STRING_STOPS[usize::from(byte)]) {
+            Some(at) => self.string_ends(start, start + offset + at),
+            None => Err(GiveUp),
         }
-        Err(GiveUp)
     }
 
     /// The string from `start`, if `end` is its closing quote: not an escape (serde_json
