@@ -8,7 +8,7 @@
 //! escape in a string, a control character, a number it would have to round or that
 //! does not fit `u64`/`i64`, `-0`, `f32`, bytes, 128-bit integers, serde_json's
 //! `RawValue`, nesting past [`MAX_DEPTH`], or any error at all (the item type's own
-//! included). The caller then decodes the same text with serde_json, which gives the
+//! included, and one it catches and recovers from: see [`give_up`]). The caller then decodes the same text with serde_json, which gives the
 //! value or the error, with its message. So this reader must never accept what
 //! serde_json rejects, nor decode a value differently; it is checked against serde_json
 //! by the differential tests below and by the `item_json` fuzz target. What it follows
@@ -27,6 +27,7 @@
 //! With serde_json's `arbitrary_precision` (a feature any crate in a build can turn
 //! on), numbers reach visitors another way: this reader is then not used at all.
 
+use std::cell::Cell;
 use std::fmt;
 use std::sync::OnceLock;
 
@@ -46,10 +47,14 @@ pub(crate) fn from_str<T: DeserializeOwned>(text: &str) -> Option<T> {
     if !usable() {
         return None;
     }
+    // The flag of a decode this one runs inside (if an item type ever decoded another
+    // item) is put back afterwards.
+    let outer = GAVE_UP.replace(false);
     let mut reader = Reader { text, bytes: text.as_bytes(), at: 0, depth: 0 };
-    let value = T::deserialize(&mut reader).ok()?;
+    let value = T::deserialize(&mut reader);
     reader.skip_whitespace();
-    (reader.at == reader.bytes.len()).then_some(value)
+    let gave_up = GAVE_UP.replace(outer);
+    value.ok().filter(|_| !gave_up && reader.at == reader.bytes.len())
 }
 
 /// Whether serde_json gives numbers to visitors as plain numbers (not with
@@ -91,9 +96,26 @@ fn stops_in(word: u64) -> u64 {
     (control | quote | backslash) & (ONES << 7)
 }
 
-/// Why this reader gave up; never shown (serde_json decodes the text again).
+/// Why this reader gave up; never shown (serde_json decodes the text again). Made only
+/// by [`give_up`].
 #[derive(Debug)]
-pub(crate) struct GiveUp;
+pub(crate) struct GiveUp(());
+
+thread_local! {
+    /// Whether a [`GiveUp`] was made during this thread's current [`from_str`], even one
+    /// the item type then caught and recovered from.
+    static GAVE_UP: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The one way to give up: latched in [`GAVE_UP`], so the decode's result is refused
+/// even if the error is swallowed (a lenient field that takes its default on error goes
+/// on from where this reader stopped, which need not be where serde_json stops: inside
+/// `-0`, after a `-` without digits, before an array's `]`).
+#[cold]
+fn give_up() -> GiveUp {
+    GAVE_UP.set(true);
+    GiveUp(())
+}
 
 impl fmt::Display for GiveUp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -104,8 +126,9 @@ impl fmt::Display for GiveUp {
 impl std::error::Error for GiveUp {}
 
 impl de::Error for GiveUp {
+    /// Every error a visitor or an item type makes comes through here.
     fn custom<M: fmt::Display>(_: M) -> Self {
-        GiveUp
+        give_up()
     }
 }
 
@@ -157,13 +180,13 @@ impl<'de> Reader<'de> {
     #[inline]
     fn peek(&mut self) -> Result<u8> {
         self.skip_whitespace();
-        self.bytes.get(self.at).copied().ok_or(GiveUp)
+        self.bytes.get(self.at).copied().ok_or_else(give_up)
     }
 
     #[inline]
     fn expect(&mut self, byte: u8) -> Result<()> {
         if self.peek()? != byte {
-            return Err(GiveUp);
+            return Err(give_up());
         }
         self.at += 1;
         Ok(())
@@ -173,7 +196,7 @@ impl<'de> Reader<'de> {
     #[inline]
     fn literal(&mut self, word: &[u8]) -> Result<()> {
         if !self.bytes[self.at..].starts_with(word) {
-            return Err(GiveUp);
+            return Err(give_up());
         }
         self.at += word.len();
         Ok(())
@@ -183,12 +206,12 @@ impl<'de> Reader<'de> {
     #[inline]
     fn string(&mut self) -> Result<&'de str> {
         let start = self.at + 1;
-        let rest = self.bytes.get(start..).ok_or(GiveUp)?;
+        let rest = self.bytes.get(start..).ok_or_else(give_up)?;
         // Eight bytes at a time while eight are left, then one at a time.
         let mut chunks = rest.chunks_exact(8);
         let mut offset = 0;
         for chunk in &mut chunks {
-            let stops = stops_in(u64::from_le_bytes(chunk.try_into().map_err(|_| GiveUp)?));
+            let stops = stops_in(u64::from_le_bytes(chunk.try_into().map_err(|_| give_up())?));
             if stops != 0 {
                 return self.string_ends(start, start + offset + stops.trailing_zeros() as usize / 8);
             }
@@ -196,7 +219,7 @@ impl<'de> Reader<'de> {
         }
         match chunks.remainder().iter().position(|&byte| STRING_STOPS[usize::from(byte)]) {
             Some(at) => self.string_ends(start, start + offset + at),
-            None => Err(GiveUp),
+            None => Err(give_up()),
         }
     }
 
@@ -205,7 +228,7 @@ impl<'de> Reader<'de> {
     #[inline]
     fn string_ends(&mut self, start: usize, end: usize) -> Result<&'de str> {
         if self.bytes[end] != b'"' {
-            return Err(GiveUp);
+            return Err(give_up());
         }
         self.at = end + 1;
         let string = &self.bytes[start..end];
@@ -225,13 +248,13 @@ impl<'de> Reader<'de> {
         let digits = self.at;
         let mut value: u64 = 0;
         while let Some(&byte @ b'0'..=b'9') = self.bytes.get(self.at) {
-            value = value.checked_mul(10).and_then(|v| v.checked_add(u64::from(byte - b'0'))).ok_or(GiveUp)?;
+            value = value.checked_mul(10).and_then(|v| v.checked_add(u64::from(byte - b'0'))).ok_or_else(give_up)?;
             self.at += 1;
         }
         let integer_digits = self.at - digits;
         // At least one digit, and no leading zero.
         if integer_digits == 0 || (integer_digits > 1 && self.bytes[digits] == b'0') {
-            return Err(GiveUp);
+            return Err(give_up());
         }
         let mut float = false;
         if self.bytes.get(self.at) == Some(&b'.') {
@@ -256,15 +279,15 @@ impl<'de> Reader<'de> {
         if float {
             // `str::parse` rounds correctly, as serde_json's `float_roundtrip` does; out of
             // range (infinite) is an error there.
-            let parsed: f64 = self.text[start..self.at].parse().map_err(|_| GiveUp)?;
-            return if parsed.is_finite() { Ok(Number::F64(parsed)) } else { Err(GiveUp) };
+            let parsed: f64 = self.text[start..self.at].parse().map_err(|_| give_up())?;
+            return if parsed.is_finite() { Ok(Number::F64(parsed)) } else { Err(give_up()) };
         }
         match (negative, value) {
             (false, value) => Ok(Number::U64(value)),
             // serde_json gives `-0` and integers below `i64::MIN` as floats.
-            (true, 0) => Err(GiveUp),
+            (true, 0) => Err(give_up()),
             (true, value) if value <= 1 << 63 => Ok(Number::I64((value as i64).wrapping_neg())),
-            (true, _) => Err(GiveUp),
+            (true, _) => Err(give_up()),
         }
     }
 
@@ -275,7 +298,7 @@ impl<'de> Reader<'de> {
         while let Some(b'0'..=b'9') = self.bytes.get(self.at) {
             self.at += 1;
         }
-        if self.at == start { Err(GiveUp) } else { Ok(()) }
+        if self.at == start { Err(give_up()) } else { Ok(()) }
     }
 
     fn visit_number<V: Visitor<'de>>(&mut self, visitor: V) -> Result<V::Value> {
@@ -289,7 +312,7 @@ impl<'de> Reader<'de> {
     /// Runs `body` one level deeper.
     fn nested<T>(&mut self, body: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         if self.depth >= MAX_DEPTH {
-            return Err(GiveUp);
+            return Err(give_up());
         }
         self.depth += 1;
         let value = body(self);
@@ -344,14 +367,14 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
             b'-' | b'0'..=b'9' => self.visit_number(visitor),
             b'[' => self.array(visitor),
             b'{' => self.object(visitor),
-            _ => Err(GiveUp),
+            _ => Err(give_up()),
         }
     }
 
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         match self.peek()? {
             b't' | b'f' => self.deserialize_any(visitor),
-            _ => Err(GiveUp),
+            _ => Err(give_up()),
         }
     }
 
@@ -389,7 +412,7 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
 
     /// serde_json parses an `f32` to single precision directly: not done here.
     fn deserialize_f32<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
-        Err(GiveUp)
+        Err(give_up())
     }
 
     /// Every number hint but `f32`: a number, whichever kind it is (serde_json's
@@ -397,7 +420,7 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
     fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         match self.peek()? {
             b'-' | b'0'..=b'9' => self.visit_number(visitor),
-            _ => Err(GiveUp),
+            _ => Err(give_up()),
         }
     }
 
@@ -408,7 +431,7 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         match self.peek()? {
             b'"' => visitor.visit_borrowed_str(self.string()?),
-            _ => Err(GiveUp),
+            _ => Err(give_up()),
         }
     }
 
@@ -418,11 +441,11 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
 
     /// serde_json reads bytes from a string or an array its own way: not done here.
     fn deserialize_bytes<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
-        Err(GiveUp)
+        Err(give_up())
     }
 
     fn deserialize_byte_buf<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
-        Err(GiveUp)
+        Err(give_up())
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
@@ -438,7 +461,7 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
     fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         match self.peek()? {
             b'n' => self.deserialize_any(visitor),
-            _ => Err(GiveUp),
+            _ => Err(give_up()),
         }
     }
 
@@ -450,7 +473,7 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
     /// name starts with `$`), which it reads its own way.
     fn deserialize_newtype_struct<V: Visitor<'de>>(self, name: &'static str, visitor: V) -> Result<V::Value> {
         if name.starts_with('$') {
-            return Err(GiveUp);
+            return Err(give_up());
         }
         visitor.visit_newtype_struct(self)
     }
@@ -458,7 +481,7 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         match self.peek()? {
             b'[' => self.array(visitor),
-            _ => Err(GiveUp),
+            _ => Err(give_up()),
         }
     }
 
@@ -473,7 +496,7 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         match self.peek()? {
             b'{' => self.object(visitor),
-            _ => Err(GiveUp),
+            _ => Err(give_up()),
         }
     }
 
@@ -485,12 +508,12 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
         visitor: V,
     ) -> Result<V::Value> {
         if name.starts_with('$') {
-            return Err(GiveUp);
+            return Err(give_up());
         }
         match self.peek()? {
             b'{' => self.object(visitor),
             b'[' => self.array(visitor),
-            _ => Err(GiveUp),
+            _ => Err(give_up()),
         }
     }
 
@@ -512,7 +535,7 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
                 reader.expect(b'}')?;
                 Ok(value)
             }),
-            _ => Err(GiveUp),
+            _ => Err(give_up()),
         }
     }
 
@@ -526,11 +549,11 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
     }
 
     fn deserialize_i128<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
-        Err(GiveUp)
+        Err(give_up())
     }
 
     fn deserialize_u128<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
-        Err(GiveUp)
+        Err(give_up())
     }
 }
 
@@ -550,12 +573,12 @@ impl<'de> de::SeqAccess<'de> for Elements<'_, 'de> {
                 self.reader.at += 1;
                 // `,]` is a trailing comma: an error.
                 if self.reader.peek()? == b']' {
-                    return Err(GiveUp);
+                    return Err(give_up());
                 }
             }
-            (b',', true) => return Err(GiveUp),
+            (b',', true) => return Err(give_up()),
             (_, true) => {}
-            (_, false) => return Err(GiveUp),
+            (_, false) => return Err(give_up()),
         }
         self.first = false;
         seed.deserialize(&mut *self.reader).map(Some)
@@ -578,11 +601,11 @@ impl<'de> de::MapAccess<'de> for Members<'_, 'de> {
                 self.reader.at += 1;
                 // A key must follow (`,}` is a trailing comma).
                 if self.reader.peek()? != b'"' {
-                    return Err(GiveUp);
+                    return Err(give_up());
                 }
             }
             (b'"', true) => {}
-            _ => return Err(GiveUp),
+            _ => return Err(give_up()),
         }
         self.first = false;
         let key = self.reader.string()?;
@@ -615,75 +638,75 @@ impl<'de> de::Deserializer<'de> for Key<'de> {
     }
 
     fn deserialize_bool<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
-        Err(GiveUp)
+        Err(give_up())
     }
 
     fn deserialize_i8<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
-        Err(GiveUp)
+        Err(give_up())
     }
 
     fn deserialize_i16<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
-        Err(GiveUp)
+        Err(give_up())
     }
 
     fn deserialize_i32<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
-        Err(GiveUp)
+        Err(give_up())
     }
 
     fn deserialize_i64<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
-        Err(GiveUp)
+        Err(give_up())
     }
 
     fn deserialize_u8<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
-        Err(GiveUp)
+        Err(give_up())
     }
 
     fn deserialize_u16<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
-        Err(GiveUp)
+        Err(give_up())
     }
 
     fn deserialize_u32<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
-        Err(GiveUp)
+        Err(give_up())
     }
 
     fn deserialize_u64<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
-        Err(GiveUp)
+        Err(give_up())
     }
 
     fn deserialize_f32<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
-        Err(GiveUp)
+        Err(give_up())
     }
 
     fn deserialize_f64<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
-        Err(GiveUp)
+        Err(give_up())
     }
 
     fn deserialize_i128<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
-        Err(GiveUp)
+        Err(give_up())
     }
 
     fn deserialize_u128<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
-        Err(GiveUp)
+        Err(give_up())
     }
 
     fn deserialize_bytes<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
-        Err(GiveUp)
+        Err(give_up())
     }
 
     fn deserialize_byte_buf<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
-        Err(GiveUp)
+        Err(give_up())
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
-        Err(GiveUp)
+        Err(give_up())
     }
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(self, _: &'static str, _: V) -> Result<V::Value> {
-        Err(GiveUp)
+        Err(give_up())
     }
 
     fn deserialize_enum<V: Visitor<'de>>(self, _: &'static str, _: &'static [&'static str], _: V) -> Result<V::Value> {
-        Err(GiveUp)
+        Err(give_up())
     }
 }
 
@@ -710,15 +733,15 @@ impl<'de> de::VariantAccess<'de> for UnitVariant<'de> {
     }
 
     fn newtype_variant_seed<S: DeserializeSeed<'de>>(self, _: S) -> Result<S::Value> {
-        Err(GiveUp)
+        Err(give_up())
     }
 
     fn tuple_variant<V: Visitor<'de>>(self, _: usize, _: V) -> Result<V::Value> {
-        Err(GiveUp)
+        Err(give_up())
     }
 
     fn struct_variant<V: Visitor<'de>>(self, _: &'static [&'static str], _: V) -> Result<V::Value> {
-        Err(GiveUp)
+        Err(give_up())
     }
 }
 
@@ -733,7 +756,7 @@ impl<'de> de::EnumAccess<'de> for Variant<'_, 'de> {
 
     fn variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<(S::Value, Self)> {
         if self.reader.peek()? != b'"' {
-            return Err(GiveUp);
+            return Err(give_up());
         }
         let key = self.reader.string()?;
         let variant = seed.deserialize(Key { key })?;

@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
@@ -95,6 +95,34 @@ enum Tagged {
     B,
 }
 
+/// A lenient field: an error decoding it is swallowed and the default taken, so the
+/// decode goes on from wherever the deserializer stopped (serde_json's place, unless the
+/// fast path keeps any give-up final).
+fn ok_or_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
+    Ok(T::deserialize(d).unwrap_or_default())
+}
+
+/// An item type that recovers from an error in its first field.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Lenient {
+    #[serde(deserialize_with = "ok_or_default")]
+    x: f64,
+    y: u8,
+}
+
+/// The same with any value.
+#[derive(Debug, Deserialize)]
+pub(crate) struct LenientValue {
+    #[serde(deserialize_with = "ok_or_default")]
+    x: Value,
+    y: u8,
+}
+
+/// An array element that recovers from an error.
+#[derive(Debug, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct LenientElem(#[serde(deserialize_with = "ok_or_default")] f64);
+
 /// Whether the fast path decoded `text` as `T`, after checking it against serde_json.
 fn agrees<T: DeserializeOwned + Debug>(text: &str) -> bool {
     let Some(fast) = super::from_str::<T>(text) else { return false };
@@ -113,6 +141,9 @@ pub(crate) fn check(text: &str) -> bool {
     agrees::<Loose>(text);
     agrees::<Vec<Loose>>(text);
     agrees::<Strict>(text);
+    agrees::<Lenient>(text);
+    agrees::<LenientValue>(text);
+    agrees::<Vec<LenientElem>>(text);
     agrees::<Flattened>(text);
     agrees::<Kind>(text);
     agrees::<Vec<Kind>>(text);

@@ -81,6 +81,31 @@ fn refusals_and_serde_json_types_go_to_serde_json() {
     assert_eq!(from_str::<Value>("[1,-1,1.5]"), Some(serde_json::json!([1, -1, 1.5])));
 }
 
+/// An item type that swallows an error and goes on: the fast path stopped where serde_json
+/// would not have (inside `-0`, after a `-` without digits, before an array's end), so
+/// any give-up in a decode is final, even one the item type recovered from.
+#[test]
+fn a_give_up_the_item_type_swallows_still_gives_up() {
+    for text in [
+        r#"{"x":-0,"y":1}"#,
+        r#"{"x":-,"y":1}"#,
+        r#"{"x":1e,"y":1}"#,
+        r#"{"x":-9223372036854775809,"y":1}"#,
+        r#"{"x":-18446744073709551615,"y":1}"#,
+        "[-0]",
+        "[-]",
+        "[1,-,2]",
+    ] {
+        differential::check(text);
+        assert!(from_str::<differential::Lenient>(text).is_none(), "{text:?}");
+        assert!(from_str::<differential::LenientValue>(text).is_none(), "{text:?}");
+        assert!(from_str::<Vec<differential::LenientElem>>(text).is_none(), "{text:?}");
+    }
+    // Nothing given up: decoded.
+    assert!(from_str::<differential::Lenient>(r#"{"x":-0.0,"y":1}"#).is_some());
+    assert!(from_str::<Vec<differential::LenientElem>>("[1,-2.5]").is_some());
+}
+
 /// A JSON value as serde_json would write it, strings included with characters that
 /// need escapes.
 fn value() -> impl Strategy<Value = Value> {
