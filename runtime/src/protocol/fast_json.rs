@@ -525,10 +525,7 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
         visitor: V,
     ) -> Result<V::Value> {
         match self.peek()? {
-            b'"' => {
-                let name = self.string()?;
-                visitor.visit_enum(UnitVariant { name })
-            }
+            b'"' => visitor.visit_enum(UnitVariant { reader: self }),
             b'{' => self.nested(|reader| {
                 reader.at += 1;
                 let value = visitor.visit_enum(Variant { reader: &mut *reader })?;
@@ -618,7 +615,7 @@ impl<'de> de::MapAccess<'de> for Members<'_, 'de> {
     }
 }
 
-/// A member's name (or an enum's variant): a string. For these hints serde_json hands
+/// A member's name (or a variant's, written `{"Variant":…}`): a string. For these hints serde_json hands
 /// a key to `visit_borrowed_str` whatever they ask; for the others (numbers and
 /// booleans read from inside the quotes, options, newtypes, enums, bytes) it reads
 /// the key its own way: those give up here.
@@ -710,22 +707,25 @@ impl<'de> de::Deserializer<'de> for Key<'de> {
     }
 }
 
-/// An enum written as its variant's name: a unit variant only.
-struct UnitVariant<'de> {
-    name: &'de str,
+/// An enum written as its variant's name, the reader at its opening quote: a unit
+/// variant only.
+struct UnitVariant<'r, 'de> {
+    reader: &'r mut Reader<'de>,
 }
 
-impl<'de> de::EnumAccess<'de> for UnitVariant<'de> {
+impl<'de> de::EnumAccess<'de> for UnitVariant<'_, 'de> {
     type Error = GiveUp;
     type Variant = Self;
 
+    /// The name read by the reader itself, as serde_json reads it (not as a map key,
+    /// which takes a string for any hint).
     fn variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<(S::Value, Self)> {
-        let variant = seed.deserialize(Key { key: self.name })?;
+        let variant = seed.deserialize(&mut *self.reader)?;
         Ok((variant, self))
     }
 }
 
-impl<'de> de::VariantAccess<'de> for UnitVariant<'de> {
+impl<'de> de::VariantAccess<'de> for UnitVariant<'_, 'de> {
     type Error = GiveUp;
 
     fn unit_variant(self) -> Result<()> {

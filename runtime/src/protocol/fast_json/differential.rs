@@ -8,9 +8,9 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::fmt::Debug;
+use std::fmt::{self, Debug};
 
-use serde::de::DeserializeOwned;
+use serde::de::{self, DeserializeOwned, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -123,6 +123,50 @@ pub(crate) struct LenientValue {
 #[serde(transparent)]
 pub(crate) struct LenientElem(#[serde(deserialize_with = "ok_or_default")] f64);
 
+/// An enum whose variant name is read with `deserialize_unit` by a visitor that also
+/// takes strings: serde_json reads a name written as a string (`"A"`) with its main
+/// deserializer, which refuses a string for `unit`; as a map key (`{"A":null}`) it hands
+/// the string to the visitor.
+#[derive(Debug)]
+pub(crate) struct OddEnum(String);
+
+impl<'de> Deserialize<'de> for OddEnum {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Name(String);
+        struct NameVisitor;
+        impl<'de> Visitor<'de> for NameVisitor {
+            type Value = Name;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a variant name")
+            }
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<Name, E> {
+                Ok(Name(name.to_owned()))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Name, E> {
+                Ok(Name("()".to_owned()))
+            }
+        }
+        impl<'de> Deserialize<'de> for Name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                deserializer.deserialize_unit(NameVisitor)
+            }
+        }
+        struct EnumVisitor;
+        impl<'de> Visitor<'de> for EnumVisitor {
+            type Value = OddEnum;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an enum")
+            }
+            fn visit_enum<A: de::EnumAccess<'de>>(self, access: A) -> Result<OddEnum, A::Error> {
+                let (Name(name), variant) = access.variant::<Name>()?;
+                de::VariantAccess::unit_variant(variant)?;
+                Ok(OddEnum(name))
+            }
+        }
+        deserializer.deserialize_enum("OddEnum", &["A"], EnumVisitor)
+    }
+}
+
 /// Whether the fast path decoded `text` as `T`, after checking it against serde_json.
 fn agrees<T: DeserializeOwned + Debug>(text: &str) -> bool {
     let Some(fast) = super::from_str::<T>(text) else { return false };
@@ -147,6 +191,7 @@ pub(crate) fn check(text: &str) -> bool {
     agrees::<Flattened>(text);
     agrees::<Kind>(text);
     agrees::<Vec<Kind>>(text);
+    agrees::<OddEnum>(text);
     agrees::<Either>(text);
     agrees::<Tagged>(text);
     agrees::<Option<f64>>(text);

@@ -106,6 +106,16 @@ fn a_give_up_the_item_type_swallows_still_gives_up() {
     assert!(from_str::<Vec<differential::LenientElem>>("[1,-2.5]").is_some());
 }
 
+/// A unit variant written as a string has its name read as serde_json reads it (by the
+/// main deserializer), not as a map key.
+#[test]
+fn a_unit_variant_written_as_a_string_is_read_as_serde_json_reads_it() {
+    differential::check(r#""A""#);
+    assert!(from_str::<differential::OddEnum>(r#""A""#).is_none(), "serde_json refuses a string for `unit`");
+    differential::check(r#"{"A":null}"#);
+    assert!(from_str::<differential::OddEnum>(r#"{"A":null}"#).is_some(), "a name as a key is a string");
+}
+
 /// A JSON value as serde_json would write it, strings included with characters that
 /// need escapes.
 fn value() -> impl Strategy<Value = Value> {
