@@ -160,6 +160,26 @@ fn exact_decimal(integer: u64, fraction: &[u8]) -> Option<f64> {
     Some(mantissa as f64 / POWERS.get(fraction.len())?)
 }
 
+/// How many bytes of `rest` come before its first quote, backslash or control byte;
+/// none of them: give up (the string is not closed).
+#[inline]
+fn plain_run(rest: &[u8]) -> Result<usize> {
+    // Eight bytes at a time while eight are left, then one at a time.
+    let mut chunks = rest.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let stops = stops_in(u64::from_le_bytes(chunk.try_into().map_err(|_| give_up())?));
+        if stops != 0 {
+            return Ok(offset + stops.trailing_zeros() as usize / 8);
+        }
+        offset += 8;
+    }
+    match chunks.remainder().iter().position(|&byte| STRING_STOPS[usize::from(byte)]) {
+        Some(at) => Ok(offset + at),
+        None => Err(give_up()),
+    }
+}
+
 struct Reader<'de> {
     text: &'de str,
     bytes: &'de [u8],
@@ -202,41 +222,27 @@ impl<'de> Reader<'de> {
         Ok(())
     }
 
-    /// A string without escapes or control characters, the reader at its opening quote.
+    /// A string without escapes or control characters, the reader at its opening quote
+    /// (checked here, where the `unsafe` below relies on it).
     #[inline]
     fn string(&mut self) -> Result<&'de str> {
-        let start = self.at + 1;
-        let rest = self.bytes.get(start..).ok_or_else(give_up)?;
-        // Eight bytes at a time while eight are left, then one at a time.
-        let mut chunks = rest.chunks_exact(8);
-        let mut offset = 0;
-        for chunk in &mut chunks {
-            let stops = stops_in(u64::from_le_bytes(chunk.try_into().map_err(|_| give_up())?));
-            if stops != 0 {
-                return self.string_ends(start, start + offset + stops.trailing_zeros() as usize / 8);
-            }
-            offset += 8;
-        }
-        match chunks.remainder().iter().position(|&byte| STRING_STOPS[usize::from(byte)]) {
-            Some(at) => self.string_ends(start, start + offset + at),
-            None => Err(give_up()),
-        }
-    }
-
-    /// The string from `start`, if `end` is its closing quote: not an escape (serde_json
-    /// decodes it) nor a control character (serde_json refuses one).
-    #[inline]
-    fn string_ends(&mut self, start: usize, end: usize) -> Result<&'de str> {
-        if self.bytes[end] != b'"' {
+        let Some((&b'"', rest)) = self.bytes.get(self.at..).and_then(<[u8]>::split_first) else {
+            return Err(give_up());
+        };
+        let run = plain_run(rest)?;
+        // Not an escape (serde_json decodes it) nor a control character (serde_json
+        // refuses one).
+        if rest[run] != b'"' {
             return Err(give_up());
         }
-        self.at = end + 1;
-        let string = &self.bytes[start..end];
-        debug_assert!(self.text.is_char_boundary(start) && self.text.is_char_boundary(end));
-        // SAFETY: `bytes` is `text`, UTF-8, and `start - 1` and `end` are ASCII quotes
-        // in it, so both ends are character boundaries, and a slice of UTF-8 between
-        // character boundaries is UTF-8.
-        Ok(unsafe { std::str::from_utf8_unchecked(string) })
+        let start = self.at + 1;
+        self.at = start + run + 1;
+        debug_assert!(self.text.is_char_boundary(start) && self.text.is_char_boundary(start + run));
+        // SAFETY: `bytes` is `text`, UTF-8; `rest` starts right after an ASCII quote and
+        // `rest[run]` is one, both checked just above, so `rest[..run]` begins and ends
+        // on character boundaries of `text`, and a slice of UTF-8 between character
+        // boundaries is UTF-8.
+        Ok(unsafe { std::str::from_utf8_unchecked(&rest[..run]) })
     }
 
     /// A number by JSON's grammar, the reader at its first byte.
