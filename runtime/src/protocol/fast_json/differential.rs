@@ -73,7 +73,7 @@ struct Flattened {
 struct Wrapped(u32);
 
 #[derive(Debug, Deserialize)]
-enum Kind {
+pub(crate) enum Kind {
     Unit,
     Newtype(u32),
     Tuple(u8, bool),
@@ -195,8 +195,13 @@ pub(crate) fn check(text: &str) -> bool {
     agrees::<Either>(text);
     agrees::<Tagged>(text);
     agrees::<Option<f64>>(text);
+    agrees::<Option<()>>(text);
+    agrees::<Option<Value>>(text);
+    agrees::<Option<Option<u8>>>(text);
     agrees::<(u64, i64, f64)>(text);
     agrees::<BTreeMap<String, Vec<u8>>>(text);
+    agrees::<BTreeMap<u32, bool>>(text);
+    agrees::<BTreeMap<i32, bool>>(text);
     agrees::<String>(text);
     agrees::<Box<RawValue>>(text);
     agrees::<()>(text);

@@ -1,7 +1,9 @@
+use std::collections::BTreeMap;
+
 use proptest::prelude::*;
 use serde_json::Value;
 
-use super::differential::{self, Echo};
+use super::differential::{self, Echo, Kind};
 use super::from_str;
 
 /// Texts a server's serde_json writes, and some it does not, with what each is.
@@ -116,6 +118,117 @@ fn a_unit_variant_written_as_a_string_is_read_as_serde_json_reads_it() {
     assert!(from_str::<differential::OddEnum>(r#"{"A":null}"#).is_some(), "a name as a key is a string");
 }
 
+/// A control byte anywhere in a string, a value or a key, gives up (serde_json refuses
+/// it): in the eight-byte scan (eight or more bytes left from the string's start) and in
+/// the byte-at-a-time tail, at every offset of both.
+#[test]
+fn every_control_byte_at_every_offset_gives_up() {
+    for control in 0..0x20u8 {
+        let control = char::from(control);
+        for before in 0..=17 {
+            for after in 0..=17 {
+                let string = format!("\"{}{control}{}\"", "a".repeat(before), "a".repeat(after));
+                assert!(from_str::<String>(&string).is_none(), "{string:?}");
+                let key = format!("{{{string}:1}}");
+                assert!(from_str::<Value>(&key).is_none(), "{key:?}");
+                assert!(from_str::<BTreeMap<String, u8>>(&key).is_none(), "{key:?}");
+            }
+        }
+    }
+}
+
+/// Whitespace JSON does not have (vertical tab, form feed, no-break space, byte order
+/// mark, line separator) between tokens gives up; inside a string it is text.
+#[test]
+fn whitespace_json_does_not_have_gives_up() {
+    for space in ['\u{b}', '\u{c}', '\u{a0}', '\u{feff}', '\u{2028}'] {
+        for text in ["[1,2]", r#"{"a":1}"#] {
+            for at in 0..=text.len() {
+                let spaced = format!("{}{space}{}", &text[..at], &text[at..]);
+                differential::check(&spaced);
+                let in_string = text[..at].matches('"').count() % 2 == 1;
+                if !in_string || space < ' ' {
+                    assert!(from_str::<Value>(&spaced).is_none(), "{spaced:?}");
+                }
+            }
+        }
+    }
+}
+
+/// An enum is `"Unit"` or one member `{"Variant":<value>}` closed by its `}`; a unit
+/// variant's value is `null`, nothing else.
+#[test]
+fn enums_take_serde_json_forms_only() {
+    for given_up in [
+        r#"{"Unit":null"#,
+        r#"{"Unit":5}"#,
+        r#"{"Unit":[]}"#,
+        r#"{"Unit":{}}"#,
+        r#"{"Unit":null,"x":1}"#,
+        r#""Newtype""#,
+        r#"{"Newtype":1,"x":2}"#,
+        r#"{"Newtype":1"#,
+        r#"{"Nope":1}"#,
+        r#"{}"#,
+        r#"{"Tuple":[1,true]"#,
+    ] {
+        differential::check(given_up);
+        assert!(from_str::<Kind>(given_up).is_none(), "{given_up:?}");
+    }
+    for given_up in [r#"[{"Unit":null]"#, r#"[{"Newtype":1]"#, r#"[{"Unit":null,}]"#] {
+        differential::check(given_up);
+        assert!(from_str::<Vec<Kind>>(given_up).is_none(), "{given_up:?}");
+    }
+    for decoded in
+        [r#""Unit""#, r#" { "Unit" : null } "#, r#"{"Newtype":1}"#, r#"{"Tuple":[1,true]}"#, r#"{"Struct":{"a":true}}"#]
+    {
+        differential::check(decoded);
+        assert!(from_str::<Kind>(decoded).is_some(), "{decoded:?}");
+    }
+}
+
+/// `null` is `None` for an option of anything, `()` and options included; anything else
+/// is `Some`.
+#[test]
+fn null_is_none_for_every_option() {
+    for text in ["null", " null ", "[null]", "1", "[]", "{}", r#"{"unit":null,"nothing":null,"any":null}"#] {
+        differential::check(text);
+    }
+    assert_eq!(from_str::<Option<()>>("null"), Some(None));
+    assert_eq!(from_str::<Option<Value>>("null"), Some(None));
+    assert_eq!(from_str::<Option<Option<u8>>>("null"), Some(None));
+    assert_eq!(from_str::<Option<Option<u8>>>("1"), Some(Some(Some(1))));
+    assert_eq!(from_str::<Vec<Option<()>>>("[null]"), Some(vec![None]));
+}
+
+/// Map keys read as numbers: serde_json parses them its own way (no sign, no leading
+/// zero, no space): all given up.
+#[test]
+fn numeric_map_keys_give_up() {
+    for text in [
+        r#"{"1":true}"#,
+        r#"{"01":true}"#,
+        r#"{"+1":true}"#,
+        r#"{" 1":true}"#,
+        r#"{"1 ":true}"#,
+        r#"{"1.0":true}"#,
+        r#"{"-0":true}"#,
+        r#"{"-1":true}"#,
+    ] {
+        differential::check(text);
+        assert!(from_str::<BTreeMap<u32, bool>>(text).is_none(), "{text:?}");
+        assert!(from_str::<BTreeMap<i32, bool>>(text).is_none(), "{text:?}");
+    }
+}
+
+/// `mantissa` × 10^-`places`, written as a plain decimal (`0.000…` when it is below one).
+fn plain_decimal(negative: bool, mantissa: u64, places: usize) -> String {
+    let digits = format!("{mantissa:0>width$}", width = places + 1);
+    let (integer, fraction) = digits.split_at(digits.len() - places);
+    let sign = if negative { "-" } else { "" };
+    if places == 0 { format!("{sign}{integer}") } else { format!("{sign}{integer}.{fraction}") }
+}
+
 /// A JSON value as serde_json would write it, strings included with characters that
 /// need escapes.
 fn value() -> impl Strategy<Value = Value> {
@@ -131,8 +244,12 @@ fn value() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(4, 48, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
-            prop::collection::btree_map("[a-z_]{1,8}|id|name|tags|score|active|type|x|a|b", inner, 0..6)
-                .prop_map(|map| Value::Object(map.into_iter().collect())),
+            prop::collection::btree_map(
+                "[a-z_]{1,8}|id|name|tags|score|active|type|x|a|b|unit|nothing|any|numbered",
+                inner,
+                0..6
+            )
+            .prop_map(|map| Value::Object(map.into_iter().collect())),
         ]
     })
 }
@@ -204,6 +321,25 @@ proptest! {
         let decoded = from_str::<f64>(&text);
         if text.len() <= 17 && !text.contains(['e', 'E']) && text != "-0" {
             prop_assert!(decoded.is_some(), "{}", text);
+        }
+    }
+
+    /// Plain decimals on the edge of the one-division path (a mantissa under 2^53 and up
+    /// to 22 places are exact; 23 places or a larger mantissa are not): bit for bit
+    /// serde_json's `f64`, and the exact ones decoded.
+    #[test]
+    fn decimals_on_the_exact_path_edge_round_as_serde_json_rounds_them(
+        negative in any::<bool>(),
+        mantissa in prop_oneof![0..1u64 << 53, (1u64 << 53) - 1000..(1u64 << 53) + 1000, 0..1000u64],
+        places in prop_oneof![0..=25usize, 21..=24usize],
+    ) {
+        let text = plain_decimal(negative, mantissa, places);
+        differential::check(&text);
+        let expected: f64 = serde_json::from_str(&text).expect("a plain decimal");
+        match from_str::<f64>(&text) {
+            Some(decoded) => prop_assert_eq!(decoded.to_bits(), expected.to_bits(), "{}", text),
+            // Only `-0` is given up (serde_json makes it a float, not an integer).
+            None => prop_assert_eq!(text, "-0"),
         }
     }
 
