@@ -13,9 +13,11 @@
 
 use hyper::http::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::protocol::fast_json;
 use crate::protocol::headers::{self, CallHeaders};
 use crate::protocol::reply::{self, Decoded};
 use crate::protocol::signing::{self, SignedFields};
+use crate::protocol::stream::{Line, item_frame};
 use crate::protocol::{ErrorKind, MAX_QUOTED_MESSAGE, Refusal, args};
 
 /// The longest refusal message any parser here may produce: a quoted value is cut to
@@ -206,6 +208,23 @@ pub fn reply(data: &[u8]) -> bool {
     is_result
 }
 
+/// A stream item's JSON (§4.3), as the reader's fast path (`protocol::fast_json`)
+/// decodes it. Input: the item's text, any bytes.
+///
+/// Invariants: decoded as each of a set of item types that reach every `deserialize_*`
+/// hint, the fast path gives up or gives the value serde_json gives, never accepting
+/// what serde_json refuses; and the whole item frame, `{"item":<input>}`, gives the same
+/// item (or none) with the fast path as without it, bytes that are not UTF-8 included.
+/// `true` when the fast path decoded the input as a `serde_json::Value`.
+pub fn item_json(data: &[u8]) -> bool {
+    let frame = [&b"{\"item\":"[..], data, b"}"].concat();
+    let line = Line { bytes: &frame, text: None };
+    let fast = item_frame::<serde_json::Value>(line, &mut true).map(|value| value.to_string());
+    let slow = item_frame::<serde_json::Value>(line, &mut false).map(|value| value.to_string());
+    assert_eq!(fast, slow, "the item frame {:?}", String::from_utf8_lossy(&frame));
+    std::str::from_utf8(data).is_ok_and(fast_json::differential::check)
+}
+
 /// Signature verification (§6). Input: lines `key`, `now_ms`, `max_age_ms`, `service`,
 /// `method`, `call_id`, `user_type`, `user_id`, `activity`, `body`, `timestamp`,
 /// `signature` (an empty line is an absent optional field; missing lines are empty).
@@ -359,15 +378,16 @@ mod tests {
     fn the_seed_corpus_holds_the_invariants() {
         let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
         type Target = fn(&[u8]) -> bool;
-        let targets: [(&str, Target); 6] = [
+        let targets: &[(&str, Target)] = &[
             ("call_headers", super::call_headers),
             ("arguments", super::arguments),
             ("reply", super::reply),
+            ("item_json", super::item_json),
             ("signature", super::signature),
             ("services_toml", super::services_toml),
             ("json_writer", super::json_writer),
         ];
-        for (target, run) in targets {
+        for &(target, run) in targets {
             let seeds: Vec<_> = std::fs::read_dir(corpus.join(target))
                 .unwrap_or_else(|e| panic!("fuzz/corpus/{target}: {e}"))
                 .map(|entry| entry.expect("a corpus entry").path())

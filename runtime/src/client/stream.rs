@@ -67,7 +67,15 @@ impl<T: DeserializeOwned + Send + 'static, E: ServiceError> Success for Streamin
     fn from_stream(body: ResponseBody, setup: StreamSetup) -> Self {
         let deadline = setup.deadline.map(|deadline| Box::pin(tokio::time::sleep_until(deadline.into())));
         let lines = Lines::new(setup.max_frame_bytes);
-        Streaming::new(RemoteItems { body, lines, setup, deadline, ended: false, types: PhantomData::<fn() -> (T, E)> })
+        Streaming::new(RemoteItems {
+            body,
+            lines,
+            fast: true,
+            setup,
+            deadline,
+            ended: false,
+            types: PhantomData::<fn() -> (T, E)>,
+        })
     }
 }
 
@@ -137,6 +145,8 @@ impl StreamEnd {
 struct RemoteItems<T, E> {
     body: ResponseBody,
     lines: Lines,
+    /// Whether items are still read with the fast path (`item_frame`).
+    fast: bool,
     setup: StreamSetup,
     deadline: Option<Pin<Box<Sleep>>>,
     ended: bool,
@@ -175,7 +185,7 @@ impl<T: DeserializeOwned, E: ServiceError> RemoteItems<T, E> {
             }
         };
         // An item frame first, straight to its item (no `Frame` in between).
-        if let Some(item) = item_frame(line) {
+        if let Some(item) = item_frame(line, &mut self.fast) {
             return Some(Read::Item(item));
         }
         Some(match decode_other(line.bytes) {

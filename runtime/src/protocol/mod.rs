@@ -11,6 +11,7 @@
 //! | §4 Response | [`reply`]: encoding a result, a typed error or a framework error; decoding a reply |
 //! | §4.2 `type`, `variant` | `type_info`: an error's type and variant name, from its `Serialize` impl |
 //! | §4.3 Streamed replies | [`stream`]: the frames of a stream method's reply, and splitting a body into them |
+//! | §4.3 an item's value | `fast_json`: the reader's fast path for an item's JSON, serde_json for anything else |
 //! | §5 What a client does | `retry`: the retry decision |
 //! | §4.2 the tables | `doc_tables` (tests only): the kinds, statuses and retry decisions of §4.2's tables are the code's |
 //! | §3.3 Trace context | [`trace`]: the W3C `traceparent` and `tracestate`, forwarded as received |
@@ -27,6 +28,7 @@ mod doc_tables;
 // Without the `events` feature only its unit tests use it.
 #[cfg_attr(not(feature = "events"), allow(dead_code))]
 pub(crate) mod events;
+pub(crate) mod fast_json;
 pub mod headers;
 pub(crate) mod json_writer;
 pub mod path;

@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use super::fast_json;
 use super::reply::{Decoded, EncodedReply, decode_error_body};
 
 /// The `content-type` of a streamed reply.
@@ -107,7 +108,7 @@ pub(crate) fn decode_frame<T: DeserializeOwned>(line: &[u8]) -> Result<Frame<'_,
 /// parts separately, items first).
 #[cfg(test)]
 pub(crate) fn decode_line<T: DeserializeOwned>(line: Line<'_>) -> Result<Frame<'_, T>, String> {
-    match item_frame(line) {
+    match item_frame(line, &mut true) {
         Some(item) => Ok(Frame::Item(item)),
         None => decode_other(line.bytes),
     }
@@ -118,12 +119,25 @@ pub(crate) fn decode_line<T: DeserializeOwned>(line: Line<'_>) -> Result<Frame<'
 /// (not string by string; with its chunk, when `Lines` could). `Some` only when the
 /// line is exactly an object with the one member `item` and its value decodes, so it
 /// agrees with [`decode_other`], which reads any other line and gives the errors.
-pub(crate) fn item_frame<T: DeserializeOwned>(line: Line<'_>) -> Option<T> {
+///
+/// The value is read by [`fast_json`] while `fast` holds, else (and whenever it gives
+/// up) by serde_json. An item that serde_json decodes after the fast path gave up
+/// clears `fast`: a stream whose items the fast path cannot read (an escape in a
+/// string, a `RawValue`, an `f32`) pays for the attempt once, not per item.
+pub(crate) fn item_frame<T: DeserializeOwned>(line: Line<'_>, fast: &mut bool) -> Option<T> {
     let value = line
         .text
         .map_or_else(|| std::str::from_utf8(line.bytes).ok(), Some)?
         .strip_prefix("{\"item\":")?
         .strip_suffix('}')?;
+    if *fast {
+        if let Some(item) = fast_json::from_str(value) {
+            return Some(item);
+        }
+        let item = serde_json::from_str(value).ok()?;
+        *fast = false;
+        return Some(item);
+    }
     serde_json::from_str(value).ok()
 }
 
@@ -358,6 +372,26 @@ mod tests {
         ] {
             assert!(decode_frame::<u8>(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
+    }
+
+    #[test]
+    fn an_item_the_fast_path_gives_up_on_turns_it_off_for_the_stream() {
+        let line = |text: &'static str| Line { bytes: text.as_bytes(), text: Some(text) };
+        let (plain, escaped) = (line(r#"{"item":"a"}"#), line(r#"{"item":"a\nb"}"#));
+        let mut fast = true;
+        assert_eq!(item_frame::<String>(plain, &mut fast).as_deref(), Some("a"));
+        assert!(fast, "read by the fast path");
+        assert_eq!(item_frame::<String>(escaped, &mut fast).as_deref(), Some("a\nb"), "by serde_json");
+        assert!(!fast, "the fast path gave up on an item serde_json decodes: off for the stream");
+        assert_eq!(item_frame::<String>(plain, &mut fast).as_deref(), Some("a"));
+        assert!(!fast);
+        // An item that does not decode leaves it as it was (the stream ends there).
+        let mut fast = true;
+        assert_eq!(item_frame::<u8>(plain, &mut fast), None);
+        assert!(fast);
+        // Its error is serde_json's, naming what was wrong.
+        let error = decode_frame::<u8>(br#"{"item":"a"}"#).unwrap_err();
+        assert!(error.contains(r#"invalid type: string "a", expected u8"#), "{error}");
     }
 
     #[test]
