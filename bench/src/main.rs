@@ -51,12 +51,15 @@ fn main() -> Result<(), Failure> {
             let [system, port, size, count] = &args[1..] else {
                 return Err("stream-load <system> <port> small|large <count>".into());
             };
-            let rate = runtime.block_on(intercall_bench::streams::items_per_second(
-                system,
-                port.parse()?,
-                size == "large",
-                count.parse()?,
-            ))?;
+            let (system, port, large, count) = (system.clone(), port.parse()?, size == "large", count.parse()?);
+            // The reader runs as a task on the runtime's worker, where a service reads a
+            // stream (and where `load` runs its calls), not on the thread that blocks on
+            // the runtime: there, every chunk the connection task hands over would cross
+            // threads, for either system.
+            let reader = runtime.spawn(async move {
+                intercall_bench::streams::items_per_second(&system, port, large, count).await
+            });
+            let rate = runtime.block_on(reader)??;
             println!("{rate}");
             Ok(())
         }
