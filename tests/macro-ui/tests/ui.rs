@@ -1,7 +1,7 @@
 //! Compile-fail and compile-pass tests for `#[intercall::service]`: every rejected form
 //! gets one clear error at the offending token; the accepted edge cases compile.
 //!
-//! Regenerate the expected output with `TRYBUILD=overwrite cargo test -p intercall-tests --test ui`,
+//! Regenerate the expected output with `TRYBUILD=overwrite cargo test -p intercall-macro-ui --test ui`,
 //! then read every changed `.stderr`. The cases' types derive `schemars::JsonSchema` under
 //! the `schema` feature, so the same output holds with it (`--all-features`).
 
@@ -18,7 +18,7 @@ fn compile_fail() {
 
 /// A type that is not serde's: rustc names serde's traits in these errors through the
 /// re-exports of whatever else is in the build, and schemars is with `schema`, so these
-/// are checked in the build without it (`.ci/run`'s `--no-default-features` step).
+/// are checked in the build without it (`.ci/run`'s step `cargo test -p intercall-macro-ui --test ui`).
 #[cfg(not(feature = "schema"))]
 #[test]
 fn not_serde() {

@@ -1,5 +1,5 @@
 // With intercall's `schema` feature, every argument, result and error type needs a
-// JSON Schema; `Query` has none. Run by tests/tests/ui.rs with that feature.
+// JSON Schema; `Query` has none. Run by tests/macro-ui/tests/ui.rs with that feature.
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, schemars::JsonSchema)]
