@@ -33,6 +33,8 @@ use std::sync::OnceLock;
 
 use serde::de::{self, DeserializeOwned, DeserializeSeed, Visitor};
 
+use super::scan;
+
 #[cfg(any(fuzzing, test))]
 pub(crate) mod differential;
 #[cfg(test)]
@@ -65,35 +67,6 @@ fn usable() -> bool {
     *USABLE.get_or_init(|| {
         serde_json::from_str::<serde_json::Value>("1e2").is_ok_and(|value| value == serde_json::json!(100.0))
     })
-}
-
-/// The bytes that end a string's plain run: its closing quote, an escape, a control
-/// character. One lookup a byte, where serde_json's scan is made for long strings.
-static STRING_STOPS: [bool; 256] = {
-    let mut stops = [false; 256];
-    let mut byte = 0;
-    while byte < 0x20 {
-        stops[byte] = true;
-        byte += 1;
-    }
-    stops[b'"' as usize] = true;
-    stops[b'\\' as usize] = true;
-    stops
-};
-
-/// The high bit of each byte of `word` (little-endian) that is a quote, a backslash or a
-/// control character, possibly with bits set above the first such byte (a borrow carries
-/// up, never down), so its lowest set bit is the first: Mycroft's zero-byte test, as
-/// serde_json's own scan uses it.
-#[inline]
-fn stops_in(word: u64) -> u64 {
-    const ONES: u64 = u64::MAX / 255;
-    let control = word.wrapping_sub(ONES * 0x20) & !word;
-    let quote = word ^ (ONES * u64::from(b'"'));
-    let quote = quote.wrapping_sub(ONES) & !quote;
-    let backslash = word ^ (ONES * u64::from(b'\\'));
-    let backslash = backslash.wrapping_sub(ONES) & !backslash;
-    (control | quote | backslash) & (ONES << 7)
 }
 
 /// Why this reader gave up; never shown (serde_json decodes the text again). Made only
@@ -160,24 +133,16 @@ fn exact_decimal(integer: u64, fraction: &[u8]) -> Option<f64> {
     Some(mantissa as f64 / POWERS.get(fraction.len())?)
 }
 
-/// How many bytes of `rest` come before its first quote, backslash or control byte;
-/// none of them: give up (the string is not closed).
+/// How many bytes of `rest` come before its first quote, backslash or control byte
+/// (found sixteen bytes a compare, `scan.rs`); none of them: give up (the string is not
+/// closed).
 #[inline]
 fn plain_run(rest: &[u8]) -> Result<usize> {
-    // Eight bytes at a time while eight are left, then one at a time.
-    let mut chunks = rest.chunks_exact(8);
-    let mut offset = 0;
-    for chunk in &mut chunks {
-        let stops = stops_in(u64::from_le_bytes(chunk.try_into().map_err(|_| give_up())?));
-        if stops != 0 {
-            return Ok(offset + stops.trailing_zeros() as usize / 8);
-        }
-        offset += 8;
+    let run = scan::first_stop(rest);
+    if run == rest.len() {
+        return Err(give_up());
     }
-    match chunks.remainder().iter().position(|&byte| STRING_STOPS[usize::from(byte)]) {
-        Some(at) => Ok(offset + at),
-        None => Err(give_up()),
-    }
+    Ok(run)
 }
 
 struct Reader<'de> {
