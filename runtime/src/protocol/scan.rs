@@ -82,24 +82,40 @@ pub(crate) mod swar {
 pub(crate) mod sse2 {
     use core::arch::x86_64::{
         __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+        _mm_xor_si128,
     };
 
-    /// Bit `i` of the result is set when byte `i` of `block` is a stop.
+    /// Each byte of the result is 0xff where that byte of `block` is a stop, else 0.
     #[inline(always)]
-    fn stops_in(block: &[u8; 16]) -> u32 {
+    fn stops_in(block: &[u8; 16]) -> __m128i {
         // SAFETY: SSE2 is part of x86_64, so the intrinsics are available (from Rust 1.86
         // on, only the load needs `unsafe`; with 1.85, this crate's oldest, all do); the
         // load reads the 16 bytes of `block`, a `&[u8; 16]` (no alignment needed: `loadu`).
         unsafe {
             let bytes = _mm_loadu_si128(block.as_ptr().cast::<__m128i>());
-            // Unsigned: `max(x, 0x1f) == 0x1f` exactly when `x <= 0x1f` (a signed
-            // compare would take bytes from 0x80 for control bytes).
-            let low = _mm_set1_epi8(0x1f);
-            let control = _mm_cmpeq_epi8(_mm_max_epu8(bytes, low), low);
-            let quote = _mm_cmpeq_epi8(bytes, _mm_set1_epi8(b'"' as i8));
+            // `x ^ 2` maps the control bytes onto themselves, `"` to 0x20 and 0x20 to
+            // 0x22, so `x ^ 2 <= 0x20` (unsigned: `max(y, 0x20) == 0x20`) is exactly a
+            // control byte or a quote, in three instructions rather than four.
+            let edge = _mm_set1_epi8(0x20);
+            let flipped = _mm_xor_si128(bytes, _mm_set1_epi8(2));
+            let control_or_quote = _mm_cmpeq_epi8(_mm_max_epu8(flipped, edge), edge);
             let backslash = _mm_cmpeq_epi8(bytes, _mm_set1_epi8(b'\\' as i8));
-            _mm_movemask_epi8(_mm_or_si128(control, _mm_or_si128(quote, backslash))) as u32
+            _mm_or_si128(control_or_quote, backslash)
         }
+    }
+
+    /// Bit `i` set where byte `i` of `stops` (from [`stops_in`]) is set.
+    #[inline(always)]
+    fn mask(stops: __m128i) -> u32 {
+        // SAFETY: SSE2 is part of x86_64 (see `stops_in`); no memory is touched.
+        unsafe { _mm_movemask_epi8(stops) as u32 }
+    }
+
+    /// Both blocks' stops in one vector, to test 32 bytes with one `movemask`.
+    #[inline(always)]
+    fn either(low: __m128i, high: __m128i) -> __m128i {
+        // SAFETY: SSE2 is part of x86_64 (see `stops_in`); no memory is touched.
+        unsafe { _mm_or_si128(low, high) }
     }
 
     /// The first 16 bytes of `block`.
@@ -119,15 +135,16 @@ pub(crate) mod sse2 {
         let mut blocks = bytes.chunks_exact(32);
         let mut at = 0;
         for block in blocks.by_ref() {
-            let found = stops_in(half(block)) | stops_in(half(&block[16..])) << 16;
-            if found != 0 {
+            let (low, high) = (stops_in(half(block)), stops_in(half(&block[16..])));
+            if mask(either(low, high)) != 0 {
+                let found = mask(low) | mask(high) << 16;
                 return at + found.trailing_zeros() as usize;
             }
             at += 32;
         }
         let tail = blocks.remainder();
         if let Some(sixteen) = tail.first_chunk::<16>() {
-            let found = stops_in(sixteen);
+            let found = mask(stops_in(sixteen));
             if found != 0 {
                 return at + found.trailing_zeros() as usize;
             }
@@ -138,7 +155,7 @@ pub(crate) mod sse2 {
         }
         // `last` starts `skip` (1 to 15) bytes before `at`: those were scanned already.
         let skip = at - (bytes.len() - 16);
-        let found = stops_in(last) >> skip;
+        let found = mask(stops_in(last)) >> skip;
         if found != 0 { at + found.trailing_zeros() as usize } else { bytes.len() }
     }
 }
