@@ -3,7 +3,9 @@
 //!
 //! serde_json spends most of a small item's decode on its strings (every field name is
 //! one): its string scan is made for long strings, and on names of a few bytes its
-//! setup is most of the cost. This reader takes the strings, numbers and containers
+//! setup is most of the cost. Here a string's end is found sixteen bytes a compare
+//! (SSE2 on x86_64, `scan.rs`), which is cheap for a short name and for a 64 KiB string
+//! alike. This reader takes the strings, numbers and containers
 //! that a server's serde_json writes, and **gives up** (`None`) on anything else: an
 //! escape in a string, a control character, a number it would have to round or that
 //! does not fit `u64`/`i64`, `-0`, `f32`, bytes, 128-bit integers, serde_json's
