@@ -109,12 +109,6 @@ pub(crate) fn to_string<T: Serialize + ?Sized>(value: &T) -> Result<String> {
 
 // ---- strings ----
 
-/// The index of the first byte at or after `from` that needs an escape, or `bytes.len()`.
-#[inline]
-fn next_escape(bytes: &[u8], from: usize) -> usize {
-    from + scan::first_stop(&bytes[from..])
-}
-
 /// Appends the escape of `byte` (one that [`scan::is_stop`]) as serde_json writes it.
 #[cold]
 fn write_escape(out: &mut Vec<u8>, byte: u8) {
@@ -147,8 +141,7 @@ fn write_escaped_contents(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
     let mut start = 0;
     loop {
-        let at = next_escape(bytes, start);
-        out.extend_from_slice(&bytes[start..at]);
+        let at = start + scan::copy_plain(out, &bytes[start..]);
         let Some(&byte) = bytes.get(at) else { return };
         write_escape(out, byte);
         start = at + 1;

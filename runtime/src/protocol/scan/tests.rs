@@ -1,10 +1,10 @@
-//! Every scan against the definition, one byte at a time: each byte value at each offset
+//! Every scan (and copying scan) against the definition, one byte at a time: each byte value at each offset
 //! of each length through the SIMD blocks and their tail, from unaligned starts, and
 //! random bytes.
 
 use proptest::prelude::*;
 
-use super::{first_stop, is_stop, swar};
+use super::{copy_plain, first_stop, is_stop, swar};
 
 /// The definition: the first byte that [`is_stop`], or the length.
 fn reference(bytes: &[u8]) -> usize {
@@ -20,10 +20,28 @@ fn scans() -> Vec<(&'static str, fn(&[u8]) -> usize)> {
     scans
 }
 
+/// Every copying scan this architecture has, by name.
+fn copies() -> Vec<(&'static str, fn(&mut Vec<u8>, &[u8]) -> usize)> {
+    let mut copies: Vec<(&'static str, fn(&mut Vec<u8>, &[u8]) -> usize)> =
+        vec![("copy_plain", copy_plain), ("swar::copy_plain", swar::copy_plain)];
+    #[cfg(target_arch = "x86_64")]
+    copies.push(("sse2::copy_plain", super::sse2::copy_plain));
+    copies
+}
+
+/// Each scan finds the first stop; each copying scan also appends exactly the bytes
+/// before it, after what `out` held (and without room to spare, so it must reserve).
 fn check(bytes: &[u8]) {
     let expected = reference(bytes);
     for (name, scan) in scans() {
         assert_eq!(scan(bytes), expected, "{name} on {bytes:02x?}");
+    }
+    for (name, copy) in copies() {
+        let mut out = b"held".to_vec();
+        out.shrink_to_fit();
+        assert_eq!(copy(&mut out, bytes), expected, "{name} on {bytes:02x?}");
+        assert_eq!(&out[..4], b"held", "{name} on {bytes:02x?}");
+        assert_eq!(&out[4..], &bytes[..expected], "{name} on {bytes:02x?}");
     }
 }
 
