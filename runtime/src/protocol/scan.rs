@@ -1,16 +1,20 @@
 //! Finding where a JSON string's plain run ends: the first byte that is a quote, a
 //! backslash or a control byte (below 0x20). The writer's escaper copies the bytes before
-//! it at once (`json_writer`), and the reader's fast path takes a string up to it
-//! (`fast_json`); both scan every byte of a string, which is most of a large string's
-//! cost, so this file does it sixteen bytes a compare.
+//! it at once (`json_writer`, with [`copy_plain`]), and the reader's fast path takes a
+//! string up to it (`fast_json`, with [`first_stop`]); both look at every byte of a
+//! string, which is most of a large string's cost, so this file does it sixteen bytes a
+//! compare.
 //!
 //! On x86_64 with SSE2 (part of the architecture, so always there): thirty-two bytes a
 //! step, as two 16-byte compares and one branch, and a last 16-byte load that overlaps
-//! the bytes already scanned rather than reading past the slice. Slices shorter than
-//! sixteen bytes, and other architectures, take the portable path: eight bytes a word
-//! (SWAR, the zero-byte test of serde_json's own decoder), then one at a time. The only
-//! `unsafe` is the SSE2 loads and intrinsics; `scan/tests.rs` checks both paths against
-//! the byte-at-a-time definition, [`is_stop`], at every offset and byte value.
+//! the bytes already scanned rather than reading past the slice. [`copy_plain`] stores
+//! each block to the output as it scans it, so a long string is read once, not scanned
+//! and then read again by `memcpy`. Slices shorter than sixteen bytes, and other
+//! architectures, take the portable path: eight bytes a word (SWAR, the zero-byte test of
+//! serde_json's own decoder), then one at a time. The only `unsafe` is the SSE2 loads,
+//! stores and intrinsics, and `set_len` after the stores; `scan/tests.rs` checks both
+//! paths against the byte-at-a-time definition, [`is_stop`], at every offset and byte
+//! value, and the bytes `copy_plain` appends.
 
 /// Whether `byte` ends a plain run: JSON escapes it (`"`, `\`) or refuses it raw
 /// (a control byte).

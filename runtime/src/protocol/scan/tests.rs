@@ -11,22 +11,29 @@ fn reference(bytes: &[u8]) -> usize {
     bytes.iter().position(|&byte| is_stop(byte)).unwrap_or(bytes.len())
 }
 
+/// A scan: [`first_stop`] or one of its implementations.
+type Scan = fn(&[u8]) -> usize;
+/// A copying scan: [`copy_plain`] or one of its implementations.
+type CopyingScan = fn(&mut Vec<u8>, &[u8]) -> usize;
+
 /// Every scan this architecture has, by name.
-fn scans() -> Vec<(&'static str, fn(&[u8]) -> usize)> {
-    let mut scans: Vec<(&'static str, fn(&[u8]) -> usize)> =
-        vec![("first_stop", first_stop), ("swar", swar::first_stop)];
-    #[cfg(target_arch = "x86_64")]
-    scans.push(("sse2", super::sse2::first_stop));
-    scans
+fn scans() -> Vec<(&'static str, Scan)> {
+    vec![
+        ("first_stop", first_stop),
+        ("swar", swar::first_stop),
+        #[cfg(target_arch = "x86_64")]
+        ("sse2", super::sse2::first_stop),
+    ]
 }
 
 /// Every copying scan this architecture has, by name.
-fn copies() -> Vec<(&'static str, fn(&mut Vec<u8>, &[u8]) -> usize)> {
-    let mut copies: Vec<(&'static str, fn(&mut Vec<u8>, &[u8]) -> usize)> =
-        vec![("copy_plain", copy_plain), ("swar::copy_plain", swar::copy_plain)];
-    #[cfg(target_arch = "x86_64")]
-    copies.push(("sse2::copy_plain", super::sse2::copy_plain));
-    copies
+fn copies() -> Vec<(&'static str, CopyingScan)> {
+    vec![
+        ("copy_plain", copy_plain),
+        ("swar::copy_plain", swar::copy_plain),
+        #[cfg(target_arch = "x86_64")]
+        ("sse2::copy_plain", super::sse2::copy_plain),
+    ]
 }
 
 /// Each scan finds the first stop; each copying scan also appends exactly the bytes
