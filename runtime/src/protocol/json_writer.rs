@@ -2,9 +2,10 @@
 //! for every `T: Serialize`, with a faster string escaper. serde_json escapes a string
 //! by testing each byte against a table, which is over half of a 64 KiB string reply's
 //! cost (docs/BENCHMARKS.md, "Fourth round: string escaping"); here the next byte that
-//! needs an escape (a control byte, `"` or `\`) is found eight bytes at a time (the
-//! SWAR test of serde_json's own decoder, `skip_to_escape`) and each clean run is
-//! copied at once. serde_json still decodes everything.
+//! needs an escape (a control byte, `"` or `\`) is found sixteen bytes a compare with
+//! SSE2 on x86_64, eight a word (the SWAR test of serde_json's own decoder,
+//! `skip_to_escape`) elsewhere, and each clean run is copied as it is scanned
+//! (`scan.rs`). serde_json still decodes everything.
 //!
 //! Why a whole `serde::Serializer` of our own rather than a wrapper around
 //! `serde_json::Serializer` that takes over strings only: serde_json's compound types
@@ -31,6 +32,8 @@ use std::sync::LazyLock;
 
 use serde::ser::{self, Impossible, Serialize};
 use serde_json::ser::{CompactFormatter, Formatter};
+
+use super::scan;
 
 /// serde_json's private struct name for `RawValue` (serde_json's `src/raw.rs`).
 const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
@@ -106,59 +109,7 @@ pub(crate) fn to_string<T: Serialize + ?Sized>(value: &T) -> Result<String> {
 
 // ---- strings ----
 
-const ONES: u64 = u64::MAX / 255;
-const HIGH_BITS: u64 = ONES << 7;
-
-/// The high bit of each byte of `word` (little-endian) that needs an escape is set, and
-/// the lowest set bit is the first such byte (bits above it may be false positives from
-/// the subtractions' borrows: only the lowest is used). Mycroft's zero-byte test, as
-/// serde_json's decoder uses it, with its `& !x` shared: `"` and `\` are below 0x80,
-/// so `x ^ "` and `x ^ \` have the high bits of `x`.
-#[inline(always)]
-fn escapes_in(word: u64) -> u64 {
-    let control = word.wrapping_sub(ONES * 0x20);
-    let quote = (word ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES);
-    let backslash = (word ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES);
-    (control | quote | backslash) & !word & HIGH_BITS
-}
-
-#[inline(always)]
-fn needs_escape(byte: u8) -> bool {
-    byte < 0x20 || byte == b'"' || byte == b'\\'
-}
-
-/// The index of the first byte at or after `from` that needs an escape, or `bytes.len()`.
-/// Sixteen bytes a step (two words tested, one branch), then eight, then one.
-#[inline]
-fn next_escape(bytes: &[u8], from: usize) -> usize {
-    let word = |eight: &[u8]| u64::from_le_bytes(eight.try_into().expect("8 bytes"));
-    let rest = &bytes[from..];
-    let mut blocks = rest.chunks_exact(16);
-    let mut at = from;
-    for block in blocks.by_ref() {
-        let (low, high) = (escapes_in(word(&block[..8])), escapes_in(word(&block[8..])));
-        if low | high != 0 {
-            let (found, base) = if low != 0 { (low, at) } else { (high, at + 8) };
-            return base + (found.trailing_zeros() / 8) as usize;
-        }
-        at += 16;
-    }
-    let mut tail = blocks.remainder();
-    if let Some((eight, after)) = tail.split_first_chunk::<8>() {
-        let found = escapes_in(u64::from_le_bytes(*eight));
-        if found != 0 {
-            return at + (found.trailing_zeros() / 8) as usize;
-        }
-        at += 8;
-        tail = after;
-    }
-    match tail.iter().position(|&byte| needs_escape(byte)) {
-        Some(offset) => at + offset,
-        None => at + tail.len(),
-    }
-}
-
-/// Appends the escape of `byte` (one that [`needs_escape`]) as serde_json writes it.
+/// Appends the escape of `byte` (one that [`scan::is_stop`]) as serde_json writes it.
 #[cold]
 fn write_escape(out: &mut Vec<u8>, byte: u8) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -190,8 +141,7 @@ fn write_escaped_contents(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
     let mut start = 0;
     loop {
-        let at = next_escape(bytes, start);
-        out.extend_from_slice(&bytes[start..at]);
+        let at = start + scan::copy_plain(out, &bytes[start..]);
         let Some(&byte) = bytes.get(at) else { return };
         write_escape(out, byte);
         start = at + 1;

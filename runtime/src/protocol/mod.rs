@@ -8,6 +8,7 @@
 //! | §3 Headers | [`headers`]: every header name, parsing the call headers, writing them |
 //! | §3 Body | `args`: the JSON object of named arguments |
 //! | §3, §4 JSON | `json_writer`: every body's JSON, encoded as serde_json encodes it, with a faster string escaper |
+//! | §3, §4 JSON strings | `scan`: where a string's plain run ends (quote, backslash, control byte), SSE2 on x86_64, for the writer and the reader |
 //! | §4 Response | [`reply`]: encoding a result, a typed error or a framework error; decoding a reply |
 //! | §4.2 `type`, `variant` | `type_info`: an error's type and variant name, from its `Serialize` impl |
 //! | §4.3 Streamed replies | [`stream`]: the frames of a stream method's reply, and splitting a body into them |
@@ -34,6 +35,7 @@ pub(crate) mod json_writer;
 pub mod path;
 pub mod reply;
 pub(crate) mod retry;
+pub(crate) mod scan;
 pub mod signing;
 pub mod stream;
 pub mod trace;
