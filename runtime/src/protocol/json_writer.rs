@@ -4,8 +4,9 @@
 //! cost (docs/BENCHMARKS.md, "Fourth round: string escaping"); here the next byte that
 //! needs an escape (a control byte, `"` or `\`) is found sixteen bytes a compare with
 //! SSE2 on x86_64, eight a word (the SWAR test of serde_json's own decoder,
-//! `skip_to_escape`) elsewhere, and each clean run is copied as it is scanned
-//! (`scan.rs`). serde_json still decodes everything.
+//! `skip_to_escape`) elsewhere, and each clean run is copied as it is scanned (with
+//! SSE2, 16 bytes or more; a shorter run is scanned, then copied; `scan.rs`). serde_json
+//! still decodes everything.
 //!
 //! Why a whole `serde::Serializer` of our own rather than a wrapper around
 //! `serde_json::Serializer` that takes over strings only: serde_json's compound types

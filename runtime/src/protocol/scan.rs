@@ -108,9 +108,9 @@ pub(crate) mod sse2 {
     };
     use std::mem::MaybeUninit;
 
-    // SAFETY, for every block below: SSE2 is part of x86_64, so its intrinsics are always
-    // available (from Rust 1.86 on, only the load and the store need `unsafe`; with
-    // 1.85, this crate's oldest Rust, they all do).
+    // SAFETY, for every block below: SSE2 is part of every x86_64 target, so these
+    // intrinsics are always available; they still need `unsafe` because these functions
+    // do not carry `#[target_feature(enable = "sse2")]`.
 
     /// The 16 bytes of `block` in a register.
     #[inline(always)]

@@ -118,6 +118,22 @@ fn the_first_of_two_stops_counts() {
     }
 }
 
+/// One stop at every position of a long buffer: past the fixed tables' 80 bytes, where
+/// only many 32-byte steps reach.
+#[test]
+fn one_stop_anywhere_in_a_long_buffer() {
+    let mut buffer = [b'y'; 300];
+    check(&buffer);
+    for at in 0..buffer.len() {
+        for stop in [b'"', b'\\', 0x1f] {
+            buffer[at] = stop;
+            check(&buffer);
+            check(&buffer[1..]);
+        }
+        buffer[at] = b'y';
+    }
+}
+
 /// Bytes that are mostly not stops, so runs are long enough to cross blocks.
 fn mostly_clean() -> impl Strategy<Value = Vec<u8>> {
     let byte = prop_oneof![8 => 0x20u8..=0xff, 1 => any::<u8>()];
