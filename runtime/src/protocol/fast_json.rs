@@ -7,7 +7,7 @@
 //! (SSE2 on x86_64, `scan.rs`), which is cheap for a short name and for a 64 KiB string
 //! alike. This reader takes the strings, numbers and containers
 //! that a server's serde_json writes, and **gives up** (`None`) on anything else: an
-//! escape in a string, a control character, a number it would have to round or that
+//! escape in a string, a line break between tokens, a control character, a number it would have to round or that
 //! does not fit `u64`/`i64`, `-0`, `f32`, bytes, 128-bit integers, serde_json's
 //! `RawValue`, nesting past [`MAX_DEPTH`], or any error at all (the item type's own
 //! included, and one it catches and recovers from: see [`give_up`]). The caller then decodes the same text with serde_json, which gives the
@@ -155,10 +155,13 @@ struct Reader<'de> {
 }
 
 impl<'de> Reader<'de> {
-    /// JSON's whitespace (the same four bytes serde_json skips).
+    /// JSON's whitespace, but for the line breaks: a space or a tab. A `\n` or `\r`
+    /// between tokens is left where it is, so the decode gives up there (a stream's
+    /// frames are lines, and the reader of a frame straight from its chunk relies on never
+    /// reading past a line's end; serde_json decodes such a text instead).
     #[inline]
     fn skip_whitespace(&mut self) {
-        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.bytes.get(self.at) {
+        while let Some(b' ' | b'\t') = self.bytes.get(self.at) {
             self.at += 1;
         }
     }

@@ -17,7 +17,7 @@ fn the_fast_path_decodes_what_a_server_writes_and_gives_up_on_the_rest() {
     );
     for decoded in [
         echo,
-        " { \"id\" : 1 , \"x\" : [ ] }\n",
+        " { \"id\" : 1 , \"x\" : [ ] }\t",
         r#"{"a":{"b":[1,-2,3.5,-0.0,1e300,2.2250738585072014e-308,5e-324,null,true,false,"é 日本"]}}"#,
         "18446744073709551615",
         "-9223372036854775808",
@@ -57,6 +57,11 @@ fn the_fast_path_decodes_what_a_server_writes_and_gives_up_on_the_rest() {
         "truex",
         "[1]]",
         "\"unterminated",
+        // A line break between tokens (a stream frame never spans lines).
+        "1\n",
+        "[1,\n2]",
+        "{\"a\":\r1}",
+        "\n{}",
         &"[".repeat(101),
         &format!("{}{}", "[".repeat(101), "]".repeat(101)),
         &format!("{}{}", "[".repeat(200), "]".repeat(200)),
