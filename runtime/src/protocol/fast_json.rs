@@ -116,23 +116,48 @@ enum Number {
     F64(f64),
 }
 
-/// `integer.fraction` when both it and the power of ten are exact in an `f64` (under
-/// 2^53, and at most 10^22): one division, so correctly rounded (Clinger's fast path,
-/// the first thing `str::parse` tries too).
+/// `integer.fraction` (the values and digit counts [`Reader::digits`] gives) when both
+/// the whole mantissa and the power of ten are exact in an `f64` (under 2^53, and at
+/// most 10^22): one division, so correctly rounded (Clinger's fast path, the first
+/// thing `str::parse` tries too).
 #[inline]
-fn exact_decimal(integer: u64, fraction: &[u8]) -> Option<f64> {
+fn exact_decimal(integer: u64, integer_digits: usize, fraction: u64, fraction_digits: usize) -> Option<f64> {
     const POWERS: [f64; 23] = [
         1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
         1e20, 1e21, 1e22,
     ];
-    let mut mantissa = integer;
-    for &digit in fraction {
-        mantissa = mantissa.checked_mul(10)?.checked_add(u64::from(digit - b'0'))?;
+    const POWERS_OF_TEN: [u64; 16] = [
+        1,
+        10,
+        100,
+        1_000,
+        10_000,
+        100_000,
+        1_000_000,
+        10_000_000,
+        100_000_000,
+        1_000_000_000,
+        10_000_000_000,
+        100_000_000_000,
+        1_000_000_000_000,
+        10_000_000_000_000,
+        100_000_000_000_000,
+        1_000_000_000_000_000,
+    ];
+    // Sixteen digits in all at most (both values exact, the product under 10^16 < 2^64).
+    if integer_digits + fraction_digits > 16 {
+        return None;
     }
+    let mantissa = integer * POWERS_OF_TEN[fraction_digits] + fraction;
     if mantissa >= 1 << 53 {
         return None;
     }
-    Some(mantissa as f64 / POWERS.get(fraction.len())?)
+    Some(mantissa as f64 / POWERS[fraction_digits])
+}
+
+/// The value of twenty decimal digits, if it fits a `u64`.
+fn exact_u64(digits: &[u8]) -> Option<u64> {
+    digits.iter().try_fold(0u64, |value, &digit| value.checked_mul(10)?.checked_add(u64::from(digit - b'0')))
 }
 
 /// How many bytes of `rest` come before its first quote, backslash or control byte
@@ -169,8 +194,14 @@ impl<'de> Reader<'de> {
     /// The next byte that is not whitespace, not consumed.
     #[inline]
     fn peek(&mut self) -> Result<u8> {
-        self.skip_whitespace();
-        self.bytes.get(self.at).copied().ok_or_else(give_up)
+        match self.bytes.get(self.at) {
+            // A server writes no whitespace between tokens: one compare for the usual case.
+            Some(&byte) if byte > b' ' => Ok(byte),
+            _ => {
+                self.skip_whitespace();
+                self.bytes.get(self.at).copied().ok_or_else(give_up)
+            }
+        }
     }
 
     #[inline]
@@ -221,25 +252,21 @@ impl<'de> Reader<'de> {
         let start = self.at;
         let negative = self.bytes[self.at] == b'-';
         self.at += usize::from(negative);
-        let digits = self.at;
-        let mut value: u64 = 0;
-        while let Some(&byte @ b'0'..=b'9') = self.bytes.get(self.at) {
-            value = value.checked_mul(10).and_then(|v| v.checked_add(u64::from(byte - b'0'))).ok_or_else(give_up)?;
-            self.at += 1;
-        }
-        let integer_digits = self.at - digits;
+        let (integer, integer_digits) = self.digits();
         // At least one digit, and no leading zero.
-        if integer_digits == 0 || (integer_digits > 1 && self.bytes[digits] == b'0') {
+        if integer_digits == 0 || (integer_digits > 1 && self.bytes[start + usize::from(negative)] == b'0') {
             return Err(give_up());
         }
         let mut float = false;
         if self.bytes.get(self.at) == Some(&b'.') {
             self.at += 1;
             float = true;
-            let fraction = self.at;
-            self.digits()?;
+            let (fraction, fraction_digits) = self.digits();
+            if fraction_digits == 0 {
+                return Err(give_up());
+            }
             if !matches!(self.bytes.get(self.at), Some(b'e' | b'E')) {
-                if let Some(value) = exact_decimal(value, &self.bytes[fraction..self.at]) {
+                if let Some(value) = exact_decimal(integer, integer_digits, fraction, fraction_digits) {
                     return Ok(Number::F64(if negative { -value } else { value }));
                 }
             }
@@ -250,7 +277,9 @@ impl<'de> Reader<'de> {
             if let Some(b'+' | b'-') = self.bytes.get(self.at) {
                 self.at += 1;
             }
-            self.digits()?;
+            if self.digits().1 == 0 {
+                return Err(give_up());
+            }
         }
         if float {
             // `str::parse` rounds correctly, as serde_json's `float_roundtrip` does; out of
@@ -258,6 +287,12 @@ impl<'de> Reader<'de> {
             let parsed: f64 = self.text[start..self.at].parse().map_err(|_| give_up())?;
             return if parsed.is_finite() { Ok(Number::F64(parsed)) } else { Err(give_up()) };
         }
+        // Past 19 digits the value may not fit (and `digits` no longer tracks it).
+        let value = match integer_digits {
+            ..=19 => integer,
+            20 => exact_u64(&self.bytes[self.at - 20..self.at]).ok_or_else(give_up)?,
+            _ => return Err(give_up()),
+        };
         match (negative, value) {
             (false, value) => Ok(Number::U64(value)),
             // serde_json gives `-0` and integers below `i64::MIN` as floats.
@@ -267,14 +302,17 @@ impl<'de> Reader<'de> {
         }
     }
 
-    /// One or more digits.
+    /// The digits from the reader on, consumed: their value (exact for up to 19 digits,
+    /// which cannot overflow a `u64`; meaningless past that) and how many there are.
     #[inline]
-    fn digits(&mut self) -> Result<()> {
+    fn digits(&mut self) -> (u64, usize) {
         let start = self.at;
-        while let Some(b'0'..=b'9') = self.bytes.get(self.at) {
+        let mut value: u64 = 0;
+        while let Some(&byte @ b'0'..=b'9') = self.bytes.get(self.at) {
+            value = value.wrapping_mul(10).wrapping_add(u64::from(byte - b'0'));
             self.at += 1;
         }
-        if self.at == start { Err(give_up()) } else { Ok(()) }
+        (value, self.at - start)
     }
 
     fn visit_number<V: Visitor<'de>>(&mut self, visitor: V) -> Result<V::Value> {
