@@ -225,7 +225,7 @@ impl<'de> Reader<'de> {
 
     /// A string without escapes or control characters, the reader at its opening quote
     /// (checked here, where the `unsafe` below relies on it).
-    #[inline]
+    #[inline(always)]
     fn string(&mut self) -> Result<&'de str> {
         let Some((&b'"', rest)) = self.bytes.get(self.at..).and_then(<[u8]>::split_first) else {
             return Err(give_up());
@@ -247,7 +247,7 @@ impl<'de> Reader<'de> {
     }
 
     /// A number by JSON's grammar, the reader at its first byte.
-    #[inline]
+    #[inline(always)]
     fn number(&mut self) -> Result<Number> {
         let start = self.at;
         let negative = self.bytes[self.at] == b'-';
@@ -315,6 +315,7 @@ impl<'de> Reader<'de> {
         (value, self.at - start)
     }
 
+    #[inline(always)]
     fn visit_number<V: Visitor<'de>>(&mut self, visitor: V) -> Result<V::Value> {
         match self.number()? {
             Number::U64(value) => visitor.visit_u64(value),
@@ -385,6 +386,7 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
         }
     }
 
+    #[inline(always)]
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         match self.peek()? {
             b't' | b'f' => self.deserialize_any(visitor),
@@ -400,10 +402,12 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
         self.deserialize_f64(visitor)
     }
 
+    #[inline(always)]
     fn deserialize_i32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         self.deserialize_f64(visitor)
     }
 
+    #[inline(always)]
     fn deserialize_i64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         self.deserialize_f64(visitor)
     }
@@ -416,10 +420,12 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
         self.deserialize_f64(visitor)
     }
 
+    #[inline(always)]
     fn deserialize_u32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         self.deserialize_f64(visitor)
     }
 
+    #[inline(always)]
     fn deserialize_u64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         self.deserialize_f64(visitor)
     }
@@ -431,6 +437,7 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
 
     /// Every number hint but `f32`: a number, whichever kind it is (serde_json's
     /// `deserialize_number`); the visitor converts it or refuses.
+    #[inline(always)]
     fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         match self.peek()? {
             b'-' | b'0'..=b'9' => self.visit_number(visitor),
@@ -442,6 +449,7 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
         self.deserialize_str(visitor)
     }
 
+    #[inline(always)]
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         match self.peek()? {
             b'"' => visitor.visit_borrowed_str(self.string()?),
@@ -449,6 +457,7 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
         }
     }
 
+    #[inline(always)]
     fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         self.deserialize_str(visitor)
     }
@@ -577,6 +586,7 @@ struct Elements<'r, 'de> {
 impl<'de> de::SeqAccess<'de> for Elements<'_, 'de> {
     type Error = GiveUp;
 
+    #[inline(always)]
     fn next_element_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<Option<S::Value>> {
         match (self.reader.peek()?, self.first) {
             (b']', _) => return Ok(None),
@@ -605,6 +615,7 @@ struct Members<'r, 'de> {
 impl<'de> de::MapAccess<'de> for Members<'_, 'de> {
     type Error = GiveUp;
 
+    #[inline(always)]
     fn next_key_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<Option<S::Value>> {
         match (self.reader.peek()?, self.first) {
             (b'}', _) => return Ok(None),
@@ -623,6 +634,7 @@ impl<'de> de::MapAccess<'de> for Members<'_, 'de> {
         seed.deserialize(Key { key }).map(Some)
     }
 
+    #[inline(always)]
     fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value> {
         self.reader.expect(b':')?;
         seed.deserialize(&mut *self.reader)
