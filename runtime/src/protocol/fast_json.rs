@@ -1,5 +1,7 @@
 //! A fast path for decoding a stream's items (§4.3): a strict JSON deserializer for
-//! the common case that hands anything else to serde_json.
+//! the common case that hands anything else to serde_json. A stream's reader decodes
+//! an item in place in its chunk with [`from_prefix`], which says where the value ends
+//! (the frame's `}` and `\n` must follow), and a frame read as a line with [`from_str`].
 //!
 //! serde_json spends most of a small item's decode on its strings (every field name is
 //! one): its string scan is made for long strings, and on names of a few bytes its

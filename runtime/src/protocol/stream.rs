@@ -13,6 +13,13 @@
 //!
 //! A body that ends without a final frame was cut: the reader reports a broken
 //! connection, never a clean end.
+//!
+//! A client reads a body as its chunks arrive ([`Lines`], sans-IO). An item frame that
+//! lies whole in its chunk is read in place, its item decoded straight from the chunk's
+//! text by the fast path, which also finds where the frame ends
+//! ([`Lines::next_item`]); any other frame is first split off as a line
+//! ([`Lines::next_line`]) and read by [`item_frame`], then [`decode_other`]. Both ways
+//! give the same frames and the same errors.
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
@@ -167,6 +174,8 @@ pub(crate) fn decode_other<T: DeserializeOwned>(line: &[u8]) -> Result<Frame<'_,
 /// Splits a body into lines as its chunks arrive, holding at most `max_line` bytes of
 /// an unfinished line. A line that lies whole in one chunk is read where it is, in the
 /// chunk's own buffer; only a line split across chunks is copied, to join its parts.
+/// An item frame in the chunk's checked text is read without splitting it off first
+/// ([`next_item`](Self::next_item)).
 #[derive(Debug)]
 pub(crate) struct Lines {
     /// The last chunk; `chunk[start..]` is not split into lines yet.
