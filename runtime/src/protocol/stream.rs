@@ -295,6 +295,7 @@ impl Lines {
     /// other line (`{"item":1} `, `{"item":1}x`, an escape, a keep-alive, a final frame)
     /// is left to it. The decode never reads past the line's `\n`: the fast path gives
     /// up on a line break between tokens and on a control byte in a string.
+    #[inline]
     pub(crate) fn next_item<T: DeserializeOwned>(&mut self, fast: bool) -> Option<T> {
         const PREFIX: &[u8] = b"{\"item\":";
         self.forget_given();
