@@ -297,14 +297,14 @@ impl Lines {
     /// up on a line break between tokens and on a control byte in a string.
     #[inline]
     pub(crate) fn next_item<T: DeserializeOwned>(&mut self, fast: bool) -> Option<T> {
-        const PREFIX: &[u8] = b"{\"item\":";
+        const PREFIX: &[u8; 8] = b"{\"item\":";
         self.forget_given();
         let start = self.start;
         if !fast || !self.partial.is_empty() || start < self.checked.start || start >= self.checked.end {
             return None;
         }
         let region = &self.chunk[start..self.checked.end];
-        if !region.starts_with(PREFIX) {
+        if region.first_chunk() != Some(PREFIX) {
             return None;
         }
         debug_assert!(std::str::from_utf8(region).is_ok());
