@@ -284,8 +284,8 @@ impl Lines {
     /// The next line's item when it is an item frame `{"item":<value>}` that the fast
     /// path reads straight from the chunk, the value's end found by decoding it (no
     /// search for the line's `\n` first); `None` leaves everything as it was, for
-    /// [`next_line`](Self::next_line) and [`item_frame`] to read the same line (tried
-    /// with `fast` off: `item_frame` reads with serde_json then).
+    /// [`next_line`](Self::next_line) and [`item_frame`] to read the same line. Never
+    /// taken when `fast` is off (the stream's items go to serde_json then).
     ///
     /// Taken only when it agrees with that path: the line lies in the chunk's checked
     /// UTF-8 (no partial line held), starts `{"item":`, its value is decoded by
