@@ -14,12 +14,12 @@
 //! A body that ends without a final frame was cut: the reader reports a broken
 //! connection, never a clean end.
 //!
-//! A client reads a body as its chunks arrive ([`Lines`], sans-IO). An item frame that
+//! A client reads a body as its chunks arrive (`Lines`, sans-IO). An item frame that
 //! lies whole in its chunk is read in place, its item decoded straight from the chunk's
-//! text by the fast path, which also finds where the frame ends
-//! ([`Lines::next_item`]); any other frame is first split off as a line
-//! ([`Lines::next_line`]) and read by [`item_frame`], then [`decode_other`]. Both ways
-//! give the same frames and the same errors.
+//! text by the fast path, which also finds where the frame ends (`Lines::next_item`);
+//! any other frame is first split off as a line (`Lines::next_line`) and read by
+//! `item_frame`, then `decode_other`. Both ways give the same frames and the same
+//! errors.
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
