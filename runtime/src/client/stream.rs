@@ -176,6 +176,11 @@ impl<T: DeserializeOwned, E: ServiceError> RemoteItems<T, E> {
             Read::Failed(error, ended)
         };
         let decode_failed = |message: String| failed(CallError::decode(service, method, 200, message));
+        // Most frames are items the fast path reads straight from the chunk; any other
+        // line is read below, whole.
+        if let Some(item) = self.lines.next_item(self.fast) {
+            return Some(Read::Item(item));
+        }
         let line = match self.lines.next_line() {
             Ok(line) => line?,
             Err(LineTooLong { limit }) => {

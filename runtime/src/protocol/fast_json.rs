@@ -1,5 +1,7 @@
 //! A fast path for decoding a stream's items (§4.3): a strict JSON deserializer for
-//! the common case that hands anything else to serde_json.
+//! the common case that hands anything else to serde_json. A stream's reader decodes
+//! an item in place in its chunk with [`from_prefix`], which says where the value ends
+//! (the frame's `}` and `\n` must follow), and a frame read as a line with [`from_str`].
 //!
 //! serde_json spends most of a small item's decode on its strings (every field name is
 //! one): its string scan is made for long strings, and on names of a few bytes its
@@ -48,6 +50,22 @@ pub(crate) const MAX_DEPTH: u32 = 100;
 /// `text` decoded as `T` when this reader can do it as serde_json would; `None` when it
 /// cannot tell (decode with serde_json then).
 pub(crate) fn from_str<T: DeserializeOwned>(text: &str) -> Option<T> {
+    let (value, used) = from_prefix(text)?;
+    // What serde_json allows after a value: whitespace (a line break gives up, as
+    // between tokens).
+    text.as_bytes()[used..].iter().all(|&b| matches!(b, b' ' | b'\t')).then_some(value)
+}
+
+/// The value `text` starts with, decoded as `T`, and how many bytes it took (up to its
+/// last byte: whitespace after it is not read); `None` when this reader cannot tell,
+/// under the same rules as [`from_str`]. What follows the value is the caller's to
+/// check: `from_str(&text[..used])` gives the same value.
+///
+/// The reader gives up on a `\n` or `\r` between tokens and on any control byte in a
+/// string, so the bytes it took never hold a line break: a stream's reader decodes a
+/// frame's item from its whole chunk with this (`Lines::next_item`) and relies on the
+/// value never running past its line.
+pub(crate) fn from_prefix<T: DeserializeOwned>(text: &str) -> Option<(T, usize)> {
     if !usable() {
         return None;
     }
@@ -56,9 +74,8 @@ pub(crate) fn from_str<T: DeserializeOwned>(text: &str) -> Option<T> {
     let outer = GAVE_UP.replace(false);
     let mut reader = Reader { text, bytes: text.as_bytes(), at: 0, depth: 0 };
     let value = T::deserialize(&mut reader);
-    reader.skip_whitespace();
     let gave_up = GAVE_UP.replace(outer);
-    value.ok().filter(|_| !gave_up && reader.at == reader.bytes.len())
+    value.ok().filter(|_| !gave_up).map(|value| (value, reader.at))
 }
 
 /// Whether serde_json gives numbers to visitors as plain numbers (not with
