@@ -1,7 +1,8 @@
-//! A fast path for decoding a stream's items (§4.3): a strict JSON deserializer for
-//! the common case that hands anything else to serde_json. A stream's reader decodes
-//! an item in place in its chunk with [`from_prefix`], which says where the value ends
-//! (the frame's `}` and `\n` must follow), and a frame read as a line with [`from_str`].
+//! A fast path for decoding JSON: a strict deserializer for the common case that hands
+//! anything else to serde_json. A stream's reader (§4.3) decodes an item in place in its
+//! chunk with [`from_prefix`], which says where the value ends (the frame's `}` and `\n`
+//! must follow), and a frame read as a line with [`from_str`]; a server decodes a unary
+//! call's arguments (§3) and a client its result with [`from_json`].
 //!
 //! serde_json spends most of a small item's decode on its strings (every field name is
 //! one): its string scan is made for long strings, and on names of a few bytes its
@@ -54,6 +55,12 @@ pub(crate) fn from_str<T: DeserializeOwned>(text: &str) -> Option<T> {
     // What serde_json allows after a value: whitespace (a line break gives up, as
     // between tokens).
     text.as_bytes()[used..].iter().all(|&b| matches!(b, b' ' | b'\t')).then_some(value)
+}
+
+/// [`from_str`] for a body of bytes (a unary call's arguments or result): `None` too when
+/// it is not UTF-8 (serde_json then says where).
+pub(crate) fn from_json<T: DeserializeOwned>(json: &[u8]) -> Option<T> {
+    from_str(std::str::from_utf8(json).ok()?)
 }
 
 /// The value `text` starts with, decoded as `T`, and how many bytes it took (up to its
