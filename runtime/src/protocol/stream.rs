@@ -633,6 +633,37 @@ mod tests {
         agrees_under_every_chunking::<u8>(b"{\"item\":1}\n{\"item\":2}\n{\"item\":3", 64);
     }
 
+    /// Lines that hold `{"item":…}` without being that frame, and a frame ended by
+    /// `\r\n`, are read as lines, under every chunking: a `\r` before the `\n` is the
+    /// line's (serde_json skips it, the frame is still an item), a first byte that is
+    /// not `{` makes the line an error, and the rest of a line begun in the last chunk
+    /// (`x` then `{"item":4}`, or `{"item":` then `{"item":6}`) is never read from the
+    /// chunk as a frame of its own.
+    #[test]
+    fn lines_that_only_look_like_item_frames_are_read_as_lines() {
+        let body: &[u8] = b"{\"item\":1}\r\n{\"item\":2}\nx\"item\":3}\nx{\"item\":4}\n[\"item\":5}\n\
+            {\"item\":{\"item\":6}\n {\"item\":7}\n{\"item\":8}\n";
+        assert!(agrees_under_every_chunking::<u8>(body, 64) > 0, "some items read fast");
+        assert!(agrees_under_every_chunking::<serde_json::Value>(body, 64) > 0, "some items read fast");
+        let (seen, taken) = read::<u8>(&[body], 64);
+        assert_eq!(seen[0], "Item(1)", "the `\\r` is whitespace to serde_json");
+        assert_eq!(taken, 2, "only `{{\"item\":2}}` and `{{\"item\":8}}` are read from the chunk: {seen:?}");
+        // The line's own end: what follows the `}` up to the `\n` is the line's.
+        let mut lines = Lines::new(64);
+        lines.push(Bytes::from_static(b"{\"item\":1}\r\n{\"item\":2}\n"));
+        assert_eq!(lines.next_item::<u8>(true), None, "`}}\\r` is not a frame's end");
+        assert_eq!(lines.next_line().unwrap().unwrap().bytes, b"{\"item\":1}\r");
+        assert_eq!(lines.next_item::<u8>(true), Some(2));
+        // A line begun in the last chunk is joined, not read from the new chunk's start.
+        let mut lines = Lines::new(64);
+        lines.push(Bytes::from_static(b"x"));
+        assert_eq!(lines.next_line(), Ok(None));
+        lines.push(Bytes::from_static(b"{\"item\":4}\n{\"item\":5}\n"));
+        assert_eq!(lines.next_item::<u8>(true), None, "the rest of the line `x{{\"item\":4}}`");
+        assert_eq!(lines.next_line().unwrap().unwrap().bytes, b"x{\"item\":4}");
+        assert_eq!(lines.next_item::<u8>(true), Some(5));
+    }
+
     #[test]
     fn an_item_read_from_the_chunk_is_held_to_the_line_limit() {
         // `{"item":12345}` is 14 bytes: at the limit it is read, one byte over it is not.
@@ -665,6 +696,9 @@ mod tests {
             &b"{}"[..],
             b"{\"end\":\"ok\"}",
             b"{\"item\":1}x",
+            b"{\"item\":1}\r",
+            b"x\"item\":1}",
+            b"x{\"item\":1}",
             b"{\"item\":1} ",
             b"{\"item\": 2 }",
             b"{\"item\":[1,\t2]}",
