@@ -11,13 +11,14 @@
 //! The input formats are plain text, so that a seed corpus is readable and easy to
 //! write (`fuzz/corpus/<target>/`); each function's doc says its format.
 
+use bytes::Bytes;
 use hyper::http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::protocol::fast_json;
 use crate::protocol::headers::{self, CallHeaders};
 use crate::protocol::reply::{self, Decoded};
 use crate::protocol::signing::{self, SignedFields};
-use crate::protocol::stream::{Line, item_frame};
+use crate::protocol::stream::{Line, Lines, item_frame};
 use crate::protocol::{ErrorKind, MAX_QUOTED_MESSAGE, Refusal, args};
 
 /// The longest refusal message any parser here may produce: a quoted value is cut to
@@ -214,7 +215,9 @@ pub fn reply(data: &[u8]) -> bool {
 /// Invariants: decoded as each of a set of item types that reach every `deserialize_*`
 /// hint, the fast path gives up or gives the value serde_json gives, never accepting
 /// what serde_json refuses; and the whole item frame, `{"item":<input>}`, gives the same
-/// item (or none) with the fast path as without it, bytes that are not UTF-8 included.
+/// item (or none) with the fast path as without it, bytes that are not UTF-8 included;
+/// read straight from a chunk of frames (`Lines::next_item`), an item is the one its
+/// first line gives read alone, and the reader is then at the chunk's next line.
 /// `true` when the fast path decoded the input as a `serde_json::Value`.
 pub fn item_json(data: &[u8]) -> bool {
     let frame = [&b"{\"item\":"[..], data, b"}"].concat();
@@ -222,6 +225,17 @@ pub fn item_json(data: &[u8]) -> bool {
     let fast = item_frame::<serde_json::Value>(line, &mut true).map(|value| value.to_string());
     let slow = item_frame::<serde_json::Value>(line, &mut false).map(|value| value.to_string());
     assert_eq!(fast, slow, "the item frame {:?}", String::from_utf8_lossy(&frame));
+    let chunk = [&frame[..], b"\n{\"item\":0}\n"].concat();
+    let mut lines = Lines::new(chunk.len());
+    lines.push(Bytes::copy_from_slice(&chunk));
+    if let Some(item) = lines.next_item::<serde_json::Value>(true) {
+        let mut split = chunk.split(|&b| b == b'\n');
+        let first = Line { bytes: split.next().unwrap_or_default(), text: None };
+        let alone = item_frame::<serde_json::Value>(first, &mut false).map(|value| value.to_string());
+        assert_eq!(Some(item.to_string()), alone, "read from the chunk {:?}", String::from_utf8_lossy(&chunk));
+        let next = lines.next_line().ok().flatten().map(|line| line.bytes);
+        assert_eq!(next, split.next(), "after the item read from the chunk {:?}", String::from_utf8_lossy(&chunk));
+    }
     std::str::from_utf8(data).is_ok_and(fast_json::differential::check)
 }
 

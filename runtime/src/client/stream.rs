@@ -25,9 +25,9 @@ use super::endpoint::EndpointInner;
 use super::http::ResponseBody;
 use super::transport::chain;
 use crate::error::CallError;
-use crate::protocol::ErrorKind;
 use crate::protocol::reply::{Decoded, error_type_name};
 use crate::protocol::stream::{Frame, LineTooLong, Lines, decode_other, item_frame};
+use crate::protocol::{ErrorKind, fast_json};
 use crate::{ServiceError, Streaming};
 
 /// What a method's `200` reply becomes.
@@ -49,6 +49,11 @@ impl<T: DeserializeOwned> Success for Unary<T> {
     const STREAM: bool = false;
 
     fn from_json(json: &[u8]) -> Result<Self, String> {
+        // The strict fast path first (as for the server's arguments, `protocol::args`);
+        // serde_json for what it gives up on, and for the error.
+        if let Some(value) = fast_json::from_json(json) {
+            return Ok(Unary(value));
+        }
         serde_json::from_slice(json).map(Unary).map_err(|e| format!("the reply is not a valid result: {e}"))
     }
 
@@ -176,6 +181,11 @@ impl<T: DeserializeOwned, E: ServiceError> RemoteItems<T, E> {
             Read::Failed(error, ended)
         };
         let decode_failed = |message: String| failed(CallError::decode(service, method, 200, message));
+        // Most frames are items the fast path reads straight from the chunk; any other
+        // line is read below, whole.
+        if let Some(item) = self.lines.next_item(self.fast) {
+            return Some(Read::Item(item));
+        }
         let line = match self.lines.next_line() {
             Ok(line) => line?,
             Err(LineTooLong { limit }) => {

@@ -3,7 +3,7 @@
 use serde::de::DeserializeOwned;
 use serde_json::error::Category;
 
-use super::{ErrorKind, Refusal, shorten, truncate};
+use super::{ErrorKind, Refusal, fast_json, shorten, truncate};
 
 /// Decodes the JSON object of named arguments; an empty body means no arguments.
 /// A refusal names the argument (`argument`) only when one argument is at fault: it
@@ -15,8 +15,15 @@ pub(crate) fn decode<A: DeserializeOwned>(body: &[u8]) -> Result<A, Refusal> {
         Some(b'{') => body,
         Some(_) => return Err(bad("the request body must be a JSON object of named arguments".to_owned(), None)),
     };
-    // The fast path: plain serde_json. Only a body it refuses is decoded again with
-    // path tracking, to say which argument is wrong and where.
+    // The fastest path: the stream items' strict decoder, for a body it reads exactly as
+    // serde_json would (it gives up on anything else: an escape in a string, a line
+    // break between tokens, any error). A body it gives up on costs the bytes it read
+    // before giving up, and the UTF-8 check.
+    if let Some(args) = fast_json::from_json(body) {
+        return Ok(args);
+    }
+    // Then plain serde_json. Only a body it refuses is decoded again with path tracking,
+    // to say which argument is wrong and where.
     let error = match serde_json::from_slice(body) {
         Ok(args) => return Ok(args),
         Err(error) => error,
@@ -97,6 +104,25 @@ mod tests {
         assert_eq!(args, Args { id: "p-1".into(), tags: None });
         let args: Args = decode(br#" {"tags":[1],"id":"x"} "#).unwrap();
         assert_eq!(args.tags, Some(vec![1]));
+    }
+
+    /// Bodies the fast path reads and bodies it gives up on (escapes, line breaks, a
+    /// trailing newline, non-ASCII text) decode to what serde_json decodes.
+    #[test]
+    fn the_fast_path_and_serde_json_agree_on_arguments() {
+        let plain = r#"{"id":"p-1","tags":[1,2]}"#;
+        assert!(fast_json::from_json::<Args>(plain.as_bytes()).is_some(), "the usual body takes the fast path");
+        for body in [
+            plain,
+            r#"{"id":"p-\"1\"","tags":null}"#,
+            "{\"id\":\"p\",\n\"tags\":[3]}",
+            "{\"id\":\"p\"}\n",
+            r#"{"id":"\u00e9t\u00e9 日本","extra":{"deep":[1.5,-2,true]}}"#,
+            r#" { "tags" : [ 7 ] , "id" : "x" } "#,
+        ] {
+            let expected: Args = serde_json::from_str(body).expect(body);
+            assert_eq!(decode::<Args>(body.as_bytes()).expect(body), expected, "{body}");
+        }
     }
 
     #[test]

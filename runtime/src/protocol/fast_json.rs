@@ -1,5 +1,8 @@
-//! A fast path for decoding a stream's items (§4.3): a strict JSON deserializer for
-//! the common case that hands anything else to serde_json.
+//! A fast path for decoding JSON: a strict deserializer for the common case that hands
+//! anything else to serde_json. A stream's reader (§4.3) decodes an item in place in its
+//! chunk with [`from_prefix`], which says where the value ends (the frame's `}` and `\n`
+//! must follow), and a frame read as a line with [`from_str`]; a server decodes a unary
+//! call's arguments (§3) and a client its result with [`from_json`].
 //!
 //! serde_json spends most of a small item's decode on its strings (every field name is
 //! one): its string scan is made for long strings, and on names of a few bytes its
@@ -48,6 +51,28 @@ pub(crate) const MAX_DEPTH: u32 = 100;
 /// `text` decoded as `T` when this reader can do it as serde_json would; `None` when it
 /// cannot tell (decode with serde_json then).
 pub(crate) fn from_str<T: DeserializeOwned>(text: &str) -> Option<T> {
+    let (value, used) = from_prefix(text)?;
+    // What serde_json allows after a value: whitespace (a line break gives up, as
+    // between tokens).
+    text.as_bytes()[used..].iter().all(|&b| matches!(b, b' ' | b'\t')).then_some(value)
+}
+
+/// [`from_str`] for a body of bytes (a unary call's arguments or result): `None` too when
+/// it is not UTF-8 (serde_json then says where).
+pub(crate) fn from_json<T: DeserializeOwned>(json: &[u8]) -> Option<T> {
+    from_str(std::str::from_utf8(json).ok()?)
+}
+
+/// The value `text` starts with, decoded as `T`, and how many bytes it took (up to its
+/// last byte: whitespace after it is not read); `None` when this reader cannot tell,
+/// under the same rules as [`from_str`]. What follows the value is the caller's to
+/// check: `from_str(&text[..used])` gives the same value.
+///
+/// The reader gives up on a `\n` or `\r` between tokens and on any control byte in a
+/// string, so the bytes it took never hold a line break: a stream's reader decodes a
+/// frame's item from its whole chunk with this (`Lines::next_item`) and relies on the
+/// value never running past its line.
+pub(crate) fn from_prefix<T: DeserializeOwned>(text: &str) -> Option<(T, usize)> {
     if !usable() {
         return None;
     }
@@ -56,9 +81,8 @@ pub(crate) fn from_str<T: DeserializeOwned>(text: &str) -> Option<T> {
     let outer = GAVE_UP.replace(false);
     let mut reader = Reader { text, bytes: text.as_bytes(), at: 0, depth: 0 };
     let value = T::deserialize(&mut reader);
-    reader.skip_whitespace();
     let gave_up = GAVE_UP.replace(outer);
-    value.ok().filter(|_| !gave_up && reader.at == reader.bytes.len())
+    value.ok().filter(|_| !gave_up).map(|value| (value, reader.at))
 }
 
 /// Whether serde_json gives numbers to visitors as plain numbers (not with
@@ -116,23 +140,48 @@ enum Number {
     F64(f64),
 }
 
-/// `integer.fraction` when both it and the power of ten are exact in an `f64` (under
-/// 2^53, and at most 10^22): one division, so correctly rounded (Clinger's fast path,
-/// the first thing `str::parse` tries too).
+/// `integer.fraction` (the values and digit counts [`Reader::digits`] gives) when both
+/// the whole mantissa and the power of ten are exact in an `f64` (under 2^53, and at
+/// most 10^22): one division, so correctly rounded (Clinger's fast path, the first
+/// thing `str::parse` tries too).
 #[inline]
-fn exact_decimal(integer: u64, fraction: &[u8]) -> Option<f64> {
+fn exact_decimal(integer: u64, integer_digits: usize, fraction: u64, fraction_digits: usize) -> Option<f64> {
     const POWERS: [f64; 23] = [
         1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
         1e20, 1e21, 1e22,
     ];
-    let mut mantissa = integer;
-    for &digit in fraction {
-        mantissa = mantissa.checked_mul(10)?.checked_add(u64::from(digit - b'0'))?;
+    const POWERS_OF_TEN: [u64; 16] = [
+        1,
+        10,
+        100,
+        1_000,
+        10_000,
+        100_000,
+        1_000_000,
+        10_000_000,
+        100_000_000,
+        1_000_000_000,
+        10_000_000_000,
+        100_000_000_000,
+        1_000_000_000_000,
+        10_000_000_000_000,
+        100_000_000_000_000,
+        1_000_000_000_000_000,
+    ];
+    // Sixteen digits in all at most (both values exact, the product under 10^16 < 2^64).
+    if integer_digits + fraction_digits > 16 {
+        return None;
     }
+    let mantissa = integer * POWERS_OF_TEN[fraction_digits] + fraction;
     if mantissa >= 1 << 53 {
         return None;
     }
-    Some(mantissa as f64 / POWERS.get(fraction.len())?)
+    Some(mantissa as f64 / POWERS[fraction_digits])
+}
+
+/// The value of twenty decimal digits, if it fits a `u64`.
+fn exact_u64(digits: &[u8]) -> Option<u64> {
+    digits.iter().try_fold(0u64, |value, &digit| value.checked_mul(10)?.checked_add(u64::from(digit - b'0')))
 }
 
 /// How many bytes of `rest` come before its first quote, backslash or control byte
@@ -169,8 +218,14 @@ impl<'de> Reader<'de> {
     /// The next byte that is not whitespace, not consumed.
     #[inline]
     fn peek(&mut self) -> Result<u8> {
-        self.skip_whitespace();
-        self.bytes.get(self.at).copied().ok_or_else(give_up)
+        match self.bytes.get(self.at) {
+            // A server writes no whitespace between tokens: one compare for the usual case.
+            Some(&byte) if byte > b' ' => Ok(byte),
+            _ => {
+                self.skip_whitespace();
+                self.bytes.get(self.at).copied().ok_or_else(give_up)
+            }
+        }
     }
 
     #[inline]
@@ -194,7 +249,7 @@ impl<'de> Reader<'de> {
 
     /// A string without escapes or control characters, the reader at its opening quote
     /// (checked here, where the `unsafe` below relies on it).
-    #[inline]
+    #[inline(always)]
     fn string(&mut self) -> Result<&'de str> {
         let Some((&b'"', rest)) = self.bytes.get(self.at..).and_then(<[u8]>::split_first) else {
             return Err(give_up());
@@ -216,30 +271,26 @@ impl<'de> Reader<'de> {
     }
 
     /// A number by JSON's grammar, the reader at its first byte.
-    #[inline]
+    #[inline(always)]
     fn number(&mut self) -> Result<Number> {
         let start = self.at;
         let negative = self.bytes[self.at] == b'-';
         self.at += usize::from(negative);
-        let digits = self.at;
-        let mut value: u64 = 0;
-        while let Some(&byte @ b'0'..=b'9') = self.bytes.get(self.at) {
-            value = value.checked_mul(10).and_then(|v| v.checked_add(u64::from(byte - b'0'))).ok_or_else(give_up)?;
-            self.at += 1;
-        }
-        let integer_digits = self.at - digits;
+        let (integer, integer_digits) = self.digits();
         // At least one digit, and no leading zero.
-        if integer_digits == 0 || (integer_digits > 1 && self.bytes[digits] == b'0') {
+        if integer_digits == 0 || (integer_digits > 1 && self.bytes[start + usize::from(negative)] == b'0') {
             return Err(give_up());
         }
         let mut float = false;
         if self.bytes.get(self.at) == Some(&b'.') {
             self.at += 1;
             float = true;
-            let fraction = self.at;
-            self.digits()?;
+            let (fraction, fraction_digits) = self.digits();
+            if fraction_digits == 0 {
+                return Err(give_up());
+            }
             if !matches!(self.bytes.get(self.at), Some(b'e' | b'E')) {
-                if let Some(value) = exact_decimal(value, &self.bytes[fraction..self.at]) {
+                if let Some(value) = exact_decimal(integer, integer_digits, fraction, fraction_digits) {
                     return Ok(Number::F64(if negative { -value } else { value }));
                 }
             }
@@ -250,7 +301,9 @@ impl<'de> Reader<'de> {
             if let Some(b'+' | b'-') = self.bytes.get(self.at) {
                 self.at += 1;
             }
-            self.digits()?;
+            if self.digits().1 == 0 {
+                return Err(give_up());
+            }
         }
         if float {
             // `str::parse` rounds correctly, as serde_json's `float_roundtrip` does; out of
@@ -258,6 +311,12 @@ impl<'de> Reader<'de> {
             let parsed: f64 = self.text[start..self.at].parse().map_err(|_| give_up())?;
             return if parsed.is_finite() { Ok(Number::F64(parsed)) } else { Err(give_up()) };
         }
+        // Past 19 digits the value may not fit (and `digits` no longer tracks it).
+        let value = match integer_digits {
+            ..=19 => integer,
+            20 => exact_u64(&self.bytes[self.at - 20..self.at]).ok_or_else(give_up)?,
+            _ => return Err(give_up()),
+        };
         match (negative, value) {
             (false, value) => Ok(Number::U64(value)),
             // serde_json gives `-0` and integers below `i64::MIN` as floats.
@@ -267,16 +326,20 @@ impl<'de> Reader<'de> {
         }
     }
 
-    /// One or more digits.
+    /// The digits from the reader on, consumed: their value (exact for up to 19 digits,
+    /// which cannot overflow a `u64`; meaningless past that) and how many there are.
     #[inline]
-    fn digits(&mut self) -> Result<()> {
+    fn digits(&mut self) -> (u64, usize) {
         let start = self.at;
-        while let Some(b'0'..=b'9') = self.bytes.get(self.at) {
+        let mut value: u64 = 0;
+        while let Some(&byte @ b'0'..=b'9') = self.bytes.get(self.at) {
+            value = value.wrapping_mul(10).wrapping_add(u64::from(byte - b'0'));
             self.at += 1;
         }
-        if self.at == start { Err(give_up()) } else { Ok(()) }
+        (value, self.at - start)
     }
 
+    #[inline(always)]
     fn visit_number<V: Visitor<'de>>(&mut self, visitor: V) -> Result<V::Value> {
         match self.number()? {
             Number::U64(value) => visitor.visit_u64(value),
@@ -347,6 +410,7 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
         }
     }
 
+    #[inline(always)]
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         match self.peek()? {
             b't' | b'f' => self.deserialize_any(visitor),
@@ -362,10 +426,12 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
         self.deserialize_f64(visitor)
     }
 
+    #[inline(always)]
     fn deserialize_i32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         self.deserialize_f64(visitor)
     }
 
+    #[inline(always)]
     fn deserialize_i64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         self.deserialize_f64(visitor)
     }
@@ -378,10 +444,12 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
         self.deserialize_f64(visitor)
     }
 
+    #[inline(always)]
     fn deserialize_u32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         self.deserialize_f64(visitor)
     }
 
+    #[inline(always)]
     fn deserialize_u64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         self.deserialize_f64(visitor)
     }
@@ -393,6 +461,7 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
 
     /// Every number hint but `f32`: a number, whichever kind it is (serde_json's
     /// `deserialize_number`); the visitor converts it or refuses.
+    #[inline(always)]
     fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         match self.peek()? {
             b'-' | b'0'..=b'9' => self.visit_number(visitor),
@@ -404,6 +473,7 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
         self.deserialize_str(visitor)
     }
 
+    #[inline(always)]
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         match self.peek()? {
             b'"' => visitor.visit_borrowed_str(self.string()?),
@@ -411,6 +481,7 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
         }
     }
 
+    #[inline(always)]
     fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         self.deserialize_str(visitor)
     }
@@ -539,6 +610,7 @@ struct Elements<'r, 'de> {
 impl<'de> de::SeqAccess<'de> for Elements<'_, 'de> {
     type Error = GiveUp;
 
+    #[inline(always)]
     fn next_element_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<Option<S::Value>> {
         match (self.reader.peek()?, self.first) {
             (b']', _) => return Ok(None),
@@ -567,6 +639,7 @@ struct Members<'r, 'de> {
 impl<'de> de::MapAccess<'de> for Members<'_, 'de> {
     type Error = GiveUp;
 
+    #[inline(always)]
     fn next_key_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<Option<S::Value>> {
         match (self.reader.peek()?, self.first) {
             (b'}', _) => return Ok(None),
@@ -585,6 +658,7 @@ impl<'de> de::MapAccess<'de> for Members<'_, 'de> {
         seed.deserialize(Key { key }).map(Some)
     }
 
+    #[inline(always)]
     fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value> {
         self.reader.expect(b':')?;
         seed.deserialize(&mut *self.reader)

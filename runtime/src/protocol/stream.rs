@@ -13,6 +13,13 @@
 //!
 //! A body that ends without a final frame was cut: the reader reports a broken
 //! connection, never a clean end.
+//!
+//! A client reads a body as its chunks arrive (`Lines`, sans-IO). An item frame that
+//! lies whole in its chunk is read in place, its item decoded straight from the chunk's
+//! text by the fast path, which also finds where the frame ends (`Lines::next_item`);
+//! any other frame is first split off as a line (`Lines::next_line`) and read by
+//! `item_frame`, then `decode_other`. Both ways give the same frames and the same
+//! errors.
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
@@ -167,6 +174,8 @@ pub(crate) fn decode_other<T: DeserializeOwned>(line: &[u8]) -> Result<Frame<'_,
 /// Splits a body into lines as its chunks arrive, holding at most `max_line` bytes of
 /// an unfinished line. A line that lies whole in one chunk is read where it is, in the
 /// chunk's own buffer; only a line split across chunks is copied, to join its parts.
+/// An item frame in the chunk's checked text is read without splitting it off first
+/// ([`next_item`](Self::next_item)).
 #[derive(Debug)]
 pub(crate) struct Lines {
     /// The last chunk; `chunk[start..]` is not split into lines yet.
@@ -270,6 +279,49 @@ impl Lines {
                 Ok(None)
             }
         }
+    }
+
+    /// The next line's item when it is an item frame `{"item":<value>}` that the fast
+    /// path reads straight from the chunk, the value's end found by decoding it (no
+    /// search for the line's `\n` first); `None` leaves everything as it was, for
+    /// [`next_line`](Self::next_line) and [`item_frame`] to read the same line. Never
+    /// taken when `fast` is off (the stream's items go to serde_json then).
+    ///
+    /// Taken only when it agrees with that path: the line lies in the chunk's checked
+    /// UTF-8 (no partial line held), starts `{"item":`, its value is decoded by
+    /// [`fast_json::from_prefix`], `}\n` follows it at once, and the line is no longer
+    /// than `max_line` (a longer one is `next_line`'s `LineTooLong`). `item_frame` reads
+    /// such a line as the same value, by `fast_json::from_str` on the same text; any
+    /// other line (`{"item":1} `, `{"item":1}x`, an escape, a keep-alive, a final frame)
+    /// is left to it. The decode never reads past the line's `\n`: the fast path gives
+    /// up on a line break between tokens and on a control byte in a string.
+    #[inline]
+    pub(crate) fn next_item<T: DeserializeOwned>(&mut self, fast: bool) -> Option<T> {
+        const PREFIX: &[u8; 8] = b"{\"item\":";
+        self.forget_given();
+        let start = self.start;
+        if !fast || !self.partial.is_empty() || start < self.checked.start || start >= self.checked.end {
+            return None;
+        }
+        let region = &self.chunk[start..self.checked.end];
+        if region.first_chunk() != Some(PREFIX) {
+            return None;
+        }
+        debug_assert!(std::str::from_utf8(region).is_ok());
+        // SAFETY: `chunk[checked]` is UTF-8 (`push`); `start` is inside it just after a
+        // `\n` (or at its start, itself a line's first byte) and `checked.end` is its
+        // end: both are character boundaries, so `region` is UTF-8; `PREFIX` is ASCII,
+        // so the text after it starts on a character boundary too.
+        let text = unsafe { std::str::from_utf8_unchecked(&region[PREFIX.len()..]) };
+        let (item, used) = fast_json::from_prefix(text)?;
+        // The frame's `}`, its end, at `line`: no more than `max_line` bytes before it.
+        let line = PREFIX.len() + used + 1;
+        if region.get(line - 1..=line) != Some(b"}\n") || line > self.max_line {
+            return None;
+        }
+        debug_assert!(memchr::memchr(b'\n', &region[..line]).is_none(), "a frame read fast spans lines");
+        self.start = start + line + 1;
+        Some(item)
     }
 
     /// Whether bytes of an unfinished line are held (a body that ends here was cut).
@@ -477,5 +529,216 @@ mod tests {
         let mut endless = Lines::new(8);
         endless.push(Bytes::from_static(b"0123456789"));
         assert_eq!(endless.next_line(), Err(LineTooLong { limit: 8 }), "refused before its newline");
+    }
+
+    /// What a reader made of a body: each frame (or its error), then `too long` and no
+    /// more, or `cut` when the body ended inside a frame.
+    type Outcome = Vec<String>;
+
+    fn frame_text<T: std::fmt::Debug>(frame: Result<Frame<'_, T>, String>) -> String {
+        match frame {
+            Ok(frame) => format!("{frame:?}"),
+            Err(message) => format!("error: {message}"),
+        }
+    }
+
+    /// The definition: the body split on `\n`, each line read alone by [`decode_frame`].
+    fn reference<T: DeserializeOwned + std::fmt::Debug>(body: &[u8], max_line: usize) -> Outcome {
+        let mut lines: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
+        let rest = lines.pop().unwrap_or_default();
+        let mut seen = Vec::new();
+        for line in lines {
+            if line.len() > max_line {
+                seen.push("too long".to_owned());
+                return seen;
+            }
+            seen.push(frame_text(decode_frame::<T>(line)));
+        }
+        if rest.len() > max_line {
+            seen.push("too long".to_owned());
+        } else if !rest.is_empty() {
+            seen.push("cut".to_owned());
+        }
+        seen
+    }
+
+    /// The body read as the client reads it, in `chunks`: an item straight from its
+    /// chunk when [`Lines::next_item`] takes it, else the line; how many were taken fast.
+    fn read<T: DeserializeOwned + std::fmt::Debug>(chunks: &[&[u8]], max_line: usize) -> (Outcome, usize) {
+        let (mut lines, mut fast, mut seen, mut taken) = (Lines::new(max_line), true, Vec::new(), 0);
+        for chunk in chunks {
+            lines.push(Bytes::copy_from_slice(chunk));
+            loop {
+                if let Some(item) = lines.next_item::<T>(fast) {
+                    seen.push(frame_text(Ok(Frame::Item(item))));
+                    taken += 1;
+                    continue;
+                }
+                let Ok(line) = lines.next_line() else {
+                    seen.push("too long".to_owned());
+                    return (seen, taken);
+                };
+                let Some(line) = line else { break };
+                let frame = match item_frame::<T>(line, &mut fast) {
+                    Some(item) => Ok(Frame::Item(item)),
+                    None => decode_other(line.bytes),
+                };
+                seen.push(frame_text(frame));
+            }
+        }
+        if lines.has_partial_line() {
+            seen.push("cut".to_owned());
+        }
+        (seen, taken)
+    }
+
+    /// `body` read in one, two and three chunks split at every offset agrees with the
+    /// definition; how many items were read straight from a chunk, in all.
+    fn agrees_under_every_chunking<T: DeserializeOwned + std::fmt::Debug>(body: &[u8], max_line: usize) -> usize {
+        let expected = reference::<T>(body, max_line);
+        let check = |chunks: &[&[u8]]| {
+            let (seen, taken) = read::<T>(chunks, max_line);
+            assert_eq!(
+                seen,
+                expected,
+                "chunks {:?}",
+                chunks.iter().map(|c| String::from_utf8_lossy(c)).collect::<Vec<_>>()
+            );
+            taken
+        };
+        let mut taken = check(&[body]);
+        for a in 0..=body.len() {
+            taken += check(&[&body[..a], &body[a..]]);
+            for b in a..=body.len() {
+                taken += check(&[&body[..a], &body[a..b], &body[b..]]);
+            }
+        }
+        taken
+    }
+
+    #[test]
+    fn items_read_from_the_chunk_agree_with_lines_read_alone() {
+        // `{"item":1}` taken fast; the rest not (fast or not), and some that make the
+        // fast path give up (an escape turns it off: last).
+        let body: &[u8] = b"{\"item\":1}\n{}\n{\"item\": 2}\n{\"item\":3 }\n{\"item\":4} \n{\"item\":5}x\n\
+            {\"item\":[6,\t7]}\n{\"item\":{\"a\":[8,{\"b\":null}]}}\n{\"item\":9,\"later\":{}}\n{\"item\":10}}\n\
+            {\"item\":[11,\r12]}\n{\"item\":[13,\n14]}\n{\"item\":\"\xc3\xa9\"}\n{\"item\":\"\xff\"}\n{\"item\":}\n\
+            not json\n{\"item\":\"a\\nb\"}\n{\"item\":15}\n{\"end\":\"ok\"}\n";
+        assert!(agrees_under_every_chunking::<serde_json::Value>(body, 64) > 0, "some items read fast");
+        assert!(agrees_under_every_chunking::<u8>(body, 64) > 0, "some items read fast");
+        // The lines before invalid UTF-8 in the same chunk are read as lines.
+        let (seen, taken) = read::<u8>(&[b"{\"item\":1}\n{\"item\":\"\xff\"}\n{\"item\":2}\n"], 64);
+        assert_eq!((seen.len(), taken), (3, 0), "{seen:?}");
+        // A cut frame, after items.
+        agrees_under_every_chunking::<u8>(b"{\"item\":1}\n{\"item\":2}\n{\"item\":3", 64);
+    }
+
+    /// Lines that hold `{"item":…}` without being that frame, and a frame ended by
+    /// `\r\n`, are read as lines, under every chunking: a `\r` before the `\n` is the
+    /// line's (serde_json skips it, the frame is still an item), a first byte that is
+    /// not `{` makes the line an error, and the rest of a line begun in the last chunk
+    /// (`x` then `{"item":4}`, or `{"item":` then `{"item":6}`) is never read from the
+    /// chunk as a frame of its own.
+    #[test]
+    fn lines_that_only_look_like_item_frames_are_read_as_lines() {
+        let body: &[u8] = b"{\"item\":1}\r\n{\"item\":2}\nx\"item\":3}\nx{\"item\":4}\n[\"item\":5}\n\
+            {\"item\":{\"item\":6}\n {\"item\":7}\n{\"item\":8}\n";
+        assert!(agrees_under_every_chunking::<u8>(body, 64) > 0, "some items read fast");
+        assert!(agrees_under_every_chunking::<serde_json::Value>(body, 64) > 0, "some items read fast");
+        let (seen, taken) = read::<u8>(&[body], 64);
+        assert_eq!(seen[0], "Item(1)", "the `\\r` is whitespace to serde_json");
+        assert_eq!(taken, 2, "only `{{\"item\":2}}` and `{{\"item\":8}}` are read from the chunk: {seen:?}");
+        // The line's own end: what follows the `}` up to the `\n` is the line's.
+        let mut lines = Lines::new(64);
+        lines.push(Bytes::from_static(b"{\"item\":1}\r\n{\"item\":2}\n"));
+        assert_eq!(lines.next_item::<u8>(true), None, "`}}\\r` is not a frame's end");
+        assert_eq!(lines.next_line().unwrap().unwrap().bytes, b"{\"item\":1}\r");
+        assert_eq!(lines.next_item::<u8>(true), Some(2));
+        // A line begun in the last chunk is joined, not read from the new chunk's start.
+        let mut lines = Lines::new(64);
+        lines.push(Bytes::from_static(b"x"));
+        assert_eq!(lines.next_line(), Ok(None));
+        lines.push(Bytes::from_static(b"{\"item\":4}\n{\"item\":5}\n"));
+        assert_eq!(lines.next_item::<u8>(true), None, "the rest of the line `x{{\"item\":4}}`");
+        assert_eq!(lines.next_line().unwrap().unwrap().bytes, b"x{\"item\":4}");
+        assert_eq!(lines.next_item::<u8>(true), Some(5));
+    }
+
+    #[test]
+    fn an_item_read_from_the_chunk_is_held_to_the_line_limit() {
+        // `{"item":12345}` is 14 bytes: at the limit it is read, one byte over it is not.
+        let body = b"{\"item\":1}\n{\"item\":12345}\n{\"item\":2}\n";
+        assert!(agrees_under_every_chunking::<u32>(body, 14) > 0);
+        let (seen, taken) = read::<u32>(&[body], 14);
+        assert_eq!((seen.join(" "), taken), ("Item(1) Item(12345) Item(2)".to_owned(), 3));
+        assert!(agrees_under_every_chunking::<u32>(body, 13) > 0);
+        let (seen, taken) = read::<u32>(&[body], 13);
+        assert_eq!((seen.join(" "), taken), ("Item(1) too long".to_owned(), 1));
+        // The frame's `\n` is the chunk's last byte; `}` without it is not taken.
+        let mut lines = Lines::new(64);
+        lines.push(Bytes::from_static(b"{\"item\":1}\n{\"item\":2}"));
+        assert_eq!(lines.next_item::<u8>(true), Some(1));
+        assert_eq!(lines.next_item::<u8>(true), None, "not a whole line yet");
+        assert_eq!(lines.next_line(), Ok(None));
+        lines.push(Bytes::from_static(b"\n{\"item\":3}\n"));
+        assert_eq!(lines.next_item::<u8>(true), None, "the joined line is read as a line");
+        assert_eq!(lines.next_line().unwrap().unwrap().bytes, b"{\"item\":2}");
+        assert_eq!(lines.next_item::<u8>(false), None, "the fast path is off");
+        assert_eq!(lines.next_item::<u8>(true), Some(3));
+        assert!(!lines.has_partial_line());
+    }
+
+    /// One frame of a random stream, as written or not quite.
+    fn any_frame() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let item = |value: serde_json::Value| format!("{{\"item\":{value}}}").into_bytes();
+        let odd = [
+            &b"{}"[..],
+            b"{\"end\":\"ok\"}",
+            b"{\"item\":1}x",
+            b"{\"item\":1}\r",
+            b"x\"item\":1}",
+            b"x{\"item\":1}",
+            b"{\"item\":1} ",
+            b"{\"item\": 2 }",
+            b"{\"item\":[1,\t2]}",
+            b"{\"item\":[1,\r2]}",
+            b"{\"item\":[1,\n2]}",
+            b"{\"item\":\"a\rb\"}",
+            b"{\"item\":\"\xff\"}",
+            b"{\"item\":1,\"later\":{}}",
+            b"{\"item\":}",
+            b"{\"item\":1}}",
+            b"{\"item\"",
+            b"",
+        ];
+        prop_oneof![
+            4 => any::<i64>().prop_map(move |n| item(n.into())),
+            4 => "[a-z \u{e9}\"\\\\\n]{0,8}".prop_map(move |s| item(s.into())),
+            2 => proptest::collection::vec(any::<u16>(), 0..4).prop_map(move |v| item(v.into())),
+            3 => proptest::sample::select(odd.to_vec()).prop_map(<[u8]>::to_vec),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn random_frames_in_random_chunks_read_as_the_definition_reads_them(
+            frames in proptest::collection::vec(any_frame(), 0..10),
+            cuts in proptest::collection::vec(proptest::prelude::any::<proptest::sample::Index>(), 0..5),
+            cut_last in proptest::prelude::any::<bool>(),
+            max_line in 6usize..40,
+        ) {
+            let mut body = frames.join(&b'\n');
+            if !cut_last && !frames.is_empty() {
+                body.push(b'\n');
+            }
+            let mut at: Vec<usize> = cuts.iter().map(|cut| cut.index(body.len() + 1)).collect();
+            at.sort_unstable();
+            let chunks: Vec<&[u8]> = [0].iter().chain(&at).zip(at.iter().chain([&body.len()]))
+                .map(|(&from, &to)| &body[from..to]).collect();
+            proptest::prop_assert_eq!(read::<serde_json::Value>(&chunks, max_line).0, reference::<serde_json::Value>(&body, max_line));
+        }
     }
 }

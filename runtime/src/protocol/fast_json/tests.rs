@@ -4,7 +4,7 @@ use proptest::prelude::*;
 use serde_json::Value;
 
 use super::differential::{self, Echo, Kind};
-use super::from_str;
+use super::{from_prefix, from_str};
 
 /// Texts a server's serde_json writes, and some it does not, with what each is.
 #[test]
@@ -24,6 +24,12 @@ fn the_fast_path_decodes_what_a_server_writes_and_gives_up_on_the_rest() {
         "0.30000000000000004",
         "9007199254740993.0",
         "123456789012345678.9",
+        "12345678901234567890123.5",
+        "-12345678901234567.5e-3",
+        "1234567890123456.5",
+        "0.1234567890123456",
+        "10000000000000000000",
+        "-9223372036854775807",
         "1e-400",
         "-0.0",
         r#"{"a":1,"a":2}"#,
@@ -44,6 +50,12 @@ fn the_fast_path_decodes_what_a_server_writes_and_gives_up_on_the_rest() {
         "1e309",
         "18446744073709551616",
         "-9223372036854775809",
+        "99999999999999999999",
+        "100000000000000000000",
+        "-18446744073709551616",
+        "1.5e",
+        "1e+",
+        "-.5",
         r#""\ud800""#,
         r#""\u00e9""#,
         r#""a\nb""#,
@@ -204,6 +216,48 @@ fn null_is_none_for_every_option() {
     assert_eq!(from_str::<Option<Option<u8>>>("null"), Some(None));
     assert_eq!(from_str::<Option<Option<u8>>>("1"), Some(Some(Some(1))));
     assert_eq!(from_str::<Vec<Option<()>>>("[null]"), Some(vec![None]));
+}
+
+/// A space or a tab between any two tokens is skipped (only `\n` and `\r` give up): the
+/// peek's one-compare path and `skip_whitespace` both take them.
+#[test]
+fn spaces_and_tabs_between_tokens_are_decoded() {
+    for text in ["[1,\t2]", "\t[1 ,2 ]", "{\"a\":\t1,\t\"b\"\t:[\ttrue\t]\t}", "\t \"s\" \t", "[\t{\t}\t,\t[ ]]"] {
+        assert!(differential::check(text), "decoded: {text:?}");
+    }
+    assert_eq!(from_str::<Vec<u8>>("[1,\t2]"), Some(vec![1, 2]));
+    assert_eq!(
+        from_str::<Echo>("{\t\"id\":7,\"name\":\"n\",\"tags\":[ \"t\"\t],\t\"score\":\t0.5,\"active\" : true}")
+            .map(|echo| (echo.id, echo.tags, echo.score)),
+        Some((7, vec!["t".to_owned()], 0.5))
+    );
+}
+
+/// `from_prefix` says how many bytes the value took: its leading whitespace and its own
+/// bytes, never what follows it (whitespace included), whatever that is; and gives up where
+/// `from_str` does on the value's own bytes.
+#[test]
+fn from_prefix_takes_the_value_and_nothing_after_it() {
+    for (text, used) in [
+        ("1}\n", 1),
+        ("1", 1),
+        (" 1 }", 2),
+        ("\t-25\t}\n", 4),
+        ("1.5e3}", 5),
+        ("-0.25,", 5),
+        ("18446744073709551615}", 20),
+        ("\"a b\"}\n{", 5),
+        ("[1, [2]]}}", 8),
+        ("{\"a\":null} x", 10),
+        ("true\n", 4),
+    ] {
+        let (value, taken) = from_prefix::<Value>(text).unwrap_or_else(|| panic!("decoded: {text:?}"));
+        assert_eq!(taken, used, "{text:?}");
+        assert_eq!(Some(value), from_str::<Value>(&text[..used]), "{text:?}");
+    }
+    for given_up in ["1.}", "1e}", "-}", "01}", "-0}", "[1,\n2]}", "\"a\nb\"}", "\n1}", "100000000000000000000}"] {
+        assert!(from_prefix::<Value>(given_up).is_none(), "{given_up:?}");
+    }
 }
 
 /// Map keys read as numbers: serde_json parses them its own way (no sign, no leading
