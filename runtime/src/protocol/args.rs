@@ -112,6 +112,8 @@ mod tests {
     fn the_fast_path_and_serde_json_agree_on_arguments() {
         let plain = r#"{"id":"p-1","tags":[1,2]}"#;
         assert!(fast_json::from_json::<Args>(plain.as_bytes()).is_some(), "the usual body takes the fast path");
+        let escaped = br#"{"id":"p-\"1\""}"#;
+        assert!(fast_json::from_json::<Args>(escaped).is_none(), "a backslash goes straight to serde_json");
         for body in [
             plain,
             r#"{"id":"p-\"1\"","tags":null}"#,
