@@ -54,7 +54,14 @@ pub(crate) fn from_str<T: DeserializeOwned>(text: &str) -> Option<T> {
     let (value, used) = from_prefix(text)?;
     // What serde_json allows after a value: whitespace (a line break gives up, as
     // between tokens).
-    text.as_bytes()[used..].iter().all(|&b| matches!(b, b' ' | b'\t')).then_some(value)
+    text.as_bytes()[used..].iter().all(|&b| is_space(b)).then_some(value)
+}
+
+/// The whitespace this reader skips: JSON's, but for the line breaks (see
+/// [`Reader::skip_whitespace`]).
+#[inline(always)]
+fn is_space(byte: u8) -> bool {
+    matches!(byte, b' ' | b'\t')
 }
 
 /// [`from_str`] for a body of bytes (a unary call's arguments or result): `None` too when
@@ -216,7 +223,7 @@ impl<'de> Reader<'de> {
     /// reading past a line's end; serde_json decodes such a text instead).
     #[inline]
     fn skip_whitespace(&mut self) {
-        while let Some(b' ' | b'\t') = self.bytes.get(self.at) {
+        while self.bytes.get(self.at).is_some_and(|&byte| is_space(byte)) {
             self.at += 1;
         }
     }

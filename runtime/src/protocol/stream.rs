@@ -47,6 +47,9 @@ pub const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_se
 /// The keep-alive frame.
 pub(crate) const KEEPALIVE: &[u8] = b"{}\n";
 
+/// How an item frame opens: `{"item":`, then the item, then `}\n`.
+const ITEM_OPEN: &[u8; 8] = b"{\"item\":";
+
 /// The final frame of a stream that ended cleanly.
 pub(crate) const END_OK: &[u8] = b"{\"end\":\"ok\"}\n";
 
@@ -54,7 +57,7 @@ pub(crate) const END_OK: &[u8] = b"{\"end\":\"ok\"}\n";
 /// does not serialize (`out` is then left as it was).
 pub(crate) fn write_item<T: Serialize + ?Sized>(out: &mut Vec<u8>, item: &T) -> Result<(), String> {
     let start = out.len();
-    out.extend_from_slice(b"{\"item\":");
+    out.extend_from_slice(ITEM_OPEN);
     match super::json_writer::to_writer(out, item) {
         Ok(()) => {
             out.extend_from_slice(b"}\n");
@@ -132,11 +135,9 @@ pub(crate) fn decode_line<T: DeserializeOwned>(line: Line<'_>) -> Result<Frame<'
 /// clears `fast`: a stream whose items the fast path cannot read (an escape in a
 /// string, a `RawValue`, an `f32`) pays for the attempt once, not per item.
 pub(crate) fn item_frame<T: DeserializeOwned>(line: Line<'_>, fast: &mut bool) -> Option<T> {
-    let value = line
-        .text
-        .map_or_else(|| std::str::from_utf8(line.bytes).ok(), Some)?
-        .strip_prefix("{\"item\":")?
-        .strip_suffix('}')?;
+    let text = line.text.map_or_else(|| std::str::from_utf8(line.bytes).ok(), Some)?;
+    // `ITEM_OPEN` is ASCII: the text after it starts on a character boundary.
+    let value = text.as_bytes().starts_with(ITEM_OPEN).then(|| &text[ITEM_OPEN.len()..])?.strip_suffix('}')?;
     if *fast {
         if let Some(item) = fast_json::from_str(value) {
             return Some(item);
@@ -297,25 +298,24 @@ impl Lines {
     /// up on a line break between tokens and on a control byte in a string.
     #[inline]
     pub(crate) fn next_item<T: DeserializeOwned>(&mut self, fast: bool) -> Option<T> {
-        const PREFIX: &[u8; 8] = b"{\"item\":";
         self.forget_given();
         let start = self.start;
         if !fast || !self.partial.is_empty() || start < self.checked.start || start >= self.checked.end {
             return None;
         }
         let region = &self.chunk[start..self.checked.end];
-        if region.first_chunk() != Some(PREFIX) {
+        if region.first_chunk() != Some(ITEM_OPEN) {
             return None;
         }
         debug_assert!(std::str::from_utf8(region).is_ok());
         // SAFETY: `chunk[checked]` is UTF-8 (`push`); `start` is inside it just after a
         // `\n` (or at its start, itself a line's first byte) and `checked.end` is its
-        // end: both are character boundaries, so `region` is UTF-8; `PREFIX` is ASCII,
+        // end: both are character boundaries, so `region` is UTF-8; `ITEM_OPEN` is ASCII,
         // so the text after it starts on a character boundary too.
-        let text = unsafe { std::str::from_utf8_unchecked(&region[PREFIX.len()..]) };
+        let text = unsafe { std::str::from_utf8_unchecked(&region[ITEM_OPEN.len()..]) };
         let (item, used) = fast_json::from_prefix(text)?;
         // The frame's `}`, its end, at `line`: no more than `max_line` bytes before it.
-        let line = PREFIX.len() + used + 1;
+        let line = ITEM_OPEN.len() + used + 1;
         if region.get(line - 1..=line) != Some(b"}\n") || line > self.max_line {
             return None;
         }
