@@ -394,9 +394,12 @@ async fn post(server: &TestServer, path: &str, body: &str, headers: &[(&str, &st
 #[tokio::test]
 async fn on_the_wire_a_stream_is_ndjson_frames_with_one_final_frame() {
     let (server, _, _) = feed().await;
-    let reply = post(&server, "Feed/numbers", r#"{"count":3}"#, &[]).await;
+    let reply = post(&server, "Feed/numbers", r#"{"count":3}"#, &[("x-probe", "must-not-echo")]).await;
     assert_eq!(reply.status(), 200);
     assert_eq!(reply.headers()["content-type"], "application/x-ndjson");
+    assert_eq!(reply.headers()["cache-control"], "no-store");
+    // The reply's headers are made in the request's own map, emptied.
+    assert!(reply.headers().get("x-probe").is_none(), "{:?}", reply.headers());
     assert_eq!(reply.text().await.unwrap(), "{\"item\":0}\n{\"item\":1}\n{\"item\":2}\n{\"end\":\"ok\"}\n");
 
     let reply = post(&server, "Feed/failing", r#"{"at":1}"#, &[]).await;
@@ -406,8 +409,9 @@ async fn on_the_wire_a_stream_is_ndjson_frames_with_one_final_frame() {
     );
 
     // Before the first item, an error is an ordinary error reply.
-    let reply = post(&server, "Feed/failing", r#"{"at":0}"#, &[]).await;
+    let reply = post(&server, "Feed/failing", r#"{"at":0}"#, &[("x-probe", "must-not-echo")]).await;
     assert_eq!((reply.status().as_u16(), reply.headers()["content-type"].to_str().unwrap()), (422, "application/json"));
+    assert!(reply.headers().get("x-probe").is_none(), "{:?}", reply.headers());
     let reply = post(&server, "Feed/numbers", r#"{"count":"three"}"#, &[]).await;
     assert_eq!(reply.status(), 400);
 }

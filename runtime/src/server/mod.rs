@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::Request;
+use axum::http::HeaderMap;
 use axum::http::Method;
 use axum::http::header::{ALLOW, CONNECTION, HeaderValue};
 use axum::response::Response;
@@ -29,7 +30,7 @@ use tracing::{Instrument, Span};
 
 use crate::calls::{CallKey, CallStore, OnStoreError, fingerprint};
 use crate::context::CallContext;
-use crate::protocol::headers::RequestHead;
+use crate::protocol::headers::{CallHeaders, RequestHead};
 use crate::protocol::reply::framework_error;
 use crate::protocol::{ErrorKind, args, path, truncate};
 use crate::security::Security;
@@ -403,6 +404,9 @@ pub(crate) struct Admitted<A> {
     /// The request's `x-deadline-ms`, as sent.
     pub(crate) deadline: Option<std::time::Duration>,
     pub(crate) dedup: Option<(CallKey, u128, Option<dedup::ClaimGuard>)>,
+    /// The request's header map, emptied, to hold the reply's headers (see
+    /// [`reply::respond_in`]).
+    pub(crate) reply_headers: HeaderMap,
 }
 
 /// The checks of PROTOCOL.md §4.2, in order, up to the decoded arguments: every
@@ -415,7 +419,7 @@ async fn admit<S, A: DeserializeOwned>(
     span: Span,
 ) -> Result<Admitted<A>, Response> {
     let arrived = Instant::now();
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     // Every header the checks read, found in one pass.
     let head = RequestHead::read(&parts.headers);
     let headers = request::check_headers(&head).map_err(|refusal| refuse(&refusal))?;
@@ -442,32 +446,37 @@ async fn admit<S, A: DeserializeOwned>(
     };
     request::verify(&state.security, served.service, served.method, &headers, signature, &bytes)
         .map_err(|refusal| refuse(&refusal))?;
-    let activity = headers.activity.unwrap_or_default();
-    if let Some(call_id) = headers.call_id {
+    // Nothing reads the request's headers after this (the signature covered their
+    // text): emptied, their map, sized by hyper for this head, holds the reply's.
+    let CallHeaders { call_id, attempt, deadline: time_left, user, activity, .. } = headers;
+    let mut reply_headers = std::mem::take(&mut parts.headers);
+    reply_headers.clear();
+    let activity = activity.unwrap_or_default();
+    if let Some(call_id) = call_id {
         span.record("call_id", tracing::field::display(call_id));
     }
     span.record("activity_id", tracing::field::display(&activity));
-    span.record("attempt", headers.attempt);
+    span.record("attempt", attempt);
     #[cfg(feature = "otel")]
     if let Some(trace) = &trace {
         crate::otel::continue_trace(&span, trace);
     }
-    if headers.deadline.is_some_and(|left| left.is_zero()) {
+    if time_left.is_some_and(|left| left.is_zero()) {
         let message =
             format!("{}.{} arrived after its caller's deadline; it did not run", served.service, served.method);
         return Err(respond(framework_error(ErrorKind::DeadlineExceeded, &message, None)));
     }
     // A call id: the store may answer (a replay, a wait, a mismatch) before anything
     // is decoded.
-    let dedup = match headers.call_id {
+    let dedup = match call_id {
         None => None,
         Some(call_id) => {
-            let key = CallKey::new(call_id, served.service, served.method, headers.user.clone());
+            let key = CallKey::new(call_id, served.service, served.method, user.clone());
             let fingerprint = fingerprint(&bytes);
-            let early = dedup::before_decoding(served, &state.store, &key, fingerprint, headers.deadline);
+            let early = dedup::before_decoding(served, &state.store, &key, fingerprint, time_left);
             match dedup::store_guarded(served, early).instrument(span.clone()).await {
                 Ok(Ok(claimed)) => Some((key, fingerprint, claimed)),
-                Ok(Err(reply)) | Err(reply) => return Err(respond(reply)),
+                Ok(Err(reply)) | Err(reply) => return Err(reply::respond_in(reply_headers, reply)),
             }
         }
     };
@@ -480,16 +489,16 @@ async fn admit<S, A: DeserializeOwned>(
             if let Some((_, _, Some(claim))) = dedup {
                 // Boxed: a rare path, kept out of every request's future.
                 if let Err(panicked) = Box::pin(dedup::store_guarded(served, claim.finish(&reply))).await {
-                    return Err(respond(panicked));
+                    return Err(reply::respond_in(reply_headers, panicked));
                 }
             }
-            return Err(respond(reply));
+            return Err(reply::respond_in(reply_headers, reply));
         }
     };
     // `checked_add`: a huge `x-deadline-ms` is no deadline, not an overflow.
-    let deadline = headers.deadline.and_then(|left| arrived.checked_add(left));
-    let context = CallContext { user: headers.user, activity: Some(activity), deadline, trace };
-    Ok(Admitted { args, context, span, deadline: headers.deadline, dedup })
+    let deadline = time_left.and_then(|left| arrived.checked_add(left));
+    let context = CallContext { user, activity: Some(activity), deadline, trace };
+    Ok(Admitted { args, context, span, deadline: time_left, dedup, reply_headers })
 }
 
 async fn handle<S, A, T, E, F, Fut>(
@@ -507,10 +516,11 @@ where
     F: FnOnce(Arc<S>, A) -> Fut,
     Fut: Future<Output = Result<T, E>> + Send + 'static,
 {
-    let Admitted { args, context, span, deadline, dedup } = match admit(served, &state, request, span).await {
-        Ok(admitted) => admitted,
-        Err(refused) => return refused,
-    };
+    let Admitted { args, context, span, deadline, dedup, reply_headers } =
+        match admit(served, &state, request, span).await {
+            Ok(admitted) => admitted,
+            Err(refused) => return refused,
+        };
     // The implementation, and every proxy call it makes, runs inside the request's
     // context: same user, same activity, the caller's deadline.
     // The run holds the call's place under `max_in_flight` until it ends, also when it
@@ -525,7 +535,7 @@ where
             dedup::run_once(served, state.store, key, fingerprint, deadline, claimed, future).instrument(span).await
         }
     };
-    respond(reply)
+    reply::respond_in(reply_headers, reply)
 }
 
 /// One warning per process: without a secret, context headers are trusted as sent.

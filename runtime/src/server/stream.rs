@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
+use axum::http::HeaderMap;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use axum::response::Response;
 use futures_util::{FutureExt, Stream};
@@ -34,7 +35,7 @@ use tracing::Instrument;
 
 use super::dedup::{self, ClaimGuard, Outcome};
 use super::detach::Detachable;
-use super::reply::{self, respond};
+use super::reply::{self, respond_in};
 use super::shed::InFlight;
 use super::{Admitted, ServedMethod, ServiceRouter, ServiceState, admit};
 use crate::Streaming;
@@ -93,10 +94,11 @@ where
 {
     let keepalive =
         request.extensions().get::<super::ServeTimings>().map_or(KEEPALIVE_INTERVAL, |t| t.stream_keepalive);
-    let Admitted { args, context, span, deadline, dedup } = match admit(served, &state, request, span).await {
-        Ok(admitted) => admitted,
-        Err(refused) => return refused,
-    };
+    let Admitted { args, context, span, deadline, dedup, reply_headers } =
+        match admit(served, &state, request, span).await {
+            Ok(admitted) => admitted,
+            Err(refused) => return refused,
+        };
     // The opening, and then the stream until its end, hold the call's place under
     // `max_in_flight`: a running stream is a running call.
     let opening =
@@ -112,9 +114,9 @@ where
         Ok(items) => {
             let end = StreamReply::default();
             let body = FrameBody::new(served, items, context, span, keepalive, end.clone(), in_flight);
-            stream_response(body, end)
+            stream_response(reply_headers, body, end)
         }
-        Err(reply) => respond(reply),
+        Err(reply) => respond_in(reply_headers, reply),
     }
 }
 
@@ -254,16 +256,17 @@ impl StreamReply {
     }
 }
 
-fn stream_response<T, E>(body: FrameBody<T, E>, end: StreamReply) -> Response
+/// `headers`: an empty map for the reply's headers (the request's own, emptied).
+fn stream_response<T, E>(mut headers: HeaderMap, body: FrameBody<T, E>, end: StreamReply) -> Response
 where
     T: Serialize + Send + 'static,
     E: Serialize + Send + 'static,
 {
-    let mut response = Response::new(Body::from_stream(body));
-    let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(NDJSON));
     // Intermediaries must pass each frame on as it comes, not keep or buffer the reply.
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let mut response = Response::new(Body::from_stream(body));
+    *response.headers_mut() = headers;
     response.extensions_mut().insert(end);
     response
 }
