@@ -387,28 +387,30 @@ async fn calls_reuse_one_kept_alive_connection() {
 
 /// Regression guard: a reply's headers are made in its request's own header map, emptied
 /// (`server/reply.rs`, `respond_in`). None of a request's headers may come back, on any
-/// path that reuses the map (a run, a replay, a refused argument, a call without a call
-/// id), and a kept-alive connection's next request must not see the last reply's.
+/// path that reuses the map (a run, a replay, a refused argument, a call past its
+/// deadline, a call without a call id), and a kept-alive connection's next request must
+/// not see the last reply's.
 #[tokio::test]
 async fn a_reply_carries_none_of_its_request_s_headers() {
     let (counter, server) = hot_server(Arc::new(MemoryCallStore::default())).await;
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
     let mut buffer = Vec::new();
-    let request = |call_id: Option<&str>, body: &str| {
+    let request = |call_id: Option<&str>, deadline_ms: u32, body: &str| {
         let call_id = call_id.map_or(String::new(), |id| format!("x-call-id: {id}\r\nx-call-attempt: 1\r\n"));
         format!(
             "POST /Hot/echo HTTP/1.1\r\nhost: hot.test\r\ncontent-type: application/json\r\n{call_id}\
              x-user-type: person\r\nx-user-id: ana\r\nx-activity-id: 0c0d7c1e-3a52-4f0e-9d5b-7a6f1f0c2b11\r\n\
-             x-deadline-ms: 30000\r\nx-probe: must-not-echo\r\ncontent-length: {}\r\n\r\n{body}",
+             x-deadline-ms: {deadline_ms}\r\nx-probe: must-not-echo\r\ncontent-length: {}\r\n\r\n{body}",
             body.len()
         )
     };
     let other = "8e1b0f3a-2c4d-4e6f-8a9b-0c1d2e3f4a5b";
     let exchanges = [
-        ("a run", request(Some(ID), r#"{"n":1}"#), 200, "2"),
-        ("a replay", request(Some(ID), r#"{"n":1}"#), 200, "2"),
-        ("refused arguments", request(Some(other), r#"{"n":"one"}"#), 400, "bad_request"),
-        ("no call id", request(None, r#"{"n":4}"#), 200, "8"),
+        ("a run", request(Some(ID), 30_000, r#"{"n":1}"#), 200, "2"),
+        ("a replay", request(Some(ID), 30_000, r#"{"n":1}"#), 200, "2"),
+        ("refused arguments", request(Some(other), 30_000, r#"{"n":"one"}"#), 400, "bad_request"),
+        ("past its deadline", request(Some(other), 0, r#"{"n":3}"#), 504, "deadline_exceeded"),
+        ("no call id", request(None, 30_000, r#"{"n":4}"#), 200, "8"),
     ];
     for (what, request, status, body) in exchanges {
         stream.write_all(request.as_bytes()).await.unwrap();

@@ -464,7 +464,7 @@ async fn admit<S, A: DeserializeOwned>(
     if time_left.is_some_and(|left| left.is_zero()) {
         let message =
             format!("{}.{} arrived after its caller's deadline; it did not run", served.service, served.method);
-        return Err(respond(framework_error(ErrorKind::DeadlineExceeded, &message, None)));
+        return Err(reply::respond_in(reply_headers, framework_error(ErrorKind::DeadlineExceeded, &message, None)));
     }
     // A call id: the store may answer (a replay, a wait, a mismatch) before anything
     // is decoded.
