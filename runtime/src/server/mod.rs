@@ -1,7 +1,8 @@
 //! The server side: the axum routes a generated `XServer::into_router` builds, and the
 //! request flow every method shares: checks (`request`), the call-id flow (`dedup`),
 //! the run and the replies (`reply`). The node's settings and its stores: `settings`;
-//! the accept loop and its connection limits: `serve`.
+//! the accept loop and its connection limits: `serve` (its connections' watchers:
+//! `side_wake`).
 
 mod dedup;
 mod detach;
@@ -10,6 +11,7 @@ mod request;
 mod serve;
 mod settings;
 mod shed;
+mod side_wake;
 mod stream;
 
 use std::future::Future;

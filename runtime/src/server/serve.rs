@@ -26,6 +26,7 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -37,6 +38,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 use tower_service::Service;
+
+use super::side_wake::SideWake;
 
 /// The default [`ServeOptions::header_read_timeout`]: 30 seconds.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -477,18 +480,42 @@ impl Connection {
         // least one header-read timeout away), without being reset for every request.
         let watchdog = tokio::time::sleep(idle.min(head_timeout));
         tokio::pin!(watchdog);
+        // Completes when the server shuts down; polled until it has, once.
+        let shutdown = closing.changed();
+        tokio::pin!(shutdown);
+        let (side, side_waker) = SideWake::new();
         let mut shutting_down = false;
         // After an idle connection's graceful shutdown: when it is dropped if still open.
         let mut drop_at: Option<Instant> = None;
         loop {
-            tokio::select! {
-                _ = connection.as_mut() => break,
+            // The connection at every wake-up; its watchers only when one of them woke
+            // the task, or after one fired or was changed (`side_wake.rs`).
+            let event = std::future::poll_fn(|cx| {
+                let watchers_due = side.due(cx);
+                if connection.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Watched::Ended);
+                }
+                if watchers_due {
+                    let mut watching = Context::from_waker(&side_waker);
+                    if !shutting_down && shutdown.as_mut().poll(&mut watching).is_ready() {
+                        return Poll::Ready(Watched::Shutdown);
+                    }
+                    if watchdog.as_mut().poll(&mut watching).is_ready() {
+                        return Poll::Ready(Watched::Watchdog);
+                    }
+                }
+                Poll::Pending
+            })
+            .await;
+            side.poll_again();
+            match event {
+                Watched::Ended => break,
                 // A shutdown: finish what is in flight, take nothing new.
-                _ = closing.changed(), if !shutting_down => {
+                Watched::Shutdown => {
                     connection.as_mut().graceful_shutdown();
                     shutting_down = true;
                 }
-                () = &mut watchdog => {
+                Watched::Watchdog => {
                     let now = Instant::now();
                     let head = activity.head_deadline();
                     // A request head late (HTTP/1.1, hyper's header-read timeout): the
@@ -514,10 +541,20 @@ impl Connection {
                     };
                     let next = next.min(now + head_timeout);
                     watchdog.as_mut().reset(head.map_or(next, |deadline| next.min(deadline)));
-                },
+                }
             }
         }
     }
+}
+
+/// What ended a wait of a connection's task.
+enum Watched {
+    /// The connection is done.
+    Ended,
+    /// The server is shutting down.
+    Shutdown,
+    /// The watchdog's sleep ended: a head may be late, the connection idle.
+    Watchdog,
 }
 
 #[cfg(test)]
