@@ -561,6 +561,90 @@ enum Watched {
 mod tests {
     use super::*;
 
+    /// The server's shutdown and the watchdog's sleep end in the same timer tick: one
+    /// poll finds both ready and returns the shutdown. The watchdog, fired (its waker
+    /// taken) but not polled, must still be polled after that (`side.poll_again()`):
+    /// it alone closes a stalled head after a graceful shutdown. Paused time: the
+    /// clock moves only when every task waits.
+    #[tokio::test(start_paused = true)]
+    async fn a_shutdown_in_the_watchdog_s_tick_still_leaves_the_watchdog_watching() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (idle, head) = (Duration::from_secs(1), Duration::from_secs(5));
+        let t0 = Instant::now();
+        let options = ServeOptions::default().idle_timeout(idle).header_read_timeout(head);
+        // The signal's sleep is registered before the connection's watchdog, for the
+        // same tick.
+        let signal = async move { tokio::time::sleep_until(t0 + idle).await };
+        let serving = tokio::spawn(crate::serve_with_graceful_shutdown(listener, Router::new(), options, signal));
+        let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"POST / HTTP/1.1\r\n").await.unwrap();
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(Instant::now(), t0, "the connection started at t0");
+        let mut buffer = [0u8; 64];
+        let closed = tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                match slow.read(&mut buffer).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "a stalled head outlived a graceful shutdown by a minute");
+        assert!(Instant::now() - t0 <= Duration::from_secs(6), "{:?}", Instant::now() - t0);
+        let _ = tokio::time::timeout(Duration::from_secs(60), serving).await;
+    }
+
+    /// The shutdown signal's future completes once and is never polled again (polling it
+    /// again panics and ends the connection's task): after the signal, the connection
+    /// keeps serving the call it has in flight, across the wake-ups that follow.
+    #[tokio::test(start_paused = true)]
+    async fn after_the_shutdown_signal_the_call_in_flight_is_still_answered() {
+        use std::sync::Arc;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::sync::Notify;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (entered, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let (entering, releasing) = (Arc::clone(&entered), Arc::clone(&release));
+        let router = Router::new().route(
+            "/hold",
+            axum::routing::post(move || async move {
+                entering.notify_one();
+                releasing.notified().await;
+                "released"
+            }),
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            let _ = stopped.await;
+        };
+        let serving =
+            tokio::spawn(crate::serve_with_graceful_shutdown(listener, router, ServeOptions::default(), signal));
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        client.write_all(b"POST /hold HTTP/1.1\r\nhost: test\r\ncontent-length: 0\r\n\r\n").await.unwrap();
+        tokio::time::timeout(Duration::from_secs(60), entered.notified()).await.expect("the call started");
+        stop.send(()).unwrap();
+        // The accept loop and the connection see the signal, and the connection's task
+        // is polled again while the call is held.
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        release.notify_one();
+        let mut reply = Vec::new();
+        tokio::time::timeout(Duration::from_secs(60), client.read_to_end(&mut reply))
+            .await
+            .expect("the connection closes after its reply")
+            .unwrap();
+        let reply = String::from_utf8_lossy(&reply);
+        assert!(reply.starts_with("HTTP/1.1 200 ") && reply.ends_with("released"), "{reply}");
+        tokio::time::timeout(Duration::from_secs(60), serving).await.expect("the server stopped").unwrap().unwrap();
+    }
+
     #[test]
     fn the_default_connection_limit_leaves_a_quarter_of_the_descriptors_to_the_server() {
         let derived = |limit| max_connections_for_descriptors(Some(limit));
