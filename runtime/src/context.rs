@@ -335,18 +335,7 @@ mod tests {
             check_field("field", text).ok().map(|()| text.to_owned())
         };
         let alphabet = [0x00, 0x09, 0x1f, b' ', b'!', b'a', b'~', 0x7f, 0x80, 0xc3, 0xa9, 0xff];
-        let mut fields: Vec<Vec<u8>> = vec![Vec::new()];
-        for len in 1..=3u32 {
-            for n in 0..alphabet.len().pow(len) {
-                let mut rest = n;
-                let mut field = Vec::new();
-                for _ in 0..len {
-                    field.push(alphabet[rest % alphabet.len()]);
-                    rest /= alphabet.len();
-                }
-                fields.push(field);
-            }
-        }
+        let mut fields = crate::protocol::headers::tests::every_string(&alphabet, 3);
         fields.push(vec![b'x'; MAX_USER_FIELD_BYTES]);
         fields.push(vec![b'x'; MAX_USER_FIELD_BYTES + 1]);
         let mut accepted = 0;

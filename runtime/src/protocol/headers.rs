@@ -462,7 +462,7 @@ pub(crate) fn write_signature(headers: &mut HeaderMap, timestamp: u64, signature
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use hyper::http::HeaderName;
 
@@ -474,24 +474,29 @@ mod tests {
         headers
     }
 
+    /// Every string of up to `longest` bytes from `alphabet`, the empty one included.
+    pub(crate) fn every_string(alphabet: &[u8], longest: u32) -> Vec<Vec<u8>> {
+        let mut strings = Vec::new();
+        for len in 0..=longest {
+            for n in 0..alphabet.len().pow(len) {
+                let mut rest = n;
+                let mut string = Vec::new();
+                for _ in 0..len {
+                    string.push(alphabet[rest % alphabet.len()]);
+                    rest /= alphabet.len();
+                }
+                strings.push(string);
+            }
+        }
+        strings
+    }
+
     /// A header's text read in one pass is what `to_str` and the trim give, for every
     /// value of up to three bytes from an alphabet of edge bytes (tab, space, the ends of
     /// visible ASCII, obs-text), and the same refusal for a value that is not text.
     #[test]
     fn a_header_s_text_is_read_in_one_pass_as_to_str_and_the_trim_read_it() {
-        let alphabet = [b'\t', b' ', b'!', b'a', b'~', 0x80, 0xff];
-        let mut values = Vec::new();
-        for len in 0..=3u32 {
-            for n in 0..alphabet.len().pow(len) {
-                let mut rest = n;
-                let mut value = Vec::new();
-                for _ in 0..len {
-                    value.push(alphabet[rest % alphabet.len()]);
-                    rest /= alphabet.len();
-                }
-                values.push(value);
-            }
-        }
+        let mut values = every_string(&[b'\t', b' ', b'!', b'a', b'~', 0x80, 0xff], 3);
         values.push(b"67e55044-10b1-426f-9247-bb680e5fe0c8".to_vec());
         let mut read_in_one_pass = 0;
         for bytes in &values {
