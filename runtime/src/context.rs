@@ -198,7 +198,7 @@ fn usual_field(bytes: &[u8]) -> Option<&str> {
     let usual = bytes.len() <= MAX_USER_FIELD_BYTES
         && first != b' '
         && last != b' '
-        && bytes.iter().all(|byte| (b' '..=b'~').contains(byte));
+        && bytes.iter().all(|&byte| byte.is_ascii_graphic() || byte == b' ');
     // SAFETY: every byte is ASCII (checked just above), and ASCII is UTF-8.
     usual.then(|| unsafe { std::str::from_utf8_unchecked(bytes) })
 }
